@@ -1,0 +1,1 @@
+"""The deliberation domain of Barri: instance, aggregator, store, tally and CLI."""

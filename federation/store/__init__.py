@@ -1,0 +1,1 @@
+"""Storage: Protocol implementations over aiosqlite. SQL lives only in this package."""
