@@ -74,7 +74,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(
-            Problem(500, "Internal Server Error", "The server hit an unexpected error; it was logged.")
+            Problem(
+                500, "Internal Server Error", "The server hit an unexpected error; it was logged."
+            )
         )
 
 

@@ -58,7 +58,9 @@ def private_key_from_pem(pem: str | bytes) -> PrivateKey:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise KeyFormatError(f"not a usable private key PEM: {exc}") from exc
-    if not isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
+    if not isinstance(
+        key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+    ):
         raise KeyFormatError(f"unsupported private key type {type(key).__name__}")
     return key
 

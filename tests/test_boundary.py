@@ -26,7 +26,9 @@ def test_activitypub_source_imports_nothing_from_the_domain() -> None:
     files = sorted((ROOT / "activitypub").rglob("*.py"))
     assert files, "activitypub/ has no modules"
     offenders = {
-        str(f.relative_to(ROOT)): sorted(m for m in _imported_modules(f) if m.split(".")[0] in FORBIDDEN)
+        str(f.relative_to(ROOT)): sorted(
+            m for m in _imported_modules(f) if m.split(".")[0] in FORBIDDEN
+        )
         for f in files
     }
     assert {k: v for k, v in offenders.items() if v} == {}
