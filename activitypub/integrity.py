@@ -282,16 +282,16 @@ def _pick_proof(document: Mapping[str, Any], owner: str) -> Mapping[str, Any]:
 
 def _check_ownership(method: str, document: Mapping[str, Any], owner: str) -> None:
     """FEP-fe34: the key is the owner's and shares its origin with the owner and the document."""
-    if not same_origin(method, owner):
-        raise ProofError(ProofFailure.NOT_OWNER, f"{method} is not on the origin of {owner}")
+    # The controller is the key URL without fragment; once it equals the owner, the key
+    # necessarily shares the owner's origin.
+    if urldefrag(method).url != owner:
+        raise ProofError(ProofFailure.NOT_OWNER, f"{method} is not controlled by {owner}")
     object_id = document.get("id")
     # A transient object without id has no origin of its own to compare.
     if object_id is not None and not (
         isinstance(object_id, str) and same_origin(method, object_id)
     ):
         raise ProofError(ProofFailure.NOT_OWNER, f"{method} is not on the origin of {object_id!r}")
-    if urldefrag(method).url != owner:
-        raise ProofError(ProofFailure.NOT_OWNER, f"{method} is not controlled by {owner}")
 
 
 def _owner_key(actor: Mapping[str, Any], method: str, owner: str) -> Ed25519PublicKey | None:

@@ -498,6 +498,19 @@ async def test_document_id_on_another_origin_fails() -> None:
     assert actors.calls == []
 
 
+async def test_transient_document_without_id_verifies() -> None:
+    document = {k: v for k, v in _fep()["unsigned_document"].items() if k != "id"}
+    signed = create_proof(document, _w3c_private(), ALICE_KEY, created=CREATED)
+    assert (await verify_document(signed, Actors({ALICE: _actor()}))).controller == ALICE
+
+
+@pytest.mark.parametrize("object_id", [42, "urn:uuid:58172aac-d8ba-11ed-83dd-0b3aef56cc33"])
+async def test_document_id_without_origin_fails(object_id: Any) -> None:
+    document = {**_fep()["unsigned_document"], "id": object_id}
+    signed = create_proof(document, _w3c_private(), ALICE_KEY, created=CREATED)
+    assert await _fails(signed, Actors({ALICE: _actor()})) is ProofFailure.NOT_OWNER
+
+
 async def test_origin_comparison_is_normalised() -> None:
     document = {**_fep()["unsigned_document"], "id": "HTTPS://Server.Example:443/activities/1"}
     signed = create_proof(document, _w3c_private(), ALICE_KEY, created=CREATED)
