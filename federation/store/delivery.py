@@ -1,0 +1,219 @@
+"""The durable delivery queue over aiosqlite (``activitypub.storage.DeliveryStore``, DESIGN.md §6).
+
+Claims are one ``UPDATE … WHERE id IN (SELECT … LIMIT ?) RETURNING``: SQLite has no
+``SELECT … FOR UPDATE``, and a single statement is atomic, also across processes sharing the file.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
+
+import aiosqlite
+
+from activitypub.storage import (
+    DELIVERY_TRANSITIONS,
+    Delivery,
+    DeliveryId,
+    DeliveryState,
+    check_transition,
+    inbox_host,
+)
+from federation.store.sqlite import transaction, write_lock
+
+_COLUMNS = (
+    "id, activity_id, inbox, sender, body, state, attempts, next_attempt_at, locked_until,"
+    " last_error, last_status, created_at"
+)
+# Claimable: NEW, due, and not under a live lease.
+_CLAIMABLE = "state = 'new' AND next_attempt_at <= ? AND (locked_until IS NULL OR locked_until < ?)"
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    return Delivery(
+        id=int(row[0]),
+        activity_id=row[1],
+        inbox=row[2],
+        sender=row[3],
+        body=bytes(row[4]),
+        state=DeliveryState(row[5]),
+        attempts=int(row[6]),
+        next_attempt_at=float(row[7]),
+        locked_until=None if row[8] is None else float(row[8]),
+        last_error=row[9],
+        last_status=None if row[10] is None else int(row[10]),
+        created_at=float(row[11]),
+    )
+
+
+def _sources(target: DeliveryState) -> list[str]:
+    """The states the declared graph allows to move to ``target``."""
+    return [str(s) for s, targets in DELIVERY_TRANSITIONS.items() if target in targets]
+
+
+class SqliteDeliveryStore:
+    """``DeliveryStore`` on the server's shared aiosqlite connection (see ``open_database``)."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def enqueue(
+        self, activity_id: str, sender: str, body: bytes, inboxes: Iterable[str], *, now: float
+    ) -> int:
+        """Insert one NEW row per new (activity_id, inbox), all in one transaction."""
+        targets = list(dict.fromkeys(inboxes))
+        rows = [
+            (activity_id, inbox, inbox_host(inbox), sender, bytes(body), now, now, now)
+            for inbox in targets
+        ]
+        if not rows:
+            return 0
+        async with transaction(self._db):
+            cursor = await self._db.executemany(
+                "INSERT INTO deliveries (activity_id, inbox, host, sender, body, state, attempts,"
+                " next_attempt_at, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 'new', 0, ?, ?, ?)"
+                " ON CONFLICT (activity_id, inbox) DO NOTHING",
+                rows,
+            )
+            return max(cursor.rowcount, 0)
+
+    async def claim(
+        self, *, now: float, limit: int, lease: float, exclude_hosts: Collection[str] = ()
+    ) -> builtins.list[Delivery]:
+        """Lease up to ``limit`` due rows in one atomic UPDATE … RETURNING."""
+        if limit <= 0:
+            return []
+        excluded = sorted(set(exclude_hosts))
+        skip = f" AND host NOT IN ({_placeholders(len(excluded))})" if excluded else ""
+        sql = (
+            f"UPDATE deliveries SET locked_until = ? WHERE id IN ("  # noqa: S608 (placeholders only)
+            f"SELECT id FROM deliveries WHERE {_CLAIMABLE}{skip}"
+            f" ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}"
+        )
+        async with write_lock(self._db):
+            rows = await self._db.execute_fetchall(sql, (now + lease, now, now, *excluded, limit))
+        # RETURNING does not keep the subquery's order.
+        return sorted(map(_delivery, rows), key=lambda d: (d.next_attempt_at, d.id))
+
+    async def release(self, delivery_id: DeliveryId) -> None:
+        """Unlock a NEW row without counting an attempt."""
+        async with write_lock(self._db):
+            rows = await self._db.execute_fetchall(
+                "UPDATE deliveries SET locked_until = NULL WHERE id = ? AND state = 'new'"
+                " RETURNING id",
+                (delivery_id,),
+            )
+        if not list(rows) and await self.get(delivery_id) is None:
+            raise KeyError(delivery_id)
+
+    async def mark_sent(self, delivery_id: DeliveryId, *, status: int, now: float) -> None:
+        """NEW → SENT."""
+        await self._finish(delivery_id, DeliveryState.SENT, None, status, now)
+
+    async def mark_retry(
+        self,
+        delivery_id: DeliveryId,
+        *,
+        next_attempt_at: float,
+        error: str,
+        status: int | None,
+        now: float,
+    ) -> None:
+        """NEW → NEW, due again at ``next_attempt_at``."""
+        await self._finish(delivery_id, DeliveryState.NEW, error, status, now, next_attempt_at)
+
+    async def mark_gone(
+        self, delivery_id: DeliveryId, *, error: str, status: int | None, now: float
+    ) -> None:
+        """NEW → GONE."""
+        await self._finish(delivery_id, DeliveryState.GONE, error, status, now)
+
+    async def mark_failed(
+        self, delivery_id: DeliveryId, *, error: str, status: int | None, now: float
+    ) -> None:
+        """NEW → FAILED."""
+        await self._finish(delivery_id, DeliveryState.FAILED, error, status, now)
+
+    async def get(self, delivery_id: DeliveryId) -> Delivery | None:
+        """One row by id, or None."""
+        rows = list(
+            await self._db.execute_fetchall(
+                f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?",  # noqa: S608
+                (delivery_id,),
+            )
+        )
+        return _delivery(rows[0]) if rows else None
+
+    async def list(
+        self, *, activity_id: str | None = None, state: DeliveryState | None = None
+    ) -> builtins.list[Delivery]:
+        """Rows matching the filters, in id order."""
+        clauses, params = ["1 = 1"], builtins.list[Any]()
+        if activity_id is not None:
+            clauses.append("activity_id = ?")
+            params.append(activity_id)
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(str(state))
+        where = " AND ".join(clauses)
+        rows = await self._db.execute_fetchall(
+            f"SELECT {_COLUMNS} FROM deliveries WHERE {where} ORDER BY id",  # noqa: S608
+            params,
+        )
+        return [_delivery(r) for r in rows]
+
+    async def next_due(self) -> float | None:
+        """When the earliest NEW row becomes claimable (due time or lease expiry), or None."""
+        rows = list(
+            await self._db.execute_fetchall(
+                "SELECT MIN(CASE WHEN locked_until IS NOT NULL AND locked_until > next_attempt_at"
+                " THEN locked_until ELSE next_attempt_at END) FROM deliveries WHERE state = 'new'"
+            )
+        )
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+    async def release_expired(self, *, now: float) -> int:
+        """Clear leases that expired before ``now``."""
+        async with write_lock(self._db):
+            cursor = await self._db.execute(
+                "UPDATE deliveries SET locked_until = NULL"
+                " WHERE state = 'new' AND locked_until IS NOT NULL AND locked_until < ?",
+                (now,),
+            )
+            count = cursor.rowcount
+            await cursor.close()
+        return max(count, 0)
+
+    async def _finish(
+        self,
+        delivery_id: DeliveryId,
+        state: DeliveryState,
+        error: str | None,
+        status: int | None,
+        now: float,
+        next_attempt_at: float | None = None,
+    ) -> None:
+        """Record one attempt's outcome, if the state graph allows it from the current state."""
+        sources = _sources(state)
+        sql = (
+            "UPDATE deliveries SET state = ?, attempts = attempts + 1, locked_until = NULL,"  # noqa: S608 (placeholders only)
+            " last_error = ?, last_status = ?,"
+            " next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?"
+            f" WHERE id = ? AND state IN ({_placeholders(len(sources))}) RETURNING id"
+        )
+        async with write_lock(self._db):
+            rows = await self._db.execute_fetchall(
+                sql, (str(state), error, status, next_attempt_at, now, delivery_id, *sources)
+            )
+        if list(rows):
+            return
+        current = await self.get(delivery_id)
+        if current is None:
+            raise KeyError(delivery_id)
+        check_transition(DELIVERY_TRANSITIONS, current.state, state)
