@@ -103,6 +103,39 @@ def _integer(params: Mapping[str, str], name: str) -> int | None:
     return int(params[name])
 
 
+def find_signature(headers: Mapping[str, str]) -> str | None:
+    """The ``Signature`` header (§4), else the ``Authorization: Signature`` parameters (§3)."""
+    if "signature" in headers:
+        return headers["signature"]
+    authorization = headers.get("authorization", "")
+    return authorization[10:] if authorization[:10].lower() == "signature " else None
+
+
+def strength_problem(names: Sequence[str], method: str) -> str | None:
+    """What Mastodon's ``verify_signature_strength!`` refuses in a header list, if anything."""
+    covered = set(names)
+    if "(request-target)" not in covered and "digest" not in covered:
+        return "sign (request-target) or digest"
+    if "date" not in covered and "(created)" not in covered:
+        return "sign date or (created)"
+    if method.upper() == "GET" and "host" not in covered:
+        return "sign host on GET"
+    return None
+
+
+def signing_strings(
+    parsed: CavageSignature, method: str, url: str, headers: Mapping[str, str]
+) -> list[str]:
+    """The strings to verify: path+query first, then the path alone, as older Mastodon signed."""
+    targets = [request_target(method, url)]
+    if urlsplit(url).query:
+        targets.append(request_target(method, url, with_query=False))
+    return [
+        signing_string(parsed.headers, t, headers, created=parsed.created, expires=parsed.expires)
+        for t in targets
+    ]
+
+
 def request_target(method: str, url: str, *, with_query: bool = True) -> str:
     """The ``(request-target)`` value: lowercased method, path and query (§2.3)."""
     parts = urlsplit(url)

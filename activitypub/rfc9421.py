@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -299,6 +299,21 @@ def verify(base: str, signature: bytes, key: PublicKey | bytes, alg: str) -> boo
     except InvalidSignature:
         return False
     return True
+
+
+def verify_with_key(
+    base: str, signature: bytes, key: PublicKey, alg: str | None, allowed: Collection[str]
+) -> bool:
+    """Verify with ``alg`` if given, else with each ``allowed`` algorithm the key fits (§3.2)."""
+    if alg is not None:
+        if alg not in allowed:
+            raise AlgorithmError(f"algorithm {alg!r} is not accepted")
+        return verify(base, signature, key, alg)
+    # Without alg the key decides (§3.2 step 5); an RSA key may be either of its algorithms.
+    candidates = [a for a in algorithms_for_key(key) if a in allowed]
+    if not candidates:
+        raise AlgorithmError(f"no accepted algorithm for a {type(key).__name__}")
+    return any(verify(base, signature, key, a) for a in candidates)
 
 
 def algorithms_for_key(key: PublicKey | PrivateKey | bytes) -> tuple[str, ...]:
