@@ -12,12 +12,11 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 
 from .errors import Problem
+from .fetch import is_as2_media_type, parse_media_type
 from .origin import OriginError, origin_of
 
 JRD = "application/jrd+json"
 AS_MEDIA_TYPE = "application/activity+json"
-AS_PROFILE = "https://www.w3.org/ns/activitystreams"
-LD_AS_MEDIA_TYPE = f'application/ld+json; profile="{AS_PROFILE}"'
 PROFILE_PAGE_REL = "http://webfinger.net/rel/profile-page"
 WELL_KNOWN_PATH = "/.well-known/webfinger"
 CORS = {"Access-Control-Allow-Origin": "*"}
@@ -135,26 +134,6 @@ def webfinger_handler(lookup: AccountLookup) -> Callable[[web.Request], Awaitabl
     return handler
 
 
-def _media_type(value: str) -> tuple[str, dict[str, str]]:
-    """Split a media type into its lowercased essence and its parameters."""
-    essence, *params = value.split(";")
-    parsed: dict[str, str] = {}
-    for param in params:
-        name, _, raw = param.partition("=")
-        parsed[name.strip().lower()] = raw.strip().strip('"')
-    return essence.strip().lower(), parsed
-
-
-def is_activitypub_type(value: Any) -> bool:
-    """True for ``application/activity+json`` or ld+json with the AS2 profile (AP §3.2)."""
-    if not isinstance(value, str):
-        return False
-    essence, params = _media_type(value)
-    if essence == AS_MEDIA_TYPE:
-        return True
-    return essence == "application/ld+json" and AS_PROFILE in params.get("profile", "").split()
-
-
 def self_link(jrd: Mapping[str, Any]) -> str:
     """The ActivityPub actor id a JRD points to (its ``self`` link); WebFingerError if none."""
     links = jrd.get("links")
@@ -165,10 +144,11 @@ def self_link(jrd: Mapping[str, Any]) -> str:
         for link in links
         if isinstance(link, Mapping)
         and link.get("rel") == "self"
-        and is_activitypub_type(link.get("type"))
+        and isinstance(link.get("type"), str)
+        and is_as2_media_type(link["type"])
     ]
     # Prefer the activity+json link when a server lists both spellings.
-    candidates.sort(key=lambda link: _media_type(str(link["type"]))[0] != AS_MEDIA_TYPE)
+    candidates.sort(key=lambda link: parse_media_type(link["type"])[0] != AS_MEDIA_TYPE)
     for link in candidates:
         href = link.get("href")
         if isinstance(href, str):
@@ -183,8 +163,10 @@ def self_link(jrd: Mapping[str, Any]) -> str:
 async def webfinger_lookup(fetcher: Any, resource: str, *, scheme: str = "https") -> str:
     """Resolve ``user@host`` to its actor id with a WebFinger GET (RFC 7033 §4, Mastodon).
 
-    ``fetcher.get_json(url, accept=...)`` must return an object with ``.document``; its own
-    errors (network, status, size) propagate unchanged.
+    ``fetcher`` is an :class:`activitypub.fetch.Fetcher` (or anything with the same
+    ``get_json``); its errors (FetchError: network, status such as 404, size) propagate
+    unchanged. The href is not fetched here: the caller fetches the actor and, as Mastodon
+    does, may check that the actor's preferredUsername and host lead back to it.
     """
     try:
         user, host = parse_acct(resource)

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rdflib
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from pyld import jsonld
 
+from activitypub import jsonld as barri_jsonld
 from activitypub.actors import (
     ACTOR_CONTEXT,
     ACTOR_TYPES,
@@ -278,6 +280,18 @@ def test_without_did_v1_the_processor_loses_assertion_method() -> None:
     doc = actor_document(_profile())
     doc["@context"] = [c for c in doc["@context"] if c != "https://www.w3.org/ns/did/v1"]
     assert SEC + "assertionMethod" not in _expand(doc)
+
+
+def test_our_own_json_ld_layer_accepts_the_actor_and_reads_its_keys_as_rdf() -> None:
+    """activitypub.jsonld (inbound checks, rdflib offline) agrees with pyld."""
+    doc = actor_document(_profile())
+    barri_jsonld.check_document(doc)  # raises on unknown contexts or term redefinitions
+    assert barri_jsonld.expand_iri(doc, "assertionMethod") == SEC + "assertionMethod"
+    graph = barri_jsonld.to_graph(doc)
+    actor, key = rdflib.URIRef(doc["id"]), rdflib.URIRef(doc["id"] + "#ed25519-key")
+    assert list(graph.objects(actor, rdflib.URIRef(SEC + "assertionMethod"))) == [key]
+    assert (key, rdflib.RDF.type, rdflib.URIRef(SEC + "Multikey")) in graph
+    assert (key, rdflib.URIRef(SEC + "controller"), actor) in graph
 
 
 def test_the_offline_loader_really_refuses_unknown_contexts() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -15,8 +14,10 @@ from aiohttp import ClientSession, web
 from pytest_aiohttp.plugin import AiohttpServer
 
 from activitypub.actors import ActorProfile, actor_document
+from activitypub.fetch import Fetcher, FetchError, FetchFailure
 from activitypub.hostmeta import XRD_NS, host_meta_routes, lrdd_template
 from activitypub.keys import generate_ed25519, generate_rsa
+from activitypub.ssrf import make_client_session
 from activitypub.webfinger import (
     JRD,
     PROFILE_PAGE_REL,
@@ -33,46 +34,20 @@ RSA_KEY = generate_rsa()
 ED_KEY = generate_ed25519()
 
 
-@dataclass(frozen=True)
-class Fetched:
-    """What ``activitypub.fetch.Fetcher.get_json`` returns: the document and the final URL."""
-
-    document: Any
-    url: str
-
-
-class FetchFailed(Exception):
-    """The loopback fetcher got a non-200 answer."""
-
-
-class LoopbackFetcher:
-    """The ``get_json`` contract of activitypub.fetch, minus signing and the SSRF guard.
-
-    activitypub.fetch is written in parallel; this stand-in performs real HTTP on loopback.
-    """
-
-    def __init__(self, session: ClientSession) -> None:
-        self.session = session
-        self.requests: list[tuple[str, str]] = []
-
-    async def get_json(self, url: str, *, accept: str) -> Fetched:
-        assert urlsplit(url).hostname == "127.0.0.1", url  # tests never leave loopback
-        self.requests.append((url, accept))
-        async with self.session.get(url, headers={"Accept": accept}) as resp:
-            if resp.status != 200:
-                raise FetchFailed(f"{resp.status} from {url}")
-            return Fetched(await resp.json(content_type=None), str(resp.url))
-
-
 class Instance:
     """One server on 127.0.0.1: WebFinger, host-meta and actor documents for USERS."""
 
     def __init__(self, port: int) -> None:
         self.origin = f"http://127.0.0.1:{port}"
         self.host = f"127.0.0.1:{port}"
+        self.seen: list[tuple[str, str]] = []  # (path and query, Accept) of WebFinger GETs
 
     def actor_id(self, user: str) -> str:
         return f"{self.origin}/users/{user}"
+
+    async def webfinger(self, request: web.Request) -> web.Response:
+        self.seen.append((request.path_qs, request.headers.get("Accept", "")))
+        return await webfinger_handler(self.lookup)(request)
 
     async def lookup(self, resource: str) -> WebFingerAccount | None:
         """acct:user@host, an actor URL, or the origin itself for the instance actor."""
@@ -119,7 +94,7 @@ class Instance:
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/.well-known/webfinger", webfinger_handler(self.lookup))
+        app.router.add_get("/.well-known/webfinger", self.webfinger)
         app.router.add_get("/users/{user}", self.actor)
         app.add_routes(host_meta_routes(self.origin))
         return app
@@ -134,8 +109,13 @@ async def instance(aiohttp_server: AiohttpServer, unused_tcp_port: int) -> Insta
 
 @pytest.fixture
 async def session() -> AsyncIterator[ClientSession]:
-    async with ClientSession() as s:
+    """The guarded client session a server uses, with loopback allowed for tests only."""
+    async with make_client_session(allow_loopback=True) as s:
         yield s
+
+
+def _fetcher(session: ClientSession) -> Fetcher:
+    return Fetcher(session, allow_http=True)
 
 
 async def _get(
@@ -270,37 +250,33 @@ async def test_origin_resource_finds_the_instance_actor_fep_d556(
 
 async def test_mastodon_round_trip_on_loopback(instance: Instance, session: ClientSession) -> None:
     """preferredUsername + the actor's host → WebFinger → self href must equal the actor id."""
-    fetcher = LoopbackFetcher(session)
+    fetcher = _fetcher(session)
     for user in USERS:
-        fetched = await fetcher.get_json(
-            instance.actor_id(user), accept="application/activity+json"
-        )
+        fetched = await fetcher.get_activity(instance.actor_id(user), signed=False)
         actor = fetched.document
         handle = f"{actor['preferredUsername']}@{urlsplit(actor['id']).netloc}"
         href = await webfinger_lookup(fetcher, handle, scheme="http")
         assert href == actor["id"] == fetched.url
-    wf_url, accept = fetcher.requests[1]
-    assert wf_url == (
-        f"{instance.origin}/.well-known/webfinger?resource=acct:alice@{instance.host}"
-    )
+    path_qs, accept = instance.seen[0]
+    assert path_qs == f"/.well-known/webfinger?resource=acct:alice@{instance.host}"
     assert accept == "application/jrd+json, application/json"
 
 
 async def test_lookup_of_an_unknown_account_surfaces_the_fetch_error(
     instance: Instance, session: ClientSession
 ) -> None:
-    with pytest.raises(FetchFailed, match="404"):
-        await webfinger_lookup(LoopbackFetcher(session), f"bob@{instance.host}", scheme="http")
+    with pytest.raises(FetchError) as caught:
+        await webfinger_lookup(_fetcher(session), f"bob@{instance.host}", scheme="http")
+    assert caught.value.status == 404
 
 
 @pytest.mark.parametrize("resource", ["alice", "acct:alice@", "https://127.0.0.1/users/alice"])
 async def test_lookup_refuses_a_bad_handle_before_fetching(
     session: ClientSession, resource: str
 ) -> None:
-    fetcher = LoopbackFetcher(session)
+    # WebFingerError, not FetchError: nothing was requested.
     with pytest.raises(WebFingerError):
-        await webfinger_lookup(fetcher, resource)
-    assert fetcher.requests == []
+        await webfinger_lookup(_fetcher(session), resource)
 
 
 CANNED: dict[str, Any] = {
@@ -361,17 +337,25 @@ async def canned_origin(aiohttp_server: AiohttpServer) -> str:
 async def test_lookup_accepts_both_activitypub_media_types(
     canned_origin: str, session: ClientSession, user: str, expected: str
 ) -> None:
-    fetcher = LoopbackFetcher(session)
+    fetcher = _fetcher(session)
     assert await webfinger_lookup(fetcher, f"{user}@{canned_origin}", scheme="http") == expected
 
 
-@pytest.mark.parametrize("user", ["noself", "html", "nolinks", "array", "badhref"])
+@pytest.mark.parametrize("user", ["noself", "html", "nolinks", "badhref"])
 async def test_lookup_without_a_usable_self_link_is_a_readable_error(
     canned_origin: str, session: ClientSession, user: str
 ) -> None:
-    fetcher = LoopbackFetcher(session)
+    fetcher = _fetcher(session)
     with pytest.raises(WebFingerError, match=f"acct:{user}@"):
         await webfinger_lookup(fetcher, f"{user}@{canned_origin}", scheme="http")
+
+
+async def test_lookup_of_a_non_object_answer_fails_in_the_fetcher(
+    canned_origin: str, session: ClientSession
+) -> None:
+    with pytest.raises(FetchError) as caught:
+        await webfinger_lookup(_fetcher(session), f"array@{canned_origin}", scheme="http")
+    assert caught.value.reason == FetchFailure.INVALID
 
 
 def test_mastodon_webfinger_examples_give_the_actor_id(vectors: Path) -> None:
