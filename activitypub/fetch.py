@@ -208,6 +208,7 @@ class Fetcher:
         return url
 
     def _headers(self, url: str, accept: str, signed: bool) -> dict[str, str]:
+        # Without a signer a "signed" fetch goes out unsigned: the server answers or refuses.
         headers = {"Accept": accept}
         if signed and self._signer is not None:
             return dict(self._signer("GET", url, headers))
@@ -215,7 +216,10 @@ class Fetcher:
 
     async def _hop(self, url: str, accept: str, signed: bool, *, as2: bool) -> Fetched | str:
         """One GET: a Fetched result, or the vetted URL a redirect points to."""
-        wire = wire_url(url)
+        try:
+            wire = wire_url(url)
+        except ValueError as exc:  # e.g. a host that is not valid IDNA
+            raise FetchError(FetchFailure.SCHEME, url, f"malformed URL: {exc}") from exc
         headers = self._headers(str(wire), accept, signed)
         try:
             async with self._session.get(wire, headers=headers, allow_redirects=False) as resp:

@@ -321,9 +321,13 @@ async def test_https_only_unless_allowed(
     session: aiohttp.ClientSession, base: str, remote: TestServer
 ) -> None:
     strict = Fetcher(session)
-    await refused(strict.get_activity(f"{base}/chain/0"), FetchFailure.SCHEME)
+    await refused(strict.get_activity(f"{base}/echo/0"), FetchFailure.SCHEME)
     await refused(strict.get_activity("ftp://127.0.0.1/x"), FetchFailure.SCHEME)
     await refused(strict.get_json("relative/path"), FetchFailure.SCHEME)
+    lax = Fetcher(session, allow_http=True)
+    await refused(lax.get_json("http://[zz]/"), FetchFailure.SCHEME)
+    await refused(lax.get_json("http://127.0.0.1:99999/"), FetchFailure.SCHEME)
+    assert remote.app[SEEN] == []
 
 
 async def test_blocked_direct(session: aiohttp.ClientSession, guard: NetGuard) -> None:

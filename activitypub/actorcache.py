@@ -1,0 +1,248 @@
+"""Actor and key cache: fetch actors once, resolve signature keyIds, refetch on rotation.
+
+Implements the keyId → key rules of reference/activitypub.md §1.1 and DESIGN.md §5:
+
+* ``actor#main-key`` (Mastodon, Fedify): fetch the actor without the fragment; it must list the
+  key in ``publicKey`` (value or list) or as a Multikey in ``assertionMethod`` (FEP-521a).
+* ``…/main-key`` without a fragment (GoToSocial): the key URL serves a stub whose id is not the
+  key URL, so it is read as a *pointer* only: its ``owner``/``controller`` names the actor, which
+  must be on the key's origin, and the key material comes from that actor, fetched with every
+  ActivityPub check, which must list the very same key id (a reciprocal claim).
+* A key the cached actor does not list is looked for once more in a fresh copy (rotation:
+  the actor was cached before it published its new key); ``refresh=True`` forces a fresh copy,
+  which is what a verifier does once after a signature fails with a cached key.
+
+Concurrent requests for one URL share a single fetch. Cached documents are shared: treat them as
+read-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Literal
+
+from activitypub.fetch import AS2_ACCEPT, Fetcher, FetchError, FetchFailure, strip_fragment
+from activitypub.keys import ActorKey, KeyFormatError, multikey_decode, public_key_from_pem
+from activitypub.origin import OriginError, origin_of, same_origin
+
+Kind = Literal["actor", "pointer"]
+Document = dict[str, Any]
+
+
+class KeyUnavailable(Exception):
+    """A keyId could not be resolved to a key its actor vouches for."""
+
+    def __init__(self, key_id: str, detail: str, *, failure: FetchFailure | None = None) -> None:
+        super().__init__(f"key {key_id!r}: {detail}")
+        self.key_id = key_id
+        self.detail = detail
+        self.failure = failure  # set when a fetch failed (GONE tells a deleted actor)
+
+
+def _as_list(value: Any) -> list[Any]:
+    """AS2 allows a single value or an array wherever a property may repeat."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _as_id(value: Any) -> str | None:
+    """An id given as a string or as an embedded object with an ``id``."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
+
+
+def _has_type(entry: dict[str, Any], name: str) -> bool:
+    return name in _as_list(entry.get("type"))
+
+
+def _listed(document: Document, key_id: str) -> dict[str, Any] | None:
+    """The entry of ``publicKey`` or ``assertionMethod`` whose id is ``key_id``, if any."""
+    for prop in ("publicKey", "assertionMethod"):
+        for entry in _as_list(document.get(prop)):
+            if isinstance(entry, dict) and entry.get("id") == key_id:
+                return entry
+    return None
+
+
+def _publickey_entry(actor_id: str, key_id: str, entry: dict[str, Any]) -> ActorKey:
+    """A ``publicKey`` entry (security/v1): optional ``owner`` must be the actor; PEM key."""
+    owner = _as_id(entry.get("owner"))
+    if owner is not None and owner != actor_id:
+        raise KeyUnavailable(key_id, f"publicKey.owner {owner!r} is not the actor {actor_id!r}")
+    pem = entry.get("publicKeyPem")
+    if not isinstance(pem, str):
+        raise KeyUnavailable(key_id, "publicKey has no publicKeyPem string")
+    try:
+        return ActorKey(key_id, actor_id, public_key_from_pem(pem))
+    except KeyFormatError as exc:
+        raise KeyUnavailable(key_id, f"unusable publicKeyPem: {exc}") from exc
+
+
+def _multikey_entry(actor_id: str, key_id: str, entry: dict[str, Any]) -> ActorKey:
+    """An ``assertionMethod`` Multikey (FEP-521a): ``controller`` must be the actor."""
+    if not _has_type(entry, "Multikey"):
+        raise KeyUnavailable(key_id, "assertionMethod entry is not a Multikey")
+    controller = _as_id(entry.get("controller"))
+    if controller != actor_id:
+        raise KeyUnavailable(key_id, f"Multikey controller {controller!r} is not the actor")
+    value = entry.get("publicKeyMultibase")
+    if not isinstance(value, str):
+        raise KeyUnavailable(key_id, "Multikey has no publicKeyMultibase string")
+    try:
+        return ActorKey(key_id, actor_id, multikey_decode(value))
+    except KeyFormatError as exc:
+        raise KeyUnavailable(key_id, f"unusable publicKeyMultibase: {exc}") from exc
+
+
+def key_from_actor(actor: Document, key_id: str) -> ActorKey | None:
+    """The key ``actor`` lists under ``key_id``, None if it lists none (FEP-521a, security/v1)."""
+    actor_id = actor.get("id")
+    if not isinstance(actor_id, str) or not same_origin(actor_id, key_id):
+        raise KeyUnavailable(key_id, f"actor {actor_id!r} is not on the key's origin")
+    for entry in _as_list(actor.get("publicKey")):
+        if isinstance(entry, dict) and entry.get("id") == key_id:
+            return _publickey_entry(actor_id, key_id, entry)
+    for entry in _as_list(actor.get("assertionMethod")):
+        if isinstance(entry, dict) and entry.get("id") == key_id:
+            return _multikey_entry(actor_id, key_id, entry)
+    return None
+
+
+def owner_from_pointer(document: Document, key_id: str) -> str:
+    """The actor a fragment-less key URL names: the key's ``owner``/``controller``."""
+    entry: dict[str, Any] | None = document if document.get("id") == key_id else None
+    if entry is None:
+        entry = _listed(document, key_id)  # GoToSocial's stub actor embeds the key
+    if entry is None:
+        raise KeyUnavailable(key_id, "the key URL does not describe this key")
+    owner = _as_id(entry.get("owner")) or _as_id(entry.get("controller"))
+    if owner is None and entry is not document:
+        owner = _as_id(document.get("id"))  # a stub actor listing the key without owner
+    if owner is None:
+        raise KeyUnavailable(key_id, "the key names no owner or controller")
+    return owner
+
+
+class ActorCache:
+    """TTL + LRU cache of actor documents with shared in-flight fetches and key resolution."""
+
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        *,
+        ttl: float = 3600.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetcher = fetcher
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[tuple[Kind, str], tuple[float, Document]] = OrderedDict()
+        self._inflight: dict[tuple[Kind, str], asyncio.Task[Document]] = {}
+
+    async def actor(self, url: str, refresh: bool = False) -> dict[str, Any]:
+        """The actor at ``url``, cached; ``refresh`` refetches (integrity.ActorFetcher, AP §7)."""
+        document, _ = await self._document("actor", strip_fragment(url), refresh)
+        return document
+
+    async def key(self, key_id: str, refresh: bool = False) -> ActorKey:
+        """Resolve a signature keyId to the key its actor lists (httpsig.KeyResolver)."""
+        try:
+            origin_of(key_id)
+        except OriginError as exc:
+            raise KeyUnavailable(key_id, "keyId is not an absolute http(s) URL") from exc
+        owner = await self._owner_url(key_id, refresh)
+        actor, cached = await self._fetch(key_id, "actor", owner, refresh)
+        found = key_from_actor(actor, key_id)
+        if found is None and cached:
+            # A key the cached copy does not know may be a new one: look once more.
+            actor, _ = await self._fetch(key_id, "actor", owner, True)
+            found = key_from_actor(actor, key_id)
+        if found is None:
+            raise KeyUnavailable(key_id, f"actor {owner!r} does not list this key")
+        return found
+
+    def forget(self, url: str) -> None:
+        """Drop what is cached for ``url`` (e.g. after a Delete or an Update of the actor)."""
+        plain = strip_fragment(url)
+        self._entries.pop(("actor", plain), None)
+        self._entries.pop(("pointer", plain), None)
+
+    async def _owner_url(self, key_id: str, refresh: bool) -> str:
+        """The actor URL to fetch for ``key_id``: its own document, or the pointer's owner."""
+        document_url = strip_fragment(key_id)
+        if document_url != key_id:
+            return document_url
+        pointer, _ = await self._fetch(key_id, "pointer", key_id, refresh)
+        owner = owner_from_pointer(pointer, key_id)
+        # Checked before fetching it: a key may only name an owner on its own origin.
+        if not same_origin(owner, key_id):
+            raise KeyUnavailable(key_id, f"owner {owner!r} is not on the key's origin")
+        return strip_fragment(owner)
+
+    async def _fetch(
+        self, key_id: str, kind: Kind, url: str, refresh: bool
+    ) -> tuple[Document, bool]:
+        """:meth:`_document`, with fetch failures reported as KeyUnavailable."""
+        try:
+            return await self._document(kind, url, refresh)
+        except FetchError as exc:
+            raise KeyUnavailable(
+                key_id,
+                f"fetching {url!r} failed: {exc.reason.value}: {exc.detail}",
+                failure=exc.reason,
+            ) from exc
+
+    async def _document(self, kind: Kind, url: str, refresh: bool) -> tuple[Document, bool]:
+        """(document, came from cache); one shared fetch per (kind, URL) at a time."""
+        slot = (kind, url)
+        if not refresh:
+            hit = self._cached(slot)
+            if hit is not None:
+                return hit, True
+        task = self._inflight.get(slot)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load(kind, url))
+            self._inflight[slot] = task
+            task.add_done_callback(lambda done: self._settled(slot, done))
+        # shield: one caller giving up must not cancel the fetch the others wait for.
+        return await asyncio.shield(task), False
+
+    def _settled(self, slot: tuple[Kind, str], task: asyncio.Task[Document]) -> None:
+        if self._inflight.get(slot) is task:
+            del self._inflight[slot]
+        if not task.cancelled():
+            task.exception()  # retrieved here so an unawaited failure is not logged as lost
+
+    async def _load(self, kind: Kind, url: str) -> Document:
+        if kind == "actor":
+            fetched = await self._fetcher.get_activity(url)
+        else:
+            # Only a pointer: its id may differ from its URL (GoToSocial), and nothing in it
+            # is trusted except the owner it names, which is then fetched with every check.
+            fetched = await self._fetcher.get_json(url, accept=AS2_ACCEPT, signed=True)
+        self._store((kind, url), fetched.document)
+        return fetched.document
+
+    def _cached(self, slot: tuple[Kind, str]) -> Document | None:
+        entry = self._entries.get(slot)
+        if entry is None:
+            return None
+        expires, document = entry
+        if expires <= self._clock():
+            del self._entries[slot]
+            return None
+        self._entries.move_to_end(slot)
+        return document
+
+    def _store(self, slot: tuple[Kind, str], document: Document) -> None:
+        self._entries[slot] = (self._clock() + self._ttl, document)
+        self._entries.move_to_end(slot)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
