@@ -116,7 +116,7 @@ def _bundled_json(filename: str) -> Any:
 
 
 def load_context(url: str) -> dict[str, Any]:
-    """The bundled context document for a known URL (JSON-LD 1.1 §9.4, served from memory)."""
+    """The bundled context document for a known URL (JSON-LD 1.1 API §9.4, from memory)."""
     filename = KNOWN_CONTEXTS.get(url)
     if filename is None:
         raise JsonLdError(JsonLdFailure.UNKNOWN_CONTEXT, f"context {url!r} is not bundled")
