@@ -1,0 +1,120 @@
+"""Inbox dispatch: handlers registered per activity type, run from recorded rows (style.md §4)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from activitypub import as2
+from activitypub.backoff import retry_delay
+from activitypub.storage import InboxRecord, InboxStore
+
+log = logging.getLogger(__name__)
+Handler = Callable[[InboxRecord], Awaitable[None]]
+
+
+class InboxDispatcher:
+    """A registry of handlers by activity type, as Fedify's ``.on()`` and bovine's types map."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[Handler]] = {}
+
+    def on(self, *types: str) -> Callable[[Handler], Handler]:
+        """Decorator: run the handler for activities of any of ``types``."""
+
+        def register(handler: Handler) -> Handler:
+            for name in types:
+                self._handlers.setdefault(name, []).append(handler)
+            return handler
+
+        return register
+
+    def handlers_for(self, activity: dict[str, Any]) -> list[Handler]:
+        """Every handler registered for any of the activity's types, in registration order."""
+        found: list[Handler] = []
+        for name in as2.types(activity):
+            found.extend(h for h in self._handlers.get(name, []) if h not in found)
+        return found
+
+    async def dispatch(self, record: InboxRecord) -> None:
+        """Run the record's handlers; an activity of an unknown type is simply done."""
+        for handler in self.handlers_for(record.activity):
+            await handler(record)
+
+
+class InboxProcessor:
+    """Claims recorded inbox rows and dispatches them; woken on receipt, retries with backoff."""
+
+    def __init__(
+        self,
+        store: InboxStore,
+        dispatcher: InboxDispatcher,
+        *,
+        batch: int = 32,
+        lease: float = 60.0,
+        max_attempts: int = 8,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store, self.dispatcher = store, dispatcher
+        self.batch, self.lease, self.max_attempts, self.clock = batch, lease, max_attempts, clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Signal that a new row was recorded."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Start the background loop (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="inbox-processor")
+
+    async def stop(self) -> None:
+        """Stop the loop; rows being processed keep their lease and are retried later."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def process_pending(self) -> int:
+        """Process every claimable row now; return how many were handled."""
+        handled = 0
+        while records := await self.store.claim(
+            now=self.clock(), limit=self.batch, lease=self.lease
+        ):
+            for record in records:
+                await self._process(record)
+                handled += 1
+        return handled
+
+    async def _process(self, record: InboxRecord) -> None:
+        """Dispatch one row; a handler error is recorded and retried with backoff."""
+        try:
+            await self.dispatcher.dispatch(record)
+        except Exception as exc:
+            log.warning(
+                "inbox handler failed",
+                extra={"activity_id": record.activity_id, "error": repr(exc)},
+            )
+            attempts = record.attempts + 1
+            retry_at = (
+                None
+                if attempts >= self.max_attempts
+                else self.clock() + retry_delay(attempts, base=5.0)
+            )
+            await self.store.mark_failed(record.id, repr(exc), retry_at=retry_at, now=self.clock())
+        else:
+            await self.store.mark_done(record.id)
+
+    async def _run(self) -> None:
+        """Loop: process what is due, then sleep until woken or a minute passes."""
+        while True:
+            self._wake.clear()  # clear first: a wake during processing is not lost
+            await self.process_pending()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=60.0)
