@@ -11,6 +11,8 @@ import binascii
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
@@ -136,6 +138,21 @@ def signing_strings(
     ]
 
 
+def signed_times(parsed: CavageSignature, headers: Mapping[str, str]) -> list[datetime]:
+    """The signed creation times, ``(created)`` then a signed ``Date`` (§2.1.4, §2.3)."""
+    moments: list[datetime] = []
+    try:
+        if "(created)" in parsed.headers and parsed.created is not None:
+            moments.append(datetime.fromtimestamp(parsed.created, UTC))
+        if "date" in parsed.headers:
+            date = parsedate_to_datetime(headers["date"])
+            # RFC 9110 dates are GMT; a zone-less date is read the same way.
+            moments.append(date.replace(tzinfo=UTC) if date.tzinfo is None else date)
+    except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
+        raise CavageFormatError("the signed Date or (created) is missing or unreadable") from exc
+    return moments
+
+
 def request_target(method: str, url: str, *, with_query: bool = True) -> str:
     """The ``(request-target)`` value: lowercased method, path and query (§2.3)."""
     parts = urlsplit(url)
@@ -212,6 +229,19 @@ def _check_fit(algorithm: str, key: PrivateKey | PublicKey) -> None:
     # rsa-sha256 names its key type; hs2019 takes the algorithm from the key (RSA or Ed25519).
     if not (is_rsa or (is_ed and algorithm == "hs2019")):
         raise CavageAlgorithmError(f"{algorithm} does not fit a {type(key).__name__}")
+
+
+def mastodon_signature(
+    method: str, url: str, headers: Mapping[str, str], key_id: str, key: PrivateKey
+) -> str:
+    """Sign as Mastodon does: ``(request-target) host date``, plus ``digest`` and
+    ``content-type`` when ``headers`` (lowercased names) carry them; returns ``Signature``."""
+    names = ["(request-target)", "host", "date"]
+    if "digest" in headers:
+        names += ["digest", "content-type"] if "content-type" in headers else ["digest"]
+    text = signing_string(names, request_target(method, url), headers)
+    algorithm = algorithm_for_key(key)
+    return signature_header(key_id, algorithm, names, sign(text, key, algorithm))
 
 
 def signature_header(key_id: str, algorithm: str, names: Sequence[str], signature: bytes) -> str:

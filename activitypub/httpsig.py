@@ -1,33 +1,22 @@
 """HTTP signatures for ActivityPub: sign, verify with typed failures, and double-knock delivery.
 
-Two schemes are spoken: RFC 9421 (with RFC 9530 ``Content-Digest``) and draft-cavage-12 (with
-RFC 3230 ``Digest``), the one Mastodon has used since 2017. This module holds the *policy*:
-what a signature must cover, the clock window, which algorithms we accept, key rotation, and
-the mapping of every failure to 400 or 401. Byte-level work is in :mod:`activitypub.cavage`,
-:mod:`activitypub.rfc9421` and :mod:`activitypub.digest`.
+RFC 9421 (+ RFC 9530 ``Content-Digest``) and draft-cavage-12 (+ RFC 3230 ``Digest``, as Mastodon).
+This module is the *policy*: required coverage, clock window, accepted algorithms, key rotation,
+the 400/401 mapping. Byte-level work is in :mod:`.cavage`, :mod:`.rfc9421` and :mod:`.digest`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from activitypub import cavage, rfc9421
-from activitypub.digest import (
-    DigestFormatError,
-    DigestMismatchError,
-    DigestUnsupportedError,
-    check_content_digest,
-    check_digest,
-    make_content_digest,
-    make_digest,
-)
+from activitypub import cavage, digest, rfc9421
 from activitypub.keys import ActorKey, PrivateKey, PublicKey
 
 
@@ -52,14 +41,8 @@ class SignatureFailure(StrEnum):
     SIGNATURE = "signature_invalid"
 
 
-_BAD_REQUEST = frozenset(
-    {
-        SignatureFailure.MALFORMED,
-        SignatureFailure.COMPONENTS,
-        SignatureFailure.DIGEST_MISSING,
-        SignatureFailure.DIGEST_MISMATCH,
-    }
-)
+_F = SignatureFailure  # short alias for the table below
+_BAD_REQUEST = frozenset({_F.MALFORMED, _F.COMPONENTS, _F.DIGEST_MISSING, _F.DIGEST_MISMATCH})
 
 
 def http_status(reason: SignatureFailure) -> int:
@@ -106,6 +89,7 @@ _RFC9421_ALGORITHMS = ("ed25519", "rsa-v1_5-sha256", "rsa-pss-sha512", "ecdsa-p2
 _GENERATED = frozenset({"host", "date", "digest", "content-digest", "signature", "signature-input"})
 _BODY_METHODS = frozenset({"POST", "PUT"})
 _LABEL = "sig1"
+_MAX_LABELS = 3  # the sender's own signature plus a proxy's or two (RFC 9421 §4.3)
 
 
 def _utc(moment: datetime | None) -> datetime:
@@ -135,26 +119,15 @@ def sign_request(
     out["Host"] = _authority(url)
     out["Date"] = format_datetime(moment, usegmt=True)
     if scheme is Scheme.CAVAGE:
-        _sign_cavage(method, url, out, body, key)
+        if body is not None:
+            out["Digest"] = digest.make_digest(body)
+        fields = rfc9421.combine_fields(out.items())
+        out["Signature"] = cavage.mastodon_signature(
+            method, url, fields, key.key_id, key.private_key
+        )
     else:
         _sign_rfc9421(method, url, out, body, key, moment)
     return out
-
-
-def _sign_cavage(
-    method: str, url: str, out: dict[str, str], body: bytes | None, key: SigningKey
-) -> None:
-    names = ["(request-target)", "host", "date"]
-    if body is not None:
-        out["Digest"] = make_digest(body)
-        names.append("digest")
-        if any(k.lower() == "content-type" for k in out):
-            names.append("content-type")
-    fields = rfc9421.combine_fields(out.items())
-    text = cavage.signing_string(names, cavage.request_target(method, url), fields)
-    algorithm = cavage.algorithm_for_key(key.private_key)
-    signature = cavage.sign(text, key.private_key, algorithm)
-    out["Signature"] = cavage.signature_header(key.key_id, algorithm, names, signature)
 
 
 def _sign_rfc9421(
@@ -167,7 +140,7 @@ def _sign_rfc9421(
 ) -> None:
     components = ["@method", "@target-uri", "@authority"]
     if body is not None:
-        out["Content-Digest"] = make_content_digest(body)
+        out["Content-Digest"] = digest.make_content_digest(body)
         components.append("content-digest")
     algorithms = rfc9421.algorithms_for_key(key.private_key)
     if not algorithms:
@@ -227,20 +200,20 @@ def _check_body_digest(request: _Request, field: str, covered: bool) -> None:
         return  # an unsigned digest proves nothing, so it is not worth checking
     if request.body is None:
         return
-    check = check_digest if field == "digest" else check_content_digest
+    check = digest.check_digest if field == "digest" else digest.check_content_digest
     try:
         check(value, request.body)
-    except DigestMismatchError as exc:
+    except digest.DigestMismatchError as exc:
         raise SignatureError(SignatureFailure.DIGEST_MISMATCH, str(exc)) from exc
-    except DigestUnsupportedError as exc:
+    except digest.DigestUnsupportedError as exc:
         raise SignatureError(SignatureFailure.DIGEST_MISSING, str(exc)) from exc
-    except DigestFormatError as exc:
+    except digest.DigestFormatError as exc:
         raise SignatureError(SignatureFailure.MALFORMED, str(exc)) from exc
 
 
-def _check_clock(request: _Request, moment: datetime, what: str) -> None:
+def _check_clock(request: _Request, moment: datetime) -> None:
     if abs(request.now - moment) > request.window:
-        detail = f"{what} {moment.isoformat()} is more than {request.window} from now"
+        detail = f"signed at {moment.isoformat()}, more than {request.window} from now"
         raise SignatureError(SignatureFailure.CLOCK, detail)
 
 
@@ -303,24 +276,16 @@ def _parse_cavage(request: _Request) -> cavage.CavageSignature:
 
 def _cavage_created(request: _Request, parsed: cavage.CavageSignature) -> datetime:
     """Check the signed Date and (created)/(expires) against the window; return the time."""
-    moments: list[datetime] = []
-    if "(created)" in parsed.headers and parsed.created is not None:
-        moments.append(datetime.fromtimestamp(parsed.created, UTC))
-        _check_clock(request, moments[-1], "(created)")
-    if "date" in parsed.headers:
-        try:
-            date = _utc(parsedate_to_datetime(request.combined["date"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SignatureError(SignatureFailure.MALFORMED, "missing or bad Date") from exc
-        moments.append(date)
-        _check_clock(request, date, "Date")
-    if parsed.expires is not None:
-        try:
-            _check_expires(request, float(parsed.expires))
-        except ValueError as exc:  # pragma: no cover - the parser only admits numbers
-            raise SignatureError(SignatureFailure.MALFORMED, "bad expires") from exc
+    try:
+        moments = cavage.signed_times(parsed, request.combined)
+    except cavage.CavageFormatError as exc:
+        raise SignatureError(SignatureFailure.MALFORMED, str(exc)) from exc
     if not moments:
         raise SignatureError(SignatureFailure.MALFORMED, "(created) is signed but not given")
+    for moment in moments:
+        _check_clock(request, moment)
+    if parsed.expires is not None:
+        _check_expires(request, float(parsed.expires))
     return moments[0]
 
 
@@ -334,6 +299,8 @@ async def _verify_rfc9421(request: _Request, resolve: KeyResolver) -> VerifiedSi
     labels = [label for label in inputs if label in signatures]
     if not labels:
         raise SignatureError(SignatureFailure.MALFORMED, "no label has both input and signature")
+    if len(labels) > _MAX_LABELS:  # each label may cost two key fetches: bound the work
+        raise SignatureError(SignatureFailure.MALFORMED, f"more than {_MAX_LABELS} signatures")
     failures: list[SignatureError] = []
     for label in labels:
         try:
@@ -357,7 +324,7 @@ async def _verify_label(
     ):
         raise SignatureError(SignatureFailure.COMPONENTS, "sign @method and @target-uri")
     _check_body_digest(request, "content-digest", "content-digest" in covered)
-    _check_clock(request, created, "created")
+    _check_clock(request, created)
     expires = signature_input.params.get("expires")
     _check_expires(request, expires if isinstance(expires, int | float) else None)
     message = rfc9421.Message(method=request.method, url=request.url, fields=request.fields)
@@ -419,9 +386,8 @@ async def post_signed(
     """POST a signed body; on 400/401 retry once with the other scheme and remember the winner."""
     host = _authority(url)
     first = memory.scheme_for(host)
-    schemes: Sequence[Scheme] = (first, _other(first))
     status = 0
-    for scheme in schemes:
+    for scheme in (first, Scheme.CAVAGE if first is Scheme.RFC9421 else Scheme.RFC9421):
         headers = sign_request("POST", url, {"Content-Type": content_type}, body, key, scheme)
         async with session.post(
             url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
@@ -431,7 +397,3 @@ async def post_signed(
             memory.remember(host, scheme)
             break
     return status
-
-
-def _other(scheme: Scheme) -> Scheme:
-    return Scheme.CAVAGE if scheme is Scheme.RFC9421 else Scheme.RFC9421

@@ -15,11 +15,16 @@ from activitypub.cavage import (
     CavageFormatError,
     MissingHeaderError,
     algorithm_for_key,
+    find_signature,
+    mastodon_signature,
     parse_signature_header,
     request_target,
     sign,
     signature_header,
+    signed_times,
     signing_string,
+    signing_strings,
+    strength_problem,
     verify,
 )
 from activitypub.digest import check_digest
@@ -227,3 +232,48 @@ def test_missing_header_and_pseudo_header_values() -> None:
 def test_signature_header_refuses_quotes() -> None:
     with pytest.raises(CavageFormatError):
         signature_header('a"b', "rsa-sha256", ["date"], b"x")
+
+
+def test_mastodon_signature_profile_reproduces_the_vector() -> None:
+    vector = MASTODON["cavage_mastodon"]
+    headers = combine_fields(vector["headers"].items())
+    value = mastodon_signature("POST", vector["url"], headers, MASTODON["keyId"], RSA_PRIVATE)
+    assert value == vector["signature_header"]
+    bodiless = {k: v for k, v in headers.items() if k in ("host", "date")}
+    get = mastodon_signature("GET", vector["url"], bodiless, MASTODON["keyId"], RSA_PRIVATE)
+    assert 'headers="(request-target) host date"' in get
+
+
+def test_signed_times() -> None:
+    parsed = parse_signature_header(
+        'keyId="k",algorithm="hs2019",created=1402170695,headers="(created) date",signature="AA=="'
+    )
+    moments = signed_times(parsed, {"date": "Sun, 05 Jan 2014 21:31:40 GMT"})
+    assert [m.isoformat() for m in moments] == [
+        "2014-06-07T19:51:35+00:00",
+        "2014-01-05T21:31:40+00:00",
+    ]
+    for bad in ({"date": "yesterday"}, {}):
+        with pytest.raises(CavageFormatError):
+            signed_times(parsed, bad)
+
+
+def test_strength_problem_and_find_signature() -> None:
+    assert strength_problem(["(request-target)", "host", "date", "digest"], "POST") is None
+    assert strength_problem(["date", "digest"], "POST") is None
+    assert strength_problem(["host", "date"], "GET") == "sign (request-target) or digest"
+    assert strength_problem(["(request-target)", "host"], "POST") == "sign date or (created)"
+    assert strength_problem(["(request-target)", "date"], "get") == "sign host on GET"
+    assert find_signature({"signature": "a"}) == "a"
+    assert find_signature({"authorization": "Signature keyId=1"}) == "keyId=1"
+    assert find_signature({"authorization": "Bearer x"}) is None
+
+
+def test_signing_strings_with_and_without_query() -> None:
+    parsed = parse_signature_header(
+        'keyId="Test",algorithm="rsa-sha256",headers="(request-target) host date",signature="AA=="'
+    )
+    texts = signing_strings(parsed, "POST", URL, appendix_headers())
+    assert texts[0] == CASES["C.2-basic"]["signing_string"]
+    assert texts[1] == texts[0].replace("/foo?param=value&pet=dog", "/foo")
+    assert len(signing_strings(parsed, "POST", "https://example.com/foo", appendix_headers())) == 1

@@ -605,3 +605,21 @@ async def test_hs2019_created_and_expires(expires_in: timedelta) -> None:
         return
     result = await verify_request("POST", INBOX, headers, BODY, public, now=NOW)
     assert result.created == NOW - timedelta(minutes=5)
+
+
+async def test_rfc9421_too_many_labels() -> None:
+    good = sign_request("POST", INBOX, AS2, BODY, ALICE, Scheme.RFC9421, now=NOW)
+    labels = [f"s{i}" for i in range(4)]
+    headers = {
+        **good,
+        "Signature-Input": ", ".join(good["Signature-Input"].replace("sig1", s) for s in labels),
+        "Signature": ", ".join(good["Signature"].replace("sig1", s) for s in labels),
+    }
+    assert await refused(headers) is SignatureFailure.MALFORMED
+    three = {
+        k: ", ".join(v.split(", ")[:3]) if k.startswith("Signature") else v
+        for k, v in headers.items()
+    }
+    assert (
+        await verify_request("POST", INBOX, three, BODY, resolver(ALICE_PUBLIC), now=NOW)
+    ).owner == OWNER

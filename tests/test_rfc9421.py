@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from activitypub.digest import DigestMismatchError, check_content_digest, make_content_digest
 from activitypub.keys import PublicKey, private_key_from_pem, public_key_from_pem
@@ -25,6 +26,7 @@ from activitypub.rfc9421 import (
     sign_message,
     signature_base,
     verify,
+    verify_with_key,
 )
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
@@ -333,3 +335,18 @@ def test_rsa_v1_5_is_deterministic_with_the_appendix_key() -> None:
     assert verify(base, first, public_key("test-key-rsa"), "rsa-v1_5-sha256")
     # The same key must not verify a PKCS#1 v1.5 signature as PSS.
     assert not verify(base, first, public_key("test-key-rsa"), "rsa-pss-sha512")
+
+
+def test_verify_with_key_chooses_by_key_or_alg() -> None:
+    case = CASES["B.2.1"]  # no alg parameter: RSA tries v1_5, then PSS
+    signature = base64.b64decode(case["signature_b64"])
+    key = public_key("test-key-rsa-pss")
+    assert isinstance(key, rsa.RSAPublicKey)
+    allowed = ("rsa-v1_5-sha256", "rsa-pss-sha512")
+    assert verify_with_key(case["signature_base"], signature, key, None, allowed)
+    assert verify_with_key(case["signature_base"], signature, key, "rsa-pss-sha512", allowed)
+    assert not verify_with_key(case["signature_base"], signature, key, "rsa-v1_5-sha256", allowed)
+    with pytest.raises(AlgorithmError):
+        verify_with_key(case["signature_base"], signature, key, None, ("ed25519",))
+    with pytest.raises(AlgorithmError):
+        verify_with_key(case["signature_base"], signature, key, "hmac-sha256", allowed)
