@@ -1,0 +1,220 @@
+"""The protocol runtime of one server: guarded client, actor cache, inbox and delivery, wired.
+
+Both Barri servers (the neighbourhood instance and the city aggregator) build one
+:class:`Federation` in a ``cleanup_ctx`` and keep it under :data:`FEDERATION`. It knows nothing
+of deliberation: the domain registers inbox handlers on :attr:`Federation.dispatcher` and hands
+finished activities to :meth:`Federation.deliver`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from activitypub import as2
+from activitypub.actorcache import ActorCache, KeyUnavailable
+from activitypub.actors import ed25519_key_id, main_key_id
+from activitypub.delivery import DeliveryWorker, InboxTarget, recipients_to_inboxes
+from activitypub.dispatch import InboxDispatcher, InboxProcessor
+from activitypub.fetch import FetchError, Fetcher
+from activitypub.httpsig import (
+    KnockMemory,
+    Scheme,
+    SignatureError,
+    SignatureFailure,
+    SigningKey,
+    VerifiedSignature,
+    post_signed,
+    sign_request,
+    verify_request,
+)
+from activitypub.inbox import InboxPipeline, Received, refused
+from activitypub.integrity import ProofError, ProofFailure, create_proof
+from activitypub.keys import ActorKey
+from activitypub.ssrf import make_client_session
+from activitypub.storage import Delivery, DeliveryStore, InboxStore
+
+
+@dataclass(frozen=True)
+class LocalKeys:
+    """A local actor's private keys: RSA for HTTP signatures, Ed25519 for FEP-8b32 proofs."""
+
+    actor_id: str
+    rsa: rsa.RSAPrivateKey
+    ed25519: ed25519.Ed25519PrivateKey
+
+    @property
+    def signing_key(self) -> SigningKey:
+        """The ``#main-key`` used for HTTP signatures (cavage-12 and RFC 9421)."""
+        return SigningKey(main_key_id(self.actor_id), self.rsa)
+
+    def prove(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of ``document`` carrying this actor's eddsa-jcs-2022 proof (FEP-8b32)."""
+        return create_proof(document, self.ed25519, ed25519_key_id(self.actor_id))
+
+
+LocalKeyLookup = Callable[[str], Awaitable[LocalKeys]]
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """Protocol settings of one server; loopback/http only for tests, demos and benchmarks."""
+
+    origin: str
+    allow_loopback: bool = False
+    allow_http: bool = False
+    delivery_concurrency: int = 4
+    delivery_per_host: int = 2
+    inbox_max_body: int = 1_048_576
+    actor_cache_ttl: float = 3600.0
+
+
+class Federation:
+    """One server's outbound client, caches, inbox pipeline, processor and delivery worker."""
+
+    def __init__(
+        self,
+        config: FederationConfig,
+        *,
+        delivery_store: DeliveryStore,
+        inbox_store: InboxStore,
+        instance_keys: LocalKeys,
+        local_keys: LocalKeyLookup,
+    ) -> None:
+        self.config = config
+        self.instance_keys = instance_keys
+        self._local_keys = local_keys
+        self.delivery_store, self.inbox_store = delivery_store, inbox_store
+        self.knock = KnockMemory()
+        self.dispatcher = InboxDispatcher()
+        self.processor = InboxProcessor(inbox_store, self.dispatcher)
+        self.session: aiohttp.ClientSession | None = None
+        self.fetcher: Fetcher | None = None
+        self.actors: ActorCache | None = None
+        self.worker: DeliveryWorker | None = None
+        self.pipeline = InboxPipeline(
+            store=inbox_store,
+            resolve_key=self.resolve_key,
+            fetch_actor=self.fetch_actor,
+            origin=config.origin,
+            max_body=config.inbox_max_body,
+            on_recorded=self._on_recorded,
+        )
+
+    async def start(self) -> None:
+        """Open the guarded session and start the inbox processor and delivery worker."""
+        self.session = make_client_session(allow_loopback=self.config.allow_loopback)
+        self.fetcher = Fetcher(self.session, self._sign_fetch, allow_http=self.config.allow_http)
+        self.actors = ActorCache(self.fetcher, ttl=self.config.actor_cache_ttl)
+        self.worker = DeliveryWorker(
+            self.delivery_store,
+            self._send,
+            concurrency=self.config.delivery_concurrency,
+            per_host=self.config.delivery_per_host,
+        )
+        await self.processor.start()
+        await self.worker.start()
+
+    async def stop(self) -> None:
+        """Stop workers (pending rows stay in the store for the next start) and close the session."""
+        if self.worker is not None:
+            await self.worker.stop()
+        await self.processor.stop()
+        if self.session is not None:
+            await self.session.close()
+
+    def _sign_fetch(self, method: str, url: str, headers: Mapping[str, str]) -> Mapping[str, str]:
+        """Signed GET as the instance actor (cavage-12: what every server verifies)."""
+        return sign_request(method, url, headers, None, self.instance_keys.signing_key, Scheme.CAVAGE)
+
+    def _cache(self) -> ActorCache:
+        if self.actors is None:
+            raise RuntimeError("Federation.start() has not run")
+        return self.actors
+
+    async def resolve_key(self, key_id: str, refresh: bool) -> ActorKey:
+        """httpsig.KeyResolver over the actor cache; any failure is KEY_UNAVAILABLE."""
+        try:
+            return await self._cache().key(key_id, refresh)
+        except (KeyUnavailable, FetchError) as exc:
+            raise SignatureError(SignatureFailure.KEY_UNAVAILABLE, str(exc)) from exc
+
+    async def fetch_actor(self, url: str, refresh: bool) -> Mapping[str, Any]:
+        """integrity.ActorFetcher over the actor cache; a failed fetch means no usable key."""
+        try:
+            return await self._cache().actor(url, refresh)
+        except FetchError as exc:
+            raise ProofError(ProofFailure.KEY_UNKNOWN, f"cannot fetch {url}: {exc}") from exc
+
+    async def _on_recorded(self, received: Received) -> None:
+        self.processor.wake()
+
+    async def deliver(self, activity: Mapping[str, Any], inboxes: Iterable[str]) -> int:
+        """Queue ``activity`` (already proved) for each inbox; the body is signed at send time."""
+        if self.worker is None:
+            raise RuntimeError("Federation.start() has not run")
+        body = json.dumps(activity, ensure_ascii=False, separators=(",", ":")).encode()
+        sender = as2.first_id(activity, "actor") or self.instance_keys.actor_id
+        count = await self.delivery_store.enqueue(
+            str(activity["id"]), sender, body, list(dict.fromkeys(inboxes)), now=time.time()
+        )
+        self.worker.wake()
+        return count
+
+    async def inboxes_of(self, actor_ids: Iterable[str]) -> list[str]:
+        """Inboxes for remote actors, collapsed to shared inboxes (AP §7.1.3); unreachable skipped."""
+        targets: list[InboxTarget] = []
+        for actor_id in dict.fromkeys(actor_ids):
+            try:
+                actor = await self._cache().actor(actor_id)
+            except FetchError:
+                continue
+            inbox = as2.first_id(actor, "inbox")
+            endpoints = as2.embedded(actor, "endpoints") or {}
+            if inbox:
+                targets.append(InboxTarget(inbox, as2.first_id(endpoints, "sharedInbox")))
+        return recipients_to_inboxes(targets)
+
+    async def _send(self, delivery: Delivery) -> int:
+        """DeliveryWorker sender: sign with the sender's key now, double-knocking per host."""
+        if self.session is None:
+            raise RuntimeError("Federation.start() has not run")
+        keys = await self._local_keys(delivery.sender)
+        return await post_signed(
+            self.session, delivery.inbox, delivery.body, keys.signing_key, self.knock
+        )
+
+    async def authenticate_get(self, request: web.Request) -> VerifiedSignature | None:
+        """Authorised fetch: the verified signer of a GET, None when unsigned, 401 when forged."""
+        if "Signature" not in request.headers and "Signature-Input" not in request.headers:
+            return None
+        url = self.config.origin + request.path_qs
+        try:
+            return await verify_request(request.method, url, request.headers, None, self.resolve_key)
+        except SignatureError as exc:
+            raise refused(exc.status, str(exc.reason), exc.detail) from exc
+
+
+FEDERATION = web.AppKey("federation", Federation)
+
+
+def federation_ctx(
+    build: Callable[[web.Application], Awaitable[Federation]],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A ``cleanup_ctx`` entry that builds, starts, stores and finally stops the runtime."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        federation = await build(app)
+        await federation.start()
+        app[FEDERATION] = federation
+        yield
+        await federation.stop()
+
+    return context
