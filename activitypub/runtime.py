@@ -23,7 +23,7 @@ from activitypub.actorcache import ActorCache, KeyUnavailable
 from activitypub.actors import ed25519_key_id, main_key_id
 from activitypub.delivery import DeliveryWorker, InboxTarget, recipients_to_inboxes
 from activitypub.dispatch import InboxDispatcher, InboxProcessor
-from activitypub.fetch import FetchError, Fetcher
+from activitypub.fetch import Fetcher, FetchError
 from activitypub.httpsig import (
     KnockMemory,
     Scheme,
@@ -123,7 +123,7 @@ class Federation:
         await self.worker.start()
 
     async def stop(self) -> None:
-        """Stop workers (pending rows stay in the store for the next start) and close the session."""
+        """Stop workers (pending rows stay stored for the next start); close the session."""
         if self.worker is not None:
             await self.worker.stop()
         await self.processor.stop()
@@ -132,7 +132,9 @@ class Federation:
 
     def _sign_fetch(self, method: str, url: str, headers: Mapping[str, str]) -> Mapping[str, str]:
         """Signed GET as the instance actor (cavage-12: what every server verifies)."""
-        return sign_request(method, url, headers, None, self.instance_keys.signing_key, Scheme.CAVAGE)
+        return sign_request(
+            method, url, headers, None, self.instance_keys.signing_key, Scheme.CAVAGE
+        )
 
     def _cache(self) -> ActorCache:
         if self.actors is None:
@@ -169,7 +171,7 @@ class Federation:
         return count
 
     async def inboxes_of(self, actor_ids: Iterable[str]) -> list[str]:
-        """Inboxes for remote actors, collapsed to shared inboxes (AP §7.1.3); unreachable skipped."""
+        """Inboxes of remote actors, shared inboxes collapsed (AP §7.1.3); unreachable skipped."""
         targets: list[InboxTarget] = []
         for actor_id in dict.fromkeys(actor_ids):
             try:
@@ -197,7 +199,9 @@ class Federation:
             return None
         url = self.config.origin + request.path_qs
         try:
-            return await verify_request(request.method, url, request.headers, None, self.resolve_key)
+            return await verify_request(
+                request.method, url, request.headers, None, self.resolve_key
+            )
         except SignatureError as exc:
             raise refused(exc.status, str(exc.reason), exc.detail) from exc
 

@@ -53,12 +53,19 @@ class NodeState:
         """The actor's profile as its document publishes it."""
         actor_id, keys = self.actor_id(name), self.keys[name]
         return ActorProfile(
-            id=actor_id, type="Application" if name == "instance" else "Person",
-            preferred_username=name, name=name.title(), summary=None,
-            inbox=f"{actor_id}/inbox", outbox=f"{actor_id}/outbox",
-            followers=f"{actor_id}/followers", following=f"{actor_id}/following",
-            shared_inbox=f"{self.origin}/inbox", url=None,
-            rsa_public_key=keys.rsa.public_key(), ed25519_public_key=keys.ed25519.public_key(),
+            id=actor_id,
+            type="Application" if name == "instance" else "Person",
+            preferred_username=name,
+            name=name.title(),
+            summary=None,
+            inbox=f"{actor_id}/inbox",
+            outbox=f"{actor_id}/outbox",
+            followers=f"{actor_id}/followers",
+            following=f"{actor_id}/following",
+            shared_inbox=f"{self.origin}/inbox",
+            url=None,
+            rsa_public_key=keys.rsa.public_key(),
+            ed25519_public_key=keys.ed25519.public_key(),
         )
 
 
@@ -131,7 +138,9 @@ def _lookup(state: NodeState) -> Any:
     return lookup
 
 
-async def start_node(tmp_path: Path, name: str, port: int) -> AsyncIterator[tuple[NodeState, TestServer]]:
+async def start_node(
+    tmp_path: Path, name: str, port: int
+) -> AsyncIterator[tuple[NodeState, TestServer]]:
     """Start a node on 127.0.0.1:port with actors 'instance', 'alice' and 'bob'."""
     state = NodeState(origin=f"http://127.0.0.1:{port}", db_path=tmp_path / f"{name}.sqlite3")
     for actor in ("instance", "alice", "bob"):
