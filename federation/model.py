@@ -323,8 +323,8 @@ class Tombstone:
     """What is served (with 410) where a deleted object was."""
 
     id: str
-    former_type: str | None = None
-    deleted: datetime | None = None
+    former_type: str
+    deleted: datetime
 
 
 @dataclass(frozen=True, slots=True)
