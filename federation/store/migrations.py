@@ -1,9 +1,12 @@
 """The numbered schema migrations, applied in order at start by :func:`open_database`.
 
-Append new migrations at the end with the next version number; never edit or renumber one that
-has shipped. Each migration is a tuple of single statements (run in one transaction), written in
-SQL that SQLite and PostgreSQL both accept where that is cheap: TEXT/REAL/INTEGER columns,
-``CHECK`` constraints, partial indexes, ``ON CONFLICT … DO NOTHING``.
+Each server has its own sequence, and every sequence starts with the protocol migration 1:
+:data:`INSTANCE_MIGRATIONS` for a neighbourhood instance (and, later, one for the aggregator).
+A database file belongs to one server kind. Append new migrations at the end of a sequence with
+its next version number; never edit or renumber one that has shipped. Each migration is a tuple
+of single statements (run in one transaction), written in SQL that SQLite and PostgreSQL both
+accept where that is cheap: TEXT/REAL/INTEGER columns, ``CHECK`` constraints, partial indexes,
+``ON CONFLICT … DO NOTHING``.
 """
 
 from __future__ import annotations
@@ -66,7 +69,78 @@ _0001_DELIVERIES_AND_INBOX = (
     "CREATE INDEX inbox_messages_due ON inbox_messages (next_attempt_at) WHERE state = 'new'",
 )
 
-#: Every migration, in order. Versions are 1, 2, 3, … with no gaps (a test checks it).
-MIGRATIONS: tuple[Migration, ...] = (
+_0002_INSTANCE_ACCOUNTS = (
+    # Residents' accounts. The integer id never leaves the database: actor ids use the username.
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        display_name TEXT,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL DEFAULT 'resident'
+            CHECK (role IN ('admin', 'moderator', 'resident')),
+        created_at REAL NOT NULL
+    )
+    """,
+    # At most one verification per account (DESIGN.md §3): the territory it is a resident of.
+    """
+    CREATE TABLE verifications (
+        user_id INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+        territory TEXT NOT NULL,
+        method TEXT NOT NULL CHECK (method IN ('census', 'manual')),
+        verified_at REAL NOT NULL,
+        verified_by TEXT
+    )
+    """,
+    # The census holds keyed hashes (HMAC-SHA256 with the instance secret) of identity numbers,
+    # never the numbers. One identity verifies one account (Decidim's `unique_id`), and one
+    # account holds at most one identity: both columns are unique.
+    """
+    CREATE TABLE census (
+        identity_hash TEXT PRIMARY KEY,
+        territory TEXT NOT NULL,
+        imported_at REAL NOT NULL,
+        claimed_by INTEGER UNIQUE REFERENCES users (id) ON DELETE SET NULL,
+        claimed_at REAL
+    )
+    """,
+    # Personal access tokens: only the SHA-256 of the token is kept.
+    """
+    CREATE TABLE access_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        scope TEXT NOT NULL CHECK (scope IN ('read', 'write')),
+        created_at REAL NOT NULL,
+        last_used_at REAL,
+        revoked_at REAL
+    )
+    """,
+    "CREATE INDEX access_tokens_user ON access_tokens (user_id)",
+)
+
+_0003_ACTOR_KEYS = (
+    # Private keys of local actors (PEM, PKCS#8): they never leave this table except to sign.
+    """
+    CREATE TABLE actor_keys (
+        actor_id TEXT PRIMARY KEY,
+        rsa_private_pem TEXT NOT NULL,
+        ed25519_private_pem TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )
+    """,
+)
+
+#: The protocol tables every Barri server has: migration 1 of every server's sequence.
+PROTOCOL_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and inbox_messages", _0001_DELIVERIES_AND_INBOX),
 )
+
+#: The neighbourhood instance's sequence. Versions are 1, 2, 3, … with no gaps (checked at open).
+INSTANCE_MIGRATIONS: tuple[Migration, ...] = (
+    *PROTOCOL_MIGRATIONS,
+    Migration(2, "instance accounts, verifications, census and tokens", _0002_INSTANCE_ACCOUNTS),
+    Migration(3, "local actor keys", _0003_ACTOR_KEYS),
+)
+
+#: The protocol-only sequence, kept for callers that need just the queue and inbox tables.
+MIGRATIONS: tuple[Migration, ...] = PROTOCOL_MIGRATIONS
