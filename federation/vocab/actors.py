@@ -16,6 +16,7 @@ from federation.model import Territory, TerritoryKind
 
 from . import converter, reading
 from .context import actor_context, territory_from_ap, territory_to_ap
+from .wire import require_embedded
 
 RESIDENT_KEY = "verifiedResidentOf"
 TERRITORY_KEY = "territory"
@@ -49,8 +50,9 @@ def _territory(actor_doc: Mapping[str, Any], key: str) -> Territory | None:
     value = as2.first(actor_doc, key)
     if value is None:
         return None
+    embedded = require_embedded(value, key, "Territory")
     with reading(key):
-        return territory_from_ap(value)
+        return territory_from_ap(embedded)
 
 
 @converter

@@ -28,6 +28,7 @@ from .wire import (
     put_addressing,
     read_addressing,
     require_bool,
+    require_embedded,
     require_same_origin,
 )
 
@@ -74,9 +75,7 @@ def process_to_ap(process: Process) -> dict[str, Any]:
     return doc
 
 
-def _phase_from_ap(value: Any) -> Phase:
-    if not isinstance(value, Mapping):
-        fail("phase", "must be an embedded Phase object", value)
+def _phase_from_ap(value: Mapping[str, Any]) -> Phase:
     as2.require_type(value, "Phase")
     start = require_datetime(value, "startTime")
     end = require_datetime(value, "endTime")
@@ -96,8 +95,10 @@ def _phase_from_ap(value: Any) -> Phase:
 def _phases_from_ap(doc: Mapping[str, Any]) -> tuple[Phase, ...]:
     phases: list[Phase] = []
     for index, value in enumerate(as2.values(doc, "phases")):
-        with reading(f"phases[{index}]"):
-            phase = _phase_from_ap(value)
+        path = f"phases[{index}]"
+        embedded = require_embedded(value, path, "Phase")
+        with reading(path):
+            phase = _phase_from_ap(embedded)
         # Phases are listed in order and do not overlap (touching ends are fine).
         if phases and phase.start < phases[-1].end:
             fail(f"phases[{index}].startTime", "must not be before the previous phase's endTime")
@@ -111,8 +112,7 @@ def _rules_from_ap(doc: Mapping[str, Any]) -> SupportRules:
     rules = as2.first(doc, "supportRules")
     if rules is None:
         return SupportRules()
-    if not isinstance(rules, Mapping):
-        fail("supportRules", "must be an embedded SupportRules object", rules)
+    require_embedded(rules, "supportRules", "SupportRules")
     with reading("supportRules"):
         per_participant = as2.optional_int(rules, "supportsPerParticipant", minimum=0) or 0
         minimum = as2.optional_int(rules, "minimumSupportsPerParticipant", minimum=0) or 0
@@ -130,8 +130,10 @@ def _rules_from_ap(doc: Mapping[str, Any]) -> SupportRules:
 def _eligible_from_ap(doc: Mapping[str, Any]) -> tuple[Any, ...]:
     found = []
     for index, value in enumerate(as2.values(doc, "eligibleTerritories")):
-        with reading(f"eligibleTerritories[{index}]"):
-            found.append(territory_from_ap(value))
+        path = f"eligibleTerritories[{index}]"
+        embedded = require_embedded(value, path, "Territory")
+        with reading(path):
+            found.append(territory_from_ap(embedded))
     if not found:
         fail("eligibleTerritories", "is required: at least one Territory")
     return tuple(found)

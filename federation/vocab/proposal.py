@@ -30,6 +30,7 @@ from .wire import (
     read_addressing,
     read_enum,
     read_number,
+    require_embedded,
     require_same_origin,
 )
 
@@ -50,8 +51,7 @@ def location_from_ap(doc: Mapping[str, Any]) -> Location | None:
     value = as2.first(doc, "location")
     if value is None:
         return None
-    if not isinstance(value, Mapping):
-        fail("location", "must be an embedded Place object", value)
+    require_embedded(value, "location", "Place")
     with reading("location"):
         return Location(
             name=as2.optional_str(value, "name"),

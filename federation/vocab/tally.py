@@ -18,7 +18,14 @@ from federation.model import ProposalResult, Tally, TerritoryCount, TerritoryKin
 
 from . import converter, fail, reading
 from .context import document_context, put_datetime, require_content, require_datetime
-from .wire import new_document, put_addressing, read_addressing, read_enum, require_bool
+from .wire import (
+    new_document,
+    put_addressing,
+    read_addressing,
+    read_enum,
+    require_bool,
+    require_embedded,
+)
 
 TYPE = ["Note", "Tally"]
 # Base64 of 32 bytes is 43 characters and one "=".
@@ -67,9 +74,7 @@ def tally_to_ap(tally: Tally) -> dict[str, Any]:
     return doc
 
 
-def _count_from_ap(value: Any) -> TerritoryCount:
-    if not isinstance(value, Mapping):
-        fail("territoryCount", "must be an embedded TerritoryCount object", value)
+def _count_from_ap(value: Mapping[str, Any]) -> TerritoryCount:
     as2.require_type(value, "TerritoryCount")
     return TerritoryCount(
         kind=read_enum(value, "territoryKind", TerritoryKind),
@@ -81,14 +86,14 @@ def _count_from_ap(value: Any) -> TerritoryCount:
 def _counts(doc: Mapping[str, Any], key: str) -> tuple[TerritoryCount, ...]:
     found = []
     for index, value in enumerate(as2.values(doc, key)):
-        with reading(f"{key}[{index}]"):
-            found.append(_count_from_ap(value))
+        path = f"{key}[{index}]"
+        embedded = require_embedded(value, path, "TerritoryCount")
+        with reading(path):
+            found.append(_count_from_ap(embedded))
     return tuple(found)
 
 
-def _result_from_ap(value: Any) -> ProposalResult:
-    if not isinstance(value, Mapping):
-        fail("result", "must be an embedded ProposalResult object", value)
+def _result_from_ap(value: Mapping[str, Any]) -> ProposalResult:
     as2.require_type(value, "ProposalResult")
     result = ProposalResult(
         proposal=as2.require_id(value, "proposal"),
@@ -108,8 +113,10 @@ def _result_from_ap(value: Any) -> ProposalResult:
 def _results(doc: Mapping[str, Any]) -> tuple[ProposalResult, ...]:
     found = []
     for index, value in enumerate(as2.values(doc, "results")):
-        with reading(f"results[{index}]"):
-            found.append(_result_from_ap(value))
+        path = f"results[{index}]"
+        embedded = require_embedded(value, path, "ProposalResult")
+        with reading(path):
+            found.append(_result_from_ap(embedded))
     return tuple(found)
 
 

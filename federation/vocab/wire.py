@@ -95,6 +95,13 @@ def read_object_or_id(doc: Mapping[str, Any], key: str) -> Mapping[str, Any] | s
     return embedded if embedded is not None else found
 
 
+def require_embedded(value: Any, field: str, kind: str) -> Mapping[str, Any]:
+    """A value that must be an embedded object (e.g. a Phase inside ``phases``)."""
+    if not isinstance(value, Mapping):
+        fail(field, f"must be an embedded {kind} object", value)
+    return value
+
+
 def new_document(context: list[Any], doc_id: str, doc_type: str | list[str]) -> dict[str, Any]:
     """The head every published document starts with."""
     return {"@context": context, "id": doc_id, "type": doc_type}
