@@ -166,9 +166,9 @@ def _describe(rule: str, expected: Any, value: Any) -> str:
 
 
 def _got(value: Any) -> str:
-    if isinstance(value, Mapping | list) and len(json.dumps(value)) > 60:
-        return ""
-    text = json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    if isinstance(value, Mapping | list) and len(text) > 60:
+        return ""  # a whole object or list says less than the field name does
     return f" (got {text if len(text) <= 60 else text[:57] + '...'})"
 
 
