@@ -13,7 +13,8 @@ Implements the keyId → key rules of reference/activitypub.md §1.1 and DESIGN.
   which is what a verifier does once after a signature fails with a cached key.
 
 Concurrent requests for one URL share a single fetch. Cached documents are shared: treat them as
-read-only.
+read-only. ``min_refresh_interval`` (off by default) makes a refresh within that many seconds of
+the last fetch serve the cached copy, so bad signatures cannot turn us into a refetch amplifier.
 """
 
 from __future__ import annotations
@@ -138,9 +139,11 @@ class ActorCache:
         ttl: float = 3600.0,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        min_refresh_interval: float = 0.0,
     ) -> None:
         self._fetcher = fetcher
         self._ttl = ttl
+        self._min_refresh = min_refresh_interval
         self._max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[tuple[Kind, str], tuple[float, Document]] = OrderedDict()
@@ -202,6 +205,9 @@ class ActorCache:
     async def _document(self, kind: Kind, url: str, refresh: bool) -> tuple[Document, bool]:
         """(document, came from cache); one shared fetch per (kind, URL) at a time."""
         slot = (kind, url)
+        if refresh and self._fetched_within(slot, self._min_refresh):
+            # Every forged signature would otherwise make us refetch its victim's actor.
+            refresh = False
         if not refresh:
             hit = self._cached(slot)
             if hit is not None:
@@ -230,19 +236,23 @@ class ActorCache:
         self._store((kind, url), fetched.document)
         return fetched.document
 
+    def _fetched_within(self, slot: tuple[Kind, str], seconds: float) -> bool:
+        entry = self._entries.get(slot)
+        return entry is not None and self._clock() - entry[0] < seconds
+
     def _cached(self, slot: tuple[Kind, str]) -> Document | None:
         entry = self._entries.get(slot)
         if entry is None:
             return None
-        expires, document = entry
-        if expires <= self._clock():
+        fetched_at, document = entry
+        if fetched_at + self._ttl <= self._clock():
             del self._entries[slot]
             return None
         self._entries.move_to_end(slot)
         return document
 
     def _store(self, slot: tuple[Kind, str], document: Document) -> None:
-        self._entries[slot] = (self._clock() + self._ttl, document)
+        self._entries[slot] = (self._clock(), document)
         self._entries.move_to_end(slot)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)

@@ -185,6 +185,27 @@ async def test_ttl_expiry_lru_and_forget(
     assert remote.app[HITS]["/users/a"] == 4
 
 
+async def test_min_refresh_interval_limits_refetches(
+    session: aiohttp.ClientSession,
+    remote: TestServer,
+    base: str,
+    rsa_keys: list[rsa.RSAPrivateKey],
+) -> None:
+    now = [0.0]
+    fetcher = Fetcher(session, allow_http=True)
+    cache = ActorCache(fetcher, clock=lambda: now[0], min_refresh_interval=30)
+    publish(remote, "/users/alice", actor_doc(f"{base}/users/alice", rsa_keys[0]))
+    await cache.key(f"{base}/users/alice#main-key")
+    now[0] = 29.0
+    await cache.key(f"{base}/users/alice#main-key", refresh=True)
+    with pytest.raises(KeyUnavailable):  # an unknown key id does not force a refetch either
+        await cache.key(f"{base}/users/alice#forged")
+    assert remote.app[HITS]["/users/alice"] == 1
+    now[0] = 30.0
+    await cache.key(f"{base}/users/alice#main-key", refresh=True)
+    assert remote.app[HITS]["/users/alice"] == 2
+
+
 async def test_concurrent_callers_share_one_request(
     cache: ActorCache, remote: TestServer, base: str, rsa_keys: list[rsa.RSAPrivateKey]
 ) -> None:
