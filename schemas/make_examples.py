@@ -201,7 +201,8 @@ def build_document(
         _check_tally_inputs(document)
     if shape in SIGNED_INNER:
         inner = document["object"]
-        document["object"] = sign(inner, _owner(inner, shape, signers), signers[inner["actor"]])
+        inner_owner = _owner(inner, shape, signers)
+        document["object"] = sign(inner, inner_owner, signers[inner_owner])
     owner = _owner(document, shape, signers)
     return sign(document, owner, signers[owner])
 

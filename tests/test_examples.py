@@ -327,6 +327,10 @@ def test_process_phases_are_ordered_and_frame_the_examples() -> None:
     for shape in ("support", "undo-support"):
         when = _when(load(shape)["published"])
         assert _when(supports["startTime"]) <= when < _when(supports["endTime"])
+    for shape, allows in (("comment", "allowsComments"), ("debate", "allowsDebates")):
+        when = _when(load(shape)["published"])
+        open_phases = [p for p in (proposals, supports, results) if p[allows]]
+        assert any(_when(p["startTime"]) <= when < _when(p["endTime"]) for p in open_phases)
 
 
 def test_support_is_private_and_its_undo_embeds_it() -> None:
