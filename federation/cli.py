@@ -1,12 +1,45 @@
-"""The ``barri`` command line: one readable line on error, never a traceback."""
+"""The ``barri`` command line: one readable line on error, never a traceback.
+
+``barri init instance`` writes a commented ``barri.toml``; ``barri serve`` runs the instance it
+describes; ``barri admin`` manages accounts, verification, the census and access tokens.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
+import logging
+import os
+import secrets
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from aiohttp import web
 
 from federation import __doc__ as _about
+from federation.config import (
+    CONFIG_FILE,
+    DEFAULT_LISTEN,
+    TERRITORY_KINDS,
+    ConfigError,
+    InitOptions,
+    InstanceConfig,
+    load_config,
+    write_instance_config,
+)
+from federation.instance.accounts import AccountError, check_password, parse_census_csv
+from federation.instance.app import create_app
+from federation.instance.ports import Role, TokenScope, User
+from federation.instance.wiring import Instance, StartupError, open_instance
+
+Command = Callable[[argparse.Namespace], int]
+
+
+class CliError(Exception):
+    """A command failed in a way the operator can fix; the message is the one line shown."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,25 +51,272 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version="barri 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser(
+    demo = sub.add_parser(
         "demo",
         help="start a demo city on loopback (not available yet: it arrives with the demo issue)",
     )
+    demo.set_defaults(run=_demo)
+    _add_init(sub)
+    serve = sub.add_parser("serve", help="run the server a config file describes")
+    _add_config_option(serve)
+    serve.add_argument("--verbose", action="store_true", help="log requests and progress")
+    serve.set_defaults(run=_serve)
+    _add_admin(sub)
     return parser
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path(CONFIG_FILE),
+        metavar="FILE",
+        help=f"the server's config file (default: ./{CONFIG_FILE})",
+    )
+
+
+def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    init = sub.add_parser("init", help="write the config of a new server")
+    kinds = init.add_subparsers(dest="kind", metavar="KIND", required=True)
+    p = kinds.add_parser("instance", help="a neighbourhood association's instance")
+    p.add_argument("--dir", type=Path, required=True, help="folder for barri.toml and the data")
+    p.add_argument("--base-url", required=True, help="public origin, e.g. https://raval.example")
+    p.add_argument("--name", required=True, help="the association's name")
+    p.add_argument("--group", help="the Group's handle (default: made from --name)")
+    p.add_argument("--territory", metavar="CODE", help="official code of the territory served")
+    p.add_argument("--territory-kind", choices=TERRITORY_KINDS, default="neighbourhood")
+    p.add_argument("--district", metavar="CODE", help="official code of its district")
+    p.add_argument(
+        "--report-to",
+        action="append",
+        default=[],
+        metavar="ACTOR_ID",
+        help="an aggregator actor id to report to (repeatable)",
+    )
+    p.add_argument("--allow-loopback", action="store_true", help="tests and demos only")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT")
+    p.add_argument("--force", action="store_true", help="overwrite an existing barri.toml")
+    p.set_defaults(run=_init_instance)
+
+
+def _add_admin(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    admin = sub.add_parser("admin", help="manage accounts, verification, census and tokens")
+    _add_config_option(admin)
+    cmds = admin.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
+    create = cmds.add_parser("create-user", help="create an account")
+    create.add_argument("username")
+    role = create.add_mutually_exclusive_group()
+    role.add_argument("--admin", action="store_true", help="an administrator")
+    role.add_argument("--moderator", action="store_true", help="a moderator")
+    create.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    create.set_defaults(run=_admin(_create_user))
+    verify = cmds.add_parser("verify", help="confirm a resident's residency by hand")
+    verify.add_argument("username")
+    verify.add_argument("--territory", required=True, metavar="CODE")
+    verify.set_defaults(run=_admin(_verify))
+    census = cmds.add_parser("census", help="the census of identity numbers (stored hashed)")
+    census_cmds = census.add_subparsers(dest="census_command", metavar="ACTION", required=True)
+    imp = census_cmds.add_parser("import", help="import a CSV with id_number,territory")
+    imp.add_argument("csv", type=Path, metavar="CSV")
+    imp.set_defaults(run=_admin(_census_import))
+    claim = census_cmds.add_parser("claim", help="verify an account by its identity number")
+    claim.add_argument("username")
+    claim.add_argument("id_number", metavar="ID_NUMBER")
+    claim.set_defaults(run=_admin(_census_claim))
+    token = cmds.add_parser("token", help="personal access tokens")
+    token_cmds = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    create_token = token_cmds.add_parser("create", help="print a new token (last line)")
+    create_token.add_argument("username")
+    create_token.add_argument("--scope", choices=[s.value for s in TokenScope], default="write")
+    create_token.set_defaults(run=_admin(_token_create))
+    cmds.add_parser("list-users", help="list accounts").set_defaults(run=_admin(_list_users))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    print(
+        "barri: the demo city is not built yet; it arrives with the demo issue.",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _init_instance(args: argparse.Namespace) -> int:
+    options = InitOptions(
+        base_url=args.base_url,
+        name=args.name,
+        secret=secrets.token_urlsafe(32),
+        group=args.group,
+        territory=args.territory,
+        territory_kind=args.territory_kind,
+        district=args.district,
+        report_to=tuple(args.report_to),
+        allow_loopback=args.allow_loopback,
+        listen=args.listen,
+    )
+    path = write_instance_config(args.dir, options, force=args.force)
+    print(f"wrote {path}; start it with: barri serve --config {path}")
+    return 0
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    # Warnings and errors only by default, so that a failed start stays one line.
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return asyncio.run(_run_server(config))
+
+
+async def _run_server(config: InstanceConfig) -> int:
+    """Run until SIGINT or SIGTERM, then shut down gracefully (pending deliveries stay queued)."""
+    runner = web.AppRunner(create_app(config), handle_signals=False)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, config.listen_host, config.listen_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            where = f"{config.listen_host}:{config.listen_port}"
+            # aiohttp wraps the errno in a long message; the errno's own text is the clear one.
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise CliError(f"cannot listen on {where}: {reason}") from exc
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        host = f"[{config.listen_host}]" if ":" in config.listen_host else config.listen_host
+        print(
+            f"barri: serving {config.base_url} on http://{host}:{config.listen_port}",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+# --- admin ---------------------------------------------------------------------------------
+
+AdminAction = Callable[[Instance, argparse.Namespace], Awaitable[int]]
+
+
+def _admin(action: AdminAction) -> Command:
+    """Wrap an admin action: load the config, open the instance (migrations), run it, close."""
+
+    def run(args: argparse.Namespace) -> int:
+        config = load_config(args.config)
+
+        async def go() -> int:
+            async with open_instance(config) as instance:
+                return await action(instance, args)
+
+        return asyncio.run(go())
+
+    return run
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("Password: ")
+    check_password(password)  # say so before asking a second time
+    if getpass.getpass("Password (again): ") != password:
+        raise CliError("the two passwords differ")
+    return password
+
+
+async def _create_user(instance: Instance, args: argparse.Namespace) -> int:
+    role = Role.ADMIN if args.admin else Role.MODERATOR if args.moderator else Role.RESIDENT
+    password = _read_password(args)
+    user = await instance.accounts.create_user(args.username, password, role)
+    actor_id = instance.actors.person_id(user.username)
+    await instance.actors.keys_for(actor_id)  # keys at creation (DESIGN.md §5)
+    print(f"created {user.role} {user.username}: {actor_id}")
+    return 0
+
+
+async def _verify(instance: Instance, args: argparse.Namespace) -> int:
+    user = await instance.accounts.verify(args.username, args.territory, by="barri admin")
+    print(f"verified {user.username} as a resident of {_territory(user)} (manual)")
+    return 0
+
+
+async def _census_import(instance: Instance, args: argparse.Namespace) -> int:
+    try:
+        with args.csv.open(encoding="utf-8-sig", newline="") as handle:
+            parsed = parse_census_csv(handle)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise CliError(f"cannot read the census CSV {args.csv}: {reason}") from exc
+    result = await instance.accounts.import_census(parsed.rows)
+    skipped = len(parsed.skipped)
+    lines = f" (lines {', '.join(map(str, parsed.skipped[:10]))})" if skipped else ""
+    print(
+        f"census: {len(parsed.rows)} rows read, {result.added} new, {result.updated} moved,"
+        f" {result.unchanged} unchanged, {skipped} skipped{lines}; id numbers stored hashed only"
+    )
+    return 0
+
+
+async def _census_claim(instance: Instance, args: argparse.Namespace) -> int:
+    user = await instance.accounts.claim_census(args.username, args.id_number)
+    print(f"verified {user.username} as a resident of {_territory(user)} (census)")
+    return 0
+
+
+async def _token_create(instance: Instance, args: argparse.Namespace) -> int:
+    scope = TokenScope(args.scope)
+    token = await instance.accounts.create_token(args.username, scope)
+    print(f"personal access token for {args.username} ({scope}); it is shown only once:")
+    print(token)
+    return 0
+
+
+async def _list_users(instance: Instance, args: argparse.Namespace) -> int:
+    rows = [("USERNAME", "ROLE", "VERIFIED TERRITORY")]
+    rows += [(u.username, str(u.role), _territory(u)) for u in await instance.accounts.list_users()]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for name, role, territory in rows:
+        print(f"{name:<{widths[0]}}  {role:<{widths[1]}}  {territory}")
+    return 0
+
+
+def _territory(user: User) -> str:
+    return user.verification.territory if user.verification else "-"
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``barri`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        print(
-            "barri: the demo city is not built yet; this release has the protocol core only.",
-            file=sys.stderr,
-        )
-        return 2
-    parser.print_help()
-    return 0
+    run: Command | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return 0
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+    except (CliError, ConfigError, AccountError, StartupError) as exc:
+        print(f"barri: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # Never a traceback for the operator; the type names the bug for a report.
+        detail = f"unexpected {type(exc).__name__}: {_one_line(str(exc))}"
+        print(f"barri: error: {detail}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
