@@ -179,12 +179,16 @@ class _Builder:
         name = self.get("name", _name)
         data_dir = self.get("data_dir", self._directory, self.path.parent)
         host, port = self.get("listen", _listen, _listen(DEFAULT_LISTEN))
+        territory_kind = self.get("territory_kind", _territory_kind, "neighbourhood")
+        if territory_kind != "neighbourhood" and self.raw.get("district"):
+            # The vocabulary's rule: only a neighbourhood lies in a district.
+            self.get("district", lambda _: _fail("is only for a neighbourhood's district"))
         return InstanceConfig(
             base_url=self.get("base_url", lambda v: check_base_url(v, allow_loopback=loopback)),
             name=name,
             group=self.get("group", _slug, slugify(name)),
             territory=self.get("territory", _territory_code, None),
-            territory_kind=self.get("territory_kind", _territory_kind, "neighbourhood"),
+            territory_kind=territory_kind,
             district=self.get("district", _territory_code, None),
             data_dir=data_dir,
             database=data_dir / self.get("database", _relative_file, Path(DEFAULT_DATABASE)),
@@ -217,6 +221,10 @@ def check_base_url(value: Any, *, allow_loopback: bool) -> str:
     if origin.scheme != "https" and not allow_loopback:
         raise ValueError(f"{text!r} is not https; plain http needs allow_loopback = true")
     return str(origin)
+
+
+def _fail(problem: str) -> Any:
+    raise ValueError(problem)
 
 
 def _text(value: Any) -> str:

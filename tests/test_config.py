@@ -199,6 +199,14 @@ def test_each_bad_value_names_its_key(tmp_path: Path, key: str, value: str, prob
     assert "\n" not in message
 
 
+def test_only_a_neighbourhood_has_a_district(tmp_path: Path) -> None:
+    text = _minimal(territory='"08019-1"', territory_kind='"district"', district='"08019-1"')
+    with pytest.raises(ConfigError, match="district: is only for a neighbourhood"):
+        _load_text(tmp_path, text)
+    config = _load_text(tmp_path, _minimal(territory='"08019-1"', territory_kind='"district"'))
+    assert (config.territory_kind, config.district) == ("district", None)
+
+
 @pytest.mark.parametrize("key", ["kind", "base_url", "name", "secret"])
 def test_required_keys(tmp_path: Path, key: str) -> None:
     text = "".join(line for line in _minimal().splitlines(True) if not line.startswith(key))

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,7 +21,11 @@ from activitypub.nodeinfo import INSTANCE_ACTOR_REL, NODEINFO_2_1_TYPE, SCHEMA_2
 from activitypub.runtime import FEDERATION
 from activitypub.storage import InboxRecord
 from federation.config import InitOptions, InstanceConfig, load_config, write_instance_config
+from federation.instance.actors import instance_territory, resident_territory
 from federation.instance.app import ACCOUNTS, ACTORS, DB, NODEINFO, create_app
+from federation.model import Territory, TerritoryKind
+from federation.validation import validate
+from federation.vocab.actors import actor_territory_from_ap, resident_territory_from_ap
 from tests.apnode import NodeState, start_node
 
 AS2 = "application/activity+json"
@@ -111,6 +116,28 @@ async def test_actors_are_mastodon_ready(
         assert keys[ed25519_key_id(url)].public_key == private.ed25519.public_key()
         assert private.rsa.key_size == 2048
         assert "PRIVATE" not in json.dumps(doc)
+
+
+async def test_actors_carry_barri_terms_and_validate(
+    server: TestServer, config: InstanceConfig, http: aiohttp.ClientSession
+) -> None:
+    urls = actor_urls(config)
+    shapes = {"Application": "actor-application", "Group": "actor-group", "Person": "actor-person"}
+    for kind, url in urls.items():
+        doc, _ = await get_json(http, url)
+        validate(shapes[kind], doc)
+        assert doc["@context"][-1]["barri"] == "https://w3id.org/barri/ns#"
+    group, _ = await get_json(http, urls["Group"])
+    assert actor_territory_from_ap(group) == Territory(
+        TerritoryKind.NEIGHBOURHOOD, "08019-01", district_code="08019-1"
+    )
+    person, _ = await get_json(http, urls["Person"])
+    assert "verifiedResidentOf" not in person  # not verified yet
+    await server.app[ACCOUNTS].verify("alice", "08019-01", by="test")
+    verified, _ = await get_json(http, urls["Person"])
+    validate("actor-person", verified)
+    resident = resident_territory_from_ap(verified)
+    assert resident is not None and resident.code == "08019-01"
 
 
 async def test_actor_handles(
@@ -334,3 +361,15 @@ async def test_federates_with_a_real_node(
         assert f"{config.base_url}/actor" in remote.fetched_by
     finally:
         await nodes.aclose()
+
+
+def test_resident_territory_follows_the_instance(config: InstanceConfig) -> None:
+    own = resident_territory(config, "08019-01")
+    assert own == Territory(TerritoryKind.NEIGHBOURHOOD, "08019-01", district_code="08019-1")
+    neighbour = resident_territory(config, "08019-02")
+    assert neighbour == Territory(TerritoryKind.NEIGHBOURHOOD, "08019-02", district_code="08019-1")
+    district = replace(config, territory="08019-1", territory_kind="district", district=None)
+    assert instance_territory(district) == Territory(TerritoryKind.DISTRICT, "08019-1")
+    inner = resident_territory(district, "08019-05")
+    assert inner == Territory(TerritoryKind.NEIGHBOURHOOD, "08019-05", district_code="08019-1")
+    assert instance_territory(replace(config, territory=None)) is None

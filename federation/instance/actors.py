@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from activitypub.actors import ActorProfile, actor_document
+from activitypub.actors import ActorProfile
 from activitypub.keys import (
     generate_ed25519,
     generate_rsa,
@@ -29,6 +29,8 @@ from activitypub.keys import (
 from activitypub.runtime import LocalKeys
 from federation.config import InstanceConfig
 from federation.instance.ports import ActorKeyStore, StoredKeys, User, UserStore
+from federation.model import Territory, TerritoryKind
+from federation.vocab.actors import barri_actor_document, group_extras, person_extras
 
 APPLICATION_PATH = "/actor"
 GROUPS_PATH = "/groups/"
@@ -54,8 +56,8 @@ class LocalActor:
     user: User | None = None
 
 
-#: Hook for the vocabulary: given a local actor and its finished AS2 document, return the
-#: document to publish (for example with Barri's ``territory`` and its inline context added).
+#: Hook for later domain code: given a local actor and its finished AS2 document (Barri's
+#: ``territory``/``verifiedResidentOf`` already in), return the document to publish.
 ActorDocumentHook = Callable[[LocalActor, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -75,6 +77,29 @@ def _generate(actor_id: str, now: float) -> StoredKeys:
         private_key_to_pem(generate_ed25519()),
         now,
     )
+
+
+def instance_territory(config: InstanceConfig) -> Territory | None:
+    """The territory the instance serves, from its config (None when it names none)."""
+    if config.territory is None:
+        return None
+    kind = TerritoryKind(config.territory_kind)
+    district = config.district if kind is TerritoryKind.NEIGHBOURHOOD else None
+    return Territory(kind, config.territory, district_code=district)
+
+
+def resident_territory(config: InstanceConfig, code: str) -> Territory:
+    """The territory of a resident verified with ``code``.
+
+    The instance's own code has the instance's kind; any other code is taken as a
+    neighbourhood, inside the instance's district (a district instance verifies residents of
+    its neighbourhoods; a neighbourhood instance's other codes are its district's neighbours).
+    """
+    own = instance_territory(config)
+    if own is not None and own.code == code:
+        return own
+    district = config.territory if config.territory_kind == "district" else config.district
+    return Territory(TerritoryKind.NEIGHBOURHOOD, code, district_code=district)
 
 
 def _load(stored: StoredKeys) -> LocalKeys:
@@ -195,7 +220,18 @@ class LocalActors:
             # The instance actor is plumbing, not someone to show in directories.
             discoverable=actor.kind is not ActorKind.APPLICATION,
             published=_iso(published),
+            extra=self._extras(actor),
         )
+
+    def _extras(self, actor: LocalActor) -> dict[str, Any]:
+        """Barri's actor terms (vocab-spec): the Group's territory, a resident's verification."""
+        if actor.kind is ActorKind.GROUP:
+            territory = instance_territory(self.config)
+            return group_extras(territory) if territory is not None else {}
+        if actor.kind is ActorKind.PERSON and actor.user and actor.user.verification:
+            code = actor.user.verification.territory
+            return person_extras(resident_territory(self.config, code))
+        return {}
 
     def _display_name(self, actor: LocalActor) -> str:
         if actor.kind is ActorKind.GROUP:
@@ -206,6 +242,6 @@ class LocalActors:
         return (user.display_name or user.username) if user else actor.handle
 
     async def document(self, actor: LocalActor) -> dict[str, Any]:
-        """The actor's AS2 document, passed through the vocabulary hook when one is set."""
-        doc = actor_document(await self.profile(actor))
+        """The actor's AS2 document with Barri's inline context, then the hook if one is set."""
+        doc = barri_actor_document(await self.profile(actor))
         return await self._hook(actor, doc) if self._hook is not None else doc
