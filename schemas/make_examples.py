@@ -60,6 +60,7 @@ SHAPES: tuple[str, ...] = (
     "support",
     "undo-support",
     "comment-vote",
+    "undo-comment-vote",
     "official-answer",
     "announce",
     "delete",

@@ -44,6 +44,7 @@ SIGNED_SHAPES = (
     "support",
     "undo-support",
     "comment-vote",
+    "undo-comment-vote",
     "official-answer",
     "announce",
     "delete",
