@@ -56,6 +56,35 @@ def _sources(target: DeliveryState) -> list[str]:
     return [str(s) for s, targets in DELIVERY_TRANSITIONS.items() if target in targets]
 
 
+async def insert_deliveries(
+    db: aiosqlite.Connection,
+    activity_id: str,
+    sender: str,
+    body: bytes,
+    inboxes: Iterable[str],
+    now: float,
+) -> int:
+    """Insert one NEW row per new (activity_id, inbox) inside the caller's open transaction.
+
+    Takes no lock and opens no transaction: the caller holds ``transaction(db)``, so the rows
+    commit (or roll back) together with whatever else it writes (DESIGN.md §6 "Publishing").
+    """
+    rows = [
+        (activity_id, inbox, inbox_host(inbox), sender, bytes(body), now, now, now)
+        for inbox in dict.fromkeys(inboxes)
+    ]
+    if not rows:
+        return 0
+    cursor = await db.executemany(
+        "INSERT INTO deliveries (activity_id, inbox, host, sender, body, state, attempts,"
+        " next_attempt_at, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, 'new', 0, ?, ?, ?)"
+        " ON CONFLICT (activity_id, inbox) DO NOTHING",
+        rows,
+    )
+    return max(cursor.rowcount, 0)
+
+
 class SqliteDeliveryStore:
     """``DeliveryStore`` on the server's shared aiosqlite connection (see ``open_database``)."""
 
@@ -67,21 +96,10 @@ class SqliteDeliveryStore:
     ) -> int:
         """Insert one NEW row per new (activity_id, inbox), all in one transaction."""
         targets = list(dict.fromkeys(inboxes))
-        rows = [
-            (activity_id, inbox, inbox_host(inbox), sender, bytes(body), now, now, now)
-            for inbox in targets
-        ]
-        if not rows:
+        if not targets:
             return 0
         async with transaction(self._db):
-            cursor = await self._db.executemany(
-                "INSERT INTO deliveries (activity_id, inbox, host, sender, body, state, attempts,"
-                " next_attempt_at, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, 'new', 0, ?, ?, ?)"
-                " ON CONFLICT (activity_id, inbox) DO NOTHING",
-                rows,
-            )
-            return max(cursor.rowcount, 0)
+            return await insert_deliveries(self._db, activity_id, sender, body, targets, now)
 
     async def claim(
         self, *, now: float, limit: int, lease: float, exclude_hosts: Collection[str] = ()

@@ -130,6 +130,165 @@ _0003_ACTOR_KEYS = (
     """,
 )
 
+_0004_INSTANCE_DOMAIN = (
+    # Processes, local (owned by our Group) or cached from another instance (the city's).
+    # `document` is the process JSON without proof; `supports_from` is the start (POSIX
+    # seconds) of its first supports phase: its rules are frozen from then on.
+    """
+    CREATE TABLE processes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        owner TEXT NOT NULL,
+        local INTEGER NOT NULL CHECK (local IN (0, 1)),
+        document TEXT NOT NULL,
+        supports_from REAL,
+        published TEXT NOT NULL,
+        updated TEXT,
+        fetched_at REAL
+    )
+    """,
+    # Proposals of local processes (by anyone) and our residents' proposals anywhere, plus
+    # remote ones we show. `final_supports` counts the final supports known here (Decidim's
+    # proposal_votes_count); the document's supportCount is filled from it when read.
+    """
+    CREATE TABLE proposals (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        process_id TEXT NOT NULL,
+        author TEXT NOT NULL,
+        local INTEGER NOT NULL CHECK (local IN (0, 1)),
+        state TEXT NOT NULL CHECK (state IN
+            ('notAnswered', 'evaluating', 'accepted', 'rejected', 'withdrawn')),
+        document TEXT NOT NULL,
+        published TEXT NOT NULL,
+        updated TEXT,
+        final_supports INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    "CREATE INDEX proposals_process ON proposals (process_id, seq)",
+    "CREATE INDEX proposals_author ON proposals (author)",
+    # Supports (Like ids). Decidim's minimum supports: `temporary` until the resident reaches
+    # the minimum in the process, then `final`; `withdrawn` once undone (kept for audit).
+    """
+    CREATE TABLE supports (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        actor TEXT NOT NULL,
+        proposal_id TEXT NOT NULL,
+        process_id TEXT NOT NULL,
+        local INTEGER NOT NULL CHECK (local IN (0, 1)),
+        published TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('temporary', 'final', 'withdrawn')),
+        undo_id TEXT,
+        document TEXT NOT NULL
+    )
+    """,
+    # One active support per resident per proposal (Decidim's ProposalVote uniqueness).
+    "CREATE UNIQUE INDEX supports_active ON supports (actor, proposal_id)"
+    " WHERE state != 'withdrawn'",
+    "CREATE INDEX supports_proposal ON supports (proposal_id, state)",
+    "CREATE INDEX supports_actor_process ON supports (actor, process_id, state)",
+    # Undo ids that arrived before their Like: the Like, when it comes, is already withdrawn.
+    """
+    CREATE TABLE undone (
+        like_id TEXT PRIMARY KEY,
+        undo_id TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        received_at REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE debates (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        process_id TEXT,
+        author TEXT NOT NULL,
+        local INTEGER NOT NULL CHECK (local IN (0, 1)),
+        closed INTEGER NOT NULL DEFAULT 0 CHECK (closed IN (0, 1)),
+        document TEXT NOT NULL,
+        published TEXT NOT NULL,
+        updated TEXT
+    )
+    """,
+    "CREATE INDEX debates_process ON debates (process_id, seq)",
+    # Comments: `root_id` is the proposal or debate the thread hangs from; `external` marks a
+    # reply from outside Barri (a Mastodon user): shown, never counted (DESIGN.md §7).
+    """
+    CREATE TABLE comments (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        root_id TEXT NOT NULL,
+        parent_id TEXT NOT NULL,
+        author TEXT NOT NULL,
+        depth INTEGER,
+        alignment TEXT NOT NULL CHECK (alignment IN ('inFavor', 'against', 'neutral')),
+        local INTEGER NOT NULL CHECK (local IN (0, 1)),
+        external INTEGER NOT NULL DEFAULT 0 CHECK (external IN (0, 1)),
+        document TEXT NOT NULL,
+        published TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1))
+    )
+    """,
+    "CREATE INDEX comments_root ON comments (root_id, seq)",
+    "CREATE INDEX comments_parent ON comments (parent_id)",
+    # Up (+1) / down (-1) votes on comments; one active vote per actor per comment.
+    """
+    CREATE TABLE comment_votes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        actor TEXT NOT NULL,
+        comment_id TEXT NOT NULL,
+        weight INTEGER NOT NULL CHECK (weight IN (-1, 1)),
+        active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+        undo_id TEXT,
+        document TEXT NOT NULL,
+        published TEXT
+    )
+    """,
+    "CREATE UNIQUE INDEX comment_votes_active ON comment_votes (actor, comment_id)"
+    " WHERE active = 1",
+    "CREATE INDEX comment_votes_comment ON comment_votes (comment_id, active)",
+    # Follows both ways: remote followers of our actors (their inbox and sharedInbox kept from
+    # the Follow) and our own Follows of remote process Groups.
+    """
+    CREATE TABLE follows (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        follow_id TEXT NOT NULL UNIQUE,
+        follower TEXT NOT NULL,
+        target TEXT NOT NULL,
+        inbox TEXT,
+        shared_inbox TEXT,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'accepted')),
+        created_at REAL NOT NULL,
+        UNIQUE (follower, target)
+    )
+    """,
+    "CREATE INDEX follows_target ON follows (target, state)",
+    # Our outbox: every activity we published, as proved JSON, in publication order.
+    """
+    CREATE TABLE activities (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        actor TEXT NOT NULL,
+        type TEXT NOT NULL,
+        object_id TEXT,
+        document TEXT NOT NULL,
+        public INTEGER NOT NULL CHECK (public IN (0, 1)),
+        published TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX activities_actor ON activities (actor, seq)",
+    "CREATE INDEX activities_object ON activities (object_id)",
+    # What was deleted: GET of its id answers 410 with this Tombstone.
+    """
+    CREATE TABLE tombstones (
+        id TEXT PRIMARY KEY,
+        former_type TEXT NOT NULL,
+        deleted TEXT NOT NULL
+    )
+    """,
+)
+
 #: The protocol tables every Barri server has: migration 1 of every server's sequence.
 PROTOCOL_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and inbox_messages", _0001_DELIVERIES_AND_INBOX),
@@ -140,6 +299,7 @@ INSTANCE_MIGRATIONS: tuple[Migration, ...] = (
     *PROTOCOL_MIGRATIONS,
     Migration(2, "instance accounts, verifications, census and tokens", _0002_INSTANCE_ACCOUNTS),
     Migration(3, "local actor keys", _0003_ACTOR_KEYS),
+    Migration(4, "instance domain", _0004_INSTANCE_DOMAIN),
 )
 
 #: The protocol-only sequence, kept for callers that need just the queue and inbox tables.

@@ -1,0 +1,263 @@
+"""Proposals and supports over aiosqlite (Decidim proposals and ``ProposalVote``; issue 4).
+
+A support row is ``temporary`` or ``final`` (Decidim ``minimum_votes_per_user``) while active,
+``withdrawn`` once undone; ``proposals.final_supports`` caches the count of final ones and is
+recomputed by :meth:`ProposalStore.refresh_counts` whenever states move. Write methods run in
+the caller's ``transaction(db)``; reads take no lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from activitypub.collections import PageRequest, PageResult
+from federation.model import Proposal, Support
+from federation.store.domain import dump, fetch_int, fetch_one, load
+from federation.store.paging import page_rows
+from federation.vocab.context import format_datetime
+from federation.vocab.proposal import proposal_from_ap
+
+ACTIVE = ("temporary", "final")
+
+
+@dataclass(frozen=True)
+class ProposalRecord:
+    """A stored proposal; ``proposal.support_count`` is the final supports known here."""
+
+    proposal: Proposal
+    local: bool
+    final_supports: int
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SupportRecord:
+    """A stored support (the ``Like``) and its Decidim state."""
+
+    support_id: str
+    actor: str
+    proposal_id: str
+    process_id: str
+    state: str
+    local: bool
+    undo_id: str | None
+    document: dict[str, Any]
+
+
+_PROPOSAL_COLUMNS = "seq, document, local, final_supports"
+_SUPPORT_COLUMNS = "id, actor, proposal_id, process_id, state, local, undo_id, document"
+
+
+def _proposal(row: Sequence[Any]) -> ProposalRecord:
+    document = load(row[1])
+    count = int(row[3])
+    # The count is ours (final supports known here), whatever the stored document said.
+    proposal = dataclasses.replace(proposal_from_ap(document), support_count=count)
+    return ProposalRecord(proposal, bool(row[2]), count, document)
+
+
+def _support(row: Sequence[Any]) -> SupportRecord:
+    return SupportRecord(
+        support_id=row[0],
+        actor=row[1],
+        proposal_id=row[2],
+        process_id=row[3],
+        state=row[4],
+        local=bool(row[5]),
+        undo_id=row[6],
+        document=load(row[7]),
+    )
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+class ProposalStore:
+    """SQL for proposals, supports and early Undos on the shared connection."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    # --- proposals ----------------------------------------------------------------------------
+
+    async def put_proposal(
+        self, proposal: Proposal, document: Mapping[str, Any], *, local: bool
+    ) -> None:
+        """Insert or replace a proposal by id (in the caller's transaction); counts are kept."""
+        await self.db.execute(
+            "INSERT INTO proposals (id, process_id, author, local, state, document, published,"
+            " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET state = excluded.state,"
+            " document = excluded.document, updated = excluded.updated",
+            (
+                proposal.id,
+                proposal.process,
+                proposal.author,
+                int(local),
+                proposal.state.value,
+                dump(document),
+                format_datetime(proposal.published),
+                format_datetime(proposal.updated) if proposal.updated else None,
+            ),
+        )
+
+    async def get_proposal(self, proposal_id: str) -> ProposalRecord | None:
+        """A proposal by id, its support count filled from the final supports known here."""
+        row = await fetch_one(
+            self.db,
+            f"SELECT {_PROPOSAL_COLUMNS} FROM proposals WHERE id = ?",  # noqa: S608
+            (proposal_id,),
+        )
+        return None if row is None else _proposal(row)
+
+    async def page_proposals(self, process_id: str, page: PageRequest) -> PageResult:
+        """A process's proposals, newest first; items are ``Proposal``s."""
+        rows, after, before = await page_rows(
+            self.db, table="proposals", columns=_PROPOSAL_COLUMNS, where="process_id = ?",
+            params=(process_id,), page=page,
+        )  # fmt: skip
+        return PageResult([_proposal(row).proposal for row in rows], after, before)
+
+    async def count_proposals(self, process_id: str) -> int:
+        """How many proposals a process has here."""
+        return await fetch_int(
+            self.db, "SELECT COUNT(*) FROM proposals WHERE process_id = ?", (process_id,)
+        )
+
+    async def delete_proposal(self, proposal_id: str) -> bool:
+        """Remove a proposal and its supports (its Tombstone is added separately)."""
+        await self.db.execute("DELETE FROM supports WHERE proposal_id = ?", (proposal_id,))
+        cursor = await self.db.execute("DELETE FROM proposals WHERE id = ?", (proposal_id,))
+        return cursor.rowcount == 1
+
+    # --- supports -----------------------------------------------------------------------------
+
+    async def get_support(self, support_id: str) -> SupportRecord | None:
+        """A support by its Like id, whatever its state."""
+        row = await fetch_one(
+            self.db,
+            f"SELECT {_SUPPORT_COLUMNS} FROM supports WHERE id = ?",  # noqa: S608
+            (support_id,),
+        )
+        return None if row is None else _support(row)
+
+    async def active_support(self, actor: str, proposal_id: str) -> SupportRecord | None:
+        """The actor's one active support of a proposal, if any."""
+        row = await fetch_one(
+            self.db,
+            f"SELECT {_SUPPORT_COLUMNS} FROM supports"  # noqa: S608
+            " WHERE actor = ? AND proposal_id = ? AND state != 'withdrawn'",
+            (actor, proposal_id),
+        )
+        return None if row is None else _support(row)
+
+    async def active_support_ids(self, actor: str, process_id: str) -> list[str]:
+        """The actor's active supports in a process, oldest first (Like ids)."""
+        rows = await self.db.execute_fetchall(
+            "SELECT id FROM supports WHERE actor = ? AND process_id = ?"
+            " AND state != 'withdrawn' ORDER BY seq",
+            (actor, process_id),
+        )
+        return [str(row[0]) for row in rows]
+
+    async def add_support(
+        self,
+        support: Support,
+        document: Mapping[str, Any],
+        *,
+        process_id: str,
+        local: bool,
+        state: str,
+        undo_id: str | None = None,
+    ) -> None:
+        """Insert a support in ``state`` (``withdrawn`` with ``undo_id`` for an early Undo)."""
+        await self.db.execute(
+            "INSERT INTO supports (id, actor, proposal_id, process_id, local, published, state,"
+            " undo_id, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                support.id,
+                support.actor,
+                support.proposal,
+                process_id,
+                int(local),
+                format_datetime(support.published),
+                state,
+                undo_id,
+                dump(document),
+            ),
+        )
+
+    async def withdraw_support(self, support_id: str, undo_id: str) -> bool:
+        """Mark an active support withdrawn by ``undo_id``; False when it was not active."""
+        cursor = await self.db.execute(
+            "UPDATE supports SET state = 'withdrawn', undo_id = ?"
+            " WHERE id = ? AND state != 'withdrawn'",
+            (undo_id, support_id),
+        )
+        return cursor.rowcount == 1
+
+    async def set_support_states(self, states: Mapping[str, str]) -> list[str]:
+        """Apply ``{like id: temporary|final}``; returns the proposal ids whose rows moved."""
+        moved: list[str] = []
+        for support_id, state in states.items():
+            rows = await self.db.execute_fetchall(
+                "UPDATE supports SET state = ? WHERE id = ? AND state != ?"
+                " AND state != 'withdrawn' RETURNING proposal_id",
+                (state, support_id, state),
+            )
+            moved.extend(str(row[0]) for row in rows)
+        return moved
+
+    async def refresh_counts(self, proposal_ids: Iterable[str]) -> None:
+        """Recompute ``final_supports`` of these proposals from their final support rows."""
+        ids = sorted(set(proposal_ids))
+        if not ids:
+            return
+        await self.db.execute(
+            "UPDATE proposals SET final_supports = (SELECT COUNT(*) FROM supports s"  # noqa: S608
+            " WHERE s.proposal_id = proposals.id AND s.state = 'final')"
+            f" WHERE id IN ({_marks(len(ids))})",
+            ids,
+        )
+
+    async def final_supports(self, proposal_id: str) -> int:
+        """The final supports of a proposal known here."""
+        return await fetch_int(
+            self.db,
+            "SELECT COUNT(*) FROM supports WHERE proposal_id = ? AND state = 'final'",
+            (proposal_id,),
+        )
+
+    async def page_support_ids(self, proposal_id: str, page: PageRequest) -> PageResult:
+        """Like ids of a proposal's active supports, newest first (the private collection)."""
+        rows, after, before = await page_rows(
+            self.db, table="supports", columns="seq, id",
+            where="proposal_id = ? AND state != 'withdrawn'", params=(proposal_id,), page=page,
+        )  # fmt: skip
+        return PageResult([str(row[1]) for row in rows], after, before)
+
+    # --- Undo before Like ---------------------------------------------------------------------
+
+    async def remember_undone(self, like_id: str, undo_id: str, actor: str, now: float) -> None:
+        """Keep an Undo whose Like has not arrived: that Like is withdrawn on arrival (§7.4)."""
+        await self.db.execute(
+            "INSERT INTO undone (like_id, undo_id, actor, received_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (like_id) DO NOTHING",
+            (like_id, undo_id, actor, now),
+        )
+
+    async def undone_by(self, like_id: str) -> tuple[str, str] | None:
+        """``(undo id, actor)`` of an Undo that arrived before the Like, or None."""
+        row = await fetch_one(
+            self.db, "SELECT undo_id, actor FROM undone WHERE like_id = ?", (like_id,)
+        )
+        return None if row is None else (str(row[0]), str(row[1]))
+
+
+__all__ = ["ACTIVE", "ProposalRecord", "ProposalStore", "SupportRecord"]
