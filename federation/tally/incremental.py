@@ -1,0 +1,198 @@
+"""The tally kept up to date event by event (DESIGN.md §7), equal to ``compute`` at all times.
+
+Every rule looks only at one actor's supports in one process (rules.py), so an event touches a
+few *groups*: a support or an undo re-evaluates its actor's group in that process, a residency
+change that actor's groups, a roster change the groups of the instances it changes, a process or
+proposal record the groups that name it. Each re-evaluation subtracts the group's previous
+outcome from the running ``ProcessCounts`` and adds the new one; nothing is recounted globally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import chain
+
+from federation.model import Territory
+
+from .engine import ProcessCounts, TallyResult, build_result
+from .records import (
+    ProcessRecord,
+    ProposalRecord,
+    ResidentRecord,
+    Roster,
+    SupportEvent,
+    TallyInputs,
+    UndoEvent,
+)
+from .rules import Context, GroupOutcome, LikeView, Origins, evaluate_group, like_view
+
+Key = tuple[str, str]  # (actor, process)
+
+
+class IncrementalTally:
+    """Feed verified events and record changes in any order; ``result()`` equals ``compute``."""
+
+    def __init__(self, roster: Roster) -> None:
+        self._residents: dict[str, Territory | None] = {}
+        self._processes: dict[str, ProcessRecord] = {}
+        self._proposals: dict[str, ProposalRecord] = {}
+        # The context reads these dicts live, so updating them updates what the rules see.
+        self._ctx = Context(roster, self._residents, self._processes, self._proposals, Origins())
+        self._copies: dict[str, set[SupportEvent]] = {}
+        self._undos: dict[str, set[UndoEvent]] = {}
+        self._views: dict[str, LikeView] = {}
+        self._home: dict[str, Key] = {}
+        self._members: dict[Key, set[str]] = {}
+        self._outcomes: dict[Key, GroupOutcome] = {}
+        self._counts: dict[str, ProcessCounts] = {}
+        # Which groups to re-evaluate when a record changes (kept add-only: a stale entry only
+        # costs one needless re-evaluation).
+        self._by_actor: dict[str, set[Key]] = {}
+        self._by_origin: dict[str, set[str]] = {}
+        self._by_process: dict[str, set[Key]] = {}
+        self._by_proposal: dict[str, set[Key]] = {}
+        self._proposals_of: dict[str, dict[str, ProposalRecord]] = {}
+        self._cached: TallyResult | None = None
+
+    @classmethod
+    def from_inputs(cls, inputs: TallyInputs) -> IncrementalTally:
+        """A tally fed with everything in ``inputs``."""
+        tally = cls(inputs.roster)
+        for process in inputs.processes:
+            tally.set_process(process)
+        for proposal in inputs.proposals:
+            tally.add_proposal(proposal)
+        for resident in inputs.residents:
+            tally.set_resident(resident.actor, resident.territory)
+        for support in inputs.supports:
+            tally.add_support(support)
+        for undo in inputs.undos:
+            tally.add_undo(undo)
+        return tally
+
+    @property
+    def roster(self) -> Roster:
+        """The roster currently applied."""
+        return self._ctx.roster
+
+    def add_support(self, event: SupportEvent) -> None:
+        """Record one received copy of a support; a copy seen before changes nothing."""
+        copies = self._copies.setdefault(event.like_id, set())
+        if event in copies:
+            return
+        copies.add(event)
+        self._index_like(event.like_id)
+
+    def add_undo(self, event: UndoEvent) -> None:
+        """Record one received copy of an undo; it applies to its like whenever that arrives."""
+        undos = self._undos.setdefault(event.like_id, set())
+        if event in undos:
+            return
+        undos.add(event)
+        if event.like_id in self._copies:
+            self._index_like(event.like_id)
+
+    def set_resident(self, actor: str, territory: Territory | None) -> None:
+        """Set the verified residency an actor's own instance states (None: not verified)."""
+        if actor in self._residents and self._residents[actor] == territory:
+            return
+        self._residents[actor] = territory
+        self._refresh_all(self._by_actor.get(actor, ()))
+
+    def set_roster(self, roster: Roster) -> None:
+        """Apply a new roster; only the instances whose entry changed are re-evaluated."""
+        old, self._ctx.roster = self._ctx.roster, roster
+        if old.city_code != roster.city_code:
+            self._refresh_all(self._members)
+            return
+        before = {entry.origin: entry for entry in old.entries}
+        after = {entry.origin: entry for entry in roster.entries}
+        changed = {o for o in before.keys() | after.keys() if before.get(o) != after.get(o)}
+        actors = chain.from_iterable(self._by_origin.get(origin, ()) for origin in changed)
+        self._refresh_all(chain.from_iterable(self._by_actor[a] for a in set(actors)))
+
+    def remove_instance(self, origin: str) -> None:
+        """Take an instance off the active roster: its supports stop counting."""
+        self.set_roster(self._ctx.roster.with_active(origin, False))
+
+    def restore_instance(self, origin: str) -> None:
+        """Put a removed instance back: its stored supports count again."""
+        self.set_roster(self._ctx.roster.with_active(origin, True))
+
+    def set_process(self, record: ProcessRecord) -> None:
+        """Add or replace a process (phases, rules, eligibility, grace, closing time)."""
+        if self._processes.get(record.id) == record:
+            return
+        self._processes[record.id] = record
+        self._refresh_all(self._by_process.get(record.id, ()))
+
+    def add_proposal(self, record: ProposalRecord) -> None:
+        """Add or replace a proposal record (its process and host)."""
+        previous = self._proposals.get(record.proposal)
+        if previous == record:
+            return
+        if previous is not None:
+            self._proposals_of[previous.process].pop(record.proposal, None)
+        self._proposals[record.proposal] = record
+        self._proposals_of.setdefault(record.process, {})[record.proposal] = record
+        self._refresh_all(self._by_proposal.get(record.proposal, ()))
+
+    def result(self) -> TallyResult:
+        """The totals and anomalies over everything fed so far (equal to ``compute``)."""
+        if self._cached is None:
+            anomalies = chain.from_iterable(o.anomalies for o in self._outcomes.values())
+            proposals_of = {pid: found.values() for pid, found in self._proposals_of.items()}
+            self._cached = build_result(self._ctx, proposals_of, self._counts, anomalies)
+        return self._cached
+
+    def inputs(self) -> TallyInputs:
+        """Everything fed so far, as the inputs ``compute`` recounts from."""
+        return TallyInputs(
+            roster=self._ctx.roster,
+            residents=tuple(ResidentRecord(a, t) for a, t in self._residents.items()),
+            processes=tuple(self._processes.values()),
+            proposals=tuple(self._proposals.values()),
+            supports=tuple(chain.from_iterable(self._copies.values())),
+            undos=tuple(chain.from_iterable(self._undos.values())),
+        )
+
+    def _index_like(self, like_id: str) -> None:
+        """Rebuild a like's view and re-evaluate its group (and the one it left, if any)."""
+        view = like_view(
+            like_id, self._copies[like_id], self._undos.get(like_id, ()), self._ctx.origins
+        )
+        self._views[like_id] = view
+        actor, process = view.event.actor, view.event.process
+        key, old = (actor, process), self._home.get(like_id)
+        if old != key:
+            if old is not None:
+                self._members[old].discard(like_id)
+            self._home[like_id] = key
+            self._members.setdefault(key, set()).add(like_id)
+            self._by_actor.setdefault(actor, set()).add(key)
+            self._by_origin.setdefault(self._ctx.origins.blame(actor), set()).add(actor)
+            self._by_process.setdefault(process, set()).add(key)
+        for copy in self._copies[like_id]:
+            self._by_proposal.setdefault(copy.proposal, set()).add(key)
+        self._refresh(key)
+        if old is not None and old != key:
+            self._refresh(old)
+
+    def _refresh_all(self, keys: Iterable[Key]) -> None:
+        for key in set(keys):
+            self._refresh(key)
+
+    def _refresh(self, key: Key) -> None:
+        """Re-evaluate one (actor, process) group and swap its contribution to the counts."""
+        self._cached = None
+        old = self._outcomes.pop(key, None)
+        if old is not None and old.counted:
+            self._counts[old.process].apply(old, -1)
+        members = self._members.get(key)
+        if not members:
+            return
+        new = evaluate_group(key[1], [self._views[m] for m in members], self._ctx)
+        if new.counted:
+            self._counts.setdefault(new.process, ProcessCounts()).apply(new, 1)
+        if new.counted or new.anomalies:
+            self._outcomes[key] = new

@@ -1,0 +1,296 @@
+"""The five counting rules of DESIGN.md §7, applied to one actor's supports in one process.
+
+Every rule that decides whether a support counts looks only at that support, its copies, the
+undos naming it, and the other supports of the same actor in the same process. So the tally is
+a sum of independent per-(actor, process) *groups*: ``compute`` evaluates every group once, and
+``IncrementalTally`` re-evaluates only the groups an event touches. Both call ``evaluate_group``.
+
+Extension to §7 (rule 5): Decidim's ``minimum_votes_per_user`` keeps a participant's supports
+*temporary* until they reach the minimum; an instance running those rules counts none of them,
+so neither does the aggregator (each is reported as an informational ``below_minimum``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from federation.model import Territory, TerritoryKind
+
+from .records import (
+    Anomaly,
+    ProcessRecord,
+    ProposalRecord,
+    Roster,
+    RosterEntry,
+    Rule,
+    SupportEvent,
+    UndoEvent,
+    Window,
+    normal_origin,
+)
+
+_E = TypeVar("_E", SupportEvent, UndoEvent)
+
+
+class Origins:
+    """Memoised ``normal_origin``: parsing an origin costs more than a dict lookup."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str | None] = {}
+
+    def __call__(self, url: str) -> str | None:
+        """The normalised origin of ``url`` or None (FEP-fe34)."""
+        try:
+            return self._seen[url]
+        except KeyError:
+            origin = self._seen[url] = normal_origin(url)
+            return origin
+
+    def blame(self, url: str) -> str:
+        """The instance an anomaly about ``url`` is filed under (the raw id if it has no origin)."""
+        return self(url) or url
+
+
+@dataclass(slots=True)
+class Context:
+    """The current state the rules read: roster, residents, processes, proposals."""
+
+    roster: Roster
+    residents: Mapping[str, Territory | None]
+    processes: Mapping[str, ProcessRecord]
+    proposals: Mapping[str, ProposalRecord]
+    origins: Origins
+
+
+@dataclass(frozen=True, slots=True)
+class LikeView:
+    """One like id with every copy of it and every undo copy naming it."""
+
+    like_id: str
+    event: SupportEvent
+    verified: bool
+    copies: tuple[SupportEvent, ...]
+    undos: tuple[UndoEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """A support that counts, with the neighbourhood and district it counts in."""
+
+    like_id: str
+    proposal: str
+    neighbourhood: str
+    district: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOutcome:
+    """What one (actor, process) group contributes: counted supports and anomalies."""
+
+    process: str
+    counted: tuple[Counted, ...]
+    anomalies: tuple[Anomaly, ...]
+
+
+def _like_key(e: SupportEvent) -> tuple[datetime, datetime, str, str, str, str, bool]:
+    # A total order on copies, so the canonical copy never depends on arrival order.
+    return (e.received_at, e.published, e.actor, e.proposal, e.process, e.signer_origin, e.proof_ok)
+
+
+def _undo_key(e: UndoEvent) -> tuple[datetime, datetime, str, str, str, str, bool]:
+    return (e.received_at, e.published, e.undo_id, e.actor, e.like_id, e.signer_origin, e.proof_ok)
+
+
+def signed_by_actor(event: SupportEvent | UndoEvent, origins: Origins) -> bool:
+    """Rule 1: a verified proof, made with a key on the actor's own origin."""
+    origin = origins(event.actor)
+    return event.proof_ok and origin is not None and origins(event.signer_origin) == origin
+
+
+def _sorted(events: Iterable[_E], key: Callable[[_E], Any]) -> tuple[_E, ...]:
+    distinct = set(events)
+    # The common case is one copy: skip building sort keys for it.
+    return tuple(distinct) if len(distinct) < 2 else tuple(sorted(distinct, key=key))
+
+
+def like_view(
+    like_id: str, copies: Iterable[SupportEvent], undos: Iterable[UndoEvent], origins: Origins
+) -> LikeView:
+    """The canonical copy of a like: the earliest-received verified one, else the earliest."""
+    ordered = _sorted(copies, _like_key)
+    verified = [copy for copy in ordered if signed_by_actor(copy, origins)]
+    event = verified[0] if verified else ordered[0]
+    return LikeView(like_id, event, bool(verified), ordered, _sorted(undos, _undo_key))
+
+
+def _forged_detail(event: SupportEvent | UndoEvent, origins: Origins) -> tuple[str, str]:
+    """(instance to blame, why) for a copy whose signature is not its actor's."""
+    if not event.proof_ok:
+        return origins.blame(event.actor), "the proof does not verify with a key the actor lists"
+    signer = origins.blame(event.signer_origin)
+    return signer, f"signed by {signer}, not by the actor's origin {origins.blame(event.actor)}"
+
+
+def _copy_anomalies(view: LikeView, origins: Origins) -> list[Anomaly]:
+    """Forged copies, and signed copies of the same id that disagree with the canonical one."""
+    found = []
+    canon = view.event
+    content = (canon.actor, canon.proposal, canon.process, canon.published)
+    for copy in view.copies:
+        if not signed_by_actor(copy, origins):
+            instance, why = _forged_detail(copy, origins)
+            found.append(Anomaly(instance, Rule.FORGED, view.like_id, why))
+        elif (copy.actor, copy.proposal, copy.process, copy.published) != content:
+            why = "another signed copy of this id names a different actor, object or time"
+            found.append(Anomaly(origins.blame(copy.actor), Rule.DUPLICATE, view.like_id, why))
+    return found
+
+
+def _resident_here(entry: RosterEntry, territory: Territory | None) -> bool:
+    """The instance vouches only for residents of its own neighbourhood (VOCABULARY.md)."""
+    return (
+        territory is not None
+        and territory.kind is TerritoryKind.NEIGHBOURHOOD
+        and territory.code == entry.territory.code
+        and territory.district_code in (None, entry.territory.district_code)
+    )
+
+
+def _member(event: SupportEvent, ctx: Context) -> tuple[RosterEntry | None, str]:
+    """Rules 1 (roster) and 2 (residency): the actor's roster entry, or why not."""
+    origin = ctx.origins(event.actor)
+    entry = ctx.roster.entry(origin)
+    if entry is None:
+        return None, f"{origin or event.actor} is not on the roster"
+    if not entry.active:
+        return None, f"{origin} was removed from the roster"
+    return entry, ""
+
+
+def _refusal(event: SupportEvent, entry: RosterEntry, ctx: Context) -> tuple[Rule, str] | Window:
+    """Rules 2 and 3 for a rostered actor: the phase window it counts in, or why not."""
+    territory = ctx.residents.get(event.actor)
+    if not _resident_here(entry, territory):
+        stated = "no verified residency" if territory is None else f"verified in {territory.code}"
+        return Rule.NOT_VERIFIED, f"{stated}; the instance covers {entry.territory.code}"
+    record = ctx.processes.get(event.process)
+    proposal = ctx.proposals.get(event.proposal)
+    if record is None or proposal is None or proposal.process != event.process:
+        return Rule.UNKNOWN_PROPOSAL, f"{event.proposal} is not a known proposal of {event.process}"
+    if not record.admits(entry.territory, ctx.roster.city_code):
+        return Rule.INELIGIBLE_TERRITORY, f"neighbourhood {entry.territory.code} is not eligible"
+    window = record.window(event.published)
+    if window is None:
+        return Rule.OUT_OF_PHASE, f"published {event.published.isoformat()} in no supports phase"
+    if event.received_at >= window.deadline:
+        return Rule.LATE_ARRIVAL, f"received after the deadline {window.deadline.isoformat()}"
+    return window
+
+
+def _undone(view: LikeView, window: Window, ctx: Context) -> tuple[bool, list[Anomaly]]:
+    """Rule 4: withdrawn by a timely undo of its own actor, whatever the arrival order."""
+    actor, found = view.event.actor, []
+    earliest: dict[str, UndoEvent] = {}
+    for undo in view.undos:  # sorted by _undo_key, so the first copy per id is the earliest
+        if not signed_by_actor(undo, ctx.origins):
+            instance, why = _forged_detail(undo, ctx.origins)
+            found.append(
+                Anomaly(instance, Rule.FORGED, view.like_id, f"undo {undo.undo_id}: {why}")
+            )
+        elif undo.actor != actor:
+            why = f"undo {undo.undo_id} by {undo.actor}, not by the support's actor"
+            found.append(Anomaly(ctx.origins.blame(undo.actor), Rule.FORGED, view.like_id, why))
+        else:
+            earliest.setdefault(undo.undo_id, undo)
+    undone = False
+    for undo in earliest.values():
+        instance = ctx.origins.blame(actor)
+        if undo.published >= window.end:
+            why = f"undo {undo.undo_id} published after the supports phase ended"
+            found.append(Anomaly(instance, Rule.OUT_OF_PHASE, view.like_id, why))
+        elif undo.received_at >= window.deadline:
+            why = f"undo {undo.undo_id} received after the deadline {window.deadline.isoformat()}"
+            found.append(Anomaly(instance, Rule.LATE_ARRIVAL, view.like_id, why))
+        else:
+            undone = True
+    return undone, found
+
+
+def _order(event: SupportEvent) -> tuple[datetime, str]:
+    return (event.published, event.like_id)
+
+
+def _earliest_per_proposal(
+    active: list[tuple[SupportEvent, RosterEntry]], instance: str
+) -> tuple[list[tuple[SupportEvent, RosterEntry]], list[Anomaly]]:
+    """Rule 4: one active support per proposal; the earliest by (published, like id) counts."""
+    kept: dict[str, SupportEvent] = {}
+    winners, found = [], []
+    for event, entry in sorted(active, key=lambda pair: _order(pair[0])):
+        first = kept.setdefault(event.proposal, event)
+        if first is event:
+            winners.append((event, entry))
+        else:
+            why = f"a second support of {event.proposal}; {first.like_id} counts"
+            found.append(Anomaly(instance, Rule.DUPLICATE, event.like_id, why))
+    return winners, found
+
+
+def _limits(
+    winners: list[tuple[SupportEvent, RosterEntry]], record: ProcessRecord | None, instance: str
+) -> tuple[list[tuple[SupportEvent, RosterEntry]], list[Anomaly]]:
+    """Rule 5: the per-participant limit (earliest count) and Decidim's minimum."""
+    if record is None:  # unreachable with winners: they passed the process check
+        return winners, []
+    rules, found = record.process.rules, []
+    limit = rules.supports_per_participant
+    if limit and len(winners) > limit:
+        for event, _ in winners[limit:]:
+            why = f"beyond the limit of {limit} supports per participant"
+            found.append(Anomaly(instance, Rule.OVER_LIMIT, event.like_id, why))
+        winners = winners[:limit]
+    minimum = rules.minimum_supports_per_participant
+    if winners and len(winners) < minimum:
+        for event, _ in winners:
+            why = f"temporary: {len(winners)} of the minimum {minimum} supports per participant"
+            found.append(Anomaly(instance, Rule.BELOW_MINIMUM, event.like_id, why))
+        winners = []
+    return winners, found
+
+
+def evaluate_group(process: str, views: Sequence[LikeView], ctx: Context) -> GroupOutcome:
+    """Apply DESIGN.md §7 rules 1–5 to one actor's likes in one process."""
+    anomalies: list[Anomaly] = []
+    active: list[tuple[SupportEvent, RosterEntry]] = []
+    for view in views:
+        anomalies.extend(_copy_anomalies(view, ctx.origins))
+        if not view.verified:
+            continue
+        event = view.event
+        entry, why = _member(event, ctx)
+        if entry is None:
+            anomalies.append(
+                Anomaly(ctx.origins.blame(event.actor), Rule.NOT_ON_ROSTER, view.like_id, why)
+            )
+            continue
+        verdict = _refusal(event, entry, ctx)
+        if not isinstance(verdict, Window):
+            anomalies.append(Anomaly(entry.origin, verdict[0], view.like_id, verdict[1]))
+            continue
+        undone, found = _undone(view, verdict, ctx)
+        anomalies.extend(found)
+        if not undone:
+            active.append((event, entry))
+    instance = active[0][1].origin if active else ""
+    winners, found = _earliest_per_proposal(active, instance)
+    anomalies.extend(found)
+    winners, found = _limits(winners, ctx.processes.get(process), instance)
+    anomalies.extend(found)
+    counted = tuple(
+        Counted(e.like_id, e.proposal, entry.territory.code, entry.territory.district_code or "")
+        for e, entry in winners
+    )
+    return GroupOutcome(process, counted, tuple(sorted(set(anomalies))))
