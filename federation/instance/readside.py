@@ -1,0 +1,429 @@
+"""The instance's ActivityPub read side: every object at its id, collections, private supports.
+
+DESIGN.md §6 "Backfill" and issue 4 "Read side". An object id answers AS2 JSON (ActivityPub §3.2)
+or, when the client ranks HTML higher, the page HD's renderer draws for that kind; a deleted id
+answers 410 with its Tombstone (ActivityPub §6.4). Collections are OrderedCollections with cursor
+paging over the store's ``seq`` (:mod:`activitypub.collections`). Who supported what is private
+(DESIGN.md §6): support Likes and ``{proposal}/supports`` are readable only with a signed GET by
+the owning Group (or its server's instance actor) or a configured aggregator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from activitypub import as2
+from activitypub.collections import (
+    PageRequest,
+    PageResult,
+    first_page_url,
+    ordered_collection,
+    ordered_collection_page,
+    page_url_for,
+    parse_page_request,
+)
+from activitypub.errors import Problem
+from activitypub.fetch import FetchError, parse_media_type
+from activitypub.inbox import refused
+from activitypub.origin import same_origin
+from activitypub.runtime import FEDERATION
+from federation.instance import app as instance_app
+from federation.store.comments import CommentStore
+from federation.store.domain import DomainStore
+from federation.store.outbox import OutboxStore
+from federation.store.paging import SEQ_SHAPE
+from federation.store.proposals import ProposalStore
+from federation.validation import shape_of
+from federation.vocab.comment import comment_to_ap
+from federation.vocab.context import document_context
+from federation.vocab.debate import debate_to_ap
+from federation.vocab.deletion import tombstone_to_ap
+from federation.vocab.process import process_to_ap
+from federation.vocab.proposal import proposal_to_ap
+from federation.vocab.wire import embed
+
+HtmlRenderer = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+HtmlRegistry = dict[str, HtmlRenderer]
+HTML_RENDERERS: web.AppKey[HtmlRegistry] = web.AppKey("barri.html_renderers", HtmlRegistry)
+
+#: Kinds an HTML renderer may be registered for (issue 4 "Pages").
+KINDS = ("process", "proposal", "debate", "comment", "tombstone")
+_PATHS = {"process": "processes", "proposal": "proposals", "debate": "debates",
+          "comment": "comments"}  # fmt: skip
+_ACTIVITY_PATHS = ("activities", "supports", "votes")
+_AS2_MEDIA = frozenset({"application/activity+json", "application/ld+json", "application/json"})
+_HTML_MEDIA = frozenset({"text/html", "application/xhtml+xml"})
+_SERVER_ACTOR_TYPES = frozenset({"Application", "Service"})
+
+Loader = Callable[[web.Application, str], Awaitable[dict[str, Any] | None]]
+PageLoader = Callable[[PageRequest], Awaitable[PageResult]]
+
+
+# --- the HTML registry -------------------------------------------------------------------------
+
+
+def register_html(app: web.Application, kind: str, renderer: HtmlRenderer) -> None:
+    """Serve ``kind`` objects to browsers with ``renderer(request, object_id)`` (RFC 9110 §12).
+
+    Call before the app starts (``setup_pages``); the renderer is only called for ids that exist.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
+    registry = app.get(HTML_RENDERERS)
+    if registry is None:
+        registry = app[HTML_RENDERERS] = {}
+    registry[kind] = renderer
+
+
+def _quality(params: Mapping[str, str]) -> float:
+    try:
+        return float(params.get("q", "1"))
+    except ValueError:
+        return 0.0
+
+
+def prefers_html(accept: str) -> bool:
+    """True when ``Accept`` ranks HTML above every ActivityStreams type (RFC 9110 §12.5.1)."""
+    html = as2_quality = 0.0
+    for part in accept.split(","):
+        if not part.strip():
+            continue
+        media, params = parse_media_type(part)
+        if media in _HTML_MEDIA:
+            html = max(html, _quality(params))
+        elif media in _AS2_MEDIA:
+            as2_quality = max(as2_quality, _quality(params))
+    # A tie (``*/*`` alone, or nothing) answers AS2: this is a federation server first.
+    return html > as2_quality
+
+
+def _renderer(request: web.Request, kind: str) -> HtmlRenderer | None:
+    if not prefers_html(request.headers.get("Accept", "")):
+        return None
+    return (request.app.get(HTML_RENDERERS) or {}).get(kind)
+
+
+# --- setup ------------------------------------------------------------------------------------
+
+
+def setup_readside(app: web.Application) -> None:
+    """Add the read routes (objects, process/thread collections, supports) and NodeInfo counts."""
+    for kind, path in _PATHS.items():
+        app.router.add_get(f"/{path}/{{id}}", _object_handler(kind, _LOADERS[kind]))
+    for path in _ACTIVITY_PATHS:
+        app.router.add_get(f"/{path}/{{id}}", _activity)
+    app.router.add_get("/processes/{id}/proposals", _process_proposals)
+    app.router.add_get("/processes/{id}/debates", _process_debates)
+    for path in ("proposals", "debates", "comments"):
+        app.router.add_get(f"/{path}/{{id}}/replies", _replies)
+    for path in ("proposals", "debates"):
+        app.router.add_get(f"/{path}/{{id}}/context", _context)
+    app.router.add_get("/proposals/{id}/supports", _supports)
+    app[instance_app.NODEINFO].register_count("processes", _process_counter(app))
+
+
+def _process_counter(app: web.Application) -> Callable[[], Awaitable[int]]:
+    async def count() -> int:
+        return await DomainStore(app[instance_app.DB]).count_processes()
+
+    return count
+
+
+def _own_url(request: web.Request, suffix: str = "") -> str:
+    """The id a request names: the base URL plus the path without ``suffix``."""
+    return request.app[instance_app.CONFIG].base_url + request.path.removesuffix(suffix)
+
+
+def _not_found(object_id: str) -> Problem:
+    return Problem(404, "Not Found", f"There is nothing at {object_id} on this instance.")
+
+
+# --- objects ----------------------------------------------------------------------------------
+
+
+async def _load_process(app: web.Application, object_id: str) -> dict[str, Any] | None:
+    record = await DomainStore(app[instance_app.DB]).get_process(object_id)
+    return None if record is None else process_to_ap(record.process)
+
+
+async def _load_proposal(app: web.Application, object_id: str) -> dict[str, Any] | None:
+    record = await ProposalStore(app[instance_app.DB]).get_proposal(object_id)
+    # supportCount is the count of final supports known here (DESIGN.md §6: counts are public).
+    return None if record is None else proposal_to_ap(record.proposal)
+
+
+async def _load_debate(app: web.Application, object_id: str) -> dict[str, Any] | None:
+    record = await DomainStore(app[instance_app.DB]).get_debate(object_id)
+    return None if record is None else debate_to_ap(record.debate)
+
+
+async def _load_comment(app: web.Application, object_id: str) -> dict[str, Any] | None:
+    record = await CommentStore(app[instance_app.DB]).get_comment(object_id)
+    return None if record is None or record.deleted else comment_to_ap(record.comment)
+
+
+_LOADERS: dict[str, Loader] = {
+    "process": _load_process,
+    "proposal": _load_proposal,
+    "debate": _load_debate,
+    "comment": _load_comment,
+}
+
+
+async def _gone(request: web.Request, object_id: str) -> web.StreamResponse | None:
+    """410 with the Tombstone when the id was deleted (ActivityPub §6.4), else None."""
+    tombstone = await DomainStore(request.app[instance_app.DB]).get_tombstone(object_id)
+    if tombstone is None:
+        return None
+    renderer = _renderer(request, "tombstone")
+    if renderer is not None:
+        return await renderer(request, object_id)
+    response = instance_app.as2_response(request, tombstone_to_ap(tombstone))
+    response.set_status(410)
+    return response
+
+
+def _object_handler(
+    kind: str, load: Loader
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        """GET an object by id: AS2, or HD's page for browsers; 410 once deleted."""
+        object_id = _own_url(request)
+        gone = await _gone(request, object_id)
+        if gone is not None:
+            return gone
+        document = await load(request.app, object_id)
+        if document is None:
+            raise _not_found(object_id)
+        renderer = _renderer(request, kind)
+        if renderer is not None:
+            return await renderer(request, object_id)
+        return instance_app.as2_response(request, document)
+
+    return handler
+
+
+async def _activity(request: web.Request) -> web.StreamResponse:
+    """GET an activity we published; a non-public one only for a signed GET by a reader."""
+    activity_id = _own_url(request)
+    gone = await _gone(request, activity_id)
+    if gone is not None:
+        return gone
+    stored = await OutboxStore(request.app[instance_app.DB]).get_activity(activity_id)
+    if stored is None:
+        raise _not_found(activity_id)
+    if not stored.public:
+        readers = _activity_readers(stored.document)
+        await _require_reader(request, readers, _private_reason(stored.document))
+    return instance_app.as2_response(request, stored.document)
+
+
+def _private_reason(document: Mapping[str, Any]) -> str:
+    # A support and its withdrawal are the private acts DESIGN.md §6 names.
+    support = shape_of(document) in ("support", "undo-support")
+    return "supports_private" if support else "not_addressed"
+
+
+def _activity_readers(document: Mapping[str, Any]) -> set[str]:
+    """Who may read a non-public activity: its actor and everyone it is addressed to."""
+    readers = set(as2.addressees(document))
+    actor = as2.first_id(document, "actor")
+    if actor:
+        readers.add(actor)
+    return readers
+
+
+async def _require_reader(request: web.Request, readers: Iterable[str], reason: str) -> str:
+    """The signer of an authorised fetch that may read; else 403 with ``reason``."""
+    federation = request.app[FEDERATION]
+    signed = await federation.authenticate_get(request)
+    allowed = set(readers)
+    if signed is not None and await _may_read(request.app, signed.owner, allowed):
+        return signed.owner
+    who = "an unsigned request" if signed is None else signed.owner
+    raise refused(403, reason, f"{who} may not read this; it is private to {sorted(allowed)}")
+
+
+async def _may_read(app: web.Application, signer: str, readers: set[str]) -> bool:
+    """A reader itself, or the server actor (Application/Service) of a reader's server."""
+    if signer in readers:
+        return True
+    if not any(same_origin(signer, reader) for reader in readers):
+        return False
+    # Barri's instance actor signs every fetch its server makes: it stands for its Group.
+    cache = app[FEDERATION].actors
+    if cache is None:
+        return False
+    try:
+        actor = await cache.actor(signer)
+    except FetchError:
+        return False
+    return bool(set(as2.types(actor)) & _SERVER_ACTOR_TYPES)
+
+
+# --- collections --------------------------------------------------------------------------------
+
+
+async def _serve_collection(
+    request: web.Request,
+    collection_id: str,
+    total: int | None,
+    load_page: PageLoader,
+    *,
+    context: Any = None,
+) -> web.Response:
+    """The collection (``?page`` absent) or one cursor page of it (AS2 §5.3-5.4)."""
+    try:
+        page = parse_page_request(request.query, key_shape=SEQ_SHAPE)
+    except ValueError as exc:
+        raise Problem(400, "Bad Request", f"Bad paging parameters: {exc}.") from exc
+    context = document_context() if context is None else context
+    if page is None:
+        doc = ordered_collection(
+            collection_id, total, first=first_page_url(collection_id), context=context
+        )
+        return instance_app.as2_response(request, doc)
+    result = await load_page(page)
+    page_id = request.app[instance_app.CONFIG].base_url + request.path_qs
+    doc = ordered_collection_page(
+        collection_id, page_id, result, page_url=page_url_for(collection_id),
+        total_items=total, context=context,
+    )  # fmt: skip
+    return instance_app.as2_response(request, doc)
+
+
+def _embedded(result: PageResult, render: Callable[[Any], dict[str, Any]]) -> PageResult:
+    """A page whose items are rendered objects, embedded without their own ``@context``."""
+    return PageResult([embed(render(item)) for item in result.items], result.next_cursor,
+                      result.prev_cursor)  # fmt: skip
+
+
+async def _require_process(request: web.Request, suffix: str) -> str:
+    process_id = _own_url(request, suffix)
+    if await DomainStore(request.app[instance_app.DB]).get_process(process_id) is None:
+        raise _not_found(process_id)
+    return process_id
+
+
+async def _process_proposals(request: web.Request) -> web.Response:
+    """``{process}/proposals``: newest first, each with its public supportCount (issue 4)."""
+    process_id = await _require_process(request, "/proposals")
+    store = ProposalStore(request.app[instance_app.DB])
+
+    async def load_page(page: PageRequest) -> PageResult:
+        return _embedded(await store.page_proposals(process_id, page), proposal_to_ap)
+
+    total = await store.count_proposals(process_id)
+    return await _serve_collection(request, process_id + "/proposals", total, load_page)
+
+
+async def _process_debates(request: web.Request) -> web.Response:
+    """``{process}/debates``: the process's debates, newest first."""
+    process_id = await _require_process(request, "/debates")
+    store = DomainStore(request.app[instance_app.DB])
+
+    async def load_page(page: PageRequest) -> PageResult:
+        return _embedded(await store.page_debates(process_id, page), debate_to_ap)
+
+    return await _serve_collection(request, process_id + "/debates", None, load_page)
+
+
+async def _thread_root(request: web.Request, suffix: str) -> str:
+    """The proposal, debate or comment a thread collection hangs from; 404 when unknown."""
+    object_id = _own_url(request, suffix)
+    kind = request.path.split("/")[1]
+    loader = _LOADERS[{"proposals": "proposal", "debates": "debate", "comments": "comment"}[kind]]
+    if await loader(request.app, object_id) is None:
+        raise _not_found(object_id)
+    return object_id
+
+
+async def _replies(request: web.Request) -> web.Response:
+    """``{object}/replies``: direct replies, oldest first (ActivityPub §5.8, FEP-7888)."""
+    object_id = await _thread_root(request, "/replies")
+    store = CommentStore(request.app[instance_app.DB])
+
+    async def load_page(page: PageRequest) -> PageResult:
+        return _embedded(await store.page_replies(object_id, page), comment_to_ap)
+
+    return await _serve_collection(request, object_id + "/replies", None, load_page)
+
+
+async def _context(request: web.Request) -> web.Response:
+    """``{root}/context``: the whole conversation under a proposal or debate (FEP-7888/f228)."""
+    root_id = await _thread_root(request, "/context")
+    store = CommentStore(request.app[instance_app.DB])
+
+    async def load_page(page: PageRequest) -> PageResult:
+        return _embedded(await store.page_context(root_id, page), comment_to_ap)
+
+    return await _serve_collection(request, root_id + "/context", None, load_page)
+
+
+def supports_readers(app: web.Application, proposal_audience: str) -> set[str]:
+    """Who may list a proposal's supports: the owning Group and the aggregators (DESIGN.md §6)."""
+    return {proposal_audience, *app[instance_app.CONFIG].report_to}
+
+
+async def _supports(request: web.Request) -> web.Response:
+    """``{proposal}/supports``: Like ids, for a signed GET by the owning Group or an aggregator."""
+    proposal_id = _own_url(request, "/supports")
+    store = ProposalStore(request.app[instance_app.DB])
+    record = await store.get_proposal(proposal_id)
+    if record is None:
+        raise _not_found(proposal_id)
+    readers = supports_readers(request.app, record.proposal.audience)
+    await _require_reader(request, readers, "supports_private")
+    total = await store.final_supports(proposal_id)
+
+    async def load_page(page: PageRequest) -> PageResult:
+        return await store.page_support_ids(proposal_id, page)
+
+    return await _serve_collection(request, proposal_id + "/supports", total, load_page)
+
+
+# --- actor collections (the route app.py's empty ``_collection`` answered) ---------------------
+
+
+async def collection_handler(request: web.Request) -> web.Response:
+    """``{actor}/outbox|followers|following`` with cursor paging (ActivityPub §5.1, §5.3-5.5)."""
+    name = request.match_info["collection"]
+    actor_id = _own_url(request, "/" + name)
+    if await request.app[instance_app.ACTORS].find(actor_id) is None:
+        raise Problem(404, "Not Found", f"There is no actor at {request.path} on this instance.")
+    collection_id = f"{actor_id}/{name}"
+    store = OutboxStore(request.app[instance_app.DB])
+    if name == "outbox":
+        return await _outbox(request, store, actor_id, collection_id)
+    if name == "followers":
+        total = await store.count_followers(actor_id)
+
+        async def followers(page: PageRequest) -> PageResult:
+            return await store.page_followers(actor_id, page)
+
+        return await _serve_collection(request, collection_id, total, followers)
+    return await _serve_collection(request, collection_id, 0, _empty_page)
+
+
+async def _empty_page(page: PageRequest) -> PageResult:
+    return PageResult([], None, None)
+
+
+async def _outbox(
+    request: web.Request, store: OutboxStore, actor_id: str, collection_id: str
+) -> web.Response:
+    """Public activities as delivered (with their proofs); the actor itself sees them all."""
+    signed = await request.app[FEDERATION].authenticate_get(request)
+    private = signed is not None and signed.owner == actor_id
+    total = await store.count_outbox(actor_id, include_private=private)
+
+    async def load_page(page: PageRequest) -> PageResult:
+        result = await store.page_outbox(actor_id, page, include_private=private)
+        # Kept verbatim, @context included: the FEP-8b32 proof covers every byte of it.
+        items = [stored.document for stored in result.items]
+        return PageResult(items, result.next_cursor, result.prev_cursor)
+
+    return await _serve_collection(request, collection_id, total, load_page)
