@@ -1,0 +1,106 @@
+"""The page kit: the jinja2 environment (autoescape always on) and what every page needs.
+
+One :class:`PageKit` is built by ``setup_pages`` and kept under :data:`PAGES`. Templates live
+in ``templates/`` beside this module. HTML written by people is shown through the
+``sanitised`` filter only, which runs the content allow-list again before marking it safe,
+so a template can never pass untrusted markup through by mistake (defence in depth: the
+service already stored it sanitised).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jinja2
+from aiohttp import web
+from markupsafe import Markup
+
+from federation.config import InstanceConfig
+from federation.instance.actors import USERS_PATH
+from federation.instance.content import sanitise_html
+from federation.instance.web.i18n import offered_languages
+from federation.instance.web.sessions import SessionCodec
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+# Pages carry per-session CSRF tokens and may be personal: never cache them. Styles are inline
+# in the base template; nothing else may load, and no script at all (the pages need none).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def sanitised(html_text: str | None) -> Markup:
+    """Stored HTML re-sanitised with the content allow-list, then marked safe for jinja2."""
+    return Markup(sanitise_html(html_text or ""))  # noqa: S704 (sanitised on the line itself)
+
+
+def make_environment() -> jinja2.Environment:
+    """The templates' environment: autoescape on for every template, undefined names fail."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["sanitised"] = sanitised
+    return env
+
+
+@dataclass(frozen=True)
+class PageKit:
+    """What the page handlers share: config, templates, the session codec and languages."""
+
+    config: InstanceConfig
+    env: jinja2.Environment
+    sessions: SessionCodec
+    offered: tuple[str, ...]
+
+    @property
+    def secure(self) -> bool:
+        """True when the instance is served over https (cookies get the Secure flag)."""
+        return self.config.base_url.startswith("https://")
+
+    def actor_label(self, actor_id: str) -> str:
+        """How a page names an actor: ``alice`` here, ``alice@host`` elsewhere."""
+        local_prefix = self.config.base_url + USERS_PATH
+        if actor_id.startswith(local_prefix):
+            return actor_id.removeprefix(local_prefix)
+        parts = urlsplit(actor_id)
+        name = parts.path.rstrip("/").rsplit("/", 1)[-1] or parts.netloc
+        return f"{name}@{parts.netloc}" if parts.netloc else actor_id
+
+    def is_local(self, object_id: str) -> bool:
+        """True for ids minted by this instance."""
+        return object_id.startswith(self.config.base_url + "/")
+
+    def local_id(self, object_id: str, collection: str) -> str | None:
+        """The opaque id in ``{base}/{collection}/{id}``, or None for any other id."""
+        prefix = f"{self.config.base_url}/{collection}/"
+        rest = object_id.removeprefix(prefix)
+        if rest == object_id or not rest or "/" in rest:
+            return None
+        return rest
+
+
+def make_kit(config: InstanceConfig) -> PageKit:
+    """The page kit for an instance (no I/O: templates load on first use)."""
+    return PageKit(
+        config=config,
+        env=make_environment(),
+        sessions=SessionCodec(config.secret),
+        offered=offered_languages(config.languages),
+    )
+
+
+PAGES = web.AppKey("barri.pages", PageKit)
