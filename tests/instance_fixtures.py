@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import aiosqlite
+
+from federation.config import InitOptions, InstanceConfig, load_config, write_instance_config
 
 T0 = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
 PROPOSALS_START, PROPOSALS_END = T0, T0 + timedelta(days=28)
@@ -84,3 +89,33 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+def instance_config(
+    tmp_path: Path, port: int, *, name: str = "raval", report_to: tuple[str, ...] = ()
+) -> InstanceConfig:
+    """A loopback instance config (territory neighbourhood 01 in district 01) in tmp_path."""
+    options = InitOptions(
+        base_url=f"http://127.0.0.1:{port}",
+        name=f"AV {name.title()}",
+        secret="s" * 43,
+        group="av",
+        territory="01",
+        district="01",
+        report_to=report_to,
+        allow_loopback=True,
+        listen=f"127.0.0.1:{port}",
+    )
+    return load_config(write_instance_config(tmp_path / name, options), environ={})
+
+
+async def count_rows(db: aiosqlite.Connection) -> dict[str, int]:
+    """Row counts of every table (to prove a refused act wrote nothing)."""
+    rows = await db.execute_fetchall(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    )
+    counts = {}
+    for (table,) in rows:
+        found = list(await db.execute_fetchall(f"SELECT COUNT(*) FROM {table}"))
+        counts[str(table)] = int(found[0][0])
+    return counts

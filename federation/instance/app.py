@@ -40,7 +40,9 @@ from federation.instance.actors import (
     LocalActor,
     LocalActors,
 )
+from federation.instance.deliberation import Deliberation
 from federation.instance.discovery import InstanceNodeInfo, WebFingerDirectory
+from federation.instance.outbox import Publisher
 from federation.instance.wiring import Instance, open_instance
 from federation.store.delivery import SqliteDeliveryStore
 from federation.store.inbox import SqliteInboxStore
@@ -55,6 +57,8 @@ DB = web.AppKey("barri.db", aiosqlite.Connection)
 ACCOUNTS = web.AppKey("barri.accounts", Accounts)
 ACTORS = web.AppKey("barri.actors", LocalActors)
 NODEINFO = web.AppKey("barri.nodeinfo", InstanceNodeInfo)
+PUBLISHER = web.AppKey("barri.publisher", Publisher)
+DELIBERATION = web.AppKey("barri.deliberation", Deliberation)
 
 
 def create_app(
@@ -69,6 +73,8 @@ def create_app(
     _add_actor_routes(app)
     _add_discovery_routes(app, config)
     app.router.add_get("/healthz", _healthz)
+    # HC's AP read side (federation.instance.readside.setup_readside) and HD's pages
+    # (federation.instance.web.setup_pages) are added here once both are in git.
     return app
 
 
@@ -80,6 +86,17 @@ def _instance_ctx(document_hook: ActorDocumentHook | None) -> Any:
             app[INSTANCE], app[DB] = instance, instance.db
             app[ACCOUNTS], app[ACTORS] = instance.accounts, instance.actors
             app[NODEINFO].users = instance.users.count_users
+
+            # The runtime starts after this context: both find it through the app when needed.
+            def federation() -> Federation | None:
+                return app.get(FEDERATION)
+
+            publisher = Publisher(instance.db, instance.actors, app[CONFIG], federation=federation)
+            deliberation = Deliberation(
+                instance.db, instance.actors, app[CONFIG], publisher, federation=federation
+            )
+            app[PUBLISHER], app[DELIBERATION] = publisher, deliberation
+            app[NODEINFO].register_count("processes", deliberation.count_local_processes)
             yield
 
     return context
