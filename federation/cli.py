@@ -1,7 +1,8 @@
 """The ``barri`` command line: one readable line on error, never a traceback.
 
 ``barri init instance`` writes a commented ``barri.toml``; ``barri serve`` runs the instance it
-describes; ``barri admin`` manages accounts, verification, the census and access tokens.
+describes; ``barri admin`` manages accounts, verification, the census, access tokens and the
+Group's participatory processes.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import os
 import secrets
@@ -16,9 +18,11 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from activitypub.errors import Problem
 from federation import __doc__ as _about
 from federation.config import (
     CONFIG_FILE,
@@ -32,7 +36,10 @@ from federation.config import (
 )
 from federation.instance.accounts import AccountError, check_password, parse_census_csv
 from federation.instance.app import create_app
+from federation.instance.deliberation import Deliberation
+from federation.instance.outbox import Publisher
 from federation.instance.ports import Role, TokenScope, User
+from federation.instance.rules import RuleViolation
 from federation.instance.wiring import Instance, StartupError, open_instance
 
 Command = Callable[[argparse.Namespace], int]
@@ -130,6 +137,18 @@ def _add_admin(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     create_token.add_argument("--scope", choices=[s.value for s in TokenScope], default="write")
     create_token.set_defaults(run=_admin(_token_create))
     cmds.add_parser("list-users", help="list accounts").set_defaults(run=_admin(_list_users))
+    _add_process(cmds)
+
+
+def _add_process(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    process = cmds.add_parser("process", help="participatory processes owned by the Group")
+    actions = process.add_subparsers(dest="process_command", metavar="ACTION", required=True)
+    create = actions.add_parser(
+        "create", help="create a process from its JSON form without ids (prints its IRI last)"
+    )
+    create.add_argument("--file", type=Path, required=True, metavar="PROCESS.json")
+    create.set_defaults(run=_admin(_process_create))
+    actions.add_parser("list", help="list known processes").set_defaults(run=_admin(_process_list))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -288,6 +307,58 @@ async def _list_users(instance: Instance, args: argparse.Namespace) -> int:
 
 def _territory(user: User) -> str:
     return user.verification.territory if user.verification else "-"
+
+
+# --- admin process ---------------------------------------------------------------------------
+
+#: Who acts for `barri admin process`: the operator, with the config file's authority.
+_OPERATOR = User(0, "barri-admin", None, "", Role.ADMIN, 0.0)
+
+
+def _deliberation(instance: Instance) -> Deliberation:
+    """The service without the network: deliveries wait in the queue for `barri serve`."""
+    publisher = Publisher(instance.db, instance.actors, instance.config)
+    return Deliberation(instance.db, instance.actors, instance.config, publisher)
+
+
+def _read_process_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise CliError(f"cannot read the process file {path}: {reason}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise CliError(f"{path}: not valid JSON ({exc.msg} at {where})") from exc
+
+
+async def _process_create(instance: Instance, args: argparse.Namespace) -> int:
+    draft = _read_process_file(args.file)
+    try:
+        process = await _deliberation(instance).create_process(draft, by=_OPERATOR)
+    except Problem as exc:
+        raise CliError(f"{args.file}: {exc.detail or exc.title}") from exc
+    except RuleViolation as exc:
+        raise CliError(f"{args.file}: {exc.detail}") from exc
+    phases = ", ".join(phase.name.default for phase in process.phases)
+    print(f"created process {process.name.default!r} owned by {process.owner} (phases: {phases})")
+    print(process.id)
+    return 0
+
+
+async def _process_list(instance: Instance, args: argparse.Namespace) -> int:
+    service = _deliberation(instance)
+    rows = [("IRI", "OWNER", "PROPOSALS", "NAME")]
+    for process in await service.list_processes():
+        owner = "local" if process.owner == instance.actors.group_id else process.owner
+        proposals = await service.proposals.count_proposals(process.id)
+        rows.append((process.id, owner, str(proposals), process.name.default))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for iri, owner, shown, name in rows:
+        print(f"{iri:<{widths[0]}}  {owner:<{widths[1]}}  {shown:>{widths[2]}}  {name}")
+    return 0
 
 
 # --- entry point ---------------------------------------------------------------------------
