@@ -110,7 +110,10 @@ def _renderer(request: web.Request, kind: str) -> HtmlRenderer | None:
 
 
 def setup_readside(app: web.Application) -> None:
-    """Add the read routes (objects, process/thread collections, supports) and NodeInfo counts."""
+    """Add the read routes: objects by id, process and thread collections, private supports.
+
+    (NodeInfo's process count is registered by app.py with the Deliberation service.)
+    """
     for kind, path in _PATHS.items():
         app.router.add_get(f"/{path}/{{id}}", _object_handler(kind, _LOADERS[kind]))
     for path in _ACTIVITY_PATHS:
@@ -122,14 +125,6 @@ def setup_readside(app: web.Application) -> None:
     for path in ("proposals", "debates"):
         app.router.add_get(f"/{path}/{{id}}/context", _context)
     app.router.add_get("/proposals/{id}/supports", _supports)
-    app[instance_app.NODEINFO].register_count("processes", _process_counter(app))
-
-
-def _process_counter(app: web.Application) -> Callable[[], Awaitable[int]]:
-    async def count() -> int:
-        return await DomainStore(app[instance_app.DB]).count_processes()
-
-    return count
 
 
 def _own_url(request: web.Request, suffix: str = "") -> str:
