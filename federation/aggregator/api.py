@@ -1,0 +1,182 @@
+"""The aggregator's JSON API, version 1 (issue 6): processes, results, instances.
+
+``GET /api/v1/processes`` lists the processes the aggregator counts; ``GET
+/api/v1/processes/{process IRI, url-encoded}/results`` gives each proposal (IRI, name, host
+instance, state, supports, supports by neighbourhood code), totals by neighbourhood, district
+and city, participants and the as-of time; ``GET /api/v1/instances`` gives the roster with
+follow state, last activity, backlog and anomaly counts. Every answer is computed from the
+tally after a sync, so changes made by the CLI show at once. Errors are RFC 9457 problems.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from activitypub.errors import Problem
+from federation.aggregator.roster import RosterService, RosterStatus
+from federation.aggregator.wiring import Aggregator
+from federation.model import TerritoryKind
+from federation.store.aggregator_log import ProcessRow, ProposalRow
+from federation.tally import ProcessTally, TallyResult
+from federation.vocab.context import format_datetime
+from federation.vocab.process import process_from_ap
+
+PREFIX = "/api/v1"
+AggregatorGetter = Callable[[web.Request], Aggregator]
+RosterGetter = Callable[[web.Request], RosterService]
+
+
+def _iso(value: float | datetime | None) -> str | None:
+    if value is None:
+        return None
+    when = value if isinstance(value, datetime) else datetime.fromtimestamp(value, UTC)
+    return format_datetime(when)
+
+
+def _json(body: Mapping[str, Any]) -> web.Response:
+    text = json.dumps(body, ensure_ascii=False, sort_keys=False)
+    return web.Response(text=text, content_type="application/json")
+
+
+def _by_code(tally: ProcessTally, kind: TerritoryKind) -> dict[str, int]:
+    return {t.code: t.supports for t in tally.totals if t.kind is kind}
+
+
+def results_url(base_url: str, process_id: str) -> str:
+    """Where the results of ``process_id`` are served."""
+    return f"{base_url}{PREFIX}/processes/{quote(process_id, safe='')}/results"
+
+
+async def _process_name(aggregator: Aggregator, process_id: str) -> tuple[ProcessRow, str]:
+    row = await aggregator.log.process(process_id)
+    if row is None:
+        raise Problem(404, "Not Found", f"The aggregator counts no process {process_id}.")
+    try:
+        name = process_from_ap(json.loads(row.document)).name.default
+    except ValueError:  # VocabError is a ValueError; a stored document that no longer reads
+        name = process_id
+    return row, name
+
+
+def process_summary(
+    aggregator: Aggregator, tally: ProcessTally, row: ProcessRow, name: str
+) -> dict[str, Any]:
+    """One entry of ``GET /api/v1/processes``."""
+    return {
+        "id": tally.process,
+        "name": name,
+        "owner": row.owner,
+        "host": row.origin,
+        "proposals": len(tally.results),
+        "supports": tally.supports,
+        "participants": tally.participants,
+        "results": results_url(aggregator.config.base_url, tally.process),
+    }
+
+
+def _proposal(totals: Any, cached: ProposalRow | None) -> dict[str, Any]:
+    return {
+        "id": totals.proposal,
+        "name": cached.name if cached else None,
+        "host": totals.host,
+        "state": cached.state if cached else None,
+        "supports": totals.supports,
+        "byTerritory": {t.code: t.supports for t in totals.by_territory},
+    }
+
+
+def process_results(
+    tally: ProcessTally,
+    name: str,
+    proposals: Mapping[str, ProposalRow],
+    as_of: datetime | None,
+) -> dict[str, Any]:
+    """The body of ``GET /api/v1/processes/{iri}/results``: proposals ranked by supports."""
+    ranked = sorted(tally.results, key=lambda r: (-r.supports, r.proposal))
+    return {
+        "process": tally.process,
+        "name": name,
+        "asOf": _iso(as_of),
+        "final": False,
+        "supports": tally.supports,
+        "participants": tally.participants,
+        "inputsDigest": tally.inputs_digest,
+        "proposals": [_proposal(r, proposals.get(r.proposal)) for r in ranked],
+        "totals": {
+            "city": _by_code(tally, TerritoryKind.CITY),
+            "districts": _by_code(tally, TerritoryKind.DISTRICT),
+            "neighbourhoods": _by_code(tally, TerritoryKind.NEIGHBOURHOOD),
+        },
+    }
+
+
+def instance_entry(
+    status: RosterStatus, result: TallyResult, refused: Mapping[str, Counter[str]]
+) -> dict[str, Any]:
+    """One entry of ``GET /api/v1/instances``."""
+    row = status.row
+    anomalies = result.anomaly_counts().get(row.origin, {})
+    return {
+        "origin": row.origin,
+        "url": row.url,
+        "territory": row.territory,
+        "district": row.district,
+        "active": row.active,
+        "instanceActor": row.instance_actor,
+        "group": row.group_actor,
+        "follows": [{"target": f.target, "state": f.state} for f in status.follows],
+        "addedAt": _iso(row.added_at),
+        "removedAt": _iso(row.removed_at),
+        "lastActivity": _iso(row.last_activity_at),
+        "backlog": status.backlog,
+        "anomalies": {str(rule): n for rule, n in sorted(anomalies.items())},
+        "refused": dict(sorted(refused.get(row.origin, Counter()).items())),
+    }
+
+
+def add_api_routes(
+    app: web.Application, aggregator: AggregatorGetter, roster: RosterGetter
+) -> None:
+    """Register the v1 API on ``app``; the getters find the shared objects per request."""
+
+    async def processes(request: web.Request) -> web.Response:
+        agg = aggregator(request)
+        result = await agg.state.result()
+        entries = []
+        for tally in result.processes:
+            row, name = await _process_name(agg, tally.process)
+            entries.append(process_summary(agg, tally, row, name))
+        return _json({"asOf": _iso(agg.state.synced_at), "processes": entries})
+
+    async def results(request: web.Request) -> web.Response:
+        agg = aggregator(request)
+        process_id = request.match_info["process"]
+        _row, name = await _process_name(agg, process_id)
+        result = await agg.state.result()
+        try:
+            tally = result.process(process_id)
+        except KeyError:
+            raise Problem(404, "Not Found", f"No totals for {process_id} yet.") from None
+        cached = {p.id: p for p in await agg.log.proposals_of(process_id)}
+        return _json(process_results(tally, name, cached, agg.state.synced_at))
+
+    async def instances(request: web.Request) -> web.Response:
+        agg = aggregator(request)
+        result = await agg.state.result()
+        refused: dict[str, Counter[str]] = {}
+        for refusal in await agg.store.refusals():
+            refused.setdefault(refusal.origin, Counter())[refusal.reason] += 1
+        statuses = await roster(request).status()
+        body = [instance_entry(status, result, refused) for status in statuses]
+        return _json({"asOf": _iso(agg.state.synced_at), "instances": body})
+
+    app.router.add_get(f"{PREFIX}/processes", processes)
+    app.router.add_get(PREFIX + "/processes/{process:.+}/results", results)
+    app.router.add_get(f"{PREFIX}/instances", instances)

@@ -1,0 +1,173 @@
+"""What the tally reads besides votes: proposals, processes, residencies, fetched and cached.
+
+A proposal names its process (``process``); a process carries phases, rules and eligible
+territories; a resident's own instance states ``verifiedResidentOf`` on the actor document.
+Fetches are signed GETs by the Service (authorised fetch) through the guarded
+:class:`~activitypub.fetch.Fetcher`; every document is validated (federation.validation) and read
+through the converters. A document that is gone or invalid is "unknown" (the tally says why);
+a network failure raises :class:`~activitypub.fetch.FetchError` so the caller retries later.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from activitypub.fetch import FetchError, FetchFailure
+from federation.model import Process, Proposal
+from federation.store.aggregator_log import ActivityLog, ProcessRow, ProposalRow, ResidentRow
+from federation.tally.records import normal_origin
+from federation.validation import ValidationError, validate
+from federation.vocab import VocabError
+from federation.vocab.actors import resident_territory_from_ap
+from federation.vocab.context import format_datetime
+from federation.vocab.process import process_from_ap
+from federation.vocab.proposal import proposal_from_ap
+
+#: GET an AS2 document by id (signed): ``Fetcher.get_activity(url).document``.
+DocumentFetch = Callable[[str], Awaitable[Mapping[str, Any]]]
+#: The actor cache: (actor id, refresh) -> actor document.
+ActorFetch = Callable[[str, bool], Awaitable[Mapping[str, Any]]]
+
+_GONE = (FetchFailure.GONE, FetchFailure.ID_MISMATCH, FetchFailure.INVALID)
+
+
+def _missing(exc: FetchError) -> bool:
+    """True when the document will not come back by retrying (404/410, wrong id, not JSON)."""
+    return exc.reason in _GONE or (exc.reason is FetchFailure.STATUS and exc.status == 404)
+
+
+def proposal_version(proposal: Proposal, at: datetime | None = None) -> str:
+    """A sortable stamp of a proposal's state: its latest edit, answer or publication time."""
+    times = [proposal.published, proposal.updated, proposal.answered_at, at]
+    return format_datetime(max(t for t in times if t is not None))
+
+
+def read_proposal(document: Mapping[str, Any]) -> Proposal | None:
+    """A valid proposal document as a Proposal, or None."""
+    try:
+        validate("proposal", document)
+        return proposal_from_ap(document)
+    except (ValidationError, VocabError):
+        return None
+
+
+def read_process(document: Mapping[str, Any]) -> Process | None:
+    """A valid process document as a Process, or None."""
+    try:
+        validate("process", document)
+        return process_from_ap(document)
+    except (ValidationError, VocabError):
+        return None
+
+
+class Documents:
+    """Fetch-through caches of proposals, processes and residencies in the activity log."""
+
+    def __init__(
+        self,
+        log: ActivityLog,
+        fetch: DocumentFetch,
+        actor: ActorFetch,
+        *,
+        refresh_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.log, self._fetch, self.actor = log, fetch, actor
+        self.refresh_seconds, self._clock = refresh_seconds, clock
+
+    async def _get(self, url: str) -> Mapping[str, Any] | None:
+        try:
+            return await self._fetch(url)
+        except FetchError as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    async def proposal(self, proposal_id: str) -> ProposalRow | None:
+        """The cached proposal, fetched (with its process) on first sight; None if unknown."""
+        row = await self.log.proposal(proposal_id)
+        if row is not None:
+            return row
+        document = await self._get(proposal_id)
+        proposal = None if document is None else read_proposal(document)
+        if proposal is None or document is None:
+            return None
+        # Its process first: a proposal whose process is unknown could not count anyway.
+        if await self.process(proposal.process) is None:
+            return None
+        await self.store_proposal(proposal, document)
+        return await self.log.proposal(proposal_id)
+
+    async def store_proposal(
+        self, proposal: Proposal, document: Mapping[str, Any], *, at: datetime | None = None
+    ) -> bool:
+        """Keep a proposal's latest known name and state (older versions are ignored)."""
+        origin = normal_origin(proposal.id)
+        if origin is None:
+            return False
+        row = ProposalRow(
+            id=proposal.id,
+            process_id=proposal.process,
+            origin=origin,
+            name=proposal.name.default,
+            state=proposal.state.value,
+            version=proposal_version(proposal, at),
+            document=json.dumps(document, ensure_ascii=False, sort_keys=True),
+            fetched_at=self._clock(),
+            rev=0,
+        )
+        return await self.log.put_proposal(row)
+
+    async def process(self, process_id: str) -> ProcessRow | None:
+        """The cached process, fetched on first sight; None if unknown."""
+        row = await self.log.process(process_id)
+        if row is not None:
+            return row
+        document = await self._get(process_id)
+        process = None if document is None else read_process(document)
+        if process is None or document is None:
+            return None
+        await self.store_process(process, document)
+        return await self.log.process(process_id)
+
+    async def store_process(self, process: Process, document: Mapping[str, Any]) -> None:
+        """Keep a process document as its owner published it."""
+        origin = normal_origin(process.id) or process.id
+        row = ProcessRow(
+            id=process.id,
+            owner=process.owner,
+            origin=origin,
+            document=json.dumps(document, ensure_ascii=False, sort_keys=True),
+            closed_at=None,
+            fetched_at=self._clock(),
+            rev=0,
+        )
+        await self.log.put_process(row)
+
+    async def resident(self, actor_id: str) -> ResidentRow:
+        """The actor's stated residency, refetched once ``refresh_seconds`` have passed."""
+        row = await self.log.resident(actor_id)
+        now = self._clock()
+        if row is not None and now - row.fetched_at < self.refresh_seconds:
+            return row
+        document = await self.actor(actor_id, row is not None)
+        try:
+            territory = resident_territory_from_ap(document)
+        except VocabError:
+            territory = None  # a malformed claim is no verification
+        fresh = ResidentRow(
+            actor=actor_id,
+            origin=normal_origin(actor_id) or actor_id,
+            kind=None if territory is None else territory.kind.value,
+            code=None if territory is None else territory.code,
+            district=None if territory is None else territory.district_code,
+            document=json.dumps(document, ensure_ascii=False, sort_keys=True),
+            fetched_at=now,
+            rev=0,
+        )
+        await self.log.put_resident(fresh)
+        return fresh

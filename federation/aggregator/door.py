@@ -1,0 +1,100 @@
+"""The aggregator's inbox door: the protocol pipeline, plus a record of who was turned away.
+
+The pipeline (:mod:`activitypub.inbox`) refuses a delivery whose proof does not verify and
+answers 409 to a replay; the city wants both on the record, per instance (issue 6: "refused and
+flagged, never counted"). A refusal is filed only under an origin that *authenticated* itself
+(a valid HTTP signature of the delivery, or the actor of a replayed, already authenticated
+activity): anyone can send junk naming instance A, so junk alone is never blamed on A.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from activitypub.errors import Problem
+from activitypub.httpsig import SignatureError, verify_request
+from activitypub.inbox import InboxPipeline
+from activitypub.storage import InboxRecord, InboxStore, RecordId
+
+#: (authenticated actor, activity id, reason, detail) -> file it.
+RefusalSink = Callable[[str, str, str, str], Awaitable[None]]
+
+
+class ReplayRecordingStore:
+    """An InboxStore that reports every replayed (inbox, activity id) pair it refuses."""
+
+    def __init__(self, inner: InboxStore, on_replay: RefusalSink) -> None:
+        self.inner, self._on_replay = inner, on_replay
+
+    async def record(
+        self,
+        inbox: str,
+        activity_id: str,
+        actor: str,
+        activity: Mapping[str, Any],
+        *,
+        auth: str,
+        now: float,
+    ) -> bool:
+        """InboxStore.record; a duplicate is reported (its actor was just authenticated)."""
+        recorded = await self.inner.record(inbox, activity_id, actor, activity, auth=auth, now=now)
+        if not recorded:
+            await self._on_replay(actor, activity_id, "replayed", f"delivered again to {inbox}")
+        return recorded
+
+    async def claim(self, *, now: float, limit: int, lease: float) -> list[InboxRecord]:
+        """InboxStore.claim."""
+        return await self.inner.claim(now=now, limit=limit, lease=lease)
+
+    async def mark_done(self, record_id: RecordId) -> None:
+        """InboxStore.mark_done."""
+        await self.inner.mark_done(record_id)
+
+    async def mark_failed(
+        self, record_id: RecordId, error: str, *, retry_at: float | None, now: float
+    ) -> None:
+        """InboxStore.mark_failed."""
+        await self.inner.mark_failed(record_id, error, retry_at=retry_at, now=now)
+
+    async def get(self, record_id: RecordId) -> InboxRecord | None:
+        """InboxStore.get."""
+        return await self.inner.get(record_id)
+
+
+@dataclass
+class DoorPipeline(InboxPipeline):
+    """The protocol pipeline; an authentication refusal is filed under the HTTP signer."""
+
+    on_refused: RefusalSink | None = None
+
+    async def _authenticate(
+        self, request: web.Request, body: bytes, activity: dict[str, Any], actor: str
+    ) -> str:
+        # Overrides the pipeline's step only to observe its refusals; the decision is unchanged.
+        try:
+            return await super()._authenticate(request, body, activity, actor)
+        except Problem as problem:
+            await self._file(request, body, activity, problem)
+            raise
+
+    async def _file(
+        self, request: web.Request, body: bytes, activity: dict[str, Any], problem: Problem
+    ) -> None:
+        """File the refusal under whoever HTTP-signed the delivery, if anyone validly did."""
+        if self.on_refused is None:
+            return
+        if "Signature" not in request.headers and "Signature-Input" not in request.headers:
+            return
+        url = self.origin + request.path_qs
+        try:
+            signed = await verify_request(
+                request.method, url, request.headers, body, self.resolve_key
+            )
+        except SignatureError:
+            return  # nobody authenticated: nobody to blame
+        reason = str(problem.extensions.get("reason", problem.status))
+        await self.on_refused(signed.owner, str(activity["id"]), reason, problem.detail or "")

@@ -1,0 +1,306 @@
+"""Turning received activities into stored, verified rows (DESIGN.md §5, §6, §7).
+
+One entry point, :meth:`Ingest.accept`, for every route: the shared inbox (after the protocol
+pipeline authenticated the sender), the inner activity of an ``Announce``, and backfill from an
+outbox. Each document is validated (federation.validation) and read through the converters.
+
+- ``Like`` (support) and ``Undo{Like}``: their own FEP-8b32 proof is verified whatever the route
+  (:mod:`.proofs`); the proposal's process and the actor's residency are fetched and cached;
+  the raw signed JSON is stored with the tally's fields, deduplicated by id.
+- ``Create``/``Update`` of a proposal or process and the Group's official answer keep names,
+  states and rules current; they are believed when the route authenticated their actor's
+  origin or their proof verifies, else the object is refetched from its own origin.
+- ``Accept``/``Reject`` of our ``Follow`` record the instance's answer.
+
+Nothing here counts: :class:`~federation.aggregator.state.TallyState` feeds what is stored to
+the tally.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from activitypub import as2
+from activitypub.origin import same_origin
+from federation.aggregator.documents import DocumentFetch, Documents, read_process, read_proposal
+from federation.aggregator.proofs import check_proof
+from federation.store.aggregator import AggregatorStore, Refusal
+from federation.store.aggregator_log import ActivityLog, ActivityRow
+from federation.tally.records import normal_origin
+from federation.validation import ValidationError, shape_of, validate, validate_inbound
+from federation.vocab import VocabError
+from federation.vocab.answer import official_answer_from_ap
+from federation.vocab.context import format_datetime
+from federation.vocab.support import support_from_ap, undo_support_from_ap
+
+log = logging.getLogger(__name__)
+
+
+class Route(StrEnum):
+    """How an activity reached the aggregator."""
+
+    INBOX = "inbox"
+    ANNOUNCE = "announce"
+    BACKFILL = "backfill"
+    FETCH = "fetch"
+
+
+class Outcome(StrEnum):
+    """What :meth:`Ingest.accept` did with an activity."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who handed an activity over, and which origin the route itself authenticated.
+
+    ``via``: the inbox sender (authenticated by the pipeline), the announcing Group, or the
+    owner of the backfilled collection. ``trusted_origin``: activities of actors on this origin
+    are authentic by route (None: only their own proof will do).
+    """
+
+    route: Route
+    via: str | None
+    trusted_origin: str | None
+
+    @classmethod
+    def inbox(cls, sender: str) -> Provenance:
+        """Delivered to our inbox and authenticated as ``sender`` by the protocol pipeline."""
+        return cls(Route.INBOX, sender, normal_origin(sender))
+
+
+@dataclass(frozen=True)
+class _Vote:
+    """What the tally reads of a support (target: the proposal) or undo (target: the like)."""
+
+    id: str
+    kind: str
+    actor: str
+    target: str
+    published: datetime
+
+
+def _framed(inner: Mapping[str, Any], outer: Mapping[str, Any]) -> dict[str, Any]:
+    """An embedded object read in its container's @context when it has none (JSON-LD §4.1)."""
+    if "@context" in inner or "@context" not in outer:
+        return dict(inner)
+    return {"@context": outer["@context"], **inner}
+
+
+def _dumps(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+class Ingest:
+    """Verify, parse and store what arrives; one instance per server."""
+
+    def __init__(
+        self,
+        *,
+        store: AggregatorStore,
+        log: ActivityLog,
+        documents: Documents,
+        fetch: DocumentFetch,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store, self.log, self.documents = store, log, documents
+        self._fetch, self._clock = fetch, clock
+
+    async def accept(
+        self, activity: Mapping[str, Any], provenance: Provenance, *, depth: int = 0
+    ) -> Outcome:
+        """Validate, verify and store one activity; the Outcome says what happened."""
+        kinds = set(as2.types(activity))
+        if "Like" in kinds or "Undo" in kinds:
+            return await self._vote(activity, provenance)
+        if "Announce" in kinds and depth == 0:
+            return await self._announce(activity, provenance)
+        if kinds & {"Create", "Update"}:
+            return await self._object(activity, provenance)
+        if kinds & {"Accept", "Reject"}:
+            return await self._follow_answer(activity, provenance, accepted="Accept" in kinds)
+        return Outcome.IGNORED
+
+    async def refuse(
+        self, provenance: Provenance, activity_id: str, reason: str, detail: str
+    ) -> None:
+        """File a refusal under the origin the route authenticated (nobody else can be blamed)."""
+        origin = normal_origin(provenance.via) if provenance.via else None
+        if origin is None:
+            log.info("refused %s: %s (%s)", activity_id, reason, detail)
+            return
+        await self.store.add_refusal(Refusal(origin, activity_id, reason, detail, self._clock()))
+
+    # --- supports and undos -----------------------------------------------------------------
+
+    async def _vote(self, document: Mapping[str, Any], provenance: Provenance) -> Outcome:
+        shape = shape_of(document)
+        if shape not in ("support", "undo-support"):
+            return Outcome.IGNORED  # a comment vote (Lemmy-style): shown, never counted
+        try:
+            validate(shape, document)
+            if shape == "support":
+                support = support_from_ap(document)
+                vote = _Vote(
+                    support.id, "support", support.actor, support.proposal, support.published
+                )
+            else:
+                undo = undo_support_from_ap(document)
+                undone = undo.support if isinstance(undo.support, str) else undo.support.id
+                vote = _Vote(undo.id, "undo", undo.actor, undone, undo.published)
+        except (ValidationError, VocabError) as exc:
+            activity_id = as2.first_id(document, "id") or "(no id)"
+            await self.refuse(provenance, activity_id, f"invalid_{shape}", str(exc))
+            return Outcome.INVALID
+        return await self._store_vote(document, vote, provenance)
+
+    async def _store_vote(
+        self, document: Mapping[str, Any], vote: _Vote, provenance: Provenance
+    ) -> Outcome:
+        """Verify the vote's own proof, resolve what the tally needs, store the raw copy."""
+        home = normal_origin(vote.actor) or vote.actor
+        if await self.log.has_genuine(vote.id, home):
+            return Outcome.DUPLICATE  # a genuine copy is stored: nothing to verify again
+        check = await check_proof(document, vote.actor, self.documents.actor)
+        genuine = check.ok and check.signer_origin == home
+        process = ""
+        if genuine:
+            # Only a genuine vote makes us fetch: a forged one must not steer our fetches.
+            if vote.kind == "support":
+                proposal = await self.documents.proposal(vote.target)
+                process = "" if proposal is None else proposal.process_id
+            await self.documents.resident(vote.actor)
+        row = ActivityRow(
+            seq=0,
+            id=vote.id,
+            kind=vote.kind,
+            actor=vote.actor,
+            origin=home,
+            object=vote.target,
+            process=process,
+            published=format_datetime(vote.published),
+            received_at=self._clock(),
+            proof_ok=check.ok,
+            signer_origin=check.signer_origin,
+            route=provenance.route.value,
+            via=provenance.via,
+            document=_dumps(document),
+        )
+        stored = await self.log.add_activity(row)
+        return Outcome.STORED if stored else Outcome.DUPLICATE
+
+    # --- announces --------------------------------------------------------------------------
+
+    async def _announce(self, document: Mapping[str, Any], provenance: Provenance) -> Outcome:
+        """FEP-1b12: the inner activity is checked on its own (its proof, or a refetch)."""
+        announcer = as2.first_id(document, "actor")
+        inner = as2.embedded(document, "object")
+        if inner is not None:
+            trusted = provenance.trusted_origin
+            if announcer is None or trusted is None or not same_origin(announcer, trusted):
+                trusted = None  # the Announce itself is unauthenticated: only proofs count
+            relayed = Provenance(Route.ANNOUNCE, announcer, trusted and normal_origin(trusted))
+            return await self.accept(_framed(inner, document), relayed, depth=1)
+        inner_id = as2.first_id(document, "object")
+        if inner_id is None:
+            return Outcome.IGNORED
+        # A bare id: fetch it from its own origin (id == URL), as DESIGN.md §5 allows.
+        fetched = await self._fetch(inner_id)
+        relayed = Provenance(Route.FETCH, announcer, normal_origin(inner_id))
+        return await self.accept(fetched, relayed, depth=1)
+
+    # --- proposals, processes, answers -------------------------------------------------------
+
+    async def _authentic(
+        self, document: Mapping[str, Any], actor: str, provenance: Provenance
+    ) -> bool:
+        if provenance.route is Route.INBOX and provenance.via == actor:
+            return True
+        trusted = provenance.trusted_origin
+        if trusted is not None and same_origin(actor, trusted):
+            return True
+        check = await check_proof(document, actor, self.documents.actor)
+        return check.ok and check.signer_origin == normal_origin(actor)
+
+    async def _object(self, document: Mapping[str, Any], provenance: Provenance) -> Outcome:
+        try:
+            shape = validate_inbound(document)
+        except ValidationError as exc:
+            activity_id = as2.first_id(document, "id") or "(no id)"
+            await self.refuse(provenance, activity_id, f"invalid_{exc.shape}", str(exc))
+            return Outcome.INVALID
+        actor = as2.first_id(document, "actor") or ""
+        if shape == "official-answer":
+            return await self._answer(document, actor, provenance)
+        inner = as2.embedded(document, "object")
+        if shape not in ("proposal", "process") or inner is None:
+            return Outcome.IGNORED  # debates and comments: merged by later work
+        framed = _framed(inner, document)
+        authentic = await self._authentic(document, actor, provenance)
+        if shape == "process":
+            process = read_process(framed)
+            if process is None or not authentic or process.owner != actor:
+                return Outcome.IGNORED
+            await self.documents.store_process(process, framed)
+            return Outcome.STORED
+        proposal = read_proposal(framed)
+        if proposal is None or proposal.author != actor:
+            return Outcome.IGNORED
+        if not authentic:
+            # Not verifiable as sent: believe only the proposal's own origin.
+            framed = dict(await self._fetch(proposal.id))
+            proposal = read_proposal(framed)
+            if proposal is None:
+                return Outcome.IGNORED
+        if await self.documents.process(proposal.process) is None:
+            return Outcome.IGNORED
+        stored = await self.documents.store_proposal(proposal, framed)
+        return Outcome.STORED if stored else Outcome.DUPLICATE
+
+    async def _answer(
+        self, document: Mapping[str, Any], actor: str, provenance: Provenance
+    ) -> Outcome:
+        """The owning Group's official answer: state and answer of a proposal (§4)."""
+        try:
+            answer = official_answer_from_ap(document)
+        except VocabError:
+            return Outcome.INVALID
+        process = await self.documents.process(answer.proposal.process)
+        if process is None or process.owner != actor:
+            return Outcome.IGNORED  # only the Group owning the process answers
+        if not await self._authentic(document, actor, provenance):
+            return Outcome.IGNORED
+        inner = as2.embedded(document, "object") or {}
+        stored = await self.documents.store_proposal(
+            answer.proposal, _framed(inner, document), at=answer.published
+        )
+        return Outcome.STORED if stored else Outcome.DUPLICATE
+
+    # --- follows ----------------------------------------------------------------------------
+
+    async def _follow_answer(
+        self, document: Mapping[str, Any], provenance: Provenance, *, accepted: bool
+    ) -> Outcome:
+        """An instance's ``Accept``/``Reject`` of one of our Follows (ActivityPub §7.2, §7.3)."""
+        actor = as2.first_id(document, "actor")
+        follow_id = as2.first_id(document, "object")
+        # Only the followed actor answers, and only what its authenticated delivery says.
+        if provenance.route is not Route.INBOX or actor is None or provenance.via != actor:
+            return Outcome.IGNORED
+        follow = None if follow_id is None else await self.store.follow(follow_id)
+        if follow is None or follow.target != actor or follow.state == "undone":
+            return Outcome.IGNORED
+        state = "accepted" if accepted else "rejected"
+        await self.store.set_follow_state(follow.follow_id, state, now=self._clock())
+        return Outcome.STORED

@@ -1,0 +1,181 @@
+"""The incremental tally fed from the store, which is the source of truth (DESIGN.md §7).
+
+Ingest and backfill only *write* rows; :meth:`TallyState.sync` reads what was written since it
+last looked (activities by ``seq``, the other tables by ``rev``) and feeds it to the
+:class:`~federation.tally.IncrementalTally`. A restart is a sync from zero: a few batched reads,
+no JSON parsing for supports and undos. Rows written by another process (``barri roster``, a
+CLI backfill) reach a running server at its next sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from federation.model import Territory, TerritoryKind
+from federation.store.aggregator import AggregatorStore, RosterRow
+from federation.store.aggregator_log import ActivityLog, ActivityRow, ProcessRow, ResidentRow
+from federation.tally import (
+    IncrementalTally,
+    ProcessRecord,
+    ProposalRecord,
+    Roster,
+    RosterEntry,
+    SupportEvent,
+    TallyResult,
+    UndoEvent,
+)
+from federation.vocab import VocabError
+from federation.vocab.process import process_from_ap
+
+
+def timestamp(value: float) -> datetime:
+    """A stored POSIX time as an aware UTC datetime."""
+    return datetime.fromtimestamp(value, UTC)
+
+
+def parse_time(text: str) -> datetime:
+    """A stored RFC 3339 timestamp (``…Z``) as an aware UTC datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def roster_entry(row: RosterRow) -> RosterEntry:
+    """The tally's view of a roster row: a neighbourhood inside its district."""
+    territory = Territory(TerritoryKind.NEIGHBOURHOOD, row.territory, district_code=row.district)
+    return RosterEntry(row.origin, territory, row.active)
+
+
+def roster_of(rows: Iterable[RosterRow], city: str) -> Roster:
+    """The roster the tally applies."""
+    return Roster(city, tuple(roster_entry(row) for row in rows))
+
+
+def resident_territory(row: ResidentRow) -> Territory | None:
+    """The territory a cached residency states (codes only), or None when unverified."""
+    if row.kind is None or row.code is None:
+        return None
+    return Territory(TerritoryKind(row.kind), row.code, district_code=row.district)
+
+
+def process_record(row: ProcessRow, grace: timedelta) -> ProcessRecord | None:
+    """The tally's view of a cached process; None when the stored document no longer parses."""
+    try:
+        process = process_from_ap(json.loads(row.document))
+    except (VocabError, ValueError):
+        return None
+    closed = None if row.closed_at is None else timestamp(row.closed_at)
+    return ProcessRecord(process, grace=grace, closed_at=closed)
+
+
+def support_event(row: ActivityRow) -> SupportEvent:
+    """A stored support copy as the tally's event."""
+    return SupportEvent(
+        like_id=row.id,
+        actor=row.actor,
+        proposal=row.object,
+        process=row.process,
+        published=parse_time(row.published),
+        received_at=timestamp(row.received_at),
+        proof_ok=row.proof_ok,
+        signer_origin=row.signer_origin,
+    )
+
+
+def undo_event(row: ActivityRow) -> UndoEvent:
+    """A stored undo copy as the tally's event."""
+    return UndoEvent(
+        undo_id=row.id,
+        actor=row.actor,
+        like_id=row.object,
+        published=parse_time(row.published),
+        received_at=timestamp(row.received_at),
+        proof_ok=row.proof_ok,
+        signer_origin=row.signer_origin,
+    )
+
+
+@dataclass
+class _Marks:
+    """How far each table has been read."""
+
+    roster: int = 0
+    residents: int = 0
+    processes: int = 0
+    proposals: int = 0
+    activities: int = 0
+
+
+class TallyState:
+    """One IncrementalTally kept equal to what the store holds."""
+
+    def __init__(
+        self, store: AggregatorStore, log: ActivityLog, *, city: str, grace: timedelta
+    ) -> None:
+        self.store, self.log, self.city, self.grace = store, log, city, grace
+        self.tally = IncrementalTally(Roster(city))
+        self.synced_at: datetime | None = None
+        self._marks = _Marks()
+        self._lock = asyncio.Lock()
+
+    async def sync(self) -> int:
+        """Feed everything stored since the last sync; returns how many rows were read."""
+        async with self._lock:
+            read = await self._roster()
+            read += await self._residents()
+            read += await self._processes()
+            read += await self._proposals()
+            read += await self._activities()
+            self.synced_at = datetime.now(UTC)
+            return read
+
+    async def result(self) -> TallyResult:
+        """The current totals, after a sync (so changes made by other processes show)."""
+        await self.sync()
+        return self.tally.result()
+
+    async def _roster(self) -> int:
+        rev = await self.store.roster_rev()
+        if rev == self._marks.roster:
+            return 0
+        rows = await self.store.roster()
+        self.tally.set_roster(roster_of(rows, self.city))
+        self._marks.roster = rev
+        return len(rows)
+
+    async def _residents(self) -> int:
+        rows = await self.log.residents_after(self._marks.residents)
+        for row in rows:
+            self.tally.set_resident(row.actor, resident_territory(row))
+            self._marks.residents = max(self._marks.residents, row.rev)
+        return len(rows)
+
+    async def _processes(self) -> int:
+        rows = await self.log.processes_after(self._marks.processes)
+        for row in rows:
+            record = process_record(row, self.grace)
+            if record is not None:
+                self.tally.set_process(record)
+            self._marks.processes = max(self._marks.processes, row.rev)
+        return len(rows)
+
+    async def _proposals(self) -> int:
+        rows = await self.log.proposals_after(self._marks.proposals)
+        for row in rows:
+            self.tally.add_proposal(ProposalRecord(row.id, row.process_id, row.origin))
+            self._marks.proposals = max(self._marks.proposals, row.rev)
+        return len(rows)
+
+    async def _activities(self) -> int:
+        read = 0
+        while rows := await self.log.activities_after(self._marks.activities):
+            for row in rows:
+                if row.kind == "support":
+                    self.tally.add_support(support_event(row))
+                else:
+                    self.tally.add_undo(undo_event(row))
+            self._marks.activities = rows[-1].seq
+            read += len(rows)
+        return read

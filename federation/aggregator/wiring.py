@@ -1,0 +1,187 @@
+"""One aggregator's database, stores, Service actor and tally, for the app and the CLI.
+
+:func:`open_aggregator` opens the SQLite file (applying ``AGGREGATOR_MIGRATIONS``), makes sure
+the Service has keys and rebuilds the tally from the stored verified activities.
+:func:`build_federation` and :func:`build_runtime` add the protocol runtime and what needs it
+(ingest, roster, backfill); :func:`register_handlers` plugs ingest into the inbox dispatcher.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aiosqlite
+
+from activitypub.fetch import Fetcher
+from activitypub.runtime import Federation, FederationConfig
+from activitypub.storage import InboxRecord
+from federation.aggregator.backfill import Backfiller
+from federation.aggregator.config import AggregatorConfig
+from federation.aggregator.documents import Documents
+from federation.aggregator.door import DoorPipeline, ReplayRecordingStore
+from federation.aggregator.ingest import Ingest, Provenance
+from federation.aggregator.roster import RosterService
+from federation.aggregator.service import ServiceActor
+from federation.aggregator.state import TallyState
+from federation.store.aggregator import AggregatorStore, Refusal
+from federation.store.aggregator_log import ActivityLog
+from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
+from federation.store.delivery import SqliteDeliveryStore
+from federation.store.inbox import SqliteInboxStore
+from federation.store.sqlite import SchemaError, open_database
+from federation.tally.records import normal_origin
+
+#: The activity types the aggregator's inbox handles.
+HANDLED_TYPES = ("Like", "Undo", "Announce", "Create", "Update", "Accept", "Reject")
+
+
+class StartupError(RuntimeError):
+    """The aggregator cannot start (its database cannot be opened); one line says why."""
+
+
+@dataclass(frozen=True)
+class Aggregator:
+    """What the aggregator's code shares: config, connection, stores, Service actor, tally."""
+
+    config: AggregatorConfig
+    db: aiosqlite.Connection
+    store: AggregatorStore
+    log: ActivityLog
+    service: ServiceActor
+    state: TallyState
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What needs the protocol runtime: document caches, ingest, roster and backfill."""
+
+    federation: Federation
+    documents: Documents
+    ingest: Ingest
+    roster: RosterService
+    backfill: Backfiller
+    door: DoorPipeline
+
+
+async def _open(config: AggregatorConfig) -> aiosqlite.Connection:
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        return await open_database(config.database, migrations=AGGREGATOR_MIGRATIONS)
+    except (OSError, sqlite3.Error, SchemaError, ValueError) as exc:
+        raise StartupError(f"cannot open the database {config.database}: {exc}") from exc
+
+
+@asynccontextmanager
+async def open_aggregator(config: AggregatorConfig) -> AsyncIterator[Aggregator]:
+    """Open the database, ensure the Service's keys, rebuild the tally; close at the end."""
+    db = await _open(config)
+    try:
+        store, log = AggregatorStore(db), ActivityLog(db)
+        service = ServiceActor(config, store)
+        await service.keys()
+        grace = timedelta(minutes=config.grace_minutes)
+        state = TallyState(store, log, city=config.city, grace=grace)
+        await state.sync()  # the rebuild: everything stored, in a few batched reads
+        yield Aggregator(config, db, store, log, service, state)
+    finally:
+        await db.close()
+
+
+def refusal_sink(aggregator: Aggregator) -> Any:
+    """File a door refusal under the origin of the actor that authenticated the delivery."""
+
+    async def sink(actor: str, activity_id: str, reason: str, detail: str) -> None:
+        origin = normal_origin(actor)
+        if origin is not None:
+            refusal = Refusal(origin, activity_id, reason, detail, time.time())
+            await aggregator.store.add_refusal(refusal)
+
+    return sink
+
+
+async def build_federation(aggregator: Aggregator) -> Federation:
+    """The protocol runtime: fetches and deliveries signed by the Service (not started)."""
+    config, db = aggregator.config, aggregator.db
+    inbox_store = ReplayRecordingStore(SqliteInboxStore(db), refusal_sink(aggregator))
+    return Federation(
+        FederationConfig(
+            origin=config.base_url,
+            allow_loopback=config.allow_loopback,
+            allow_http=config.allow_loopback,
+        ),
+        delivery_store=SqliteDeliveryStore(db),
+        inbox_store=inbox_store,
+        instance_keys=await aggregator.service.keys(),
+        local_keys=aggregator.service.keys_for,
+    )
+
+
+def _fetcher(federation: Federation) -> Fetcher:
+    if federation.fetcher is None:
+        raise RuntimeError("Federation.start() has not run")
+    return federation.fetcher
+
+
+def build_runtime(aggregator: Aggregator, federation: Federation) -> Runtime:
+    """Ingest, roster and backfill over the runtime's fetcher and actor cache (read lazily,
+    so this may run before ``Federation.start``)."""
+
+    async def fetch(url: str) -> Mapping[str, Any]:
+        return (await _fetcher(federation).get_activity(url)).document
+
+    async def actor(url: str, refresh: bool) -> Mapping[str, Any]:
+        if federation.actors is None:
+            raise RuntimeError("Federation.start() has not run")
+        return await federation.actors.actor(url, refresh)
+
+    refresh = aggregator.config.refresh_minutes * 60.0
+    documents = Documents(aggregator.log, fetch, actor, refresh_seconds=refresh)
+    ingest = Ingest(store=aggregator.store, log=aggregator.log, documents=documents, fetch=fetch)
+    roster = RosterService(aggregator, federation)
+    backfill = Backfiller(aggregator, ingest, fetch, actor)
+    door = DoorPipeline(
+        store=federation.inbox_store,
+        resolve_key=federation.resolve_key,
+        fetch_actor=federation.fetch_actor,
+        origin=aggregator.config.base_url,
+        max_body=federation.config.inbox_max_body,
+        on_recorded=_waker(federation),
+        on_refused=refusal_sink(aggregator),
+    )
+    return Runtime(federation, documents, ingest, roster, backfill, door)
+
+
+def _waker(federation: Federation) -> Any:
+    async def wake(_received: Any) -> None:
+        federation.processor.wake()
+
+    return wake
+
+
+def register_handlers(aggregator: Aggregator, runtime: Runtime) -> None:
+    """Run ingest for every recorded inbox row, then feed the tally what it stored."""
+
+    @runtime.federation.dispatcher.on(*HANDLED_TYPES)
+    async def handle(record: InboxRecord) -> None:
+        await runtime.ingest.accept(record.activity, Provenance.inbox(record.actor))
+        await aggregator.state.sync()
+
+
+@asynccontextmanager
+async def running_federation(aggregator: Aggregator) -> AsyncIterator[Runtime]:
+    """Start the runtime for a CLI command (fetches, deliveries); stop it at the end."""
+    federation = await build_federation(aggregator)
+    runtime = build_runtime(aggregator, federation)
+    # Handlers first: a processor started without them would mark rows done unhandled.
+    register_handlers(aggregator, runtime)
+    await federation.start()
+    try:
+        yield runtime
+    finally:
+        await federation.stop()
