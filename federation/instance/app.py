@@ -15,15 +15,7 @@ from typing import Any
 import aiosqlite
 from aiohttp import web
 
-from activitypub.collections import (
-    PageResult,
-    first_page_url,
-    ordered_collection,
-    ordered_collection_page,
-    page_url_for,
-    parse_page_request,
-)
-from activitypub.errors import Problem, problem_middleware
+from activitypub.errors import Handler, Problem, problem_middleware
 from activitypub.fetch import AS2_PROFILE, parse_media_type
 from activitypub.hostmeta import host_meta_routes
 from activitypub.nodeinfo import nodeinfo_routes
@@ -65,16 +57,21 @@ def create_app(
     config: InstanceConfig, *, document_hook: ActorDocumentHook | None = None
 ) -> web.Application:
     """The instance app; nothing is opened until the app starts (DESIGN.md §2, §3, §6)."""
+    # Imported here, not at the top: both modules import this one for its AppKeys, so a
+    # top-level import would fail whenever one of them is imported first.
+    from federation.instance import readside
+    from federation.instance.web import setup_pages
+
     app = web.Application(middlewares=[problem_middleware])
     app[CONFIG] = config
     app[NODEINFO] = InstanceNodeInfo(config)
     app.cleanup_ctx.append(_instance_ctx(document_hook))
     app.cleanup_ctx.append(federation_ctx(_build_federation))
-    _add_actor_routes(app)
+    _add_actor_routes(app, readside.collection_handler)
     _add_discovery_routes(app, config)
     app.router.add_get("/healthz", _healthz)
-    # HC's AP read side (federation.instance.readside.setup_readside) and HD's pages
-    # (federation.instance.web.setup_pages) are added here once both are in git.
+    readside.setup_readside(app)  # objects by id, process/thread collections, supports
+    setup_pages(app)  # the HTML pages for residents and admins
     return app
 
 
@@ -118,12 +115,13 @@ async def _build_federation(app: web.Application) -> Federation:
     )
 
 
-def _add_actor_routes(app: web.Application) -> None:
+def _add_actor_routes(app: web.Application, collection: Handler) -> None:
+    """Actors, their inboxes, and their collections (served by ``collection``)."""
     collections = "{collection:" + "|".join(COLLECTIONS) + "}"
     for prefix in (APPLICATION_PATH, GROUPS_PATH + "{name}", USERS_PATH + "{name}"):
         app.router.add_get(prefix, _actor)
         app.router.add_post(prefix + "/inbox", _actor_inbox)
-        app.router.add_get(f"{prefix}/{collections}", _collection)
+        app.router.add_get(f"{prefix}/{collections}", collection)
     app.router.add_post(SHARED_INBOX_PATH, _shared_inbox)
 
 
@@ -182,28 +180,6 @@ async def _actor_inbox(request: web.Request) -> web.Response:
 async def _shared_inbox(request: web.Request) -> web.Response:
     """POST to the shared inbox (ActivityPub §7.1.3)."""
     return await request.app[FEDERATION].pipeline.handle(request)
-
-
-async def _collection(request: web.Request) -> web.Response:
-    """An actor's outbox/followers/following: empty until the domain fills them (AS2 §5.3)."""
-    name = request.match_info["collection"]
-    actor = await _local_actor(request, "/" + name)
-    collection_id = f"{actor.id}/{name}"
-    try:
-        page = parse_page_request(request.query)
-    except ValueError as exc:
-        raise Problem(400, "Bad Request", f"Bad paging parameters: {exc}.") from exc
-    if page is None:
-        doc = ordered_collection(collection_id, 0, first=first_page_url(collection_id))
-    else:
-        doc = ordered_collection_page(
-            collection_id,
-            str(request.app[CONFIG].base_url + request.path_qs),
-            PageResult(items=[], next_cursor=None, prev_cursor=None),
-            page_url=page_url_for(collection_id),
-            total_items=0,
-        )
-    return as2_response(request, doc)
 
 
 async def _healthz(request: web.Request) -> web.Response:
