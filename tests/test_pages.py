@@ -12,10 +12,11 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import aiohttp
 import pytest
@@ -23,10 +24,14 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from federation.config import InitOptions, InstanceConfig, load_config, write_instance_config
-from federation.instance.app import ACCOUNTS, create_app
-from federation.instance.ports import Role
+from federation.instance.app import ACCOUNTS, DB, DELIBERATION, create_app
+from federation.instance.deliberation import Deliberation
+from federation.instance.ports import Role, User
+from federation.instance.readside import setup_readside
 from federation.instance.web import setup_pages
 from federation.instance.web.sessions import SESSION_COOKIE
+from federation.model import Alignment, Comment, Process, ProposalState
+from tests.instance_fixtures import count_rows, iso, process_draft
 
 PASSWORD = "correct horse battery"
 HTML_TYPE = "text/html"
@@ -52,7 +57,10 @@ def make_config(tmp_path: Path, port: int, *, languages: str | None = None) -> I
 async def running(config: InstanceConfig) -> AsyncIterator[TestServer]:
     """The instance app with its pages, served on its configured loopback port."""
     app = create_app(config)
-    setup_pages(app)  # idempotent, so this also works once create_app wires the pages itself
+    # Both are no-ops once create_app wires them itself.
+    if not any(r.canonical == "/processes/{id}" for r in app.router.resources()):
+        setup_readside(app)
+    setup_pages(app)
     server = TestServer(app, host="127.0.0.1", port=config.listen_port)
     await server.start_server()
     try:
@@ -98,9 +106,11 @@ class Page(HTMLParser):
 
     @property
     def text(self) -> str:
-        return re.sub(r"\s+", " ", " ".join(self.text_parts)).strip()
+        return re.sub(r"\s+", " ", "".join(self.text_parts)).strip()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in INLINE:
+            self.text_parts.append(" ")
         values = {name: value or "" for name, value in attrs}
         classes = values.get("class", "").split()
         if self._user_content_depth or "user-content" in classes:
@@ -130,6 +140,8 @@ class Page(HTMLParser):
         self.forms[-1].fields[name] = values.get("value", "")
 
     def handle_endtag(self, tag: str) -> None:
+        if tag not in INLINE:
+            self.text_parts.append(" ")
         if self._user_content_depth and tag not in VOID:
             self._user_content_depth -= 1
         if tag == "label":
@@ -158,6 +170,7 @@ class Page(HTMLParser):
         ]
 
 
+INLINE = frozenset({"a", "strong", "em", "span", "code", "time", "abbr", "b", "i"})
 VOID = frozenset({"input", "br", "meta", "link", "img", "hr", "area", "base", "col", "source"})
 
 
@@ -211,8 +224,10 @@ class Browser:
         async with self.http.get(url, headers=sent, allow_redirects=False) as response:
             body = await response.text()
             assert response.status == status, (response.status, body[:2000])
-            assert response.content_type == HTML_TYPE
             assert "no-store" in response.headers["Cache-Control"]
+            if 300 <= status < 400:
+                return Page(body)
+            assert response.content_type == HTML_TYPE
             assert "default-src 'none'" in response.headers["Content-Security-Policy"]
             return assert_accessible(body)
 
@@ -266,12 +281,17 @@ async def browser(config: InstanceConfig, server: TestServer) -> AsyncIterator[B
     await visitor.close()
 
 
-async def register(browser: Browser, username: str, password: str = PASSWORD) -> None:
+async def register(
+    browser: Browser, username: str, password: str = PASSWORD, *, verified_by: Any = None
+) -> None:
+    """Register through the form (logged in afterwards); ``verified_by`` a Site verifies too."""
     page = await browser.get("/register")
     response, _ = await browser.submit(
         page, "/register", {"username": username, "password": password, "confirm": password}
     )
     assert response.headers["Location"] == "/"
+    if verified_by is not None:
+        await verified_by.server.app[ACCOUNTS].verify(username, "08019-01", by="test")
 
 
 async def log_in(browser: Browser, username: str, password: str = PASSWORD) -> None:
@@ -448,3 +468,362 @@ async def test_unknown_form_fields_and_odd_input_never_give_a_500(
     for data in weird:
         _, body = await browser.post("/login", data, status=422)
         assert_accessible(body)
+
+
+# -- the deliberation pages ------------------------------------------------------------------
+
+TERRITORY = ("neighbourhood", "08019-01", "08019-1")
+AS2 = "application/activity+json"
+
+
+def open_draft(
+    *, proposals: bool = True, supports: bool = True, per_participant: int = 3
+) -> dict[str, Any]:
+    """A process whose current phase (around the real now) takes what the test needs."""
+    draft = process_draft(per_participant=per_participant, territories=(TERRITORY,))
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def phase(name: str, start: datetime, end: datetime, active: bool) -> dict[str, Any]:
+        return {
+            "type": "Phase",
+            "name": name,
+            "startTime": iso(start),
+            "endTime": iso(end),
+            "allowsProposals": proposals and active,
+            "allowsSupports": supports and active,
+            "allowsComments": True,
+            "allowsDebates": True,
+        }
+
+    draft["phases"] = [
+        phase("Ara", now - timedelta(days=1), now + timedelta(days=30), True),
+        phase("Després", now + timedelta(days=30), now + timedelta(days=60), False),
+    ]
+    return draft
+
+
+@dataclass
+class Site:
+    server: TestServer
+    config: InstanceConfig
+    service: Deliberation
+    admin: User
+    process: Process
+
+    async def rows(self) -> dict[str, int]:
+        return await count_rows(self.server.app[DB])
+
+
+@pytest.fixture
+async def site(server: TestServer, config: InstanceConfig) -> Site:
+    accounts = server.app[ACCOUNTS]
+    admin = await accounts.create_user("admin", PASSWORD, Role.ADMIN)
+    service = server.app[DELIBERATION]
+    process = await service.create_process(open_draft(), by=admin)
+    return Site(server, config, service, admin, process)
+
+
+async def new_proposal(browser: Browser, site: Site, name: str, body: str) -> str:
+    """Fill in the new proposal form of the site's process; the proposal's id."""
+    local = site.process.id.rsplit("/", 1)[-1]
+    action = f"/processes/{local}/proposals/new"
+    form_page = await browser.get(action)
+    response, _ = await browser.submit(form_page, action, {"name": name, "body": body})
+    location = response.headers["Location"]
+    assert location.endswith("?done=proposal_created")
+    return location.split("?")[0]
+
+
+async def test_start_page_and_process_page(site: Site, browser: Browser) -> None:
+    home = await browser.get("/")
+    assert home.headings[0][1] == "AV Raval"
+    assert "Pressupostos participatius 2027" in home.text
+    assert home.find("a", href=site.process.id)
+    page = await browser.get(site.process.id)
+    assert page.headings[0][1] == "Pressupostos participatius 2027"
+    active = page.find("li", **{"aria-current": "step"})
+    assert len(active) == 1 and "phase-active" in active[0].attrs["class"]
+    assert "Ara fase actual" in page.text and "Després" in page.text
+    assert "En aquesta fase: propostes noves, suports, comentaris i debats." in page.text
+    assert "fins a 3 propostes" in page.text and "el barri 08019-01" in page.text
+    local = site.process.id.rsplit("/", 1)[-1]
+    assert page.find("a", href=f"/processes/{local}/proposals/new")
+    english = await browser.get(site.process.id + "?lang=en")
+    assert "Each participant can support up to 3 proposals." in english.text
+    # The same URL answers AS2 to servers.
+    async with browser.http.get(site.process.id, headers={"Accept": AS2}) as response:
+        assert response.status == 200 and (await response.json())["id"] == site.process.id
+
+
+async def test_no_proposal_link_when_the_phase_takes_none(site: Site, browser: Browser) -> None:
+    closed = await site.service.create_process(open_draft(proposals=False), by=site.admin)
+    page = await browser.get(closed.id)
+    assert not [t for t in page.find("a") if t.attrs.get("href", "").endswith("/proposals/new")]
+    assert "En aquesta fase: comentaris i debats." in page.text
+
+
+async def test_register_propose_support_comment(site: Site, browser: Browser) -> None:
+    await register(browser, "maria")
+    local = site.process.id.rsplit("/", 1)[-1]
+    action = f"/processes/{local}/proposals/new"
+    # Not verified yet: the rule refuses, the form says why and keeps the input, nothing written.
+    before = await site.rows()
+    form_page = await browser.get(action)
+    values = {"name": "Més bancs a la plaça", "body": "Calen **bancs**."}
+    _, body = await browser.submit(form_page, action, values, status=403)
+    refused = assert_accessible(body)
+    assert "residència verificada" in refused.text
+    assert refused.form(action).fields["name"] == "Més bancs a la plaça"
+    assert await site.rows() == before
+
+    await site.server.app[ACCOUNTS].verify("maria", "08019-01", by="test")
+    proposal_id = await new_proposal(browser, site, "Més bancs a la plaça", "Calen **bancs**.")
+    stored = await site.service.get_proposal(proposal_id)
+    assert stored is not None and stored.author.endswith("/users/maria")
+    page = await browser.get(proposal_id + "?done=proposal_created")
+    assert page.headings[0][1] == "Més bancs a la plaça"
+    assert "La teva proposta està publicada." in page.text
+    assert page.find("strong") and "Calen bancs." in page.text
+    assert "0 suports" in page.text and "Sense resposta" in page.text
+
+    # Another resident, not verified, cannot support: 403 on the proposal page.
+    joan = Browser(site.config.base_url)
+    try:
+        await register(joan, "joan")
+        joan_page = await joan.get(proposal_id)
+        before = await site.rows()
+        _, body = await joan.submit(
+            joan_page, urlsplit(proposal_id).path + "/support", {}, status=403
+        )
+        assert "residència verificada" in assert_accessible(body).text
+        assert await site.rows() == before
+    finally:
+        await joan.close()
+
+    page = await browser.get(proposal_id)
+    response, _ = await browser.submit(page, urlsplit(proposal_id).path + "/support", {})
+    assert response.headers["Location"] == proposal_id + "?done=supported"
+    page = await browser.get(proposal_id + "?done=supported")
+    assert "1 suport" in page.text and "Pots donar 2 suports més en aquest procés." in page.text
+    assert page.form(urlsplit(proposal_id).path + "/unsupport")
+    assert await site.service.support_count(proposal_id) == 1
+
+    # Supporting twice is a 409 with the rule's message; the count stays.
+    token = page.form(urlsplit(proposal_id).path + "/unsupport").fields["csrf"]
+    _, body = await browser.post(
+        urlsplit(proposal_id).path + "/support", {"csrf": token}, status=409
+    )
+    assert "Ja dones suport a aquesta proposta." in Page(body).text
+    assert await site.service.support_count(proposal_id) == 1
+
+    await browser.submit(page, urlsplit(proposal_id).path + "/unsupport", {})
+    assert await site.service.support_count(proposal_id) == 0
+
+    page = await browser.get(proposal_id)
+    path = urlsplit(proposal_id).path
+    await browser.submit(page, path + "/comment", {"body": "Molt *bé*", "alignment": "inFavor"})
+    page = await browser.get(proposal_id)
+    assert "Comentaris (1)" in page.text and "Molt bé" in page.text
+    assert page.find("span", **{"class": "badge inFavor"})
+    thread = await site.service.thread(proposal_id)
+    assert [e.comment.alignment for e in thread] == [Alignment.IN_FAVOR]
+
+
+async def test_replies_nest_to_depth_three(site: Site, browser: Browser) -> None:
+    await register(browser, "maria", verified_by=site)
+    proposal_id = await new_proposal(browser, site, "Fonts", "Més fonts.")
+    path = urlsplit(proposal_id).path
+    parent = None
+    for depth in (1, 2, 3):
+        url = proposal_id if parent is None else f"{proposal_id}?reply_to={quote(parent)}"
+        page = await browser.get(url)
+        values = {"body": f"nivell {depth}", "alignment": "neutral"}
+        if parent is not None:
+            assert page.form(path + "/comment").fields["parent"] == parent
+            assert "Respons a maria." in page.text
+        await browser.submit(page, path + "/comment", values)
+        parent = (await site.service.thread(proposal_id))[-1].comment.id
+    page = await browser.get(proposal_id)
+    replies = [t for t in page.find("a") if "reply_to=" in t.attrs.get("href", "")]
+    assert len(replies) == 2  # depth 1 and 2 can be answered, depth 3 cannot
+    assert len(page.find("ol")) == 3  # the thread and two nested levels
+    # Forcing a fourth level through the form: the service's rule refuses, 409 on the page.
+    assert parent is not None
+    data = {**page.form(path + "/comment").fields, "body": "nivell 4", "parent": parent}
+    _, body = await browser.post(path + "/comment", data, status=409)
+    assert "tres nivells" in assert_accessible(body).text
+    assert len(await site.service.thread(proposal_id)) == 3
+
+
+async def test_external_comments_are_marked(site: Site, browser: Browser) -> None:
+    await register(browser, "maria", verified_by=site)
+    proposal_id = await new_proposal(browser, site, "Arbres", "Més arbres.")
+    remote = Comment(
+        id="http://127.0.0.1:9/notes/1",
+        author="http://127.0.0.1:9/users/bob",
+        in_reply_to=proposal_id,
+        context=None,
+        content_html='<p>Hola! <script>alert(1)</script><a href="javascript:x()">x</a></p>',
+        source_markdown=None,
+        published=datetime.now(UTC).replace(microsecond=0),
+    )
+    await site.service.remember_remote_object(remote, external=True)
+    page = await browser.get(proposal_id + "?lang=en")
+    assert "from elsewhere on the fediverse" in page.text and "bob@127.0.0.1:9" in page.text
+    assert "alert(1)" not in page.text
+    assert page.find("article", **{"class": "card comment external"})
+
+
+async def test_markup_in_a_proposal_is_escaped_or_sanitised(site: Site, browser: Browser) -> None:
+    await register(browser, "maria", verified_by=site)
+    name = '<script>alert("t")</script> Títol'
+    body = '<script>alert("b")</script>\n\n<img src=x onerror=alert(1)> [l](javascript:alert(2))'
+    proposal_id = await new_proposal(browser, site, name, body)
+    async with browser.http.get(proposal_id, headers={"Accept": "text/html"}) as response:
+        html = await response.text()
+    page = assert_accessible(html)  # no <script>, no on* attribute, no javascript: link
+    assert page.headings[0][1] == name  # shown as text
+    assert "&lt;script&gt;" in html
+    assert not page.find("img")
+
+
+async def test_csrf_refusal_on_actions_writes_nothing(site: Site, browser: Browser) -> None:
+    await register(browser, "maria")
+    await site.server.app[ACCOUNTS].verify("maria", "08019-01", by="test")
+    proposal_id = await new_proposal(browser, site, "Fonts", "Més fonts.")
+    path = urlsplit(proposal_id).path
+    before = await site.rows()
+    for action, data in [
+        ("/support", {}),
+        ("/comment", {"body": "hola", "alignment": "neutral"}),
+        ("/withdraw", {}),
+    ]:
+        for token in (None, "bad"):
+            sent = data | ({"csrf": token} if token else {})
+            _, body = await browser.post(path + action, sent, status=403)
+            assert "formulari ha caducat" in assert_accessible(body).text
+    assert await site.rows() == before
+    assert await site.service.support_count(proposal_id) == 0
+
+
+async def test_anonymous_and_unknown(site: Site, browser: Browser) -> None:
+    local = site.process.id.rsplit("/", 1)[-1]
+    async with browser.http.get(
+        f"{browser.base}/processes/{local}/proposals/new", allow_redirects=False
+    ) as response:
+        assert response.status == 303
+        assert response.headers["Location"].startswith("/login?next=%2Fprocesses%2F")
+    page = await browser.get("/login")
+    token = page.form("/login").fields["csrf"]
+    _, body = await browser.post(f"/processes/{local}/proposals/new", {"csrf": token}, status=403)
+    assert "Has d'iniciar la sessió" in assert_accessible(body).text
+    await browser.get("/processes/nope/proposals/new", status=303)
+    await register(browser, "maria")
+    await browser.get("/processes/nope/proposals/new", status=404)
+    _, body = await browser.post("/proposals/nope/support", {"csrf": token}, status=403)
+    fresh = (await browser.get("/")).forms[0].fields["csrf"]
+    _, body = await browser.post("/proposals/nope/support", {"csrf": fresh}, status=404)
+    assert_accessible(body)
+
+
+async def test_admin_verifies_and_answers(site: Site, browser: Browser) -> None:
+    await site.server.app[ACCOUNTS].create_user("joan", PASSWORD)
+    await register(browser, "maria", verified_by=site)
+    proposal_id = await new_proposal(browser, site, "Fonts", "Més fonts.")
+    await browser.get("/admin/verify", status=403)
+    await browser.get("/admin/answers", status=403)
+
+    admin = Browser(site.config.base_url)
+    try:
+        await log_in(admin, "admin")
+        page = await admin.get("/admin/verify")
+        forms = {f.fields["username"]: f for f in page.forms if f.action == "/admin/verify"}
+        assert sorted(forms) == ["admin", "joan"]  # maria is verified already
+        assert forms["joan"].fields["territory"] == "08019-01"  # the instance's own by default
+        data = forms["joan"].fields | {"territory": "no good!"}
+        _, body = await admin.post("/admin/verify", data, status=422)
+        assert "no és un codi de territori" in assert_accessible(body).text
+        assert not (await site.server.app[ACCOUNTS].get("joan")).verified
+        response, _ = await admin.post("/admin/verify", forms["joan"].fields)
+        done = await admin.get(response.headers["Location"])
+        assert "joan ja és resident verificat de 08019-01." in done.text
+        assert [f.fields["username"] for f in done.forms if f.action == "/admin/verify"] == [
+            "admin"
+        ]
+        assert (await site.server.app[ACCOUNTS].get("joan")).verified
+
+        listing = await admin.get("/admin/answers")
+        links = [t.attrs["href"] for t in listing.find("a") if "proposal=" in t.attrs["href"]]
+        assert [parse_qs(urlsplit(href).query)["proposal"] for href in links] == [[proposal_id]]
+        link = links[0]
+        chosen = await admin.get(link)
+        answer = chosen.form("/admin/answers")
+        _, body = await admin.post(
+            "/admin/answers", answer.fields | {"state": "rejected", "answer": ""}, status=422
+        )
+        assert_accessible(body)
+        _, body = await admin.post(
+            "/admin/answers", answer.fields | {"state": "withdrawn", "answer": "x"}, status=400
+        )
+        assert "Tria un estat de resposta" in assert_accessible(body).text
+        await admin.post(
+            "/admin/answers", answer.fields | {"state": "accepted", "answer": "Ho farem."}
+        )
+    finally:
+        await admin.close()
+    stored = await site.service.get_proposal(proposal_id)
+    assert stored is not None and stored.state is ProposalState.ACCEPTED
+    page = await browser.get(proposal_id)
+    assert "Acceptada" in page.text and "Resposta oficial" in page.text and "Ho farem." in page.text
+
+
+async def test_debate_page_close_and_comment(site: Site, browser: Browser) -> None:
+    await register(browser, "maria")
+    maria = await site.server.app[ACCOUNTS].get("maria")
+    debate = await site.service.create_debate(
+        maria, site.process.id, name="Com fem la festa?", body_markdown="Idees?"
+    )
+    path = urlsplit(debate.id).path
+    page = await browser.get(debate.id)
+    assert page.headings[0][1] == "Com fem la festa?" and "Obert" in page.text
+    await browser.submit(page, path + "/comment", {"body": "Música!", "alignment": "neutral"})
+    page = await browser.get(debate.id)
+    assert "Música!" in page.text
+    _, body = await browser.submit(page, path + "/close", {"conclusions": " "}, status=422)
+    assert "Omple tots els camps obligatoris." in assert_accessible(body).text
+    await browser.submit(page, path + "/close", {"conclusions": "Farem **concert**."})
+    page = await browser.get(debate.id)
+    assert "Conclusions" in page.text and "Farem concert." in page.text
+    assert not [f for f in page.forms if f.action.endswith("/close")]
+    assert not [f for f in page.forms if f.action.endswith("/comment")]
+    closed = await site.service.get_debate(debate.id)
+    assert closed is not None and closed.closed_at is not None
+
+
+async def test_comment_ids_lead_to_their_thread(site: Site, browser: Browser) -> None:
+    await register(browser, "maria", verified_by=site)
+    proposal_id = await new_proposal(browser, site, "Fonts", "Més fonts.")
+    maria = await site.server.app[ACCOUNTS].get("maria")
+    comment = await site.service.comment(maria, proposal_id, body_markdown="Sí")
+    async with browser.http.get(
+        comment.id, headers={"Accept": "text/html"}, allow_redirects=False
+    ) as response:
+        assert response.status == 303
+        assert response.headers["Location"] == f"{proposal_id}#c-{comment.id.rsplit('/', 1)[-1]}"
+
+
+async def test_supports_closed_phase(site: Site, browser: Browser) -> None:
+    process = await site.service.create_process(open_draft(supports=False), by=site.admin)
+    await register(browser, "maria")
+    await site.server.app[ACCOUNTS].verify("maria", "08019-01", by="test")
+    maria = await site.server.app[ACCOUNTS].get("maria")
+    proposal = await site.service.create_proposal(
+        maria, process.id, name="Fonts", body_markdown="Més fonts."
+    )
+    page = await browser.get(proposal.id)
+    assert "Els suports no són oberts en la fase actual." in page.text
+    token = page.forms[0].fields["csrf"]
+    _, body = await browser.post(
+        urlsplit(proposal.id).path + "/support", {"csrf": token}, status=409
+    )
+    assert "no admet suports" in assert_accessible(body).text

@@ -1,7 +1,8 @@
 """The instance's server-rendered HTML pages (issue 4 "Pages"): no JavaScript, ca/es/en.
 
-``setup_pages(app)`` adds the page routes to an app made by ``create_app``. Pages are plain
-aiohttp handlers over the same services the API uses; sessions are signed cookies, every form
+``setup_pages(app)`` adds the page routes to an app made by ``create_app`` and registers the
+HTML renderers the read side calls when a browser asks for a process, proposal, debate or
+comment id (the same URL answers AS2 to servers). Sessions are signed cookies, every form
 carries a CSRF token, and every text goes through the message catalogue.
 """
 
@@ -10,8 +11,21 @@ from __future__ import annotations
 from aiohttp import web
 
 import federation.instance.app as instance_app
+from federation.instance.readside import register_html
 from federation.instance.web.account_pages import add_account_routes
+from federation.instance.web.actions import add_action_routes
+from federation.instance.web.admin_pages import add_admin_routes
+from federation.instance.web.pages import (
+    comment_page,
+    debate_page,
+    index_page,
+    object_renderer,
+    process_page,
+    proposal_page,
+    tombstone_page,
+)
 from federation.instance.web.render import PAGES, make_kit
+from federation.instance.web.visit import page
 
 __all__ = ["PAGES", "setup_pages"]
 
@@ -21,4 +35,12 @@ def setup_pages(app: web.Application) -> None:
     if PAGES in app:
         return
     app[PAGES] = make_kit(app[instance_app.CONFIG])
+    app.router.add_get("/", page(index_page))
     add_account_routes(app)
+    add_action_routes(app)
+    add_admin_routes(app)
+    register_html(app, "process", object_renderer(process_page))
+    register_html(app, "proposal", object_renderer(proposal_page))
+    register_html(app, "debate", object_renderer(debate_page))
+    register_html(app, "comment", object_renderer(comment_page))
+    register_html(app, "tombstone", object_renderer(tombstone_page))

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
@@ -77,6 +78,8 @@ class Visit:
 
     def render(self, template: str, *, status: int = 200, **context: Any) -> web.Response:
         """Render a template with the common context; the response is UTF-8 HTML."""
+        # A form re-rendered after a refused POST names the page it belongs to, not the action.
+        context.setdefault("path", self.request.path)
         body = self.kit.env.get_template(template).render(
             t=self.t,
             lang=self.lang,
@@ -88,7 +91,6 @@ class Visit:
             csrf_field=CSRF_FIELD,
             site_name=self.kit.config.name,
             languages=self.kit.offered,
-            path=self.request.path,
             **context,
         )
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
@@ -96,6 +98,10 @@ class Visit:
     def redirect(self, location: str) -> web.Response:
         """303 See Other: after a POST the browser GETs ``location`` (no resubmission)."""
         return web.Response(status=303, headers={"Location": location})
+
+    def login_redirect(self) -> web.Response:
+        """303 to the login page, coming back here afterwards."""
+        return self.redirect("/login?next=" + quote(self.request.path_qs, safe=""))
 
     def error(self, status: int, message: str, **params: object) -> web.Response:
         """The error page with ``status`` and a translated message."""

@@ -1,0 +1,259 @@
+"""The reading pages: start page, process, proposal, debate, comment and deleted objects.
+
+Object pages are drawn at the objects' own ids: the read side (``readside.register_html``)
+calls these renderers when a browser asks for HTML, and answers AS2 to servers. The same
+view functions re-render a page with a form error when an action on it is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+import federation.instance.app as instance_app
+from activitypub.collections import PageResult, parse_page_request
+from federation.instance.content import COMMENT_SOURCE_MAX, CONCLUSIONS_MAX
+from federation.instance.deliberation import Deliberation
+from federation.instance.rules import MAX_DEPTH, active_phase
+from federation.instance.web.views import (
+    DONE,
+    allows_in_words,
+    build_thread,
+    rules_in_words,
+)
+from federation.instance.web.visit import PageError, Visit, run_page, start_visit
+from federation.model import Alignment, Debate, Process, Proposal
+from federation.store.paging import SEQ_SHAPE
+
+ObjectPage = Callable[[Visit, str], Awaitable[web.StreamResponse]]
+HtmlRenderer = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+ALIGNMENTS = tuple(alignment.value for alignment in Alignment)
+
+
+def deliberation(visit: Visit) -> Deliberation:
+    """The instance's Deliberation service."""
+    return visit.request.app[instance_app.DELIBERATION]
+
+
+def object_renderer(render: ObjectPage) -> HtmlRenderer:
+    """A read-side HTML renderer ``(request, object_id)`` running ``render`` as a page."""
+
+    async def renderer(request: web.Request, object_id: str) -> web.StreamResponse:
+        visit = await start_visit(request)
+
+        async def handler(current: Visit) -> web.StreamResponse:
+            return await render(current, object_id)
+
+        return visit.finish(await run_page(visit, handler))
+
+    return renderer
+
+
+def done_notice(visit: Visit) -> str | None:
+    """The confirmation a redirect asked for with ``?done=``."""
+    done = visit.request.query.get("done", "")
+    return visit.t(f"done.{done}") if done in DONE else None
+
+
+def propose_url(visit: Visit, process: Process) -> str | None:
+    """Where to write a proposal for ``process``, when its current phase takes them."""
+    phase = active_phase(process, deliberation(visit).now())
+    if phase is None or not phase.allows_proposals:
+        return None
+    local = visit.kit.local_id(process.id, "processes")
+    if local is not None:
+        return f"/processes/{local}/proposals/new"
+    return None  # proposing into a remote process: see the report (no local page for it yet)
+
+
+# -- start page ------------------------------------------------------------------------------
+
+
+async def index_page(visit: Visit) -> web.StreamResponse:
+    """GET /: the instance's name and its processes (local first, then remote ones)."""
+    service = deliberation(visit)
+    now = service.now()
+    items = []
+    for process in await service.list_processes():
+        items.append(
+            {
+                "process": process,
+                "url": process.url or process.id,
+                "local": visit.kit.is_local(process.id),
+                "host": urlsplit(process.id).netloc,
+                "active": active_phase(process, now),
+                "propose_url": propose_url(visit, process),
+            }
+        )
+    return visit.render("index.html", processes=items)
+
+
+# -- process ---------------------------------------------------------------------------------
+
+
+async def _proposal_page(visit: Visit, process_id: str) -> PageResult:
+    try:
+        page = parse_page_request(visit.request.query, key_shape=SEQ_SHAPE)
+    except ValueError as exc:
+        raise PageError(400, "error.http") from exc
+    return await deliberation(visit).list_proposals(process_id, page=page)
+
+
+def _page_link(visit: Visit, direction: str, cursor: str | None) -> str | None:
+    return None if cursor is None else f"{visit.request.path}?{direction}={cursor}"
+
+
+async def process_page(visit: Visit, process_id: str) -> web.StreamResponse:
+    """A process: phases (the active one marked), rules in words, proposals with counts."""
+    service = deliberation(visit)
+    process = await service.get_process(process_id)
+    if process is None:
+        raise PageError(404, "error.not_found")
+    page = await _proposal_page(visit, process_id)
+    proposals = [
+        {"proposal": p, "url": p.url or p.id, "supports": await _count(service, p)}
+        for p in page.items
+    ]
+    return visit.render(
+        "process.html",
+        process=process,
+        local=visit.kit.is_local(process.id),
+        host=urlsplit(process.id).netloc,
+        active=active_phase(process, service.now()),
+        allows=lambda phase: allows_in_words(visit.t, phase),
+        rules_in_words=rules_in_words(visit.t, process),
+        proposals=proposals,
+        propose_url=propose_url(visit, process),
+        older_url=_page_link(visit, "after", page.next_cursor),
+        newer_url=_page_link(visit, "before", page.prev_cursor),
+    )
+
+
+async def _count(service: Deliberation, proposal: Proposal) -> int:
+    if proposal.support_count is not None:
+        return proposal.support_count
+    return await service.support_count(proposal.id)
+
+
+# -- proposal --------------------------------------------------------------------------------
+
+
+def action_base(visit: Visit, object_id: str, collection: str) -> str:
+    """The path the forms about an object post under (``/proposals/{id}``)."""
+    local = visit.kit.local_id(object_id, collection)
+    if local is None:
+        raise PageError(404, "error.not_found")
+    return f"/{collection}/{local}"
+
+
+async def _thread_context(visit: Visit, root_id: str, **form: Any) -> dict[str, Any]:
+    thread = build_thread(await deliberation(visit).thread(root_id))
+    reply_to = form.pop("reply_to", None) or visit.request.query.get("reply_to")
+    target = thread.by_id.get(reply_to or "")
+    return {
+        "nodes": thread.roots,
+        "comment_count": thread.count,
+        "max_depth": MAX_DEPTH,
+        "reply_to": target.comment.id if target else None,
+        "reply_label": visit.kit.actor_label(target.comment.author) if target else "",
+        "comment_error": form.pop("comment_error", None),
+        "comment_body": form.pop("comment_body", ""),
+        "comment_alignment": form.pop("comment_alignment", Alignment.NEUTRAL.value),
+        "comment_max": COMMENT_SOURCE_MAX,
+        "alignments": ALIGNMENTS,
+    }
+
+
+async def proposal_view(
+    visit: Visit, proposal_id: str, *, status: int = 200, **form: Any
+) -> web.Response:
+    """A proposal's page; ``form`` carries a refused form's error and input back."""
+    service = deliberation(visit)
+    proposal = await service.get_proposal(proposal_id)
+    if proposal is None:
+        raise PageError(404, "error.not_found")
+    process = await service.get_process(proposal.process)
+    phase = active_phase(process, service.now()) if process else None
+    user = visit.user
+    author = user is not None and service.actor_id(user) == proposal.author
+    thread = await _thread_context(visit, proposal.id, **form)
+    return visit.render(
+        "proposal.html",
+        status=status,
+        proposal=proposal,
+        process=process,
+        process_url=(process.url or process.id) if process else "",
+        support_count=await _count(service, proposal),
+        supported=user is not None and await service.has_supported(user, proposal.id),
+        supports_open=phase is not None and phase.allows_supports,
+        remaining=(
+            await service.remaining_supports(user, proposal.process)
+            if user is not None and process is not None
+            else None
+        ),
+        is_author=author and visit.kit.is_local(proposal.id),
+        action_base=action_base(visit, proposal.id, "proposals"),
+        path=urlsplit(proposal.id).path,
+        done=done_notice(visit),
+        error=form.pop("error", None),
+        **thread,
+    )
+
+
+async def proposal_page(visit: Visit, proposal_id: str) -> web.StreamResponse:
+    """GET a proposal id from a browser."""
+    return await proposal_view(visit, proposal_id)
+
+
+# -- debate ----------------------------------------------------------------------------------
+
+
+async def debate_view(
+    visit: Visit, debate_id: str, *, status: int = 200, **form: Any
+) -> web.Response:
+    """A debate's page; its author can close it with conclusions."""
+    service = deliberation(visit)
+    debate: Debate | None = await service.get_debate(debate_id)
+    if debate is None:
+        raise PageError(404, "error.not_found")
+    process = await service.get_process(debate.process) if debate.process else None
+    user = visit.user
+    author = user is not None and service.actor_id(user) == debate.author
+    thread = await _thread_context(visit, debate.id, **form)
+    return visit.render(
+        "debate.html",
+        status=status,
+        debate=debate,
+        process=process,
+        process_url=(process.url or process.id) if process else "",
+        is_author=author and visit.kit.is_local(debate.id),
+        action_base=action_base(visit, debate.id, "debates"),
+        path=urlsplit(debate.id).path,
+        conclusions=form.pop("conclusions", ""),
+        conclusions_max=CONCLUSIONS_MAX,
+        done=done_notice(visit),
+        error=form.pop("error", None),
+        **thread,
+    )
+
+
+async def debate_page(visit: Visit, debate_id: str) -> web.StreamResponse:
+    """GET a debate id from a browser."""
+    return await debate_view(visit, debate_id)
+
+
+# -- comments and deleted objects ------------------------------------------------------------
+
+
+async def comment_page(visit: Visit, comment_id: str) -> web.StreamResponse:
+    """GET a comment id from a browser: 303 to its place in the thread it belongs to."""
+    parent = await deliberation(visit).parent_of(comment_id)
+    return visit.redirect(f"{parent.root_id}#c-{comment_id.rstrip('/').rsplit('/', 1)[-1]}")
+
+
+async def tombstone_page(visit: Visit, object_id: str) -> web.StreamResponse:
+    """GET a deleted id from a browser: 410 Gone."""
+    return visit.render("gone.html", status=410)
