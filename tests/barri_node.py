@@ -58,6 +58,7 @@ from federation.store.inbox import SqliteInboxStore
 from federation.store.sqlite import open_database
 from federation.vocab.actors import barri_actor_document, group_extras, person_extras
 from federation.vocab.announce import announce_to_ap
+from federation.vocab.context import document_context, format_datetime
 from federation.vocab.process import process_to_ap
 from federation.vocab.proposal import proposal_to_ap
 from federation.vocab.support import support_to_ap, undo_support_to_ap
@@ -219,6 +220,20 @@ class InstanceNode:
             to=(self.aggregator,),
         )
         return self.keys[self.group].prove(announce_to_ap(announcement))
+
+    def create(self, actor: str, object_id: str, kind: str = "Create") -> dict[str, Any]:
+        """A proved ``Create`` (or ``Update``) of one of this node's documents by ``actor``."""
+        document = {k: v for k, v in self.documents[object_id].items() if k != "@context"}
+        activity = {
+            "@context": document_context(),
+            "id": self.new_id(kind.lower() + "s"),
+            "type": kind,
+            "actor": actor,
+            "object": document,
+            "published": format_datetime(NOW),
+            "to": ["https://www.w3.org/ns/activitystreams#Public"],
+        }
+        return self.keys[actor].prove(activity)
 
     def publish(self, owner: str, activity: dict[str, Any]) -> None:
         """Put an activity at the head of ``owner``'s outbox."""

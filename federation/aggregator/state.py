@@ -70,13 +70,18 @@ def process_record(row: ProcessRow, grace: timedelta) -> ProcessRecord | None:
     return ProcessRecord(process, grace=grace, closed_at=closed)
 
 
-def support_event(row: ActivityRow) -> SupportEvent:
-    """A stored support copy as the tally's event."""
+def genuine(row: ActivityRow) -> bool:
+    """A copy whose proof verified with a key of its actor's own origin (rule 1)."""
+    return row.proof_ok and row.signer_origin == row.origin
+
+
+def support_event(row: ActivityRow, process: str) -> SupportEvent:
+    """A stored support copy as the tally's event, in ``process`` (its proposal's)."""
     return SupportEvent(
         like_id=row.id,
         actor=row.actor,
         proposal=row.object,
-        process=row.process,
+        process=process,
         published=parse_time(row.published),
         received_at=timestamp(row.received_at),
         proof_ok=row.proof_ok,
@@ -118,6 +123,10 @@ class TallyState:
         self.tally = IncrementalTally(Roster(city))
         self.synced_at: datetime | None = None
         self._marks = _Marks()
+        # A support counts in its proposal's process, read from the proposal itself; a
+        # genuine support of a proposal not known yet waits for it (see ``waiting``).
+        self._process_of: dict[str, str] = {}
+        self._waiting: dict[str, list[ActivityRow]] = {}
         self._lock = asyncio.Lock()
 
     async def sync(self) -> int:
@@ -161,21 +170,36 @@ class TallyState:
             self._marks.processes = max(self._marks.processes, row.rev)
         return len(rows)
 
+    @property
+    def waiting(self) -> int:
+        """Genuine supports held back because their proposal is not known (yet)."""
+        return sum(len(rows) for rows in self._waiting.values())
+
     async def _proposals(self) -> int:
         rows = await self.log.proposals_after(self._marks.proposals)
         for row in rows:
             self.tally.add_proposal(ProposalRecord(row.id, row.process_id, row.origin))
+            self._process_of[row.id] = row.process_id
             self._marks.proposals = max(self._marks.proposals, row.rev)
+            for support in self._waiting.pop(row.id, ()):
+                self.tally.add_support(support_event(support, row.process_id))
         return len(rows)
 
     async def _activities(self) -> int:
         read = 0
         while rows := await self.log.activities_after(self._marks.activities):
             for row in rows:
-                if row.kind == "support":
-                    self.tally.add_support(support_event(row))
-                else:
-                    self.tally.add_undo(undo_event(row))
+                self._feed(row)
             self._marks.activities = rows[-1].seq
             read += len(rows)
         return read
+
+    def _feed(self, row: ActivityRow) -> None:
+        if row.kind == "undo":
+            self.tally.add_undo(undo_event(row))
+        elif not genuine(row):
+            self.tally.add_support(support_event(row, ""))  # only its anomaly will show
+        elif (process := self._process_of.get(row.object)) is not None:
+            self.tally.add_support(support_event(row, process))
+        else:
+            self._waiting.setdefault(row.object, []).append(row)

@@ -1,0 +1,233 @@
+"""Ingest on loopback: what three instances send is counted exactly, or refused and flagged.
+
+Instances A (neighbourhood 31) and B (32), both in district 06, are on the roster; C (40, in
+07) is not. A's Group owns a city-wide process allowing two supports per participant. Every
+support is a real signed, proved ``Like`` POSTed to the aggregator's shared inbox (or relayed
+in a Group's ``Announce``); the totals the API reports are compared with what the test sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from federation.aggregator.ingest import Outcome, Provenance, Route
+from federation.aggregator.recompute import recompute
+from tests.aggregator_env import City, city
+from tests.barri_node import NOW, InstanceNode, hood
+
+
+@dataclass
+class Scene:
+    """The city, its three nodes, the process and four proposals."""
+
+    city: City
+    a: InstanceNode
+    b: InstanceNode
+    c: InstanceNode
+    process: str
+    proposals: list[str]
+
+    async def send(self, node: InstanceNode, activity: dict[str, Any], **kw: Any) -> int:
+        status = await node.deliver(activity, self.city.inbox, **kw)
+        await self.city.settle()
+        return status
+
+    async def results(self) -> Any:
+        return await self.city.results(self.process)
+
+    async def supports(self) -> dict[str, int]:
+        body = await self.results()
+        return {p["id"]: p["supports"] for p in body["proposals"] if p["supports"]}
+
+    async def anomalies(self) -> dict[str, dict[str, int]]:
+        body = await self.city.get("/api/v1/instances")
+        return {i["origin"]: i["anomalies"] for i in body["instances"]}
+
+    async def refused(self) -> dict[str, dict[str, int]]:
+        body = await self.city.get("/api/v1/instances")
+        return {i["origin"]: i["refused"] for i in body["instances"]}
+
+    async def agrees(self) -> bool:
+        comparison = await recompute(self.city.aggregator)
+        assert comparison.agree, comparison.differences()
+        return comparison.agree
+
+
+@asynccontextmanager
+async def scene(tmp_path: Path, ports: Callable[[], int]) -> AsyncIterator[Scene]:
+    async with city(tmp_path, ports) as c:
+        a = await c.add_node("a", hood("31", "06"))
+        b = await c.add_node("b", hood("32", "06"))
+        outsider = await c.add_node("c", hood("40", "07"))
+        for node in (a, b):
+            await c.add_to_roster(node)
+        process = a.add_process(limit=2)
+        # A's Group publishes the process; the aggregator learns it before any support.
+        assert await a.deliver(a.create(a.group, process), c.inbox) == 202
+        await c.settle()
+        author = a.add_resident("author")
+        proposals = [a.add_proposal(author, process, f"Proposta {i}") for i in range(3)]
+        proposals.append(b.add_proposal(b.add_resident("bauthor"), process, "Proposta B"))
+        yield Scene(c, a, b, outsider, process, proposals)
+
+
+async def test_supports_from_two_instances_are_counted_by_territory(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        p0, p1, _, pb = s.proposals
+        anna, berta = s.a.add_resident("anna"), s.a.add_resident("berta")
+        carles = s.b.add_resident("carles")
+        for node, actor, proposal in (
+            (s.a, anna, p0), (s.a, berta, p0), (s.b, carles, p0), (s.b, carles, pb),
+            (s.a, anna, p1),
+        ):  # fmt: skip
+            assert await s.send(node, node.support(actor, proposal)) == 202
+        body = await s.results()
+        assert body["supports"] == 5 and body["participants"] == 3
+        assert body["totals"] == {
+            "city": {"08019": 5},
+            "districts": {"06": 5},
+            "neighbourhoods": {"31": 3, "32": 2},
+        }
+        ranked = [(p["id"], p["supports"], p["byTerritory"]) for p in body["proposals"]]
+        assert ranked[0] == (p0, 3, {"31": 2, "32": 1})
+        assert {(pid, n) for pid, n, _ in ranked[1:3]} == {(p1, 1), (pb, 1)}
+        first = body["proposals"][0]
+        assert (first["name"], first["host"], first["state"]) == (
+            "Proposta 0",
+            s.a.origin,
+            "notAnswered",
+        )
+        assert await s.anomalies() == {s.a.origin: {}, s.b.origin: {}}
+        assert await s.agrees()
+
+
+async def test_a_support_counts_once_whatever_the_route_and_a_replay_is_flagged(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        anna = s.a.add_resident("anna")
+        like = s.a.support(anna, s.proposals[0])
+        assert await s.send(s.a, like) == 202
+        assert await s.send(s.a, like) == 409  # the same delivery again
+        assert await s.send(s.a, s.a.announce(like), sender=s.a.group) == 202
+        status = await s.a.deliver(like, s.city.actor + "/inbox")
+        assert status == 202  # another inbox: recorded, then deduplicated by id
+        await s.city.settle()
+        assert await s.supports() == {s.proposals[0]: 1}
+        assert (await s.refused())[s.a.origin] == {"replayed": 1}
+        rows = await s.city.aggregator.db.execute_fetchall("SELECT COUNT(*) FROM activities")
+        assert next(iter(rows))[0] == 1
+        assert await s.agrees()
+
+
+async def test_an_undo_wins_whichever_arrives_first(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        anna, berta = s.a.add_resident("anna"), s.a.add_resident("berta")
+        early = s.a.support(anna, s.proposals[0])
+        assert await s.send(s.a, s.a.undo(early)) == 202
+        assert await s.send(s.a, early) == 202
+        late = s.a.support(berta, s.proposals[0])
+        assert await s.send(s.a, late) == 202
+        assert await s.supports() == {s.proposals[0]: 1}
+        assert await s.send(s.a, s.a.undo(late)) == 202
+        assert await s.supports() == {}
+        assert await s.agrees()
+
+
+async def test_forged_signer_is_refused_at_the_door_and_flagged_when_relayed(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        anna = s.a.add_resident("anna")
+        mallory = s.b.add_resident("mallory")
+        # B proves a support "by" A's resident with B's own key, and delivers it as B.
+        forged = s.a.support(anna, s.proposals[0])
+        forged = s.b.keys[mallory].prove({k: v for k, v in forged.items() if k != "proof"})
+        assert await s.send(s.b, forged, sender=mallory) == 401
+        assert (await s.refused())[s.b.origin] == {"verification_method_not_owned": 1}
+        # Relayed by B's Group, the inner proof is checked on its own and blamed on B.
+        assert await s.send(s.b, s.b.announce(forged), sender=s.b.group) == 202
+        assert await s.supports() == {}
+        anomalies = await s.anomalies()
+        assert anomalies[s.b.origin] == {"forged": 1} and anomalies[s.a.origin] == {}
+        # The genuine support by the same id still counts when it comes.
+        genuine = s.a.keys[anna].prove({k: v for k, v in forged.items() if k != "proof"})
+        assert await s.send(s.a, genuine) == 202
+        assert await s.supports() == {s.proposals[0]: 1}
+        assert await s.agrees()
+
+
+async def test_stripped_or_altered_proofs_never_count(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        anna, berta = s.a.add_resident("anna"), s.a.add_resident("berta")
+        stripped = s.a.support(anna, s.proposals[0])
+        del stripped["proof"]
+        # HTTP-signed by its own actor, so the door lets it in; its missing proof is flagged.
+        assert await s.send(s.a, stripped) == 202
+        altered = s.a.support(berta, s.proposals[0])
+        altered["object"] = s.proposals[1]
+        assert await s.send(s.a, altered) == 401
+        assert await s.supports() == {}
+        assert (await s.anomalies())[s.a.origin] == {"forged": 1}
+        assert (await s.refused())[s.a.origin] == {"proof_signature_invalid": 1}
+        assert await s.agrees()
+
+
+async def test_outsiders_unverified_over_limit_and_out_of_phase_are_flagged(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        p0, p1, p2, _ = s.proposals
+        outsider = s.c.add_resident("oriol")
+        assert await s.send(s.c, s.c.support(outsider, p0)) == 202
+        ghost = s.a.add_resident("ghost", territory=False)
+        assert await s.send(s.a, s.a.support(ghost, p0)) == 202
+        anna = s.a.add_resident("anna")
+        for hours, proposal in ((3, p0), (2, p1), (1, p2)):
+            like = s.a.support(anna, proposal, published=NOW - timedelta(hours=hours))
+            assert await s.send(s.a, like) == 202
+        berta = s.a.add_resident("berta")
+        early = s.a.support(berta, p2, published=NOW - timedelta(days=3))
+        assert await s.send(s.a, early) == 202
+        # The earliest two of anna's count; the third is over the limit.
+        assert await s.supports() == {p0: 1, p1: 1}
+        assert (await s.anomalies())[s.a.origin] == {
+            "not_verified": 1,
+            "out_of_phase": 1,
+            "over_limit": 1,
+        }
+        result = await s.city.aggregator.state.result()
+        outsider_rules = {a.rule.value for a in result.anomalies if a.instance == s.c.origin}
+        assert outsider_rules == {"not_on_roster"}
+        assert await s.agrees()
+
+
+async def test_ingest_outcomes_for_relayed_and_foreign_votes(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        ingest = s.city.runtime.ingest
+        anna = s.a.add_resident("anna")
+        like = s.a.support(anna, s.proposals[0])
+        relayed = Provenance(Route.ANNOUNCE, s.b.group, None)
+        assert await ingest.accept(like, relayed) is Outcome.STORED
+        assert await ingest.accept(like, relayed) is Outcome.DUPLICATE
+        vote = {**like, "to": ["https://www.w3.org/ns/activitystreams#Public"]}
+        assert await ingest.accept(vote, relayed) is Outcome.IGNORED  # a comment vote
+        broken = {**like, "id": "https://elsewhere.example/likes/1"}
+        assert await ingest.accept(broken, Provenance.inbox(s.b.group)) is Outcome.INVALID
+        refusals = await s.city.aggregator.store.refusals(s.b.origin)
+        assert [r.reason for r in refusals] == ["invalid_support"]
+        await s.city.aggregator.state.sync()
+        assert await s.supports() == {s.proposals[0]: 1}
