@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from activitypub import as2
 from activitypub.errors import Problem
@@ -485,3 +487,102 @@ async def test_remote_supports_follow_the_same_rules_and_undo_first_wins(env: En
     await env.service.receive_support(like(9), {}, resident=resident)  # its Undo came first
     assert await env.service.support_count(proposal.id) == 0
     assert not await env.service.proposals.active_support_ids(remote, process.id)
+
+
+# --- property: the real service (SQLite, publisher) against a tiny model -----------------------
+
+RESIDENTS = ("alice", "bob", "carol")
+LIMIT, MINIMUM, THRESHOLD = 2, 2, 2
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("support"), st.sampled_from(RESIDENTS), st.integers(0, 2)),
+        st.tuples(st.just("withdraw"), st.sampled_from(RESIDENTS), st.integers(0, 2)),
+        st.tuples(st.just("reject"), st.just(""), st.integers(0, 2)),
+        st.tuples(st.sampled_from(["open", "close"]), st.just(""), st.just(0)),
+    ),
+    max_size=18,
+)
+
+
+@dataclass
+class Model:
+    """The issue's support rules in a few plain lines, sharing no code with the service."""
+
+    supported: dict[str, set[int]]
+    rejected: set[int]
+    open: bool = True
+
+    def count(self, p: int) -> int:
+        return sum(1 for s in self.supported.values() if p in s and len(s) >= MINIMUM)
+
+    def support(self, user: str, p: int) -> str | None:
+        mine = self.supported[user]
+        refusal = (
+            "supports_phase_closed" if not self.open else
+            "proposal_rejected" if p in self.rejected else
+            "already_supported" if p in mine else
+            "support_limit_reached" if len(mine) >= LIMIT else
+            "threshold_reached" if self.count(p) >= THRESHOLD else None
+        )  # fmt: skip
+        if refusal is None:
+            mine.add(p)
+        return refusal
+
+    def withdraw(self, user: str, p: int) -> str | None:
+        if not self.open:
+            return "supports_phase_closed"
+        if p not in self.supported[user]:
+            return "no_support_to_withdraw"
+        self.supported[user].discard(p)
+        return None
+
+
+async def outcome(act: Awaitable[Any]) -> str | None:
+    try:
+        await act
+    except RuleViolation as violation:
+        return violation.rule
+    return None
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(script=steps)
+async def test_counts_match_a_model_under_random_sequences(
+    env: Env, script: list[tuple[str, str, int]]
+) -> None:
+    process = await make_process(env, per_participant=LIMIT, minimum=MINIMUM, threshold=THRESHOLD)
+    proposals = [await make_proposal(env, process, n=n) for n in range(3)]
+    env.clock.now = IN_SUPPORTS
+    model = Model({name: set() for name in RESIDENTS}, set())
+    service, users = env.service, env.users
+    for op, user, p in script:
+        target = proposals[p].id
+        if op == "support":
+            got, expected = (
+                await outcome(service.support(users[user], target)),
+                model.support(user, p),
+            )
+        elif op == "withdraw":
+            got = await outcome(service.withdraw_support(users[user], target))
+            expected = model.withdraw(user, p)
+        elif op == "reject":
+            got = await outcome(
+                service.answer_proposal(
+                    users["admin"], target, state=ProposalState.REJECTED, answer=LangText("No")
+                )
+            )
+            expected = None
+            model.rejected.add(p)
+        else:
+            model.open = op == "open"
+            env.clock.now = IN_SUPPORTS if model.open else AFTER_ALL
+            got = expected = None
+        assert got == expected, (op, user, p)
+        assert [await service.support_count(x.id) for x in proposals] == [
+            model.count(i) for i in range(3)
+        ]
+        remaining = await service.remaining_supports(users["alice"], process.id)
+        assert remaining == LIMIT - len(model.supported["alice"])
