@@ -17,7 +17,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,9 +44,11 @@ from activitypub.storage import InboxRecord
 from federation.model import (
     Announcement,
     LangText,
+    OfficialAnswer,
     Phase,
     Process,
     Proposal,
+    ProposalState,
     Support,
     SupportRules,
     Territory,
@@ -58,9 +60,10 @@ from federation.store.inbox import SqliteInboxStore
 from federation.store.sqlite import open_database
 from federation.vocab.actors import barri_actor_document, group_extras, person_extras
 from federation.vocab.announce import announce_to_ap
+from federation.vocab.answer import official_answer_to_ap
 from federation.vocab.context import document_context, format_datetime
 from federation.vocab.process import process_to_ap
-from federation.vocab.proposal import proposal_to_ap
+from federation.vocab.proposal import proposal_from_ap, proposal_to_ap
 from federation.vocab.support import support_to_ap, undo_support_to_ap
 
 AS2 = "application/activity+json"
@@ -105,6 +108,7 @@ class InstanceNode:
     received: list[dict[str, Any]] = field(default_factory=list)
     hits: dict[str, int] = field(default_factory=dict)
     accept_follows: bool = True
+    fail_next_pages: int = 0  # answer 503 to this many "next" pages (a backfill interrupted)
 
     def __post_init__(self) -> None:
         for actor in (self.instance_actor, self.group):
@@ -235,6 +239,24 @@ class InstanceNode:
         }
         return self.keys[actor].prove(activity)
 
+    def answer(self, proposal_id: str, state: ProposalState, text: str) -> dict[str, Any]:
+        """The Group's proved official answer (``Update`` of the proposal); the node keeps it."""
+        proposal = replace(
+            proposal_from_ap(self.documents[proposal_id]),
+            state=state,
+            answer=LangText(f"<p>{text}</p>"),
+            answered_at=NOW,
+        )
+        self.documents[proposal_id] = proposal_to_ap(proposal)
+        update = OfficialAnswer(
+            id=self.new_id("answers"),
+            group=self.group,
+            proposal=proposal,
+            published=NOW,
+            to=("https://www.w3.org/ns/activitystreams#Public",),
+        )
+        return self.keys[self.group].prove(official_answer_to_ap(update))
+
     def publish(self, owner: str, activity: dict[str, Any]) -> None:
         """Put an activity at the head of ``owner``'s outbox."""
         self.outboxes[owner].append(activity)
@@ -337,7 +359,11 @@ async def _outbox(request: web.Request) -> web.Response:
     items = node.outboxes.get(owner)
     if items is None:
         raise Problem(404, "Not Found", "no such outbox")
+    node.hit(request.path)
     page = parse_page_request(request.query, default_limit=2)
+    if page is not None and page.after is not None and node.fail_next_pages > 0:
+        node.fail_next_pages -= 1
+        raise Problem(503, "Service Unavailable", "try again later")
     if page is None:
         return _as2(
             ordered_collection(collection_id, len(items), first=first_page_url(collection_id))
