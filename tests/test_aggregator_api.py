@@ -53,7 +53,8 @@ async def vote(t: Two, node: InstanceNode, name: str, proposal: str) -> dict[str
 
 async def counts(t: Two) -> dict[str, int]:
     body = await t.city.results(t.process)
-    return body["totals"]["neighbourhoods"]
+    found: dict[str, int] = body["totals"]["neighbourhoods"]
+    return found
 
 
 async def test_processes_and_results_documents(
