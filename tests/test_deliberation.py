@@ -22,6 +22,7 @@ from federation.instance.rules import Resident, RuleViolation
 from federation.instance.wiring import Instance, open_instance
 from federation.model import (
     Alignment,
+    Comment,
     LangText,
     Process,
     Proposal,
@@ -586,3 +587,38 @@ async def test_counts_match_a_model_under_random_sequences(
         ]
         remaining = await service.remaining_supports(users["alice"], process.id)
         assert remaining == LIMIT - len(model.supported["alice"])
+
+
+async def test_an_external_reply_is_sanitised_marked_announced_and_deletable(env: Env) -> None:
+    process = await make_process(env)
+    proposal = await make_proposal(env, process)
+    masto = "https://masto.example/users/ana"
+    reply = Comment(
+        id="https://masto.example/users/ana/statuses/1", author=masto,
+        in_reply_to=proposal.id, context=None,
+        content_html='<p>Hola <script>alert(1)</script><a href="javascript:x">x</a></p>',
+        source_markdown=None, published=env.clock.now,
+    )  # fmt: skip
+    activity: dict[str, Any] = {
+        "id": reply.id + "/activity", "type": "Create", "actor": masto,
+        "to": [as2.PUBLIC], "object": reply.id,
+    }  # fmt: skip
+    await env.service.receive_comment(reply, activity, external=True)
+    await env.service.receive_comment(reply, activity, external=True)  # twice: stored once
+    (entry,) = await env.service.thread(proposal.id)
+    assert entry.external and entry.comment.depth == 1
+    assert entry.comment.context == proposal.context
+    assert (
+        "script" not in entry.comment.content_html
+        and "javascript" not in entry.comment.content_html
+    )
+    (announce,) = await env.outbox.activities_about(activity["id"])
+    assert announce.type == "Announce" and announce.document["object"] == activity
+    await refused(
+        env, env.service.receive_delete(reply.id, "https://masto.example/users/eve"), "not_author"
+    )
+    await refused(env, env.service.receive_delete(proposal.id, masto), "not_author")
+    await env.service.receive_delete(reply.id, masto)
+    assert await env.service.thread(proposal.id) == []
+    tombstone = await env.service.domain.get_tombstone(reply.id)
+    assert tombstone is not None and tombstone.former_type == "Note"

@@ -20,6 +20,7 @@ from activitypub.fetch import FetchError
 from federation.instance.acts import ActsBase, refuse
 from federation.instance.comments import CommentActs
 from federation.instance.content import sanitise_html
+from federation.instance.outbox import Write
 from federation.instance.processes import ProcessActs
 from federation.instance.rules import (
     Resident,
@@ -55,8 +56,6 @@ from federation.vocab.comment_vote import comment_vote_to_ap
 from federation.vocab.debate import debate_to_ap
 from federation.vocab.proposal import proposal_to_ap
 from federation.vocab.support import support_to_ap
-
-Write = Any
 
 
 def _clean_text(text: LangText | None) -> LangText | None:

@@ -79,14 +79,16 @@ async def page_rows(
     if not rows:
         return [], None, None
     first_seq, last_seq = int(rows[0][0]), int(rows[-1][0])
+
+    async def beyond(cond: str, seq: int) -> bool:
+        return await _exists(db, table, where, params, cond, seq)
+
+    # The side we walked from knows by ``more``; the other side needs one look.
     if before is not None:
-        has_prev = more
-        has_next = await _exists(db, table, where, params, forward, last_seq)
+        has_prev, has_next = more, await beyond(forward, last_seq)
     else:
         has_next = more
-        has_prev = anchor is not None and await _exists(
-            db, table, where, params, backward, first_seq
-        )
+        has_prev = anchor is not None and await beyond(backward, first_seq)
     next_cursor = encode_cursor((last_seq,)) if has_next else None
     prev_cursor = encode_cursor((first_seq,)) if has_prev else None
     return rows, next_cursor, prev_cursor
