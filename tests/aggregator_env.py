@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import aiosqlite
 from aiohttp.test_utils import TestServer
 
 from activitypub.runtime import FEDERATION
@@ -84,6 +85,12 @@ class City:
         if self.server is not None:
             await self.server.close()
             self.server = None
+
+    @asynccontextmanager
+    async def aggregator_db(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The aggregator's SQLite file, opened directly (to tamper with it while stopped)."""
+        async with aiosqlite.connect(self.config.database) as db:
+            yield db
 
     async def add_node(self, name: str, territory: Territory) -> InstanceNode:
         node, server = await self.stack.enter_async_context(

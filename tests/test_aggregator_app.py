@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -25,6 +31,7 @@ from tests.aggregator_env import city
 from tests.barri_node import hood
 
 AS2 = "application/activity+json"
+REPO = Path(__file__).resolve().parent.parent
 
 
 async def fetch(url: str, accept: str = AS2) -> tuple[int, dict[str, str], bytes]:
@@ -142,3 +149,43 @@ def test_config_round_trips_and_refuses_instance_files(tmp_path: Path) -> None:
             'kind = "aggregator"\nbase_url = "https://a.example"\nname = "x"\ngrace_minutes = -1\n'
         )
         parse_aggregator_config(text, tmp_path / "x.toml", environ={})
+
+
+def _http_get(url: str) -> tuple[int, bytes]:
+    # No proxies: these requests must go straight to 127.0.0.1.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(urllib.request.Request(url, headers={"Accept": AS2}), timeout=30) as response:
+        return response.status, response.read()
+
+
+def test_serve_runs_an_aggregator_config_and_stops_on_sigterm(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    port = unused_tcp_port_factory()
+    base = f"http://127.0.0.1:{port}"
+    options = AggregatorInit(base_url=base, allow_loopback=True, listen=f"127.0.0.1:{port}")
+    config_path = write_aggregator_config(tmp_path / "city", options)
+    command = [sys.executable, "-m", "federation.aggregator.cli", "serve", "--config"]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("BARRI_")}
+    server = subprocess.Popen(
+        [*command, str(config_path)],
+        cwd=REPO,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stderr is not None
+        with ThreadPoolExecutor(1) as pool:
+            ready = pool.submit(server.stdout.readline).result(timeout=120)
+        assert f"serving aggregator {base} on {base}" in ready
+        status, body = _http_get(base + "/actor")
+        assert status == 200 and json.loads(body)["type"] == "Service"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=120) == 0
+        assert "Traceback" not in server.stderr.read()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

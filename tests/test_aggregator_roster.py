@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from activitypub.integrity import verify_document
+from federation.aggregator.cli import main as cli_main
+from federation.aggregator.config import load_aggregator_config
 from federation.aggregator.roster import RosterError
 from tests.aggregator_env import city
 from tests.barri_node import hood
@@ -104,3 +107,95 @@ async def test_operator_errors_are_one_line(
         row, warnings = await c.runtime.roster.add(node.origin, "32", "06")
         assert row.territory == "32"
         assert warnings == [f"{node.origin} says its territory is 31, not 32"]
+
+
+# --- the CLI: init, roster add/list/remove, tally --recompute --------------------------------
+
+
+def run_cli(*argv: str) -> int:
+    return cli_main(list(argv))
+
+
+def test_init_aggregator_writes_a_loadable_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "city"
+    args = ("init", "aggregator", "--dir", str(target), "--base-url", "http://127.0.0.1:9")
+    assert run_cli(*args, "--allow-loopback") == 0
+    config = load_aggregator_config(target / "barri.toml", environ={})
+    assert (config.kind, config.base_url, config.allow_loopback) == (
+        "aggregator",
+        "http://127.0.0.1:9",
+        True,
+    )
+    assert "barri serve --config" in capsys.readouterr().out
+    assert run_cli(*args, "--allow-loopback") == 1
+    assert capsys.readouterr().err.startswith("barri: error: ")
+    # Plain http without --allow-loopback is refused, naming the key.
+    assert run_cli(*args[:3], str(tmp_path / "other"), *args[4:]) == 1
+    assert "base_url" in capsys.readouterr().err
+
+
+async def test_cli_roster_and_tally_against_a_running_aggregator(
+    tmp_path: Path,
+    unused_tcp_port_factory: Callable[[], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with city(tmp_path, unused_tcp_port_factory) as c:
+        config = str(tmp_path / "city" / "barri.toml")
+        node = await c.add_node("gracia", hood("31", "06"))
+        process = node.add_process()
+        proposal = node.add_proposal(node.add_resident("author"), process)
+        for name in ("anna", "berta"):
+            like = node.support(node.add_resident(name), proposal)
+            node.publish(node.group, node.announce(like))
+        code = await asyncio.to_thread(
+            run_cli, "roster", "--config", config, "add", node.origin, "--territory", "31"
+        )
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        assert f"added {node.origin} (neighbourhood 31, district 06)" in out.out
+        assert "backfilled 2 items" in out.err
+        await c.settle()
+        # The running server sees what the CLI stored, and the instance's Accepts came back.
+        results = await c.results(process)
+        assert results["supports"] == 2
+        assert {f.state for f in await c.aggregator.store.follows(node.origin)} == {"accepted"}
+        assert await asyncio.to_thread(run_cli, "roster", "--config", config, "list") == 0
+        listing = capsys.readouterr().out.splitlines()
+        assert listing[0].split()[:3] == ["ORIGIN", "TERRITORY", "DISTRICT"]
+        assert listing[1].split()[:5] == [node.origin, "31", "06", "yes", "accepted"]
+        assert await asyncio.to_thread(run_cli, "tally", "--config", config, "--recompute") == 0
+        assert "recomputed 2 supports and 0 undos" in capsys.readouterr().out
+        assert (
+            await asyncio.to_thread(run_cli, "roster", "--config", config, "remove", node.origin)
+            == 0
+        )
+        await c.settle()
+        assert (await c.results(process))["supports"] == 0
+        assert {a["type"] for a in node.received} >= {"Follow", "Undo"}
+
+
+async def test_tally_recompute_exits_1_when_the_roads_disagree(
+    tmp_path: Path,
+    unused_tcp_port_factory: Callable[[], int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with city(tmp_path, unused_tcp_port_factory) as c:
+        config = str(tmp_path / "city" / "barri.toml")
+        node = await c.add_node("gracia", hood("31", "06"))
+        await c.add_to_roster(node)
+        process = node.add_process()
+        author = node.add_resident("author")
+        first, second = node.add_proposal(author, process), node.add_proposal(author, process)
+        assert await node.deliver(node.support(node.add_resident("anna"), first), c.inbox) == 202
+        await c.settle()
+        assert (await c.results(process))["supports"] == 1
+        await c.stop()
+        # Tamper with the copied column: the signed JSON still says `first`.
+        async with c.aggregator_db() as db:
+            await db.execute("UPDATE activities SET object = ?", (second,))
+            await db.commit()
+        assert await asyncio.to_thread(run_cli, "tally", "--config", config, "--recompute") == 1
+        err = capsys.readouterr().err
+        assert "DISAGREES" in err and f"process {process}" in err
