@@ -84,6 +84,7 @@ class ResidentNode(NodeState):
     territories: dict[str, Territory] = field(default_factory=dict)
     served: dict[str, dict[str, Any]] = field(default_factory=dict)
     accepts: asyncio.Queue[InboxRecord] = field(default_factory=asyncio.Queue)
+    server: TestServer | None = None
 
     def profile(self, name: str) -> ActorProfile:
         profile = NodeState.profile(self, name)
@@ -119,7 +120,7 @@ async def resident_node(tmp_path: Path, port: int) -> AsyncIterator[ResidentNode
     app = make_app(state)
     app[RESIDENT_NODE] = state
     app.router.add_get("/activities/{id}", _serve)
-    server = TestServer(app, host="127.0.0.1", port=port)
+    server = state.server = TestServer(app, host="127.0.0.1", port=port)
     await server.start_server()
 
     @server.app[FEDERATION].dispatcher.on("Accept")
