@@ -263,6 +263,8 @@ async def seeded(config: InstanceConfig) -> AsyncIterator[Seeded]:
     def prepare(app: web.Application) -> None:
         for kind in ("proposal", "tombstone"):
             register_html(app, kind, page)
+        # Whatever HD's pages registered for debates, this app has no debate page.
+        app.get(HTML_RENDERERS, {}).pop("debate", None)
 
     async with running(config, prepare) as server:
         data = await seed(server, config)
