@@ -23,7 +23,7 @@ from federation.instance.web.i18n import (
 )
 from federation.instance.web.messages import CATALOGUE
 from federation.model import Alignment, ProposalState
-from tests.test_pages import Browser, make_config, running
+from tests.html_browser import Browser, make_config, running
 
 WEB = Path(i18n.__file__).resolve().parent
 LANGUAGES = ("ca", "es", "en")

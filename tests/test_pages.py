@@ -1,19 +1,16 @@
 """The HTML pages on a real instance (127.0.0.1, real SQLite): accounts, forms, CSRF, a11y.
 
-A browser is an aiohttp ClientSession with a cookie jar; pages are read with html.parser.
-Every page the tests fetch also passes :func:`assert_accessible` (lang, one h1, headings in
-order, a label for every input, a skip link, no script of any kind).
+A browser (:mod:`tests.html_browser`) is an aiohttp ClientSession with a cookie jar; every
+page it fetches also passes ``assert_accessible`` (lang, one h1, headings in order, a label
+for every input, a skip link, no script of any kind).
 """
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -21,246 +18,39 @@ from urllib.parse import parse_qs, quote, urlsplit
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from yarl import URL
 
-from federation.config import InitOptions, InstanceConfig, load_config, write_instance_config
-from federation.instance.app import ACCOUNTS, DB, DELIBERATION, create_app
+from federation.config import InstanceConfig
+from federation.instance.app import ACCOUNTS, DB, DELIBERATION
 from federation.instance.deliberation import Deliberation
 from federation.instance.ports import Role, User
-from federation.instance.readside import setup_readside
-from federation.instance.web import setup_pages
 from federation.instance.web.sessions import SESSION_COOKIE
-from federation.model import Alignment, Comment, Process, ProposalState
+from federation.model import (
+    Alignment,
+    Comment,
+    LangText,
+    Phase,
+    Process,
+    Proposal,
+    ProposalState,
+    SupportRules,
+    Territory,
+    TerritoryKind,
+    Tombstone,
+)
+from federation.store.sqlite import transaction
+from tests.apnode import start_node
+from tests.html_browser import (
+    HTML_TYPE,
+    PASSWORD,
+    Browser,
+    Page,
+    assert_accessible,
+    log_in,
+    make_config,
+    register,
+    running,
+)
 from tests.instance_fixtures import count_rows, iso, process_draft
-
-PASSWORD = "correct horse battery"
-HTML_TYPE = "text/html"
-
-
-def make_config(tmp_path: Path, port: int, *, languages: str | None = None) -> InstanceConfig:
-    """A loopback instance whose ids use the port it will listen on."""
-    options = InitOptions(
-        base_url=f"http://127.0.0.1:{port}",
-        name="AV Raval",
-        secret="s" * 43,
-        group="av_raval",
-        territory="08019-01",
-        district="08019-1",
-        allow_loopback=True,
-        listen=f"127.0.0.1:{port}",
-    )
-    environ = {"BARRI_LANGUAGES": languages} if languages else {}
-    return load_config(write_instance_config(tmp_path / "raval", options), environ=environ)
-
-
-@asynccontextmanager
-async def running(config: InstanceConfig) -> AsyncIterator[TestServer]:
-    """The instance app with its pages, served on its configured loopback port."""
-    app = create_app(config)
-    # Both are no-ops once create_app wires them itself.
-    if not any(r.canonical == "/processes/{id}" for r in app.router.resources()):
-        setup_readside(app)
-    setup_pages(app)
-    server = TestServer(app, host="127.0.0.1", port=config.listen_port)
-    await server.start_server()
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-# -- reading pages ---------------------------------------------------------------------------
-
-
-@dataclass
-class Form:
-    action: str
-    method: str
-    fields: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Tag:
-    name: str
-    attrs: dict[str, str]
-    in_user_content: bool
-
-
-class Page(HTMLParser):
-    """What the tests look at in a page: tags, forms, labels, headings, visible text."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[Tag] = []
-        self.forms: list[Form] = []
-        self.label_for: set[str] = set()
-        self.headings: list[tuple[int, str, bool]] = []
-        self.text_parts: list[str] = []
-        self._heading: tuple[int, list[str], bool] | None = None
-        self._label_depth = 0
-        self.wrapped_inputs = 0
-        self._user_content_depth = 0
-        self._stack: list[str] = []
-        self.feed(html)
-        self.close()
-
-    @property
-    def text(self) -> str:
-        return re.sub(r"\s+", " ", "".join(self.text_parts)).strip()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in INLINE:
-            self.text_parts.append(" ")
-        values = {name: value or "" for name, value in attrs}
-        classes = values.get("class", "").split()
-        if self._user_content_depth or "user-content" in classes:
-            self._user_content_depth += 1 if tag not in VOID else 0
-        self.tags.append(Tag(tag, values, self._user_content_depth > 0))
-        if tag == "form":
-            self.forms.append(Form(values.get("action", ""), values.get("method", "get")))
-        elif tag in ("input", "textarea", "select", "button") and self.forms:
-            self._form_field(tag, values)
-        if tag == "label":
-            self._label_depth += 1
-            if "for" in values:
-                self.label_for.add(values["for"])
-        if tag in ("input", "textarea", "select") and self._label_depth:
-            self.wrapped_inputs += 1
-        if re.fullmatch(r"h[1-6]", tag):
-            self._heading = (int(tag[1]), [], self._user_content_depth > 0)
-
-    def _form_field(self, tag: str, values: dict[str, str]) -> None:
-        name = values.get("name")
-        if not name:
-            return
-        kind = values.get("type", "text")
-        if kind == "radio" and "checked" not in values:
-            self.forms[-1].fields.setdefault(name, "")
-            return
-        self.forms[-1].fields[name] = values.get("value", "")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag not in INLINE:
-            self.text_parts.append(" ")
-        if self._user_content_depth and tag not in VOID:
-            self._user_content_depth -= 1
-        if tag == "label":
-            self._label_depth -= 1
-        if self._heading and tag == f"h{self._heading[0]}":
-            level, parts, user = self._heading
-            self.headings.append((level, " ".join(parts).strip(), user))
-            self._heading = None
-
-    def handle_data(self, data: str) -> None:
-        self.text_parts.append(data)
-        if self._heading:
-            self._heading[1].append(data)
-
-    def form(self, action: str) -> Form:
-        for candidate in self.forms:
-            if candidate.action == action:
-                return candidate
-        raise AssertionError(f"no form posting to {action}: {[f.action for f in self.forms]}")
-
-    def find(self, tag_name: str, /, **attrs: str) -> list[Tag]:
-        return [
-            tag
-            for tag in self.tags
-            if tag.name == tag_name and all(tag.attrs.get(k) == v for k, v in attrs.items())
-        ]
-
-
-INLINE = frozenset({"a", "strong", "em", "span", "code", "time", "abbr", "b", "i"})
-VOID = frozenset({"input", "br", "meta", "link", "img", "hr", "area", "base", "col", "source"})
-
-
-def assert_accessible(html: str) -> Page:
-    """The tiny accessibility check every page must pass; returns the parsed page."""
-    page = Page(html)
-    assert html.lstrip().lower().startswith("<!doctype html>")
-    roots = page.find("html")
-    assert len(roots) == 1 and re.fullmatch(r"[a-z]{2}", roots[0].attrs.get("lang", ""))
-    own = [(level, text) for level, text, user in page.headings if not user]
-    assert [level for level, _ in own].count(1) == 1, own
-    assert own[0][0] == 1, own
-    for (before, _), (after, text) in itertools.pairwise(own):
-        assert after <= before + 1, f"heading level jumps to h{after} ({text!r}): {own}"
-    assert all(text for _, text in own), own
-    assert page.find("a", href="#main") and page.find("main", id="main")
-    fields = [
-        tag
-        for tag in page.tags
-        if tag.name in ("textarea", "select")
-        or (tag.name == "input" and tag.attrs.get("type") not in ("hidden", "submit"))
-    ]
-    unlabelled = [t.attrs for t in fields if t.attrs.get("id") not in page.label_for]
-    assert not unlabelled, f"inputs without a label: {unlabelled}"
-    assert not page.find("script"), "pages carry no script"
-    for tag in page.tags:
-        assert not any(name.startswith("on") for name in tag.attrs), tag
-        assert not tag.attrs.get("href", "").lower().startswith("javascript:"), tag
-    assert not page.find("input", type="submit") or page.find("button")
-    return page
-
-
-# -- a browser -------------------------------------------------------------------------------
-
-
-class Browser:
-    """A visitor with a cookie jar, reading pages and submitting their forms."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base = base_url
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-
-    async def close(self) -> None:
-        await self.http.close()
-
-    async def get(
-        self, path: str, *, status: int = 200, headers: dict[str, str] | None = None
-    ) -> Page:
-        url = path if path.startswith("http") else self.base + path
-        sent = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8", **(headers or {})}
-        async with self.http.get(url, headers=sent, allow_redirects=False) as response:
-            body = await response.text()
-            assert response.status == status, (response.status, body[:2000])
-            assert "no-store" in response.headers["Cache-Control"]
-            if 300 <= status < 400:
-                return Page(body)
-            assert response.content_type == HTML_TYPE
-            assert "default-src 'none'" in response.headers["Content-Security-Policy"]
-            return assert_accessible(body)
-
-    async def post(
-        self,
-        path: str,
-        data: dict[str, str],
-        *,
-        status: int = 303,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[aiohttp.ClientResponse, str]:
-        async with self.http.post(
-            self.base + path, data=data, headers=headers or {}, allow_redirects=False
-        ) as response:
-            body = await response.text()
-            assert response.status == status, (response.status, body[:2000])
-            return response, body
-
-    async def submit(
-        self, page: Page, action: str, values: dict[str, str], *, status: int = 303
-    ) -> tuple[aiohttp.ClientResponse, str]:
-        """Fill in a form found on ``page`` (its hidden fields kept) and post it."""
-        data = {**page.form(action).fields, **values}
-        return await self.post(action, data, status=status)
-
-    def cookie(self, name: str) -> str | None:
-        for morsel in self.http.cookie_jar:
-            if morsel.key == name:
-                return morsel.value
-        return None
-
-    def set_cookie(self, name: str, value: str) -> None:
-        self.http.cookie_jar.update_cookies({name: value}, URL(self.base))
 
 
 @pytest.fixture
@@ -279,24 +69,6 @@ async def browser(config: InstanceConfig, server: TestServer) -> AsyncIterator[B
     visitor = Browser(config.base_url)
     yield visitor
     await visitor.close()
-
-
-async def register(
-    browser: Browser, username: str, password: str = PASSWORD, *, verified_by: Any = None
-) -> None:
-    """Register through the form (logged in afterwards); ``verified_by`` a Site verifies too."""
-    page = await browser.get("/register")
-    response, _ = await browser.submit(
-        page, "/register", {"username": username, "password": password, "confirm": password}
-    )
-    assert response.headers["Location"] == "/"
-    if verified_by is not None:
-        await verified_by.server.app[ACCOUNTS].verify(username, "08019-01", by="test")
-
-
-async def log_in(browser: Browser, username: str, password: str = PASSWORD) -> None:
-    page = await browser.get("/login")
-    await browser.submit(page, "/login", {"username": username, "password": password})
 
 
 async def user_count(server: TestServer) -> int:
@@ -530,15 +302,15 @@ async def new_proposal(browser: Browser, site: Site, name: str, body: str) -> st
     form_page = await browser.get(action)
     response, _ = await browser.submit(form_page, action, {"name": name, "body": body})
     location = response.headers["Location"]
-    assert location.endswith("?done=proposal_created")
-    return location.split("?")[0]
+    assert location.startswith("/proposals/") and location.endswith("?done=proposal_created")
+    return site.config.base_url + location.split("?")[0]
 
 
 async def test_start_page_and_process_page(site: Site, browser: Browser) -> None:
     home = await browser.get("/")
     assert home.headings[0][1] == "AV Raval"
     assert "Pressupostos participatius 2027" in home.text
-    assert home.find("a", href=site.process.id)
+    assert home.find("a", href=urlsplit(site.process.id).path)
     page = await browser.get(site.process.id)
     assert page.headings[0][1] == "Pressupostos participatius 2027"
     active = page.find("li", **{"aria-current": "step"})
@@ -602,7 +374,7 @@ async def test_register_propose_support_comment(site: Site, browser: Browser) ->
 
     page = await browser.get(proposal_id)
     response, _ = await browser.submit(page, urlsplit(proposal_id).path + "/support", {})
-    assert response.headers["Location"] == proposal_id + "?done=supported"
+    assert response.headers["Location"] == urlsplit(proposal_id).path + "?done=supported"
     page = await browser.get(proposal_id + "?done=supported")
     assert "1 suport" in page.text and "Pots donar 2 suports més en aquest procés." in page.text
     assert page.form(urlsplit(proposal_id).path + "/unsupport")
@@ -809,7 +581,8 @@ async def test_comment_ids_lead_to_their_thread(site: Site, browser: Browser) ->
         comment.id, headers={"Accept": "text/html"}, allow_redirects=False
     ) as response:
         assert response.status == 303
-        assert response.headers["Location"] == f"{proposal_id}#c-{comment.id.rsplit('/', 1)[-1]}"
+        anchor = comment.id.rsplit("/", 1)[-1]
+        assert response.headers["Location"] == f"{urlsplit(proposal_id).path}#c-{anchor}"
 
 
 async def test_supports_closed_phase(site: Site, browser: Browser) -> None:
@@ -827,3 +600,114 @@ async def test_supports_closed_phase(site: Site, browser: Browser) -> None:
         urlsplit(proposal.id).path + "/support", {"csrf": token}, status=409
     )
     assert "no admet suports" in assert_accessible(body).text
+
+
+async def test_process_proposals_are_paged(site: Site, browser: Browser) -> None:
+    await register(browser, "maria", verified_by=site)
+    maria = await site.server.app[ACCOUNTS].get("maria")
+    for n in range(23):
+        await site.service.create_proposal(
+            maria, site.process.id, name=f"Proposta {n:02}", body_markdown="Text."
+        )
+    first = await browser.get(site.process.id)
+    names = [text for level, text, _ in first.headings if level == 3 and text.startswith("Prop")]
+    assert names == [f"Proposta {n:02}" for n in range(22, 2, -1)]  # newest first, 20
+    older = [t.attrs["href"] for t in first.find("a", rel="next")]
+    assert len(older) == 1 and not first.find("a", rel="prev")
+    second = await browser.get(older[0])
+    rest = [text for level, text, _ in second.headings if level == 3 and text.startswith("Prop")]
+    assert rest == ["Proposta 02", "Proposta 01", "Proposta 00"]
+    assert second.find("a", rel="prev") and not second.find("a", rel="next")
+    await browser.get(urlsplit(site.process.id).path + "?after=garbage", status=400)
+
+
+async def test_deleted_objects_answer_410(site: Site, browser: Browser) -> None:
+    # No local delete exists yet: a Tombstone is written the way the store keeps them.
+    gone = f"{site.config.base_url}/proposals/gone1"
+    async with transaction(site.server.app[DB]):
+        await site.service.domain.add_tombstone(Tombstone(gone, "Proposal", datetime.now(UTC)))
+    page = await browser.get(gone, status=410)
+    assert page.headings[0][1] == "Esborrat"
+    async with browser.http.get(gone, headers={"Accept": AS2}) as response:
+        assert response.status == 410 and (await response.json())["type"] == "Tombstone"
+
+
+async def test_taking_part_in_another_instance_s_process(
+    site: Site, browser: Browser, tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    """A city-wide process owned elsewhere: shown, proposed into and supported from here."""
+    async with asynccontextmanager(start_node)(tmp_path, "city", unused_tcp_port_factory()) as (
+        node,
+        _,
+    ):
+        now = datetime.now(UTC).replace(microsecond=0)
+        city = Process(
+            id=f"{node.origin}/processes/city",
+            owner=node.actor_id("alice"),
+            name=LangText.of("Pressupost de ciutat", {"en": "City budget"}),
+            summary=None,
+            phases=(
+                Phase(
+                    name=LangText("Tot"), start=now - timedelta(days=1),
+                    end=now + timedelta(days=9), allows_proposals=True, allows_supports=True,
+                    allows_comments=True, allows_debates=True,
+                ),
+            ),
+            rules=SupportRules(supports_per_participant=2),
+            eligible=(Territory(TerritoryKind.CITY, "08019"),),
+            published=now,
+        )  # fmt: skip
+        theirs = Proposal(
+            id=f"{node.origin}/proposals/bikes",
+            author=node.actor_id("bob"),
+            audience=city.owner,
+            process=city.id,
+            name=LangText("Carrils bici"),
+            content_html="<p>Més <em>carrils</em></p><script>x()</script>",
+            source_markdown=None,
+            published=now,
+        )
+        await site.service.remember_remote_object(city)
+        await site.service.remember_remote_object(theirs)
+        await register(browser, "maria", verified_by=site)
+
+        home = await browser.get("/")
+        remote_path = f"/remote?id={quote(city.id, safe='')}"
+        assert home.find("a", href=remote_path)
+        assert f"allotjat a {urlsplit(node.origin).netloc}" in home.text
+        page = await browser.get(remote_path)
+        assert page.headings[0][1] == "Pressupost de ciutat"
+        assert "Each participant" not in page.text and "fins a 2 propostes" in page.text
+        english = [t.attrs["href"] for t in page.find("a", hreflang="en")]
+        assert parse_qs(urlsplit(english[0]).query) == {"id": [city.id], "lang": ["en"]}
+        assert page.find("a", href=f"/remote?id={quote(theirs.id, safe='')}")
+
+        # Propose into it: the proposal is ours (a local id), in their process.
+        propose = f"/remote/processes/proposals/new?id={quote(city.id, safe='')}"
+        assert page.find("a", href=propose)
+        form_page = await browser.get(propose)
+        response, _ = await browser.submit(
+            form_page, propose, {"name": "Més fonts a la ciutat", "body": "Fonts."}
+        )
+        ours = site.config.base_url + response.headers["Location"].split("?")[0]
+        stored = await site.service.get_proposal(ours)
+        assert stored is not None and stored.process == city.id
+
+        # Support and comment on theirs through the /remote forms.
+        their_page = await browser.get(f"/remote?id={quote(theirs.id, safe='')}")
+        assert their_page.headings[0][1] == "Carrils bici" and their_page.find("em")
+        support = f"/remote/proposals/support?id={quote(theirs.id, safe='')}"
+        response, _ = await browser.submit(their_page, support, {})
+        back = urlsplit(response.headers["Location"])
+        assert back.path == "/remote"
+        assert parse_qs(back.query) == {"id": [theirs.id], "done": ["supported"]}
+        maria = await site.server.app[ACCOUNTS].get("maria")
+        assert await site.service.has_supported(maria, theirs.id)
+        after = await browser.get(response.headers["Location"])
+        assert "Pots donar 1 suport més en aquest procés." in after.text
+        comment = f"/remote/proposals/comment?id={quote(theirs.id, safe='')}"
+        await browser.submit(after, comment, {"body": "Sí!", "alignment": "inFavor"})
+        assert [e.comment.in_reply_to for e in await site.service.thread(theirs.id)] == [theirs.id]
+        # A local id given to /remote goes to its own page; an unknown one is a 404.
+        await browser.get(f"/remote?id={quote(ours, safe='')}", status=303)
+        await browser.get("/remote?id=http%3A%2F%2F127.0.0.1%3A9%2Fnope", status=404)

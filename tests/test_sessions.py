@@ -21,7 +21,7 @@ from federation.instance.web.sessions import (
     clear_session_cookie,
     set_session_cookie,
 )
-from tests.test_pages import PASSWORD, Browser, log_in, make_config, running
+from tests.html_browser import PASSWORD, Browser, log_in, make_config, running
 
 SECRET = "k" * 43
 

@@ -14,7 +14,9 @@ from federation.instance.web.pages import (
     debate_view,
     deliberation,
     proposal_view,
+    remote_page,
 )
+from federation.instance.web.render import REMOTE_PATH
 from federation.instance.web.visit import (
     SERVICE_ERRORS,
     PageError,
@@ -29,8 +31,19 @@ from federation.model import Alignment
 
 
 def _object_id(visit: Visit, collection: str) -> str:
-    """The id a form route names: ``{base}/{collection}/{id}``."""
-    return f"{visit.kit.config.base_url}/{collection}/{visit.request.match_info['id']}"
+    """The id a form route names: ``{base}/{collection}/{id}``, or ``?id=`` on /remote routes."""
+    local = visit.request.match_info.get("id")
+    if local is not None:
+        return f"{visit.kit.config.base_url}/{collection}/{local}"
+    remote = visit.request.query.get("id", "")
+    if not remote or visit.kit.is_local(remote):
+        raise PageError(404, "error.not_found")
+    return remote
+
+
+def _done(visit: Visit, object_id: str, done: str, fragment: str = "") -> web.Response:
+    """303 back to the object's page with its confirmation."""
+    return visit.redirect_done(visit.kit.page_path(object_id), done, fragment)
 
 
 def _too_long(visit: Visit, value: str, limit: int) -> str | None:
@@ -51,8 +64,8 @@ async def _new_proposal_form(
         "proposal_new.html",
         status=status,
         process=process,
-        process_url=process.url or process.id,
-        action=visit.request.path,
+        process_url=visit.kit.page_path(process.id),
+        action=visit.kit.action_url(process.id, "processes", "proposals/new"),
         error=error,
         name=visit.field("name"),
         body=visit.field("body"),
@@ -85,7 +98,7 @@ async def new_proposal_submit(visit: Visit) -> web.StreamResponse:
         )
     except SERVICE_ERRORS as exc:
         return await _new_proposal_form(visit, error=explain(visit, exc), status=status_of(exc))
-    return visit.redirect(f"{proposal.url or proposal.id}?done=proposal_created")
+    return _done(visit, proposal.id, "proposal_created")
 
 
 # -- supports and withdrawal -----------------------------------------------------------------
@@ -98,7 +111,7 @@ async def support_submit(visit: Visit) -> web.StreamResponse:
         await deliberation(visit).support(user, proposal_id)
     except SERVICE_ERRORS as exc:
         return await _refused_on_proposal(visit, proposal_id, exc)
-    return visit.redirect(f"{proposal_id}?done=supported")
+    return _done(visit, proposal_id, "supported")
 
 
 async def unsupport_submit(visit: Visit) -> web.StreamResponse:
@@ -108,7 +121,7 @@ async def unsupport_submit(visit: Visit) -> web.StreamResponse:
         await deliberation(visit).withdraw_support(user, proposal_id)
     except SERVICE_ERRORS as exc:
         return await _refused_on_proposal(visit, proposal_id, exc)
-    return visit.redirect(f"{proposal_id}?done=unsupported")
+    return _done(visit, proposal_id, "unsupported")
 
 
 async def withdraw_submit(visit: Visit) -> web.StreamResponse:
@@ -118,7 +131,7 @@ async def withdraw_submit(visit: Visit) -> web.StreamResponse:
         await deliberation(visit).withdraw_proposal(user, proposal_id)
     except SERVICE_ERRORS as exc:
         return await _refused_on_proposal(visit, proposal_id, exc)
-    return visit.redirect(f"{proposal_id}?done=withdrawn")
+    return _done(visit, proposal_id, "withdrawn")
 
 
 async def _refused_on_proposal(
@@ -177,7 +190,7 @@ async def proposal_comment_submit(visit: Visit) -> web.StreamResponse:
         return await proposal_view(
             visit, proposal_id, status=status, **_comment_form_back(visit, error)
         )
-    return visit.redirect(f"{proposal_id}?done=commented#comments")
+    return _done(visit, proposal_id, "commented", "#comments")
 
 
 async def debate_comment_submit(visit: Visit) -> web.StreamResponse:
@@ -189,7 +202,7 @@ async def debate_comment_submit(visit: Visit) -> web.StreamResponse:
         return await debate_view(
             visit, debate_id, status=status, **_comment_form_back(visit, error)
         )
-    return visit.redirect(f"{debate_id}?done=commented#comments")
+    return _done(visit, debate_id, "commented", "#comments")
 
 
 async def close_debate_submit(visit: Visit) -> web.StreamResponse:
@@ -209,7 +222,7 @@ async def close_debate_submit(visit: Visit) -> web.StreamResponse:
         return await debate_view(
             visit, debate_id, status=status, error=error, conclusions=conclusions
         )
-    return visit.redirect(f"{debate_id}?done=closed")
+    return _done(visit, debate_id, "closed")
 
 
 def add_action_routes(app: web.Application) -> None:
@@ -222,3 +235,11 @@ def add_action_routes(app: web.Application) -> None:
     app.router.add_post("/proposals/{id}/comment", form(proposal_comment_submit))
     app.router.add_post("/debates/{id}/comment", form(debate_comment_submit))
     app.router.add_post("/debates/{id}/close", form(close_debate_submit))
+    # The same forms for objects of other instances shown here (``?id=`` names them).
+    app.router.add_get(REMOTE_PATH, page(remote_page))
+    app.router.add_get(REMOTE_PATH + "/processes/proposals/new", page(new_proposal_page))
+    app.router.add_post(REMOTE_PATH + "/processes/proposals/new", form(new_proposal_submit))
+    app.router.add_post(REMOTE_PATH + "/proposals/support", form(support_submit))
+    app.router.add_post(REMOTE_PATH + "/proposals/unsupport", form(unsupport_submit))
+    app.router.add_post(REMOTE_PATH + "/proposals/comment", form(proposal_comment_submit))
+    app.router.add_post(REMOTE_PATH + "/debates/comment", form(debate_comment_submit))

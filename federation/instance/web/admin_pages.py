@@ -114,6 +114,7 @@ async def _answers_view(
         "admin_answers.html",
         status=status,
         chosen=chosen,
+        open_url=visit.kit.page_path(chosen.id) if chosen else "",
         groups=[] if chosen else await _answer_groups(visit),
         answer_states=STATES,
         state=form.get("state") or (chosen.state.value if chosen else ""),

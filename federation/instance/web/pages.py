@@ -21,10 +21,11 @@ from federation.instance.rules import MAX_DEPTH, active_phase
 from federation.instance.web.views import (
     DONE,
     allows_in_words,
+    anchor_of,
     build_thread,
     rules_in_words,
 )
-from federation.instance.web.visit import PageError, Visit, run_page, start_visit
+from federation.instance.web.visit import PageError, Visit, run_page, start_visit, with_query
 from federation.model import Alignment, Debate, Process, Proposal
 from federation.store.paging import SEQ_SHAPE
 
@@ -63,10 +64,17 @@ def propose_url(visit: Visit, process: Process) -> str | None:
     phase = active_phase(process, deliberation(visit).now())
     if phase is None or not phase.allows_proposals:
         return None
-    local = visit.kit.local_id(process.id, "processes")
-    if local is not None:
-        return f"/processes/{local}/proposals/new"
-    return None  # proposing into a remote process: see the report (no local page for it yet)
+    return visit.kit.action_url(process.id, "processes", "proposals/new")
+
+
+def object_links(visit: Visit, object_id: str, collection: str) -> dict[str, Any]:
+    """What a page needs to link to itself and post its forms (local or remote object)."""
+    here = visit.kit.page_path(object_id)
+    return {
+        "here": here,
+        "reply_base": here + ("&" if "?" in here else "?") + "reply_to=",
+        "act": lambda action: visit.kit.action_url(object_id, collection, action),
+    }
 
 
 # -- start page ------------------------------------------------------------------------------
@@ -81,7 +89,7 @@ async def index_page(visit: Visit) -> web.StreamResponse:
         items.append(
             {
                 "process": process,
-                "url": process.url or process.id,
+                "url": visit.kit.page_path(process.id),
                 "local": visit.kit.is_local(process.id),
                 "host": urlsplit(process.id).netloc,
                 "active": active_phase(process, now),
@@ -102,11 +110,18 @@ async def _proposal_page(visit: Visit, process_id: str) -> PageResult:
     return await deliberation(visit).list_proposals(process_id, page=page)
 
 
-def _page_link(visit: Visit, direction: str, cursor: str | None) -> str | None:
-    return None if cursor is None else f"{visit.request.path}?{direction}={cursor}"
+def _page_link(visit: Visit, process_id: str, direction: str, cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    return with_query(visit.kit.page_path(process_id), **{direction: cursor})
 
 
 async def process_page(visit: Visit, process_id: str) -> web.StreamResponse:
+    """GET a process id from a browser."""
+    return await process_view(visit, process_id)
+
+
+async def process_view(visit: Visit, process_id: str) -> web.StreamResponse:
     """A process: phases (the active one marked), rules in words, proposals with counts."""
     service = deliberation(visit)
     process = await service.get_process(process_id)
@@ -114,7 +129,7 @@ async def process_page(visit: Visit, process_id: str) -> web.StreamResponse:
         raise PageError(404, "error.not_found")
     page = await _proposal_page(visit, process_id)
     proposals = [
-        {"proposal": p, "url": p.url or p.id, "supports": await _count(service, p)}
+        {"proposal": p, "url": visit.kit.page_path(p.id), "supports": await _count(service, p)}
         for p in page.items
     ]
     return visit.render(
@@ -127,8 +142,9 @@ async def process_page(visit: Visit, process_id: str) -> web.StreamResponse:
         rules_in_words=rules_in_words(visit.t, process),
         proposals=proposals,
         propose_url=propose_url(visit, process),
-        older_url=_page_link(visit, "after", page.next_cursor),
-        newer_url=_page_link(visit, "before", page.prev_cursor),
+        older_url=_page_link(visit, process.id, "after", page.next_cursor),
+        newer_url=_page_link(visit, process.id, "before", page.prev_cursor),
+        here=visit.kit.page_path(process.id),
     )
 
 
@@ -139,14 +155,6 @@ async def _count(service: Deliberation, proposal: Proposal) -> int:
 
 
 # -- proposal --------------------------------------------------------------------------------
-
-
-def action_base(visit: Visit, object_id: str, collection: str) -> str:
-    """The path the forms about an object post under (``/proposals/{id}``)."""
-    local = visit.kit.local_id(object_id, collection)
-    if local is None:
-        raise PageError(404, "error.not_found")
-    return f"/{collection}/{local}"
 
 
 async def _thread_context(visit: Visit, root_id: str, **form: Any) -> dict[str, Any]:
@@ -185,7 +193,7 @@ async def proposal_view(
         status=status,
         proposal=proposal,
         process=process,
-        process_url=(process.url or process.id) if process else "",
+        process_url=visit.kit.page_path(process.id) if process else "",
         support_count=await _count(service, proposal),
         supported=user is not None and await service.has_supported(user, proposal.id),
         supports_open=phase is not None and phase.allows_supports,
@@ -195,11 +203,10 @@ async def proposal_view(
             else None
         ),
         is_author=author and visit.kit.is_local(proposal.id),
-        action_base=action_base(visit, proposal.id, "proposals"),
-        path=urlsplit(proposal.id).path,
         done=done_notice(visit),
         error=form.pop("error", None),
         **thread,
+        **object_links(visit, proposal.id, "proposals"),
     )
 
 
@@ -228,15 +235,14 @@ async def debate_view(
         status=status,
         debate=debate,
         process=process,
-        process_url=(process.url or process.id) if process else "",
+        process_url=visit.kit.page_path(process.id) if process else "",
         is_author=author and visit.kit.is_local(debate.id),
-        action_base=action_base(visit, debate.id, "debates"),
-        path=urlsplit(debate.id).path,
         conclusions=form.pop("conclusions", ""),
         conclusions_max=CONCLUSIONS_MAX,
         done=done_notice(visit),
         error=form.pop("error", None),
         **thread,
+        **object_links(visit, debate.id, "debates"),
     )
 
 
@@ -251,9 +257,32 @@ async def debate_page(visit: Visit, debate_id: str) -> web.StreamResponse:
 async def comment_page(visit: Visit, comment_id: str) -> web.StreamResponse:
     """GET a comment id from a browser: 303 to its place in the thread it belongs to."""
     parent = await deliberation(visit).parent_of(comment_id)
-    return visit.redirect(f"{parent.root_id}#c-{comment_id.rstrip('/').rsplit('/', 1)[-1]}")
+    return visit.redirect(f"{visit.kit.page_path(parent.root_id)}#c-{anchor_of(comment_id)}")
 
 
 async def tombstone_page(visit: Visit, object_id: str) -> web.StreamResponse:
     """GET a deleted id from a browser: 410 Gone."""
     return visit.render("gone.html", status=410)
+
+
+# -- objects of other instances --------------------------------------------------------------
+
+
+async def remote_page(visit: Visit) -> web.StreamResponse:
+    """GET /remote?id=: a process, proposal or debate of another instance known here.
+
+    A neighbourhood's residents take part in the city's processes from their own instance:
+    these pages show what this instance has cached (never fetched on request) with the same
+    forms, posting to ``/remote/...`` routes. A local id redirects to its own page.
+    """
+    object_id = visit.request.query.get("id", "")
+    if visit.kit.is_local(object_id):
+        return visit.redirect(visit.kit.page_path(object_id))
+    service = deliberation(visit)
+    if await service.get_process(object_id) is not None:
+        return await process_view(visit, object_id)
+    if await service.get_proposal(object_id) is not None:
+        return await proposal_view(visit, object_id)
+    if await service.get_debate(object_id) is not None:
+        return await debate_view(visit, object_id)
+    raise PageError(404, "error.not_found")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from aiohttp import web
@@ -24,6 +24,8 @@ from federation.instance.web.i18n import offered_languages
 from federation.instance.web.sessions import SessionCodec
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+#: Pages for objects of other instances known here (a city-wide process, its proposals).
+REMOTE_PATH = "/remote"
 
 # Pages carry per-session CSRF tokens and may be personal: never cache them. Styles are inline
 # in the base template; nothing else may load, and no script at all (the pages need none).
@@ -83,6 +85,20 @@ class PageKit:
     def is_local(self, object_id: str) -> bool:
         """True for ids minted by this instance."""
         return object_id.startswith(self.config.base_url + "/")
+
+    def page_path(self, object_id: str) -> str:
+        """Where a resident sees an object here: its own path, or ``/remote?id=`` for others'."""
+        if self.is_local(object_id):
+            return urlsplit(object_id).path
+        return f"{REMOTE_PATH}?id={quote(object_id, safe='')}"
+
+    def action_url(self, object_id: str, collection: str, action: str) -> str:
+        """Where a form about an object posts: ``/proposals/{id}/support`` or, for an object
+        of another instance shown here, ``/remote/proposals/support?id=...``."""
+        local = self.local_id(object_id, collection)
+        if local is not None:
+            return f"/{collection}/{local}/{action}"
+        return f"{REMOTE_PATH}/{collection}/{action}?id={quote(object_id, safe='')}"
 
     def local_id(self, object_id: str, collection: str) -> str | None:
         """The opaque id in ``{base}/{collection}/{id}``, or None for any other id."""

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
+from yarl import URL
 
 import federation.instance.app as instance_app
 from activitypub.errors import Problem
@@ -78,8 +79,9 @@ class Visit:
 
     def render(self, template: str, *, status: int = 200, **context: Any) -> web.Response:
         """Render a template with the common context; the response is UTF-8 HTML."""
-        # A form re-rendered after a refused POST names the page it belongs to, not the action.
-        context.setdefault("path", self.request.path)
+        # ``here`` is the page's own GET address: a form re-rendered after a refused POST
+        # names the page it belongs to, not the action it posted to.
+        here = context.setdefault("here", self.request.path_qs)
         body = self.kit.env.get_template(template).render(
             t=self.t,
             lang=self.lang,
@@ -91,6 +93,8 @@ class Visit:
             csrf_field=CSRF_FIELD,
             site_name=self.kit.config.name,
             languages=self.kit.offered,
+            path=self.request.path,
+            lang_url=lambda code: with_query(here, lang=code, done=None),
             **context,
         )
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
@@ -98,6 +102,10 @@ class Visit:
     def redirect(self, location: str) -> web.Response:
         """303 See Other: after a POST the browser GETs ``location`` (no resubmission)."""
         return web.Response(status=303, headers={"Location": location})
+
+    def redirect_done(self, location: str, done: str, fragment: str = "") -> web.Response:
+        """303 to ``location`` with ``?done=`` (its confirmation notice) and a fragment."""
+        return self.redirect(with_query(location, done=done) + fragment)
 
     def login_redirect(self) -> web.Response:
         """303 to the login page, coming back here afterwards."""
@@ -159,6 +167,14 @@ class Visit:
             response.headers.setdefault(name, value)
         response.headers["Vary"] = "Accept, Accept-Language, Cookie"
         return response
+
+
+def with_query(location: str, **params: str | None) -> str:
+    """``location`` with query parameters set (a None value removes the parameter)."""
+    url = URL(location)
+    query = {k: v for k, v in url.query.items() if k not in params}
+    query |= {k: v for k, v in params.items() if v is not None}
+    return str(url.with_query(query))
 
 
 async def start_visit(request: web.Request) -> Visit:
