@@ -59,6 +59,7 @@ class InboxPipeline:
     max_body: int = 1_048_576
     clock: Callable[[], float] = time.time
     on_recorded: Callable[[Received], Awaitable[None]] | None = None
+    owner_exception: OwnerException | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         """POST inbox: 202 once recorded; problem+json (400/401/403/409/413/415) otherwise."""
@@ -74,7 +75,7 @@ class InboxPipeline:
         activity = _parse_activity(body)
         actor = as2.first_id(activity, "actor") or ""
         auth = await self._authenticate(request, body, activity, actor)
-        authorise(activity, actor)
+        authorise(activity, actor, self.owner_exception)
         inbox = self.origin + request.path
         recorded = await self.store.record(
             inbox, activity["id"], actor, activity, auth=auth, now=self.clock()
@@ -115,13 +116,22 @@ class InboxPipeline:
         return "httpsig"
 
 
-def authorise(activity: Mapping[str, Any], actor: str) -> None:
+#: A domain rule that lets a non-owner act on an object (FEP-fe34 allows an application to
+#: define who may Update what). It must only say yes to what its handler re-checks in full.
+OwnerException = Callable[[Mapping[str, Any], str], bool]
+
+
+def authorise(
+    activity: Mapping[str, Any], actor: str, owner_exception: OwnerException | None = None
+) -> None:
     """FEP-fe34 origin and ownership rules for an authenticated activity."""
     if not same_origin(activity["id"], actor):
         raise refused(
             403, "origin_mismatch", "the activity id and its actor have different origins"
         )
     if as2.types(activity) and as2.types(activity)[0] in OWNER_ONLY:
+        if owner_exception is not None and owner_exception(activity, actor):
+            return
         _check_owner_only(activity, actor)
 
 

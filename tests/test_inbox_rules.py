@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from activitypub.errors import Problem
@@ -57,3 +60,20 @@ def test_undo_of_own_like_is_allowed_embedded_or_by_id() -> None:
 
 def test_delete_without_object_is_a_bad_request() -> None:
     assert _reason({"id": "https://a.example/act/6", "type": "Delete"}) == "object_missing"
+
+
+def test_a_domain_owner_exception_admits_only_what_it_names() -> None:
+    answer = {
+        "id": "https://a.example/act/7",
+        "type": "Update",
+        "object": {"id": "https://b.example/p/1", "attributedTo": "https://b.example/users/bob"},
+    }
+
+    def group_answers(activity: Mapping[str, Any], actor: str) -> bool:
+        return actor == A and activity["type"] == "Update"
+
+    authorise(answer, A, group_answers)  # admitted by the domain rule
+    with pytest.raises(Problem):
+        authorise({**answer, "type": "Delete"}, A, group_answers)  # still refused
+    with pytest.raises(Problem):
+        authorise({**answer, "id": "https://b.example/act/7"}, A, group_answers)  # origins first
