@@ -8,6 +8,7 @@ in a Group's ``Announce``); the totals the API reports are compared with what th
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -231,3 +232,59 @@ async def test_ingest_outcomes_for_relayed_and_foreign_votes(
         assert [r.reason for r in refusals] == ["invalid_support"]
         await s.city.aggregator.state.sync()
         assert await s.supports() == {s.proposals[0]: 1}
+
+
+async def test_a_shuffled_duplicated_relayed_stream_gives_the_ground_truth(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    """Every activity twice, in a random order, directly and through Announces, with forged
+    copies mixed in: the totals equal what the test itself counts, and recompute agrees."""
+    rng = random.Random(20260301)
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        # No per-participant limit here, so the ground truth is a plain set.
+        process = s.a.add_process(limit=0, name="Sense límit")
+        assert await s.send(s.a, s.a.create(s.a.group, process)) == 202
+        author = s.a.add_resident("author2")
+        proposals = [s.a.add_proposal(author, process, f"Q{i}") for i in range(4)]
+        stream: list[tuple[dict[str, Any], Provenance]] = []
+        truth: dict[str, dict[str, int]] = {p: {} for p in proposals}
+        forged_ids: set[str] = set()
+        for index in range(24):
+            node = (s.a, s.b, s.c)[index % 3]
+            actor = node.add_resident(f"r{index}", territory=index % 7 != 0)
+            for proposal in rng.sample(proposals, rng.randint(1, 3)):
+                like = node.support(actor, proposal)
+                copies = [like, node.announce(like)]
+                withdrawn = rng.random() < 0.25
+                if withdrawn:
+                    copies.append(node.undo(like))
+                if node is s.a and rng.random() < 0.3:
+                    # B's key proves a copy of A's support: never counts, never hides it.
+                    unproved = {k: v for k, v in like.items() if k != "proof"}
+                    copies.append(s.b.keys[s.b.group].prove(unproved))
+                    forged_ids.add(like["id"])
+                for copy in copies:
+                    via = node.group if copy.get("type") == "Announce" else actor
+                    stream += [(copy, Provenance.inbox(via))] * 2
+                counted = node is not s.c and index % 7 != 0 and not withdrawn
+                if counted:
+                    code = node.territory.code
+                    truth[proposal][code] = truth[proposal].get(code, 0) + 1
+        rng.shuffle(stream)
+        stream.reverse()
+        ingest = s.city.runtime.ingest
+        for activity, provenance in stream:
+            await ingest.accept(activity, provenance)
+        results = await s.city.results(process)
+        got = {p["id"]: p["byTerritory"] for p in results["proposals"]}
+        assert got == truth
+        assert results["supports"] == sum(sum(v.values()) for v in truth.values())
+        flagged = (await s.city.aggregator.state.result()).anomalies
+        assert {a.like_id for a in flagged if a.rule.value == "forged"} == forged_ids
+        assert {a.instance for a in flagged if a.rule.value == "forged"} == {s.b.origin}
+        assert await s.agrees()
+        await s.city.stop()
+        await s.city.start()
+        assert {
+            p["id"]: p["byTerritory"] for p in (await s.city.results(process))["proposals"]
+        } == truth

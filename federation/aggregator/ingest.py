@@ -170,8 +170,11 @@ class Ingest:
     ) -> Outcome:
         """Verify the vote's own proof, resolve what the tally needs, store the raw copy."""
         home = normal_origin(vote.actor) or vote.actor
-        if await self.log.has_genuine(vote.id, home):
-            return Outcome.DUPLICATE  # a genuine copy is stored: nothing to verify again
+        raw = _dumps(document)
+        if await self.log.has_genuine_copy(vote.id, home, raw):
+            # This very copy verified before: nothing to check again. Any other copy is
+            # verified, so a forgery is flagged whether it comes before or after the original.
+            return Outcome.DUPLICATE
         check = await check_proof(document, vote.actor, self.documents.actor)
         genuine = check.ok and check.signer_origin == home
         process = ""
@@ -195,7 +198,7 @@ class Ingest:
             signer_origin=check.signer_origin,
             route=provenance.route.value,
             via=provenance.via,
-            document=_dumps(document),
+            document=raw,
         )
         stored = await self.log.add_activity(row)
         return Outcome.STORED if stored else Outcome.DUPLICATE

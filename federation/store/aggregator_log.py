@@ -150,11 +150,12 @@ class ActivityLog:
                 )
         return added
 
-    async def has_genuine(self, activity_id: str, origin: str) -> bool:
-        """True when a copy whose proof verified with a key of ``origin`` is stored."""
+    async def has_genuine_copy(self, activity_id: str, origin: str, document: str) -> bool:
+        """True when this very JSON is stored as a copy verified with a key of ``origin``."""
         rows = await self.db.execute_fetchall(
-            "SELECT 1 FROM activities WHERE id = ? AND proof_ok = 1 AND signer_origin = ?",
-            (activity_id, origin),
+            "SELECT 1 FROM activities WHERE id = ? AND proof_ok = 1 AND signer_origin = ?"
+            " AND document = ?",
+            (activity_id, origin, document),
         )
         return bool(list(rows))
 
