@@ -136,6 +136,7 @@ class City:
     mastodon: ResidentNode
     mastodon_seen: Observer
     process: Process
+    draft: dict[str, Any]
 
 
 def process_draft() -> dict[str, Any]:
@@ -166,7 +167,8 @@ async def city(tmp_path: Path, unused_tcp_port_factory: Callable[[], int]) -> As
         ]  # fmt: skip
         c, a, b = [await start(stack, config) for config in configs]
         admin = await c.resident("admin", None, Role.ADMIN)
-        process = await c.deliberation.create_process(process_draft(), by=admin)
+        original = process_draft()
+        process = await c.deliberation.create_process(original, by=admin)
         for neighbourhood in (a, b):
             cached = await neighbourhood.deliberation.follow_remote_process(process.id)
             assert cached == process
@@ -176,7 +178,7 @@ async def city(tmp_path: Path, unused_tcp_port_factory: Callable[[], int]) -> As
                 neighbourhood.group, c.group
             )
             assert follow is not None and follow.state == "accepted"
-        yield City(c, a, b, mastodon, seen, process)
+        yield City(c, a, b, mastodon, seen, process, original)
 
 
 async def follow_from_mastodon(city: City) -> dict[str, Any]:
@@ -342,6 +344,19 @@ async def test_the_city_groups_followers_and_outbox(city: City) -> None:
     assert isinstance(outbox, dict)
     kinds = [item["type"] for item in outbox["orderedItems"]]
     assert "Create" in kinds and "Accept" not in kinds  # Accepts are not public
+
+
+async def test_the_city_renames_its_process_and_followers_refresh(city: City) -> None:
+    c = city.city
+    admin = await c.app[ACCOUNTS].get("admin")
+    renamed = dict(city.draft, name="Pressupostos participatius de Barcelona")
+    await c.deliberation.update_process(city.process.id, renamed, by=admin)
+    for neighbourhood in (city.gracia, city.raval):
+        await neighbourhood.observer.wait(of_type("Update", actor=c.group))
+        cached = await neighbourhood.deliberation.get_process(city.process.id)
+        assert cached is not None and cached.name.default == renamed["name"]
+        assert cached.phases == city.process.phases
+    no_refusals(c, city.gracia, city.raval)
 
 
 @pytest.mark.xfail(

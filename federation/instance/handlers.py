@@ -249,18 +249,26 @@ INBOUND = web.AppKey("barri.inbound", InboundHandlers)
 
 def register_handlers(app: web.Application, dispatcher: InboxDispatcher) -> InboundHandlers:
     """Register the instance's handlers on ``dispatcher`` (before the processor starts)."""
-    handlers = app[INBOUND] if INBOUND in app else InboundHandlers(app)
+    handlers = app.get(INBOUND)
+    if handlers is None:
+        handlers = app[INBOUND] = InboundHandlers(app)
     handlers.register(dispatcher)
     return handlers
 
 
 def setup_handlers(app: web.Application) -> None:
-    """Create the handlers now and register them on ``app[FEDERATION].dispatcher`` at startup."""
-    app[INBOUND] = InboundHandlers(app)
+    """Create the handlers (``app[INBOUND]``); register them on the dispatcher at startup.
+
+    The processor starts inside ``federation_ctx``, before any ``on_startup`` hook: rows left
+    from a previous run could be claimed before this hook registers. So app.py should also
+    call :func:`register_handlers` on the Federation it builds, before it starts; registering
+    twice is harmless (one registration per dispatcher).
+    """
+    if INBOUND not in app:
+        app[INBOUND] = InboundHandlers(app)
 
     async def on_startup(app: web.Application) -> None:
         app[INBOUND].register(app[FEDERATION].dispatcher)
-        # Rows recorded before the handlers existed (a restart) are processed now.
-        app[FEDERATION].processor.wake()
+        app[FEDERATION].processor.wake()  # rows recorded while starting are handled now
 
     app.on_startup.append(on_startup)
