@@ -10,12 +10,11 @@ the owning Group (or its server's instance actor) or a configured aggregator.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-from activitypub import as2
 from activitypub.collections import (
     PageRequest,
     PageResult,
@@ -26,17 +25,20 @@ from activitypub.collections import (
     parse_page_request,
 )
 from activitypub.errors import Problem
-from activitypub.fetch import FetchError, parse_media_type
-from activitypub.inbox import refused
-from activitypub.origin import same_origin
+from activitypub.fetch import parse_media_type
 from activitypub.runtime import FEDERATION
 from federation.instance import app as instance_app
+from federation.instance.readaccess import (
+    activity_readers,
+    private_reason,
+    require_reader,
+    supports_readers,
+)
 from federation.store.comments import CommentStore
 from federation.store.domain import DomainStore
 from federation.store.outbox import OutboxStore
 from federation.store.paging import SEQ_SHAPE
 from federation.store.proposals import ProposalStore
-from federation.validation import shape_of
 from federation.vocab.comment import comment_to_ap
 from federation.vocab.context import document_context
 from federation.vocab.debate import debate_to_ap
@@ -211,52 +213,9 @@ async def _activity(request: web.Request) -> web.StreamResponse:
     if stored is None:
         raise _not_found(activity_id)
     if not stored.public:
-        readers = _activity_readers(stored.document)
-        await _require_reader(request, readers, _private_reason(stored.document))
+        readers = activity_readers(stored.document)
+        await require_reader(request, readers, private_reason(stored.document))
     return instance_app.as2_response(request, stored.document)
-
-
-def _private_reason(document: Mapping[str, Any]) -> str:
-    # A support and its withdrawal are the private acts DESIGN.md §6 names.
-    support = shape_of(document) in ("support", "undo-support")
-    return "supports_private" if support else "not_addressed"
-
-
-def _activity_readers(document: Mapping[str, Any]) -> set[str]:
-    """Who may read a non-public activity: its actor and everyone it is addressed to."""
-    readers = set(as2.addressees(document))
-    actor = as2.first_id(document, "actor")
-    if actor:
-        readers.add(actor)
-    return readers
-
-
-async def _require_reader(request: web.Request, readers: Iterable[str], reason: str) -> str:
-    """The signer of an authorised fetch that may read; else 403 with ``reason``."""
-    federation = request.app[FEDERATION]
-    signed = await federation.authenticate_get(request)
-    allowed = set(readers)
-    if signed is not None and await _may_read(request.app, signed.owner, allowed):
-        return signed.owner
-    who = "an unsigned request" if signed is None else signed.owner
-    raise refused(403, reason, f"{who} may not read this; it is private to {sorted(allowed)}")
-
-
-async def _may_read(app: web.Application, signer: str, readers: set[str]) -> bool:
-    """A reader itself, or the server actor (Application/Service) of a reader's server."""
-    if signer in readers:
-        return True
-    if not any(same_origin(signer, reader) for reader in readers):
-        return False
-    # Barri's instance actor signs every fetch its server makes: it stands for its Group.
-    cache = app[FEDERATION].actors
-    if cache is None:
-        return False
-    try:
-        actor = await cache.actor(signer)
-    except FetchError:
-        return False
-    return bool(set(as2.types(actor)) & _SERVER_ACTOR_TYPES)
 
 
 # --- collections --------------------------------------------------------------------------------
@@ -358,11 +317,6 @@ async def _context(request: web.Request) -> web.Response:
     return await _serve_collection(request, root_id + "/context", None, load_page)
 
 
-def supports_readers(app: web.Application, proposal_audience: str) -> set[str]:
-    """Who may list a proposal's supports: the owning Group and the aggregators (DESIGN.md §6)."""
-    return {proposal_audience, *app[instance_app.CONFIG].report_to}
-
-
 async def _supports(request: web.Request) -> web.Response:
     """``{proposal}/supports``: Like ids, for a signed GET by the owning Group or an aggregator."""
     proposal_id = _own_url(request, "/supports")
@@ -371,7 +325,7 @@ async def _supports(request: web.Request) -> web.Response:
     if record is None:
         raise _not_found(proposal_id)
     readers = supports_readers(request.app, record.proposal.audience)
-    await _require_reader(request, readers, "supports_private")
+    await require_reader(request, readers, "supports_private")
     total = await store.final_supports(proposal_id)
 
     async def load_page(page: PageRequest) -> PageResult:
