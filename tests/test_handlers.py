@@ -45,6 +45,7 @@ from federation.model import (
     Territory,
     TerritoryKind,
 )
+from federation.store.domain import DomainStore
 from federation.store.outbox import OutboxStore
 from federation.store.proposals import ProposalStore
 from federation.store.sqlite import transaction
@@ -666,3 +667,77 @@ async def test_announce_refusals_change_nothing(world: World) -> None:
         activity(world, "Create", "bob", proposal_doc(world, "bob", world.open_process))
     )
     await refused(world, announce(world, ineligible), "territory_not_eligible")
+
+
+# --- processes, debates, comment edits ----------------------------------------------------------
+
+
+def process_doc(world: World, owner: str) -> dict[str, Any]:
+    """A process owned by a remote actor (the city's Group, say), as its Create carries it."""
+    group = world.node.actor_id(owner)
+    doc = {"@context": document_context(), **draft(supports_open=False, eligible=("city", "08019"))}
+    doc |= {"id": world.node.new_id("processes"), "attributedTo": group, "audience": group,
+            "published": stamp(), "to": [as2.PUBLIC]}  # fmt: skip
+    return doc
+
+
+async def test_a_followed_groups_new_process_is_cached(world: World) -> None:
+    group = world.node.actor_id("group")
+    async with transaction(world.db):
+        await OutboxStore(world.db).put_follow(
+            world.config.base_url + "/activities/f2", world.group, group, inbox=None,
+            shared_inbox=None, state="accepted", now=0.0,
+        )  # fmt: skip
+    opened = process_doc(world, "group")
+    await accepted(world, activity(world, "Create", "group", opened))
+    cached = await world.deliberation.get_process(opened["id"])
+    assert cached is not None and cached.owner == group
+    # A process of an actor we do not follow is not ours to show.
+    before = await snapshot(world.db)
+    await accepted(world, activity(world, "Create", "bob", process_doc(world, "bob")))
+    assert await snapshot(world.db) == before
+    stolen = process_doc(world, "group")
+    await refused(world, activity(world, "Create", "bob", stolen), "not_author")
+
+
+def debate_doc(world: World, author: str, process: Process, **extra: Any) -> dict[str, Any]:
+    debate_id = world.node.new_id("debates")
+    doc = {"@context": document_context(), "id": debate_id, "type": ["Page", "Debate"],
+           "attributedTo": world.node.actor_id(author), "audience": process.owner,
+           "process": process.id, "name": "Com fem la festa major?",
+           "content": "<p>Idees</p>", "published": stamp(), "to": [as2.PUBLIC]}  # fmt: skip
+    doc.update(extra)
+    return doc
+
+
+async def test_remote_debates_open_and_close(world: World) -> None:
+    debate = debate_doc(world, "alice", world.open_process)
+    await accepted(world, activity(world, "Create", "alice", debate))
+    record = await DomainStore(world.db).get_debate(debate["id"])
+    assert record is not None and record.debate.closed_at is None
+    late = debate_doc(world, "alice", world.supports_process)
+    await refused(world, activity(world, "Create", "alice", late), "debates_phase_closed")
+    closed = dict(debate, closedAt=stamp(), conclusions="<p>Al juliol.</p>")
+    await refused(world, activity(world, "Update", "bob", closed), "not_owner")
+    await accepted(world, activity(world, "Update", "alice", closed))
+    record = await DomainStore(world.db).get_debate(debate["id"])
+    assert record is not None and record.debate.conclusions == LangText("<p>Al juliol.</p>")
+
+
+async def test_remote_comments_are_edited_and_deleted_by_their_author(world: World) -> None:
+    proposal = await propose(world)
+    comment = comment_doc(world, "alice", proposal)
+    await accepted(world, activity(world, "Create", "alice", comment))
+    edited = dict(comment, content="<p>Molt d'acord!</p>")
+    await refused(world, activity(world, "Update", "bob", edited), "not_owner")
+    await accepted(world, activity(world, "Update", "alice", edited))
+    [entry] = await world.deliberation.thread(proposal)
+    assert entry.comment.content_html == "<p>Molt d'acord!</p>"
+    tombstone = {"id": comment["id"], "type": "Tombstone", "formerType": "Note"}
+    await refused(world, activity(world, "Delete", "bob", tombstone), "not_author")
+    await accepted(world, activity(world, "Delete", "alice", tombstone))
+    assert await world.deliberation.thread(proposal) == []
+    rows = await world.db.execute_fetchall(
+        "SELECT former_type FROM tombstones WHERE id = ?", (comment["id"],)
+    )
+    assert [row[0] for row in rows] == ["Note"]

@@ -136,12 +136,14 @@ class InboundHandlers(FollowHandlers, AnnounceHandlers):
         """Create{Proposal|Debate|Note}: a remote resident's act or an external reply."""
         obj = await self.object_of(arrival)
         shape = validate_inbound(self.framed(arrival.activity, obj))
-        if shape not in ("proposal", "debate", "comment"):
+        if shape not in ("proposal", "debate", "comment", "process"):
             log.debug("ignoring a Create of something not ours", extra={"id": arrival.id})
             return
         if owner_of(obj) != arrival.actor:
             raise Refused("not_author", f"{arrival.actor} is not the author of {obj.get('id')}")
-        if shape == "proposal":
+        if shape == "process":
+            await self.new_remote_process(arrival, obj)
+        elif shape == "proposal":
             await self.deliberation.receive_proposal(proposal_from_ap(obj), arrival.activity)
         elif shape == "debate":
             await self.deliberation.receive_debate(debate_from_ap(obj), arrival.activity)
@@ -150,6 +152,14 @@ class InboundHandlers(FollowHandlers, AnnounceHandlers):
             # A reply from outside Barri (Mastodon): no verified residency in its actor.
             external = (await self.resident(arrival.actor)).verified_territory is None
             await self.deliberation.receive_comment(comment, arrival.activity, external=external)
+
+    async def new_remote_process(self, arrival: Arrival, obj: Mapping[str, Any]) -> None:
+        """A Group our Group follows opened a process: cache it so residents can take part."""
+        group = self.app[instance_app.ACTORS].group_id
+        follow = await self.outbox.find_follow(group, arrival.actor)
+        if follow is None or follow.state != "accepted":
+            return  # processes of Groups we do not follow are not ours to show
+        await self.deliberation.remember_remote_object(process_from_ap(obj))
 
     # --- Like / Dislike -----------------------------------------------------------------------
 
