@@ -22,9 +22,11 @@ from federation.tally import (
     IncrementalTally,
     ProcessRecord,
     ProposalRecord,
+    ResidentRecord,
     Roster,
     RosterEntry,
     SupportEvent,
+    TallyInputs,
     TallyResult,
     UndoEvent,
 )
@@ -127,11 +129,14 @@ class TallyState:
         # genuine support of a proposal not known yet waits for it (see ``waiting``).
         self._process_of: dict[str, str] = {}
         self._waiting: dict[str, list[ActivityRow]] = {}
+        self._built = False
         self._lock = asyncio.Lock()
 
     async def sync(self) -> int:
         """Feed everything stored since the last sync; returns how many rows were read."""
         async with self._lock:
+            if not self._built:
+                return await self._rebuild()
             read = await self._roster()
             read += await self._residents()
             read += await self._processes()
@@ -139,6 +144,43 @@ class TallyState:
             read += await self._activities()
             self.synced_at = datetime.now(UTC)
             return read
+
+    async def _rebuild(self) -> int:
+        """The first sync: read every table in batches, hand it all to the tally at once."""
+        roster_rev = await self.store.roster_rev()  # before the rows: a later change shows next
+        roster_rows = await self.store.roster()
+        residents = await self.log.residents_after(0)
+        processes = await self.log.processes_after(0)
+        proposals = await self.log.proposals_after(0)
+        self._process_of = {row.id: row.process_id for row in proposals}
+        supports: list[SupportEvent] = []
+        undos: list[UndoEvent] = []
+        read = len(roster_rows) + len(residents) + len(processes) + len(proposals)
+        while rows := await self.log.activities_after(self._marks.activities):
+            for row in rows:
+                event = self._event(row)
+                if isinstance(event, UndoEvent):
+                    undos.append(event)
+                elif event is not None:
+                    supports.append(event)
+            self._marks.activities, read = rows[-1].seq, read + len(rows)
+        records = (process_record(row, self.grace) for row in processes)
+        self.tally = IncrementalTally.from_inputs(
+            TallyInputs(
+                roster=roster_of(roster_rows, self.city),
+                residents=tuple(ResidentRecord(r.actor, resident_territory(r)) for r in residents),
+                processes=tuple(record for record in records if record is not None),
+                proposals=tuple(ProposalRecord(r.id, r.process_id, r.origin) for r in proposals),
+                supports=tuple(supports),
+                undos=tuple(undos),
+            )
+        )
+        self._marks.roster = roster_rev
+        self._marks.residents = max((r.rev for r in residents), default=0)
+        self._marks.processes = max((r.rev for r in processes), default=0)
+        self._marks.proposals = max((r.rev for r in proposals), default=0)
+        self._built, self.synced_at = True, datetime.now(UTC)
+        return read
 
     async def result(self) -> TallyResult:
         """The current totals, after a sync (so changes made by other processes show)."""
@@ -194,12 +236,21 @@ class TallyState:
             read += len(rows)
         return read
 
-    def _feed(self, row: ActivityRow) -> None:
+    def _event(self, row: ActivityRow) -> SupportEvent | UndoEvent | None:
+        """The tally's event for a stored row; None while its proposal is unknown (waiting)."""
         if row.kind == "undo":
-            self.tally.add_undo(undo_event(row))
-        elif not genuine(row):
-            self.tally.add_support(support_event(row, ""))  # only its anomaly will show
-        elif (process := self._process_of.get(row.object)) is not None:
-            self.tally.add_support(support_event(row, process))
-        else:
+            return undo_event(row)
+        if not genuine(row):
+            return support_event(row, "")  # only its anomaly will show
+        process = self._process_of.get(row.object)
+        if process is None:
             self._waiting.setdefault(row.object, []).append(row)
+            return None
+        return support_event(row, process)
+
+    def _feed(self, row: ActivityRow) -> None:
+        event = self._event(row)
+        if isinstance(event, UndoEvent):
+            self.tally.add_undo(event)
+        elif event is not None:
+            self.tally.add_support(event)
