@@ -18,7 +18,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -62,10 +62,6 @@ class SessionCodec:
     def new(self, user: str | None) -> Session:
         """A fresh session with a new CSRF token (on login: never reuse the anonymous token)."""
         return Session(user, int(self._clock()) + SESSION_TTL, secrets.token_urlsafe(32))
-
-    def renew(self, session: Session) -> Session:
-        """The same session with its expiry moved 14 days ahead."""
-        return replace(session, exp=int(self._clock()) + SESSION_TTL)
 
     def encode(self, session: Session) -> str:
         """The cookie value: payload and its MAC, both base64url without padding."""
