@@ -25,7 +25,7 @@ from .records import (
     TallyInputs,
     UndoEvent,
 )
-from .rules import Context, GroupOutcome, LikeView, Origins, evaluate_group, like_view
+from .rules import Context, Counted, GroupOutcome, LikeView, Origins, evaluate_group, like_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,16 +127,32 @@ class ProcessCounts:
         if outcome.counted:
             self.participants += sign
         for item in outcome.counted:
-            per_hood = self.by_proposal.setdefault(item.proposal, {})
-            _bump(per_hood, item.neighbourhood, sign)
-            if not per_hood:
-                del self.by_proposal[item.proposal]
-            _bump(self.hoods, item.neighbourhood, sign)
-            _bump(self.districts, item.district, sign)
-            if sign > 0:
-                self.counted.add(item.like_id)
-            else:
-                self.counted.discard(item.like_id)
+            self._count(item, sign)
+
+    def replace(self, old: GroupOutcome | None, new: GroupOutcome | None) -> None:
+        """Swap one group's outcome for another, touching only the supports that changed."""
+        before = set(old.counted) if old is not None else set()
+        after = set(new.counted) if new is not None else set()
+        self.participants += bool(after) - bool(before)
+        for item in before - after:
+            self._count(item, -1)
+        for item in after - before:
+            self._count(item, 1)
+
+    def _count(self, item: Counted, sign: int) -> None:
+        proposal, hood = item.proposal, item.neighbourhood
+        per_hood = self.by_proposal.get(proposal)
+        if per_hood is None:
+            per_hood = self.by_proposal[proposal] = {}
+        _bump(per_hood, hood, sign)
+        if not per_hood:
+            del self.by_proposal[proposal]
+        _bump(self.hoods, hood, sign)
+        _bump(self.districts, item.district, sign)
+        if sign > 0:
+            self.counted.add(item.like_id)
+        else:
+            self.counted.discard(item.like_id)
 
 
 def _counts(kind: TerritoryKind, counter: Mapping[str, int]) -> list[TerritoryCount]:

@@ -3,8 +3,10 @@
 Every rule looks only at one actor's supports in one process (rules.py), so an event touches a
 few *groups*: a support or an undo re-evaluates its actor's group in that process, a residency
 change that actor's groups, a roster change the groups of the instances it changes, a process or
-proposal record the groups that name it. Each re-evaluation subtracts the group's previous
-outcome from the running ``ProcessCounts`` and adds the new one; nothing is recounted globally.
+proposal record the groups that name it. Each re-evaluation swaps the group's previous outcome
+for the new one in the running ``ProcessCounts``, touching only the supports whose fate changed;
+nothing is recounted globally. A like's per-like verdict (``screen``) is cached until the like,
+its undos or a record it reads changes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from itertools import chain
 
 from federation.model import Territory
 
-from .engine import ProcessCounts, TallyResult, build_result
+from .engine import ProcessCounts, TallyResult, build_result, context_of
 from .records import (
     ProcessRecord,
     ProposalRecord,
@@ -24,7 +26,7 @@ from .records import (
     TallyInputs,
     UndoEvent,
 )
-from .rules import Context, GroupOutcome, LikeView, Origins, evaluate_group, like_view
+from .rules import Context, GroupOutcome, LikeView, Origins, Screened, combine, like_view, screen
 
 Key = tuple[str, str]  # (actor, process)
 
@@ -38,10 +40,11 @@ class IncrementalTally:
         self._proposals: dict[str, ProposalRecord] = {}
         # The context reads these dicts live, so updating them updates what the rules see.
         self._ctx = Context(roster, self._residents, self._processes, self._proposals, Origins())
-        self._copies: dict[str, set[SupportEvent]] = {}
         self._undos: dict[str, set[UndoEvent]] = {}
+        # One view per like id holds its distinct copies; its canonical copy names its group.
         self._views: dict[str, LikeView] = {}
-        self._home: dict[str, Key] = {}
+        # Per-like rule results, dropped whenever the like or the records it depends on change.
+        self._screens: dict[str, Screened] = {}
         self._members: dict[Key, set[str]] = {}
         self._outcomes: dict[Key, GroupOutcome] = {}
         self._counts: dict[str, ProcessCounts] = {}
@@ -56,7 +59,8 @@ class IncrementalTally:
 
     @classmethod
     def from_inputs(cls, inputs: TallyInputs) -> IncrementalTally:
-        """A tally fed with everything in ``inputs``."""
+        """A tally fed with ``inputs``; conflicting records are refused as ``compute`` does."""
+        context_of(inputs)
         tally = cls(inputs.roster)
         for process in inputs.processes:
             tally.set_process(process)
@@ -77,11 +81,10 @@ class IncrementalTally:
 
     def add_support(self, event: SupportEvent) -> None:
         """Record one received copy of a support; a copy seen before changes nothing."""
-        copies = self._copies.setdefault(event.like_id, set())
-        if event in copies:
+        view = self._views.get(event.like_id)
+        if view is not None and event in view.copies:
             return
-        copies.add(event)
-        self._index_like(event.like_id)
+        self._index_like(event.like_id, (event,) if view is None else (*view.copies, event))
 
     def add_undo(self, event: UndoEvent) -> None:
         """Record one received copy of an undo; it applies to its like whenever that arrives."""
@@ -89,8 +92,9 @@ class IncrementalTally:
         if event in undos:
             return
         undos.add(event)
-        if event.like_id in self._copies:
-            self._index_like(event.like_id)
+        view = self._views.get(event.like_id)
+        if view is not None:
+            self._index_like(event.like_id, view.copies)
 
     def set_resident(self, actor: str, territory: Territory | None) -> None:
         """Set the verified residency an actor's own instance states (None: not verified)."""
@@ -152,47 +156,52 @@ class IncrementalTally:
             residents=tuple(ResidentRecord(a, t) for a, t in self._residents.items()),
             processes=tuple(self._processes.values()),
             proposals=tuple(self._proposals.values()),
-            supports=tuple(chain.from_iterable(self._copies.values())),
+            supports=tuple(chain.from_iterable(v.copies for v in self._views.values())),
             undos=tuple(chain.from_iterable(self._undos.values())),
         )
 
-    def _index_like(self, like_id: str) -> None:
+    def _index_like(self, like_id: str, copies: tuple[SupportEvent, ...]) -> None:
         """Rebuild a like's view and re-evaluate its group (and the one it left, if any)."""
-        view = like_view(
-            like_id, self._copies[like_id], self._undos.get(like_id, ()), self._ctx.origins
-        )
-        self._views[like_id] = view
+        before = self._views.get(like_id)
+        undos = self._undos.get(like_id, ())
+        view = self._views[like_id] = like_view(like_id, copies, undos, self._ctx.origins)
+        self._screens.pop(like_id, None)
         actor, process = view.event.actor, view.event.process
-        key, old = (actor, process), self._home.get(like_id)
+        key = (actor, process)
+        old = None if before is None else (before.event.actor, before.event.process)
         if old != key:
             if old is not None:
                 self._members[old].discard(like_id)
-            self._home[like_id] = key
             self._members.setdefault(key, set()).add(like_id)
             self._by_actor.setdefault(actor, set()).add(key)
             self._by_origin.setdefault(self._ctx.origins.blame(actor), set()).add(actor)
             self._by_process.setdefault(process, set()).add(key)
-        for copy in self._copies[like_id]:
+        for copy in view.copies:
             self._by_proposal.setdefault(copy.proposal, set()).add(key)
         self._refresh(key)
         if old is not None and old != key:
             self._refresh(old)
 
     def _refresh_all(self, keys: Iterable[Key]) -> None:
+        """Re-evaluate groups after a record change: every like in them is screened again."""
         for key in set(keys):
+            for like_id in self._members.get(key, ()):
+                self._screens.pop(like_id, None)
             self._refresh(key)
 
     def _refresh(self, key: Key) -> None:
         """Re-evaluate one (actor, process) group and swap its contribution to the counts."""
         self._cached = None
         old = self._outcomes.pop(key, None)
-        if old is not None and old.counted:
-            self._counts[old.process].apply(old, -1)
-        members = self._members.get(key)
-        if not members:
-            return
-        new = evaluate_group(key[1], [self._views[m] for m in members], self._ctx)
-        if new.counted:
-            self._counts.setdefault(new.process, ProcessCounts()).apply(new, 1)
-        if new.counted or new.anomalies:
+        members = self._members.get(key, ())
+        new = combine(key[1], [self._screen(m) for m in members], self._ctx) if members else None
+        if (old is not None and old.counted) or (new is not None and new.counted):
+            self._counts.setdefault(key[1], ProcessCounts()).replace(old, new)
+        if new is not None and (new.counted or new.anomalies):
             self._outcomes[key] = new
+
+    def _screen(self, like_id: str) -> Screened:
+        found = self._screens.get(like_id)
+        if found is None:
+            found = self._screens[like_id] = screen(self._views[like_id], self._ctx)
+        return found

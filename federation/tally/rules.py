@@ -3,7 +3,9 @@
 Every rule that decides whether a support counts looks only at that support, its copies, the
 undos naming it, and the other supports of the same actor in the same process. So the tally is
 a sum of independent per-(actor, process) *groups*: ``compute`` evaluates every group once, and
-``IncrementalTally`` re-evaluates only the groups an event touches. Both call ``evaluate_group``.
+``IncrementalTally`` re-evaluates only the groups an event touches. A group is evaluated in two
+steps that both engines share: ``screen`` each like alone (rules 1–3 and its undos; the
+incremental engine caches this per like), then ``combine`` the group (rules 4 and 5).
 
 Extension to §7 (rule 5): Decidim's ``minimum_votes_per_user`` keeps a participant's supports
 *temporary* until they reach the minimum; an instance running those rules counts none of them,
@@ -12,10 +14,10 @@ so neither does the aggregator (each is reported as an informational ``below_min
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from federation.model import Territory, TerritoryKind
 
@@ -74,16 +76,31 @@ class LikeView:
     verified: bool
     copies: tuple[SupportEvent, ...]
     undos: tuple[UndoEvent, ...]
+    copy_anomalies: tuple[Anomaly, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Counted:
+class Counted(NamedTuple):
     """A support that counts, with the neighbourhood and district it counts in."""
 
     like_id: str
     proposal: str
     neighbourhood: str
     district: str
+
+
+class Active(NamedTuple):
+    """A like that passed the per-like rules and is not undone: what it would count."""
+
+    published: datetime
+    counted: Counted
+    instance: str  # the actor's roster origin
+
+
+class Screened(NamedTuple):
+    """One like after the per-like rules: its anomalies, and the ``Active`` part if any."""
+
+    anomalies: tuple[Anomaly, ...]
+    active: Active | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +140,8 @@ def like_view(
     ordered = _sorted(copies, _like_key)
     verified = [copy for copy in ordered if signed_by_actor(copy, origins)]
     event = verified[0] if verified else ordered[0]
-    return LikeView(like_id, event, bool(verified), ordered, _sorted(undos, _undo_key))
+    found = _copy_anomalies(like_id, event, ordered, verified, origins)
+    return LikeView(like_id, event, bool(verified), ordered, _sorted(undos, _undo_key), found)
 
 
 def _forged_detail(event: SupportEvent | UndoEvent, origins: Origins) -> tuple[str, str]:
@@ -134,19 +152,26 @@ def _forged_detail(event: SupportEvent | UndoEvent, origins: Origins) -> tuple[s
     return signer, f"signed by {signer}, not by the actor's origin {origins.blame(event.actor)}"
 
 
-def _copy_anomalies(view: LikeView, origins: Origins) -> list[Anomaly]:
+def _copy_anomalies(
+    like_id: str,
+    canon: SupportEvent,
+    copies: tuple[SupportEvent, ...],
+    verified: list[SupportEvent],
+    origins: Origins,
+) -> tuple[Anomaly, ...]:
     """Forged copies, and signed copies of the same id that disagree with the canonical one."""
+    if len(copies) == 1 and verified:
+        return ()  # the common case: one genuine copy
     found = []
-    canon = view.event
     content = (canon.actor, canon.proposal, canon.process, canon.published)
-    for copy in view.copies:
-        if not signed_by_actor(copy, origins):
+    for copy in copies:
+        if copy not in verified:
             instance, why = _forged_detail(copy, origins)
-            found.append(Anomaly(instance, Rule.FORGED, view.like_id, why))
+            found.append(Anomaly(instance, Rule.FORGED, like_id, why))
         elif (copy.actor, copy.proposal, copy.process, copy.published) != content:
             why = "another signed copy of this id names a different actor, object or time"
-            found.append(Anomaly(origins.blame(copy.actor), Rule.DUPLICATE, view.like_id, why))
-    return found
+            found.append(Anomaly(origins.blame(copy.actor), Rule.DUPLICATE, like_id, why))
+    return tuple(found)
 
 
 def _resident_here(entry: RosterEntry, territory: Territory | None) -> bool:
@@ -219,78 +244,90 @@ def _undone(view: LikeView, window: Window, ctx: Context) -> tuple[bool, list[An
     return undone, found
 
 
-def _order(event: SupportEvent) -> tuple[datetime, str]:
-    return (event.published, event.like_id)
+def _order(item: Active) -> tuple[datetime, str]:
+    return (item.published, item.counted.like_id)
 
 
 def _earliest_per_proposal(
-    active: list[tuple[SupportEvent, RosterEntry]], instance: str
-) -> tuple[list[tuple[SupportEvent, RosterEntry]], list[Anomaly]]:
+    active: list[Active], instance: str
+) -> tuple[list[Counted], list[Anomaly]]:
     """Rule 4: one active support per proposal; the earliest by (published, like id) counts."""
-    kept: dict[str, SupportEvent] = {}
+    kept: dict[str, str] = {}
     winners, found = [], []
-    for event, entry in sorted(active, key=lambda pair: _order(pair[0])):
-        first = kept.setdefault(event.proposal, event)
-        if first is event:
-            winners.append((event, entry))
+    for item in sorted(active, key=_order):
+        counted = item.counted
+        first = kept.setdefault(counted.proposal, counted.like_id)
+        if first == counted.like_id:
+            winners.append(counted)
         else:
-            why = f"a second support of {event.proposal}; {first.like_id} counts"
-            found.append(Anomaly(instance, Rule.DUPLICATE, event.like_id, why))
+            why = f"a second support of {counted.proposal}; {first} counts"
+            found.append(Anomaly(instance, Rule.DUPLICATE, counted.like_id, why))
     return winners, found
 
 
 def _limits(
-    winners: list[tuple[SupportEvent, RosterEntry]], record: ProcessRecord | None, instance: str
-) -> tuple[list[tuple[SupportEvent, RosterEntry]], list[Anomaly]]:
+    winners: list[Counted], record: ProcessRecord | None, instance: str
+) -> tuple[tuple[Counted, ...], list[Anomaly]]:
     """Rule 5: the per-participant limit (earliest count) and Decidim's minimum."""
     if record is None:  # unreachable with winners: they passed the process check
-        return winners, []
+        return tuple(winners), []
     rules, found = record.process.rules, []
     limit = rules.supports_per_participant
     if limit and len(winners) > limit:
-        for event, _ in winners[limit:]:
+        for counted in winners[limit:]:
             why = f"beyond the limit of {limit} supports per participant"
-            found.append(Anomaly(instance, Rule.OVER_LIMIT, event.like_id, why))
+            found.append(Anomaly(instance, Rule.OVER_LIMIT, counted.like_id, why))
         winners = winners[:limit]
     minimum = rules.minimum_supports_per_participant
     if winners and len(winners) < minimum:
-        for event, _ in winners:
+        for counted in winners:
             why = f"temporary: {len(winners)} of the minimum {minimum} supports per participant"
-            found.append(Anomaly(instance, Rule.BELOW_MINIMUM, event.like_id, why))
+            found.append(Anomaly(instance, Rule.BELOW_MINIMUM, counted.like_id, why))
         winners = []
-    return winners, found
+    return tuple(winners), found
 
 
-def evaluate_group(process: str, views: Sequence[LikeView], ctx: Context) -> GroupOutcome:
-    """Apply DESIGN.md §7 rules 1–5 to one actor's likes in one process."""
+def screen(view: LikeView, ctx: Context) -> Screened:
+    """Rules 1–3 and the undo half of rule 4 for one like, which need no other like."""
+    anomalies = list(view.copy_anomalies)
+    if not view.verified:
+        return Screened(tuple(anomalies), None)
+    event = view.event
+    entry, why = _member(event, ctx)
+    if entry is None:
+        blamed = ctx.origins.blame(event.actor)
+        return Screened((*anomalies, Anomaly(blamed, Rule.NOT_ON_ROSTER, view.like_id, why)), None)
+    verdict = _refusal(event, entry, ctx)
+    if not isinstance(verdict, Window):
+        refused = Anomaly(entry.origin, verdict[0], view.like_id, verdict[1])
+        return Screened((*anomalies, refused), None)
+    undone, found = _undone(view, verdict, ctx)
+    anomalies.extend(found)
+    territory = entry.territory
+    if undone:
+        return Screened(tuple(anomalies), None)
+    counted = Counted(event.like_id, event.proposal, territory.code, territory.district_code or "")
+    return Screened(tuple(anomalies), Active(event.published, counted, entry.origin))
+
+
+def combine(process: str, screened: Iterable[Screened], ctx: Context) -> GroupOutcome:
+    """Rules 4 (one support per proposal) and 5 (limit, minimum) over one actor's screened likes."""
     anomalies: list[Anomaly] = []
-    active: list[tuple[SupportEvent, RosterEntry]] = []
-    for view in views:
-        anomalies.extend(_copy_anomalies(view, ctx.origins))
-        if not view.verified:
-            continue
-        event = view.event
-        entry, why = _member(event, ctx)
-        if entry is None:
-            anomalies.append(
-                Anomaly(ctx.origins.blame(event.actor), Rule.NOT_ON_ROSTER, view.like_id, why)
-            )
-            continue
-        verdict = _refusal(event, entry, ctx)
-        if not isinstance(verdict, Window):
-            anomalies.append(Anomaly(entry.origin, verdict[0], view.like_id, verdict[1]))
-            continue
-        undone, found = _undone(view, verdict, ctx)
-        anomalies.extend(found)
-        if not undone:
-            active.append((event, entry))
-    instance = active[0][1].origin if active else ""
+    active: list[Active] = []
+    for item in screened:
+        anomalies.extend(item.anomalies)
+        if item.active is not None:
+            active.append(item.active)
+    if not active:
+        return GroupOutcome(process, (), tuple(sorted(set(anomalies))))
+    instance = active[0].instance
     winners, found = _earliest_per_proposal(active, instance)
     anomalies.extend(found)
-    winners, found = _limits(winners, ctx.processes.get(process), instance)
+    counted, found = _limits(winners, ctx.processes.get(process), instance)
     anomalies.extend(found)
-    counted = tuple(
-        Counted(e.like_id, e.proposal, entry.territory.code, entry.territory.district_code or "")
-        for e, entry in winners
-    )
     return GroupOutcome(process, counted, tuple(sorted(set(anomalies))))
+
+
+def evaluate_group(process: str, views: Iterable[LikeView], ctx: Context) -> GroupOutcome:
+    """Apply DESIGN.md §7 rules 1–5 to one actor's likes in one process."""
+    return combine(process, (screen(view, ctx) for view in views), ctx)

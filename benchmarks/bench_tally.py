@@ -1,0 +1,213 @@
+"""Tally throughput at city scale: IncrementalTally vs compute() (DESIGN.md §1, §7).
+
+A seeded, Barcelona-sized stream: 73 instances in 10 districts, 22,600 verified residents,
+10,000 proposals in one city-wide process and 200,000 supports, plus re-delivered copies,
+undos and a sprinkle of forged, late and unverified supports. Prints events/second for feeding
+an ``IncrementalTally`` one event at a time and for ``compute()`` from scratch, their ratio,
+and each one's peak memory (tracemalloc, measured in a separate pass because tracing slows
+Python down). Not a test: nothing here asserts a timing.
+
+Run: ``.venv/bin/python benchmarks/bench_tally.py [--supports 200000] [--seed 2016]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from federation.model import LangText, Phase, Process, SupportRules, Territory, TerritoryKind
+from federation.tally import (
+    IncrementalTally,
+    ProcessRecord,
+    ProposalRecord,
+    ResidentRecord,
+    Roster,
+    RosterEntry,
+    SupportEvent,
+    TallyInputs,
+    UndoEvent,
+    compute,
+)
+
+CITY = "08019"
+OPEN = datetime(2026, 3, 1, tzinfo=UTC)
+CLOSE = OPEN + timedelta(weeks=10)
+PROCESS = "https://ajuntament.barri.example/processes/pam"
+T = TypeVar("T")
+
+
+def city(instances: int, districts: int) -> Roster:
+    """One neighbourhood instance per roster entry, spread over the districts."""
+    entries = []
+    for n in range(instances):
+        hood = Territory(
+            TerritoryKind.NEIGHBOURHOOD, f"{n + 1}", district_code=f"{n % districts:02}"
+        )
+        entries.append(RosterEntry(f"https://barri{n:02}.example", hood))
+    return Roster(CITY, tuple(entries))
+
+
+def process() -> ProcessRecord:
+    """A city-wide process with a ten-week supports phase and Decidim-like rules."""
+    supports = Phase(
+        name=LangText("Suports"),
+        start=OPEN,
+        end=CLOSE,
+        allows_proposals=False,
+        allows_supports=True,
+        allows_comments=True,
+        allows_debates=False,
+    )
+    proc = Process(
+        id=PROCESS,
+        owner="https://ajuntament.barri.example/groups/city",
+        name=LangText("PAM"),
+        summary=None,
+        phases=(supports,),
+        rules=SupportRules(supports_per_participant=12, minimum_supports_per_participant=1),
+        eligible=(Territory(TerritoryKind.CITY, CITY),),
+        published=OPEN - timedelta(weeks=4),
+    )
+    return ProcessRecord(proc, timedelta(hours=6))
+
+
+def _support(rng: random.Random, n: int, actor: str, proposal: str, origin: str) -> SupportEvent:
+    published = OPEN + timedelta(seconds=rng.randrange(int((CLOSE - OPEN).total_seconds())))
+    received = published + timedelta(seconds=rng.randrange(120))
+    roll = rng.random()
+    if roll < 0.003:
+        received = CLOSE + timedelta(days=1)  # late
+    signer = rng.choice(("https://barri00.example", origin)) if roll > 0.997 else origin
+    return SupportEvent(
+        like_id=f"{actor}/likes/{n}",
+        actor=actor,
+        proposal=proposal,
+        process=PROCESS,
+        published=published,
+        received_at=received,
+        proof_ok=not 0.003 <= roll < 0.005,
+        signer_origin=signer,
+    )
+
+
+def stream(
+    seed: int, supports: int, instances: int, districts: int, proposals: int, residents: int
+) -> TallyInputs:
+    """The seeded city: roster, residents, proposals and the events to feed."""
+    rng = random.Random(seed)
+    roster = city(instances, districts)
+    origins = [entry.origin for entry in roster.entries]
+    people = [
+        (f"{origins[n % instances]}/users/{n}", roster.entries[n % instances])
+        for n in range(residents)
+    ]
+    records = tuple(
+        ResidentRecord(actor, None if n % 500 == 0 else entry.territory)
+        for n, (actor, entry) in enumerate(people)
+    )
+    ideas = tuple(
+        ProposalRecord(f"{rng.choice(origins)}/proposals/{n}", PROCESS, origins[n % instances])
+        for n in range(proposals)
+    )
+    likes, undos = [], []
+    for n in range(supports):
+        actor, entry = rng.choice(people)
+        event = _support(rng, n, actor, rng.choice(ideas).proposal, entry.origin)
+        likes.append(event)
+        if rng.random() < 0.05:  # delivered again through the Group's Announce
+            likes.append(replace(event, received_at=event.received_at + timedelta(minutes=5)))
+        if rng.random() < 0.02:
+            when = event.published + timedelta(hours=1)
+            undos.append(
+                UndoEvent(
+                    f"{event.like_id}/undo", actor, event.like_id, when, when, True, entry.origin
+                )
+            )
+    rng.shuffle(likes)
+    return TallyInputs(roster, records, (process(),), ideas, tuple(likes), tuple(undos))
+
+
+def feed(data: TallyInputs) -> IncrementalTally:
+    """Feed every record and event one at a time."""
+    tally = IncrementalTally(data.roster)
+    for record in data.processes:
+        tally.set_process(record)
+    for proposal in data.proposals:
+        tally.add_proposal(proposal)
+    for resident in data.residents:
+        tally.set_resident(resident.actor, resident.territory)
+    for support in data.supports:
+        tally.add_support(support)
+    for undo in data.undos:
+        tally.add_undo(undo)
+    return tally
+
+
+def timed(run: Callable[[], T]) -> tuple[float, T]:
+    """Wall time of one run, after a full collection so earlier garbage is not charged to it."""
+    gc.collect()
+    start = time.perf_counter()
+    result = run()
+    return time.perf_counter() - start, result
+
+
+def peak(run: Callable[[], object]) -> int:
+    """Peak bytes allocated while running (the inputs themselves are already allocated)."""
+    gc.collect()
+    tracemalloc.start()
+    kept = run()  # held until measured: the incremental state is what it costs to keep
+    _, top = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del kept
+    return top
+
+
+def main() -> None:
+    """Build the stream, measure both engines, print the rates, memory and ratio."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--supports", type=int, default=200_000)
+    parser.add_argument("--instances", type=int, default=73)
+    parser.add_argument("--districts", type=int, default=10)
+    parser.add_argument("--proposals", type=int, default=10_000)
+    parser.add_argument("--residents", type=int, default=22_600)
+    parser.add_argument("--seed", type=int, default=2016)
+    args = parser.parse_args()
+    data = stream(
+        args.seed, args.supports, args.instances, args.districts, args.proposals, args.residents
+    )
+    events = len(data.supports) + len(data.undos)
+    feed_s, tally = timed(lambda: feed(data))
+    read_s, fed = timed(tally.result)
+    compute_s, computed = timed(lambda: compute(data))
+    totals = computed.process(PROCESS)
+    summary = {
+        "supports": args.supports,
+        "events": events,
+        "counted": totals.supports,
+        "participants": totals.participants,
+        "anomalies": len(computed.anomalies),
+        "agree": fed == computed,
+        "incremental_events_per_s": round(events / feed_s),
+        "compute_events_per_s": round(events / compute_s),
+        "incremental_feed_s": round(feed_s, 2),
+        "incremental_result_read_s": round(read_s, 2),
+        "compute_s": round(compute_s, 2),
+        "compute_over_incremental_rate": round((events / compute_s) / (events / feed_s), 2),
+        "incremental_peak_mib": round(peak(lambda: feed(data)) / 2**20, 1),
+        "compute_peak_mib": round(peak(lambda: compute(data)) / 2**20, 1),
+    }
+    for key, value in summary.items():
+        print(f"{key:>26}: {value}")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
