@@ -239,6 +239,20 @@ class InstanceNode:
         }
         return self.keys[actor].prove(activity)
 
+    def update_actor(self, actor: str) -> dict[str, Any]:
+        """The actor's own proved ``Update`` of its document (e.g. once verified)."""
+        document = self.actor_document(actor)
+        activity = {
+            "@context": document["@context"],
+            "id": self.new_id("updates"),
+            "type": "Update",
+            "actor": actor,
+            "object": {k: v for k, v in document.items() if k != "@context"},
+            "published": format_datetime(NOW),
+            "to": ["https://www.w3.org/ns/activitystreams#Public"],
+        }
+        return self.keys[actor].prove(activity)
+
     def answer(self, proposal_id: str, state: ProposalState, text: str) -> dict[str, Any]:
         """The Group's proved official answer (``Update`` of the proposal); the node keeps it."""
         proposal = replace(

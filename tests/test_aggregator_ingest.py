@@ -214,6 +214,27 @@ async def test_outsiders_unverified_over_limit_and_out_of_phase_are_flagged(
         assert await s.agrees()
 
 
+async def test_a_resident_verified_later_counts_after_its_update(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        late = s.a.add_resident("late", territory=False)
+        assert await s.send(s.a, s.a.support(late, s.proposals[0])) == 202
+        assert await s.supports() == {}
+        assert (await s.anomalies())[s.a.origin] == {"not_verified": 1}
+        s.a.residents[late] = s.a.territory  # the association verifies the resident
+        assert await s.send(s.a, s.a.update_actor(late)) == 202
+        assert await s.supports() == {s.proposals[0]: 1}
+        assert (await s.anomalies())[s.a.origin] == {}
+        # Another actor's "update" of that resident is not a reason to refetch it.
+        hits = s.a.hits.get("/users/late", 0)
+        forged = {**s.a.update_actor(late), "actor": s.a.group, "id": s.a.new_id("updates")}
+        forged = s.a.keys[s.a.group].prove({k: v for k, v in forged.items() if k != "proof"})
+        await s.send(s.a, forged)
+        assert s.a.hits.get("/users/late", 0) == hits
+        assert await s.agrees()
+
+
 async def test_ingest_outcomes_for_relayed_and_foreign_votes(
     tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
 ) -> None:

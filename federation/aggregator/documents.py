@@ -148,13 +148,14 @@ class Documents:
         )
         await self.log.put_process(row)
 
-    async def resident(self, actor_id: str) -> ResidentRow:
-        """The actor's stated residency, refetched once ``refresh_seconds`` have passed."""
+    async def resident(self, actor_id: str, *, force: bool = False) -> ResidentRow:
+        """The actor's stated residency, refetched once ``refresh_seconds`` have passed
+        (or now, with ``force``: the actor announced an Update)."""
         row = await self.log.resident(actor_id)
         now = self._clock()
-        if row is not None and now - row.fetched_at < self.refresh_seconds:
+        if row is not None and not force and now - row.fetched_at < self.refresh_seconds:
             return row
-        document = await self.actor(actor_id, row is not None)
+        document = await self.actor(actor_id, row is not None or force)
         try:
             territory = resident_territory_from_ap(document)
         except VocabError:

@@ -247,6 +247,8 @@ class Ingest:
         if shape == "official-answer":
             return await self._answer(document, actor, provenance)
         inner = as2.embedded(document, "object")
+        if shape == "actor-person" and inner is not None:
+            return await self._person(document, inner, actor, provenance)
         if shape not in ("proposal", "process") or inner is None:
             return Outcome.IGNORED  # debates and comments: merged by later work
         framed = _framed(inner, document)
@@ -289,6 +291,21 @@ class Ingest:
             answer.proposal, _framed(inner, document), at=answer.published
         )
         return Outcome.STORED if stored else Outcome.DUPLICATE
+
+    async def _person(
+        self,
+        document: Mapping[str, Any],
+        person: Mapping[str, Any],
+        actor: str,
+        provenance: Provenance,
+    ) -> Outcome:
+        """A resident's ``Update`` (e.g. just verified): reread the residency from its origin."""
+        if as2.first_id(person, "id") != actor:
+            return Outcome.IGNORED  # only an actor updates itself
+        if not await self._authentic(document, actor, provenance):
+            return Outcome.IGNORED  # nobody may make us refetch on someone else's behalf
+        await self.documents.resident(actor, force=True)
+        return Outcome.STORED
 
     # --- follows ----------------------------------------------------------------------------
 
