@@ -34,6 +34,7 @@ from federation.instance.actors import (
 )
 from federation.instance.deliberation import Deliberation
 from federation.instance.discovery import InstanceNodeInfo, WebFingerDirectory
+from federation.instance.inbound import admits_official_answer
 from federation.instance.outbox import Publisher
 from federation.instance.wiring import Instance, open_instance
 from federation.store.delivery import SqliteDeliveryStore
@@ -60,6 +61,7 @@ def create_app(
     # Imported here, not at the top: both modules import this one for its AppKeys, so a
     # top-level import would fail whenever one of them is imported first.
     from federation.instance import readside
+    from federation.instance.handlers import setup_handlers
     from federation.instance.web import setup_pages
 
     app = web.Application(middlewares=[problem_middleware])
@@ -70,6 +72,7 @@ def create_app(
     _add_actor_routes(app, readside.collection_handler)
     _add_discovery_routes(app, config)
     app.router.add_get("/healthz", _healthz)
+    setup_handlers(app)  # inbound activities, under the same rules as local acts
     readside.setup_readside(app)  # objects by id, process/thread collections, supports
     setup_pages(app)  # the HTML pages for residents and admins
     return app
@@ -100,9 +103,15 @@ def _instance_ctx(document_hook: ActorDocumentHook | None) -> Any:
 
 
 async def _build_federation(app: web.Application) -> Federation:
-    """The protocol runtime: fetches signed as the instance actor, deliveries as their sender."""
+    """The protocol runtime: fetches signed as the instance actor, deliveries as their sender.
+
+    The inbound handlers are registered before it starts, so rows left from the previous run
+    find them; the inbox admits the owning Group's official answer (re-checked in full).
+    """
+    from federation.instance.handlers import register_handlers
+
     config, actors, db = app[CONFIG], app[ACTORS], app[DB]
-    return Federation(
+    federation = Federation(
         FederationConfig(
             origin=config.base_url,
             allow_loopback=config.allow_loopback,
@@ -113,6 +122,9 @@ async def _build_federation(app: web.Application) -> Federation:
         instance_keys=await actors.keys_for(actors.application_id),
         local_keys=actors.keys_for,
     )
+    federation.pipeline.owner_exception = admits_official_answer
+    register_handlers(app, federation.dispatcher)
+    return federation
 
 
 def _add_actor_routes(app: web.Application, collection: Handler) -> None:

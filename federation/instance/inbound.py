@@ -49,6 +49,7 @@ from federation.model import (
     UndoSupport,
 )
 from federation.store.sqlite import transaction
+from federation.validation import shape_of
 from federation.vocab import VocabError
 from federation.vocab.actors import resident_territory_from_ap
 from federation.vocab.comment import comment_to_ap
@@ -370,9 +371,25 @@ class InboundActs(SupportActs, CommentActs, ProcessActs, ActsBase):
             )  # fmt: skip
 
 
+def admits_official_answer(activity: Mapping[str, Any], actor: str) -> bool:
+    """The one non-owner Update the inbox lets through (vocab-spec "official-answer").
+
+    The Group owning a proposal's process (the proposal's ``audience``) may ``Update`` it with
+    an answer; FEP-fe34 leaves who may update what to the application. Only the shape is
+    admitted here: :meth:`InboundActs.receive_answer` re-checks the Group against the stored
+    proposal, and refuses everything else.
+    """
+    if not as2.has_type(activity, "Update"):
+        return False
+    inner = as2.embedded(activity, "object")
+    if inner is None or actor not in as2.ids(inner, "audience"):
+        return False
+    return shape_of(activity) == "official-answer"
+
+
 def _require_owner(owner: str, actor: str) -> None:
     if owner != actor:
         refuse("not_author", 403, f"only {owner} may change it")
 
 
-__all__ = ["InboundActs"]
+__all__ = ["InboundActs", "admits_official_answer"]
