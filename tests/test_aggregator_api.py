@@ -108,6 +108,12 @@ async def test_official_answers_set_the_state_only_from_the_owning_group(
         await t.city.settle()
         states = {p["id"]: p["state"] for p in (await t.city.results(t.process))["proposals"]}
         assert states[p0] == "accepted"
+        # Sent directly by the owning Group, the door admits it (the one non-owner Update).
+        evaluating = t.a.answer(p0, ProposalState.EVALUATING, "Ho estudiem")
+        assert await t.a.deliver(evaluating, t.city.inbox) == 202
+        await t.city.settle()
+        states = {p["id"]: p["state"] for p in (await t.city.results(t.process))["proposals"]}
+        assert states[p0] == "evaluating"
         # An answer "by" B's Group, which does not own the process, changes nothing.
         t.b.documents[p0] = t.a.documents[p0]
         rejected = t.a.answer(p0, ProposalState.REJECTED, "No")
@@ -118,7 +124,7 @@ async def test_official_answers_set_the_state_only_from_the_owning_group(
         assert await t.b.deliver(relayed, t.city.inbox, sender=t.b.group) == 202
         await t.city.settle()
         states = {p["id"]: p["state"] for p in (await t.city.results(t.process))["proposals"]}
-        assert states[p0] == "accepted"
+        assert states[p0] == "evaluating"
 
 
 async def test_instances_report_follows_activity_backlog_and_anomalies(

@@ -15,13 +15,27 @@ from typing import Any
 
 from aiohttp import web
 
+from activitypub import as2
 from activitypub.errors import Problem
 from activitypub.httpsig import SignatureError, verify_request
 from activitypub.inbox import InboxPipeline
 from activitypub.storage import InboxRecord, InboxStore, RecordId
+from federation.validation import shape_of
 
 #: (authenticated actor, activity id, reason, detail) -> file it.
 RefusalSink = Callable[[str, str, str, str], Awaitable[None]]
+
+
+def admits_official_answer(activity: Mapping[str, Any], actor: str) -> bool:
+    """The one non-owner ``Update`` the door lets through: a Group's official answer.
+
+    The Group owning a proposal's process (the proposal's ``audience``) answers it (vocab-spec
+    "official-answer"); ingest re-checks that Group against the cached process's owner.
+    """
+    inner = as2.embedded(activity, "object")
+    if not as2.has_type(activity, "Update") or inner is None:
+        return False
+    return actor in as2.ids(inner, "audience") and shape_of(activity) == "official-answer"
 
 
 class ReplayRecordingStore:

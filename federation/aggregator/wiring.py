@@ -24,7 +24,7 @@ from activitypub.storage import InboxRecord
 from federation.aggregator.backfill import Backfiller
 from federation.aggregator.config import AggregatorConfig
 from federation.aggregator.documents import Documents
-from federation.aggregator.door import DoorPipeline, ReplayRecordingStore
+from federation.aggregator.door import DoorPipeline, ReplayRecordingStore, admits_official_answer
 from federation.aggregator.ingest import Ingest, Provenance
 from federation.aggregator.roster import RosterService
 from federation.aggregator.service import ServiceActor
@@ -153,6 +153,7 @@ def build_runtime(aggregator: Aggregator, federation: Federation) -> Runtime:
         max_body=federation.config.inbox_max_body,
         on_recorded=_waker(federation),
         on_refused=refusal_sink(aggregator),
+        owner_exception=admits_official_answer,
     )
     return Runtime(federation, documents, ingest, roster, backfill, door)
 
