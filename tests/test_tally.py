@@ -242,6 +242,17 @@ def test_a_support_signed_by_another_instance_is_forged_and_blames_the_signer() 
     assert A in result.anomalies[0].detail
 
 
+def test_a_like_id_on_another_origin_is_forged_and_cannot_displace_the_genuine_one() -> None:
+    genuine = like("1", ANA, received=at(10, 13))
+    # Instance B signs, with its own key, a Like by its own resident that reuses A's like id.
+    squatter = replace(like("1", CAT, P2, received=at(10, 12)), like_id=genuine.like_id)
+    result = counted(inputs((squatter, genuine)))
+    assert result.process(PID).counted == (genuine.like_id,)
+    assert result.process(PID).result(P1).supports == 1
+    assert rules_of(result) == [(B, Rule.FORGED, genuine.like_id)]
+    assert "is not on the actor's origin" in result.anomalies[0].detail
+
+
 def test_a_forged_copy_is_flagged_but_the_genuine_copy_counts() -> None:
     genuine = like("1", ANA)
     tampered = replace(genuine, proof_ok=False, received_at=genuine.received_at - timedelta(1))
@@ -443,6 +454,17 @@ def test_two_signed_copies_of_one_id_that_disagree_are_flagged() -> None:
     assert result.process(PID).result(P1).supports == 1  # the earliest-received copy
     assert result.process(PID).result(P2).supports == 0
     assert rules_of(result) == [(A, Rule.DUPLICATE, original.like_id)]
+
+
+def test_a_like_whose_canonical_copy_changes_actor_is_counted_once() -> None:
+    # Two signed copies of one id by two residents of the same instance: the earliest received
+    # is canonical. Fed late-first, the like moves between (actor, process) groups.
+    later = like("1", ANA, P1, received=at(10, 15))
+    earlier = replace(later, actor=BEL, received_at=at(10, 11))
+    result = counted(inputs((later, earlier)))
+    assert result.process(PID).counted == (later.like_id,)
+    assert result.process(PID).participants == 1
+    assert rules_of(result) == [(A, Rule.DUPLICATE, later.like_id)]
 
 
 def test_over_the_limit_the_earliest_count_and_the_instance_is_flagged() -> None:

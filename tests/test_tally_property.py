@@ -159,9 +159,13 @@ def supports(draw: st.DrawFn, noisy: Noise, index: int) -> SupportEvent:
     if "proofs" in noisy and draw(st.booleans()):
         signer, proof_ok = draw(st.sampled_from(ORIGINS)), draw(st.booleans())
     # With "ids", a small pool of ids, so that one id sometimes carries different content.
-    number = draw(st.integers(0, 3)) if "ids" in noisy else index
+    number, owner = index, actor
+    if "ids" in noisy:
+        number = draw(st.integers(0, 3))
+        if draw(st.booleans()):  # someone else's id, same origin or not
+            owner = draw(st.sampled_from(ACTORS))
     return SupportEvent(
-        like_id=f"{actor}/likes/{number}",
+        like_id=f"{owner}/likes/{number}",
         actor=actor,
         proposal=proposal,
         process=process,
@@ -233,7 +237,8 @@ class Naive:
 
 
 def genuine(event: SupportEvent | UndoEvent) -> bool:
-    return event.proof_ok and event.signer_origin == origin(event.actor)
+    own_id = event.like_id if isinstance(event, SupportEvent) else event.undo_id
+    return event.proof_ok and event.signer_origin == origin(event.actor) == origin(own_id)
 
 
 def blame(event: SupportEvent | UndoEvent) -> str:

@@ -178,9 +178,11 @@ class IncrementalTally:
             self._by_process.setdefault(process, set()).add(key)
         for copy in view.copies:
             self._by_proposal.setdefault(copy.proposal, set()).add(key)
-        self._refresh(key)
+        # The group the like left goes first: its counts must let go of the like before the
+        # new group counts it, or the two would cancel out in the same process.
         if old is not None and old != key:
             self._refresh(old)
+        self._refresh(key)
 
     def _refresh_all(self, keys: Iterable[Key]) -> None:
         """Re-evaluate groups after a record change: every like in them is screened again."""

@@ -121,10 +121,20 @@ def _undo_key(e: UndoEvent) -> tuple[datetime, datetime, str, str, str, str, boo
     return (e.received_at, e.published, e.undo_id, e.actor, e.like_id, e.signer_origin, e.proof_ok)
 
 
+def _own_id(event: SupportEvent | UndoEvent) -> str:
+    return event.like_id if isinstance(event, SupportEvent) else event.undo_id
+
+
 def signed_by_actor(event: SupportEvent | UndoEvent, origins: Origins) -> bool:
-    """Rule 1: a verified proof, made with a key on the actor's own origin."""
+    """Rule 1 and DESIGN.md §5: a verified proof by a key on the actor's origin, and the
+    activity id on that origin too (so nobody can claim another instance's like id)."""
     origin = origins(event.actor)
-    return event.proof_ok and origin is not None and origins(event.signer_origin) == origin
+    return (
+        event.proof_ok
+        and origin is not None
+        and origins(event.signer_origin) == origin
+        and origins(_own_id(event)) == origin
+    )
 
 
 def _sorted(events: Iterable[_E], key: Callable[[_E], Any]) -> tuple[_E, ...]:
@@ -146,10 +156,13 @@ def like_view(
 
 def _forged_detail(event: SupportEvent | UndoEvent, origins: Origins) -> tuple[str, str]:
     """(instance to blame, why) for a copy whose signature is not its actor's."""
+    actor = origins.blame(event.actor)
     if not event.proof_ok:
-        return origins.blame(event.actor), "the proof does not verify with a key the actor lists"
+        return actor, "the proof does not verify with a key the actor lists"
     signer = origins.blame(event.signer_origin)
-    return signer, f"signed by {signer}, not by the actor's origin {origins.blame(event.actor)}"
+    if signer != actor:
+        return signer, f"signed by {signer}, not by the actor's origin {actor}"
+    return actor, f"the id {_own_id(event)} is not on the actor's origin {actor}"
 
 
 def _copy_anomalies(
