@@ -33,7 +33,7 @@ from activitypub.storage import InboxRecord
 from federation.config import InstanceConfig
 from federation.instance.app import ACCOUNTS, DB, DELIBERATION, create_app
 from federation.instance.deliberation import Deliberation
-from federation.instance.handlers import INBOUND, InboundHandlers, setup_handlers
+from federation.instance.handlers import INBOUND, InboundHandlers
 from federation.instance.ports import Role
 from federation.model import (
     Alignment,
@@ -56,7 +56,7 @@ from federation.vocab.process import process_from_ap, process_to_ap
 from federation.vocab.proposal import proposal_to_ap
 from federation.vocab.wire import embed
 from tests.apnode import NodeState, make_app
-from tests.test_readside import ensure_readside, instance_config
+from tests.test_readside import instance_config
 
 PASSWORD = "correct horse battery"
 TABLES = (
@@ -137,17 +137,9 @@ async def resident_node(tmp_path: Path, port: int) -> AsyncIterator[ResidentNode
 # --- the instance ---------------------------------------------------------------------------------
 
 
-def prepare(app: web.Application) -> None:
-    """Wire what app.py may not wire yet (read side, handlers)."""
-    ensure_readside(app)
-    if INBOUND not in app:
-        setup_handlers(app)
-
-
 @asynccontextmanager
 async def instance(config: InstanceConfig) -> AsyncIterator[TestServer]:
     app = create_app(config)
-    prepare(app)
     server = TestServer(app, host="127.0.0.1", port=config.listen_port)
     await server.start_server()
     try:

@@ -29,7 +29,6 @@ from federation.instance.readside import (
     HTML_RENDERERS,
     prefers_html,
     register_html,
-    setup_readside,
 )
 from federation.model import Comment, Debate, LangText, Process, Proposal, Support, Tombstone
 from federation.store.comments import CommentStore
@@ -81,22 +80,12 @@ def instance_config(
     return load_config(write_instance_config(tmp_path / f"i{port}", options), environ={})
 
 
-def ensure_readside(app: web.Application) -> None:
-    """Add the read routes unless app.py already did (HB wires ``setup_readside``)."""
-    if not any(
-        getattr(route.resource, "canonical", None) == "/proposals/{id}/supports"
-        for route in app.router.routes()
-    ):
-        setup_readside(app)
-
-
 @asynccontextmanager
 async def running(
     config: InstanceConfig, prepare: Callable[[web.Application], None] | None = None
 ) -> AsyncIterator[TestServer]:
     """The instance app (read side included) served on its configured loopback port."""
     app = create_app(config)
-    ensure_readside(app)
     if prepare is not None:
         prepare(app)
     server = TestServer(app, host="127.0.0.1", port=config.listen_port)

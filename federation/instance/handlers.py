@@ -258,7 +258,8 @@ INBOUND = web.AppKey("barri.inbound", InboundHandlers)
 
 
 def register_handlers(app: web.Application, dispatcher: InboxDispatcher) -> InboundHandlers:
-    """Register the instance's handlers on ``dispatcher`` (before the processor starts)."""
+    """Register the handlers on ``dispatcher`` (call before the runtime starts: no row is
+    claimed before its handler exists)."""
     handlers = app.get(INBOUND)
     if handlers is None:
         handlers = app[INBOUND] = InboundHandlers(app)
@@ -267,18 +268,17 @@ def register_handlers(app: web.Application, dispatcher: InboxDispatcher) -> Inbo
 
 
 def setup_handlers(app: web.Application) -> None:
-    """Create the handlers (``app[INBOUND]``); register them on the dispatcher at startup.
+    """Create the handlers (``app[INBOUND]``); register them on ``app[FEDERATION]`` at startup.
 
-    The processor starts inside ``federation_ctx``, before any ``on_startup`` hook: rows left
-    from a previous run could be claimed before this hook registers. So app.py should also
-    call :func:`register_handlers` on the Federation it builds, before it starts; registering
-    twice is harmless (one registration per dispatcher).
+    The processor starts inside ``federation_ctx``, before any ``on_startup`` hook, so app.py
+    also calls :func:`register_handlers` on the Federation it builds, before it starts;
+    registering twice is harmless (one registration per dispatcher).
     """
     if INBOUND not in app:
         app[INBOUND] = InboundHandlers(app)
 
     async def on_startup(app: web.Application) -> None:
-        app[INBOUND].register(app[FEDERATION].dispatcher)
+        register_handlers(app, app[FEDERATION].dispatcher)
         app[FEDERATION].processor.wake()  # rows recorded while starting are handled now
 
     app.on_startup.append(on_startup)

@@ -17,7 +17,8 @@ from activitypub.inbox import authorise
 from activitypub.integrity import ProofError, ProofFailure, verify_document
 from activitypub.origin import same_origin
 from federation.instance.handlers_base import Arrival, HandlerBase, Refused
-from federation.validation import shape_of, validate
+from federation.instance.inbound import admits_official_answer
+from federation.validation import validate
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +82,8 @@ class AnnounceHandlers(HandlerBase):
         """The pipeline's FEP-fe34 checks, for an activity that arrived inside an Announce."""
         if not isinstance(inner.get("id"), str):
             raise Refused("object_missing", "the announced activity has no id")
-        if shape_of(inner) == "official-answer":
-            # The documented exception (schemas/VOCABULARY.md): the Group owning the process
-            # updates its member's proposal; the domain checks that ownership instead.
-            if not same_origin(inner["id"], actor):
-                raise Refused("origin_mismatch", "the activity id and its actor differ in origin")
-            return
         try:
-            authorise(inner, actor)
+            authorise(inner, actor, admits_official_answer)
         except Problem as exc:
             reason = str(exc.extensions.get("reason") or "not_authorised")
             raise Refused(reason, exc.detail or exc.title) from exc
