@@ -54,6 +54,7 @@ class City:
     stack: AsyncExitStack
     server: TestServer | None = None
     nodes: list[tuple[InstanceNode, TestServer]] = field(default_factory=list)
+    others: list[TestServer] = field(default_factory=list)  # e.g. real instance apps
 
     @property
     def actor(self) -> str:
@@ -101,7 +102,7 @@ class City:
 
     async def settle(self, rounds: int = 4) -> None:
         """Run every queue and inbox to quiet: deliveries, then recorded rows, a few rounds."""
-        apps = [server.app for _, server in self.nodes]
+        apps = [server.app for _, server in self.nodes] + [s.app for s in self.others]
         if self.server is not None:
             apps.append(self.server.app)
         for _ in range(rounds):

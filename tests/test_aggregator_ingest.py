@@ -16,8 +16,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from aiohttp.test_utils import TestServer
+
 from federation.aggregator.ingest import Outcome, Provenance, Route
 from federation.aggregator.recompute import recompute
+from federation.config import InitOptions, load_config, write_instance_config
+from federation.instance.app import ACCOUNTS, DELIBERATION
+from federation.instance.app import create_app as create_instance_app
+from federation.instance.ports import Role
+from federation.tally.records import normal_origin
+from federation.vocab.context import format_datetime
 from tests.aggregator_env import City, city
 from tests.barri_node import NOW, InstanceNode, hood
 
@@ -208,9 +216,10 @@ async def test_outsiders_unverified_over_limit_and_out_of_phase_are_flagged(
             "out_of_phase": 1,
             "over_limit": 1,
         }
-        result = await s.city.aggregator.state.result()
-        outsider_rules = {a.rule.value for a in result.anomalies if a.instance == s.c.origin}
-        assert outsider_rules == {"not_on_roster"}
+        body = await s.city.get("/api/v1/instances")
+        assert body["unlisted"] == [
+            {"origin": s.c.origin, "anomalies": {"not_on_roster": 1}, "refused": {}}
+        ]
         assert await s.agrees()
 
 
@@ -309,3 +318,72 @@ async def test_a_shuffled_duplicated_relayed_stream_gives_the_ground_truth(
         assert {
             p["id"]: p["byTerritory"] for p in (await s.city.results(process))["proposals"]
         } == truth
+
+
+def city_process_draft() -> dict[str, Any]:
+    """A city-wide process in its draft JSON form: one phase open for proposals and supports."""
+    phase = {
+        "type": "Phase", "name": "Propostes i suports",
+        "startTime": format_datetime(NOW - timedelta(days=1)),
+        "endTime": format_datetime(NOW + timedelta(days=30)),
+        "allowsProposals": True, "allowsSupports": True,
+        "allowsComments": True, "allowsDebates": True,
+    }  # fmt: skip
+    return {
+        "type": ["Page", "ParticipatoryProcess"],
+        "name": "Pressupostos 2027",
+        "phases": [phase],
+        "supportRules": {"type": "SupportRules", "supportsPerParticipant": 3},
+        "eligibleTerritories": [
+            {"type": "Territory", "territoryKind": "city", "territoryCode": "08019"}
+        ],
+    }
+
+
+async def test_a_real_barri_instance_reports_to_the_aggregator(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    """The instance domain's own app (not a stand-in): follow, supports, withdrawal, backfill."""
+    async with city(tmp_path, unused_tcp_port_factory) as c:
+        port = unused_tcp_port_factory()
+        options = InitOptions(
+            base_url=f"http://127.0.0.1:{port}", name="AV Vila de Gràcia", secret="s" * 43,
+            group="assoc", territory="31", district="06", report_to=(c.actor,),
+            allow_loopback=True, listen=f"127.0.0.1:{port}",
+        )  # fmt: skip
+        config = load_config(write_instance_config(tmp_path / "gracia", options), environ={})
+        app = create_instance_app(config)
+        server = TestServer(app, host="127.0.0.1", port=config.listen_port)
+        await server.start_server()
+        c.stack.push_async_callback(server.close)
+        c.others.append(server)
+        accounts, deliberation = app[ACCOUNTS], app[DELIBERATION]
+        admin = await accounts.create_user("admin", "correct horse battery", Role.ADMIN)
+        process = await deliberation.create_process(city_process_draft(), by=admin)
+        people = {}
+        for name in ("ana", "pau", "joan"):
+            await accounts.create_user(name, "correct horse battery", Role.RESIDENT)
+            people[name] = await accounts.verify(name, "31", by="test")
+        proposal = await deliberation.create_proposal(
+            people["ana"], process.id, name="Més arbres", body_markdown="Ombra."
+        )
+        # The instance's NodeInfo does not name its Group (yet): the operator gives it.
+        group = f"{config.base_url}/groups/{config.group}"
+        await c.runtime.roster.add(config.base_url, "31", "06", group=group)
+        await c.settle()
+        follows = await c.aggregator.store.follows(normal_origin(config.base_url))
+        assert {f.state for f in follows} == {"accepted"}
+        for name in ("ana", "pau", "joan"):
+            await deliberation.support(people[name], proposal.id)
+        await c.settle()
+        await deliberation.withdraw_support(people["joan"], proposal.id)
+        await c.settle()
+        results = await c.results(process.id)
+        assert [(p["id"], p["supports"], p["byTerritory"]) for p in results["proposals"]] == [
+            (proposal.id, 2, {"31": 2})
+        ]
+        assert results["proposals"][0]["name"] == "Més arbres"
+        report = await c.runtime.backfill.run()
+        assert isinstance(report[config.base_url], int), report
+        assert (await c.results(process.id))["supports"] == 2
+        assert (await recompute(c.aggregator)).agree

@@ -141,6 +141,21 @@ def instance_entry(
     }
 
 
+def unlisted(
+    listed: set[str], result: TallyResult, refused: Mapping[str, Counter[str]]
+) -> list[dict[str, Any]]:
+    """Origins off the roster that sent something flagged (a Mastodon user, a stray server)."""
+    counts = result.anomaly_counts()
+    return [
+        {
+            "origin": origin,
+            "anomalies": {str(rule): n for rule, n in sorted(counts.get(origin, {}).items())},
+            "refused": dict(sorted(refused.get(origin, Counter()).items())),
+        }
+        for origin in sorted((counts.keys() | refused.keys()) - listed)
+    ]
+
+
 def add_api_routes(
     app: web.Application, aggregator: AggregatorGetter, roster: RosterGetter
 ) -> None:
@@ -175,7 +190,14 @@ def add_api_routes(
             refused.setdefault(refusal.origin, Counter())[refusal.reason] += 1
         statuses = await roster(request).status()
         body = [instance_entry(status, result, refused) for status in statuses]
-        return _json({"asOf": _iso(agg.state.synced_at), "instances": body})
+        listed = {status.row.origin for status in statuses}
+        return _json(
+            {
+                "asOf": _iso(agg.state.synced_at),
+                "instances": body,
+                "unlisted": unlisted(listed, result, refused),
+            }
+        )
 
     app.router.add_get(f"{PREFIX}/processes", processes)
     app.router.add_get(PREFIX + "/processes/{process:.+}/results", results)
