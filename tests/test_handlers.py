@@ -548,11 +548,21 @@ async def test_the_owning_group_answers_our_residents_proposal(world: World) -> 
     )  # fmt: skip
     doc = proposal_to_ap(answered)
     await refused(world, activity(world, "Update", "bob", doc), "not_owner")
-    await accepted(world, activity(world, "Update", "group", doc))
+    # Relayed in an Announce with the Group's proof: admitted as the same documented exception.
+    relayed = world.node.keys["group"].prove(activity(world, "Update", "group", doc))
+    await accepted(world, announce(world, relayed, by="bob"))
     stored = await world.deliberation.get_proposal(ours.id)
     assert stored is not None and stored.state is ProposalState.ACCEPTED
     assert stored.answer is not None and stored.answer.default == "<p>Sí.</p>"
     assert stored.content_html == ours.content_html  # the author's text is kept
+    # Delivered directly, a later answer moves the state again.
+    rejected = proposal_to_ap(dataclasses.replace(answered, state=ProposalState.REJECTED))
+    await accepted(world, activity(world, "Update", "group", rejected))
+    stored = await world.deliberation.get_proposal(ours.id)
+    assert stored is not None and stored.state is ProposalState.REJECTED
+    # A Group that does not own the process cannot answer, relayed or not.
+    forged = dict(rejected, audience=world.node.actor_id("bob"))
+    await refused(world, activity(world, "Update", "bob", forged), "not_owner")
 
 
 # --- Follow, Accept, Reject, Undo{Follow} ---------------------------------------------------------
