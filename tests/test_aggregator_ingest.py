@@ -385,5 +385,7 @@ async def test_a_real_barri_instance_reports_to_the_aggregator(
         assert results["proposals"][0]["name"] == "Més arbres"
         report = await c.runtime.backfill.run()
         assert isinstance(report[config.base_url], int), report
+        [entry] = (await c.get("/api/v1/instances"))["instances"]
+        assert (entry["anomalies"], entry["refused"], entry["backlog"]) == ({}, {}, 0)
         assert (await c.results(process.id))["supports"] == 2
         assert (await recompute(c.aggregator)).agree
