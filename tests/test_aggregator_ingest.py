@@ -190,6 +190,14 @@ async def test_stripped_or_altered_proofs_never_count(
         assert await s.supports() == {}
         assert (await s.anomalies())[s.a.origin] == {"forged": 1}
         assert (await s.refused())[s.a.origin] == {"proof_signature_invalid": 1}
+        # Relayed by another instance, an unverifiable copy is blamed on the relay, not on A.
+        carla = s.a.add_resident("carla")
+        junk = s.a.support(carla, s.proposals[0])
+        del junk["proof"]
+        assert await s.send(s.b, s.b.announce(junk), sender=s.b.group) == 202
+        assert (await s.anomalies())[s.a.origin] == {"forged": 1}
+        assert (await s.refused())[s.b.origin] == {"unverifiable_copy": 1}
+        assert await s.supports() == {}
         assert await s.agrees()
 
 

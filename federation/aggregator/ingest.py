@@ -176,6 +176,12 @@ class Ingest:
             # verified, so a forgery is flagged whether it comes before or after the original.
             return Outcome.DUPLICATE
         check = await check_proof(document, vote.actor, self.documents.actor)
+        if not check.ok and provenance.trusted_origin != home:
+            # Unverifiable, and not handed over by the actor's own instance: it is evidence
+            # against nobody but the relay that authenticated itself, so it is filed there.
+            detail = f"a copy of {vote.id} whose proof does not verify, relayed from elsewhere"
+            await self.refuse(provenance, vote.id, "unverifiable_copy", detail)
+            return Outcome.INVALID
         genuine = check.ok and check.signer_origin == home
         process = ""
         if genuine:
