@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from federation.aggregator.app import BACKFILL_TASK
 from federation.aggregator.backfill import BackfillError
 from federation.aggregator.recompute import recompute
 from federation.model import ProposalState
@@ -216,3 +217,19 @@ async def test_a_restart_rebuilds_the_same_totals_from_the_store(
         assert {k: v for k, v in after.items() if k != "asOf"} == {
             k: v for k, v in before.items() if k != "asOf"
         }
+
+
+async def test_a_start_catches_up_in_the_background(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    async with two(tmp_path, unused_tcp_port_factory) as t:
+        await t.city.stop()
+        for name in ("m1", "m2", "m3"):
+            like = t.a.support(t.a.add_resident(name), t.proposals[1])
+            t.a.publish(t.a.instance_actor, like)
+        await t.city.start(backfill_on_start=True)
+        assert t.city.server is not None
+        await t.city.server.app[BACKFILL_TASK]
+        assert await counts(t) == {"31": 3}
+        cursor = await t.city.aggregator.store.cursor(t.a.origin, t.a.instance_actor + "/outbox")
+        assert cursor is not None and (cursor.items, cursor.total, cursor.passes) == (3, 3, 1)

@@ -95,11 +95,20 @@ async def _federation_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _backfill_ctx(app: web.Application) -> AsyncIterator[None]:
     """Catch up with every roster instance after downtime, in the background."""
-    task = asyncio.create_task(app[RUNTIME].backfill.run(), name="aggregator-backfill")
+    async def catch_up() -> None:
+        try:
+            report = await app[RUNTIME].backfill.run()
+        except Exception:
+            # A background task has nobody to raise to: say it, the next start tries again.
+            log.exception("backfill at start failed")
+            return
+        log.info("backfill at start: %s", report)
+
+    task = asyncio.create_task(catch_up(), name="aggregator-backfill")
     app[BACKFILL_TASK] = task
     yield
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
+    with contextlib.suppress(asyncio.CancelledError):
         await task
 
 
