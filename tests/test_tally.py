@@ -647,3 +647,14 @@ def test_origins_are_compared_normalised() -> None:
     support = like("1", ANA, signer="https://GRACIA.barri.example:443")
     assert counted(inputs((support,))).process(PID).supports == 1
     assert Anomaly(A, Rule.FORGED, "x", "y") < Anomaly(A, Rule.NOT_ON_ROSTER, "a", "a")
+
+
+def test_an_id_on_the_same_origin_spelt_differently_is_the_actor_s() -> None:
+    support = like("1", ANA)
+    respelt = replace(
+        support, like_id=support.like_id.replace(A, "https://GRACIA.barri.example:443")
+    )
+    assert counted(inputs((respelt,))).process(PID).counted == (respelt.like_id,)
+    # A userinfo trick is not the same origin.
+    trick = replace(support, like_id=f"{A}@rogue.example/likes/1")
+    assert [a.rule for a in counted(inputs((trick,))).anomalies] == [Rule.FORGED]

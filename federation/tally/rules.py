@@ -10,6 +10,12 @@ incremental engine caches this per like), then ``combine`` the group (rules 4 an
 Extension to §7 (rule 5): Decidim's ``minimum_votes_per_user`` keeps a participant's supports
 *temporary* until they reach the minimum; an instance running those rules counts none of them,
 so neither does the aggregator (each is reported as an informational ``below_minimum``).
+
+Also beyond §7's letter: a support must name a proposal the aggregator knows in the process it
+claims (``unknown_proposal`` until the proposal record arrives), and a copy whose like id is not
+on its actor's origin is forged (DESIGN.md §5: id, actor and key share an origin). Not applied
+here: Decidim's ``threshold_per_proposal`` (it would make one actor's count depend on everyone
+else's) and the proposal's state; the totals are what residents supported.
 """
 
 from __future__ import annotations
@@ -50,6 +56,14 @@ class Origins:
         except KeyError:
             origin = self._seen[url] = normal_origin(url)
             return origin
+
+    @staticmethod
+    def owns(origin: str, url: str) -> bool:
+        """True when ``url`` is on the normalised ``origin``; ids are unique, so not memoised."""
+        # A normalised origin followed by "/" can only be that origin: skip the full parse.
+        if url.startswith(origin) and url[len(origin) : len(origin) + 1] == "/":
+            return True
+        return normal_origin(url) == origin
 
     def blame(self, url: str) -> str:
         """The instance an anomaly about ``url`` is filed under (the raw id if it has no origin)."""
@@ -133,7 +147,7 @@ def signed_by_actor(event: SupportEvent | UndoEvent, origins: Origins) -> bool:
         event.proof_ok
         and origin is not None
         and origins(event.signer_origin) == origin
-        and origins(_own_id(event)) == origin
+        and origins.owns(origin, _own_id(event))
     )
 
 
