@@ -24,6 +24,7 @@ from aiohttp import web
 
 from activitypub.errors import Problem
 from federation import __doc__ as _about
+from federation.aggregator.cli import add_aggregator_commands, add_init_aggregator
 from federation.config import (
     CONFIG_FILE,
     DEFAULT_LISTEN,
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--verbose", action="store_true", help="log requests and progress")
     serve.set_defaults(run=_serve)
     _add_admin(sub)
+    add_aggregator_commands(sub)
     return parser
 
 
@@ -85,6 +87,7 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
 def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init = sub.add_parser("init", help="write the config of a new server")
     kinds = init.add_subparsers(dest="kind", metavar="KIND", required=True)
+    add_init_aggregator(kinds)
     p = kinds.add_parser("instance", help="a neighbourhood association's instance")
     p.add_argument("--dir", type=Path, required=True, help="folder for barri.toml and the data")
     p.add_argument("--base-url", required=True, help="public origin, e.g. https://raval.example")

@@ -250,6 +250,7 @@ async def test_nodeinfo_validates(
     assert doc["usage"]["users"] == {"total": 2}
     assert doc["metadata"]["nodeName"] == "AV Raval"
     assert doc["metadata"]["barri"] == {
+        "group": f"{config.base_url}/groups/av_raval",
         "territory": {"kind": "neighbourhood", "code": "08019-01", "districtCode": "08019-1"},
         "processes": 0,
     }

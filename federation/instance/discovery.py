@@ -9,7 +9,7 @@ from typing import Any
 from activitypub.nodeinfo import NodeInfoData
 from activitypub.webfinger import WebFingerAccount, acct_uri, parse_acct
 from federation.config import InstanceConfig
-from federation.instance.actors import LocalActor, LocalActors
+from federation.instance.actors import GROUPS_PATH, LocalActor, LocalActors
 
 SOFTWARE_NAME = "barri"
 
@@ -50,6 +50,8 @@ class InstanceNodeInfo:
     async def __call__(self) -> NodeInfoData:
         """The current NodeInfo 2.1 data (schema 2.1; FEP-0151 usage)."""
         barri: dict[str, Any] = {
+            # The association's Group, so an aggregator's `roster add` can follow it.
+            "group": self.config.base_url + GROUPS_PATH + self.config.group,
             "territory": {
                 "kind": self.config.territory_kind,
                 "code": self.config.territory,
