@@ -10,9 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from federation.instance.rules import (
+    CHECK_RULES,
     DEFAULT_EDIT_WINDOW,
+    FEDERATION_RULES,
     MAX_DEPTH,
     RULES,
+    SERVICE_RULES,
     Resident,
     RuleViolation,
     SupportContext,
@@ -21,6 +24,8 @@ from federation.instance.rules import (
     check_can_close_debate,
     check_can_comment,
     check_can_debate,
+    check_can_delete,
+    check_can_delete_proposal,
     check_can_edit_debate,
     check_can_edit_proposal,
     check_can_propose,
@@ -334,18 +339,28 @@ def refusal(check: Check) -> RuleViolation:
     return caught.value
 
 
-def test_every_rule_has_a_refusal_case() -> None:
-    assert {rule for rule, _ in REFUSALS} == set(RULES)
-    assert len(REFUSALS) == len(RULES)
+def test_every_check_rule_has_a_refusal_case() -> None:
+    assert {rule for rule, _ in REFUSALS} == set(CHECK_RULES)
+    assert len(REFUSALS) == len(CHECK_RULES)
+
+
+def test_rules_is_the_union_of_its_three_parts_without_conflicts() -> None:
+    parts = (CHECK_RULES, SERVICE_RULES, FEDERATION_RULES)
+    assert sum(len(part) for part in parts) == len(RULES)
+    for part in parts:
+        assert all(RULES[rule] == status for rule, status in part.items())
 
 
 def test_statuses_are_only_400_403_409() -> None:
     assert set(RULES.values()) == {400, 403, 409}
-    assert {r for r, s in RULES.items() if s == 403} == {
+    assert {r for r, s in CHECK_RULES.items() if s == 403} == {
         "not_verified", "territory_not_eligible", "not_author"
     }  # fmt: skip
-    assert {r for r, s in RULES.items() if s == 400} == {
+    assert {r for r, s in CHECK_RULES.items() if s == 400} == {
         "invalid_answer_state", "answer_required", "conclusions_required"
+    }  # fmt: skip
+    assert dict(SERVICE_RULES) == {
+        "not_admin": 403, "not_owner": 403, "no_vote_to_withdraw": 409, "wrong_audience": 400
     }  # fmt: skip
 
 
@@ -680,6 +695,31 @@ def test_withdraw_proposal_rules() -> None:
         == "not_author"
     )
     check_can_withdraw_proposal(make_proposal(state=ProposalState.ACCEPTED), ANNA, final_supports=0)
+
+
+def test_delete_proposal_rules() -> None:
+    """Only its author, never once answered, never with a final support (temporary ones go)."""
+    check_can_delete_proposal(make_proposal(), ANNA, final_supports=0)
+    check_can_delete_proposal(make_proposal(state=ProposalState.WITHDRAWN), ANNA, final_supports=0)
+    accepted = make_proposal(state=ProposalState.ACCEPTED)
+    cases = [
+        (make_proposal(), BERNAT, 0, "not_author"),
+        (make_proposal(), BERNAT, 2, "not_author"),  # who first
+        (make_proposal(), ANNA, 1, "proposal_has_supports"),
+        (accepted, ANNA, 0, "proposal_answered"),
+    ]
+    for proposal, actor, final, rule in cases:
+        violation = refusal(
+            functools.partial(check_can_delete_proposal, proposal, actor, final_supports=final)
+        )
+        assert (violation.rule, violation.status) == (rule, RULES[rule])
+
+
+def test_delete_debate_or_comment_by_its_author_only() -> None:
+    check_can_delete(ANNA, ANNA, "a comment")
+    violation = refusal(lambda: check_can_delete(ANNA, BERNAT, "a comment"))
+    assert (violation.rule, violation.status) == ("not_author", 403)
+    assert "delete a comment" in violation.detail
 
 
 @pytest.mark.parametrize("state", ["evaluating", "accepted", "rejected"])

@@ -29,7 +29,7 @@ from federation.instance.content import (
 )
 from federation.instance.outbox import FederationSource, Publisher, mint_id
 from federation.instance.ports import Role, User
-from federation.instance.rules import Resident, RuleViolation
+from federation.instance.rules import RULES, Resident, RuleViolation
 from federation.model import LangText, Process
 from federation.store.comments import CommentStore
 from federation.store.domain import DomainStore, ProcessRecord
@@ -44,9 +44,9 @@ CLOCK_SKEW = timedelta(minutes=5)
 FOLLOWERS = "/followers"
 
 
-def refuse(rule: str, status: int, detail: str) -> NoReturn:
-    """Raise a RuleViolation for a service-level rule (403 who, 409 state, 400 request)."""
-    raise RuleViolation(rule, status, detail)
+def refuse(rule: str, detail: str) -> NoReturn:
+    """Raise a RuleViolation for a service-level rule, with its status from ``rules.RULES``."""
+    raise RuleViolation(rule, RULES[rule], detail)
 
 
 def invalid(field: str, detail: str, *, status: int = 422) -> NoReturn:
@@ -135,7 +135,7 @@ class ActsBase:
         """Admins (and, for answers, moderators) of the Group only."""
         allowed = (Role.ADMIN, Role.MODERATOR) if what == "answer proposals" else (Role.ADMIN,)
         if user.role not in allowed:
-            refuse("not_admin", 403, f"only the association's administrators may {what}")
+            refuse("not_admin", f"only the association's administrators may {what}")
 
     # --- lookups ------------------------------------------------------------------------------
 

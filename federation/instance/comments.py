@@ -143,7 +143,7 @@ class CommentActs(ActsBase):
         actor = self.actor_id(voter)
         active = await self.comments.active_vote(actor, comment_id)
         if active is None:
-            refuse("no_vote_to_withdraw", 409, "you have not voted on this comment")
+            refuse("no_vote_to_withdraw", "you have not voted on this comment")
         vote = comment_vote_from_ap(active.document)
         undo = UndoCommentVote(
             id=self.new_id("activities"), actor=actor, vote=vote, published=self.now(),
@@ -155,7 +155,7 @@ class CommentActs(ActsBase):
 
         async def write(_db: Any) -> None:
             if not await self.comments.retract_vote(active.vote_id, undo.id):
-                refuse("no_vote_to_withdraw", 409, "you have not voted on this comment")
+                refuse("no_vote_to_withdraw", "you have not voted on this comment")
 
         await self.publisher.publish(
             undo_comment_vote_to_ap(undo),

@@ -68,7 +68,7 @@ class DebateActs(ActsBase):
         """The author closes the debate with conclusions (markdown), as an ``Update``."""
         record = await self.debate_record(debate_id)
         if not record.local:
-            refuse("not_author", 403, "only the author may close a debate")
+            refuse("not_author", "only the author may close a debate")
         check_can_close_debate(record.debate, self.actor_id(author), conclusions)
         _, html = self.render("conclusions", conclusions, CONCLUSIONS_MAX)
         now = self.now()

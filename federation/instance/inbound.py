@@ -103,7 +103,7 @@ class InboundActs(SupportActs, CommentActs, ProcessActs, ActsBase):
             await self.remember_remote_object(proposal)
             return
         if proposal.audience != self.group_id:
-            refuse("wrong_audience", 400, f"audience must be {self.group_id}, the process owner")
+            refuse("wrong_audience", f"audience must be {self.group_id}, the process owner")
         territory = await self.resident_territory(proposal.author)
         check_territory_eligible(process.process, Resident(proposal.author, territory))
         check_can_propose(process.process, self.judged_at(proposal.published))
@@ -189,7 +189,7 @@ class InboundActs(SupportActs, CommentActs, ProcessActs, ActsBase):
         if record is None or not record.active:
             return
         if record.actor != undo.actor:
-            refuse("not_author", 403, "only the voter may retract a vote")
+            refuse("not_author", "only the voter may retract a vote")
         async with transaction(self.db):
             await self.comments.retract_vote(vote_id, undo.id)
 
@@ -204,7 +204,7 @@ class InboundActs(SupportActs, CommentActs, ProcessActs, ActsBase):
         record = await self.proposal_record(support.proposal)
         process = await self.process_record(record.proposal.process)
         if not process.local:
-            refuse("not_owner", 409, "supports are counted by the process's owning instance")
+            refuse("not_owner", "supports are counted by the process's owning instance")
         doc = support_to_ap(support)
         early_undo = await self.proposals.undone_by(support.id)
         at = self.judged_at(support.published)
@@ -234,7 +234,7 @@ class InboundActs(SupportActs, CommentActs, ProcessActs, ActsBase):
                 await self.proposals.remember_undone(like_id, undo.id, undo.actor, time.time())
             return
         if record.actor != undo.actor:
-            refuse("not_author", 403, "only the supporter may withdraw a support")
+            refuse("not_author", "only the supporter may withdraw a support")
         if record.state == "withdrawn":
             return
         process = (await self.process_record(record.process_id)).process
@@ -249,7 +249,7 @@ class InboundActs(SupportActs, CommentActs, ProcessActs, ActsBase):
         """The owning Group answered a proposal known here: state and answer only."""
         record = await self.proposal_record(answer.proposal.id)
         if answer.group != record.proposal.audience:
-            refuse("not_owner", 403, f"only {record.proposal.audience} answers this proposal")
+            refuse("not_owner", f"only {record.proposal.audience} answers this proposal")
         if answer.group == self.group_id:
             return  # our own answer, come back through an Announce
         given = answer.proposal
@@ -334,7 +334,7 @@ class InboundActs(SupportActs, CommentActs, ProcessActs, ActsBase):
             return
         former_type, author, local = found
         if local or author != actor:
-            refuse("not_author", 403, "only the author may delete it")
+            refuse("not_author", "only the author may delete it")
         async with transaction(self.db):
             if former_type == "Proposal":
                 await self.proposals.delete_proposal(object_id)
@@ -389,7 +389,7 @@ def admits_official_answer(activity: Mapping[str, Any], actor: str) -> bool:
 
 def _require_owner(owner: str, actor: str) -> None:
     if owner != actor:
-        refuse("not_author", 403, f"only {owner} may change it")
+        refuse("not_author", f"only {owner} may change it")
 
 
 __all__ = ["InboundActs", "admits_official_answer"]

@@ -89,7 +89,7 @@ class ProcessActs(ActsBase):
         self.require_staff(by, "change processes")
         record = await self.process_record(process_id)
         if not record.local:
-            refuse("not_owner", 403, f"{process_id} belongs to {record.process.owner}")
+            refuse("not_owner", f"{process_id} belongs to {record.process.owner}")
         published = format_datetime(record.process.published)
         doc = self._document(draft, process_id, published, format_datetime(self.now()))
         process = _checked(doc)

@@ -88,7 +88,7 @@ class ProposalActs(ActsBase):
     async def _own_proposal(self, author: User, proposal_id: str) -> ProposalRecord:
         record = await self.proposal_record(proposal_id)
         if not record.local:
-            refuse("not_author", 403, "only the author may change a proposal")
+            refuse("not_author", "only the author may change a proposal")
         return record
 
     async def edit_proposal(
@@ -132,7 +132,7 @@ class ProposalActs(ActsBase):
         record = await self.proposal_record(proposal_id)
         proposal = record.proposal
         if proposal.audience != self.group_id:
-            refuse("not_owner", 403, f"only {proposal.audience} answers this proposal")
+            refuse("not_owner", f"only {proposal.audience} answers this proposal")
         new_state = check_can_answer(proposal.state, state, answer)
         now = self.now()
         answered = dataclasses.replace(

@@ -42,11 +42,31 @@ _STATE = (
     "already_voted",
 )  # fmt: skip
 _REQUEST = ("invalid_answer_state", "answer_required", "conclusions_required")
-# Every rule name and its HTTP status: the stable contract services and clients rely on.
-RULES: Mapping[str, int] = MappingProxyType(
+#: The rules the pure checks of this module raise (each has a refusal case in tests/test_rules).
+CHECK_RULES: Mapping[str, int] = MappingProxyType(
     dict.fromkeys(_WHO, FORBIDDEN)
     | dict.fromkeys(_STATE, CONFLICT)
     | dict.fromkeys(_REQUEST, INVALID)
+)
+#: Refusals the Deliberation service raises itself (``acts.refuse``), beyond the pure checks.
+SERVICE_RULES: Mapping[str, int] = MappingProxyType(
+    dict.fromkeys(("not_admin", "not_owner"), FORBIDDEN)
+    | {"no_vote_to_withdraw": CONFLICT, "wrong_audience": INVALID}
+)
+#: Refusals of inbound activities (``handlers*.Refused``, FEP-fe34 reasons of the inner
+#: activity of an Announce, FEP-8b32 proof failures) and of private reads (``readaccess``).
+FEDERATION_RULES: Mapping[str, int] = MappingProxyType(
+    dict.fromkeys(
+        ("origin_mismatch", "not_target", "not_authorised", "proof_signature_invalid",
+         "verification_method_not_owned", "supports_private", "not_addressed"),
+        FORBIDDEN,
+    )
+    | dict.fromkeys(("actor_unavailable", "object_unavailable"), CONFLICT)
+    | dict.fromkeys(("object_missing", "nested_announce", "unknown_actor", "no_inbox"), INVALID)
+)  # fmt: skip
+# Every rule name and its HTTP status: the stable contract services and clients rely on.
+RULES: Mapping[str, int] = MappingProxyType(
+    dict(CHECK_RULES) | dict(SERVICE_RULES) | dict(FEDERATION_RULES)
 )
 _TITLES = {FORBIDDEN: "Not allowed", CONFLICT: "Not possible now", INVALID: "Invalid request"}
 
@@ -372,6 +392,24 @@ def check_can_withdraw_proposal(proposal: Proposal, actor: str, *, final_support
         _refuse("already_withdrawn", "the proposal is already withdrawn")
     if final_supports > 0:
         _refuse("proposal_has_supports", f"the proposal already has {final_supports} supports")
+
+
+def check_can_delete_proposal(proposal: Proposal, actor: str, *, final_supports: int) -> None:
+    """By its author, before an official answer, while no final support counts for it.
+
+    Decidim has no deletion, only withdrawal, which ``:has_supports`` refuses
+    (withdraw_proposal.rb): a supported proposal keeps its record, and so does an answered one.
+    """
+    _require_author(proposal.author, actor, "delete a proposal")
+    if proposal.state.answered:
+        _refuse("proposal_answered", f"the proposal was answered ({proposal.state.value})")
+    if final_supports > 0:
+        _refuse("proposal_has_supports", f"the proposal already has {final_supports} supports")
+
+
+def check_can_delete(author: str, actor: str, what: str) -> None:
+    """A debate or a comment is deleted by its author only (``what`` names it)."""
+    _require_author(author, actor, f"delete {what}")
 
 
 def check_can_answer(
