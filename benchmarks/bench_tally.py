@@ -5,9 +5,12 @@ A seeded, Barcelona-sized stream: 73 instances in 10 districts, 22,600 verified 
 undos and a sprinkle of forged, late and unverified supports. Prints events/second for feeding
 an ``IncrementalTally`` one event at a time and for ``compute()`` from scratch, their ratio,
 and each one's peak memory (tracemalloc, measured in a separate pass because tracing slows
-Python down). Not a test: nothing here asserts a timing.
+Python down). It also times the restart path both ways: *before*, the rebuild fed every event
+one at a time (``feed``); *after*, ``IncrementalTally.from_inputs`` builds it in one pass.
+Not a test: nothing here asserts a timing.
 
-Run: ``.venv/bin/python benchmarks/bench_tally.py [--supports 200000] [--seed 2016]``.
+Run: ``.venv/bin/python benchmarks/bench_tally.py [--supports 200000] [--seed 2016]``; the
+summary is also written to ``benchmarks/results/tally.json``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 from federation.model import LangText, Phase, Process, SupportRules, Territory, TerritoryKind
@@ -42,6 +46,7 @@ OPEN = datetime(2026, 3, 1, tzinfo=UTC)
 CLOSE = OPEN + timedelta(weeks=10)
 PROCESS = "https://ajuntament.barri.example/processes/pam"
 T = TypeVar("T")
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def city(instances: int, districts: int) -> Roster:
@@ -186,6 +191,8 @@ def main() -> None:
     events = len(data.supports) + len(data.undos)
     feed_s, tally = timed(lambda: feed(data))
     read_s, fed = timed(tally.result)
+    bulk_s, bulk = timed(lambda: IncrementalTally.from_inputs(data))
+    bulk_read_s, rebuilt = timed(bulk.result)
     compute_s, computed = timed(lambda: compute(data))
     totals = computed.process(PROCESS)
     summary = {
@@ -194,19 +201,25 @@ def main() -> None:
         "counted": totals.supports,
         "participants": totals.participants,
         "anomalies": len(computed.anomalies),
-        "agree": fed == computed,
+        "agree": fed == computed == rebuilt,
         "incremental_events_per_s": round(events / feed_s),
         "compute_events_per_s": round(events / compute_s),
         "incremental_feed_s": round(feed_s, 2),
         "incremental_result_read_s": round(read_s, 2),
         "compute_s": round(compute_s, 2),
+        "rebuild_before_one_at_a_time_s": round(feed_s + read_s, 2),
+        "rebuild_after_bulk_s": round(bulk_s + bulk_read_s, 2),
+        "rebuild_speedup": round((feed_s + read_s) / (bulk_s + bulk_read_s), 2),
         "compute_over_incremental_rate": round((events / compute_s) / (events / feed_s), 2),
         "incremental_peak_mib": round(peak(lambda: feed(data)) / 2**20, 1),
         "compute_peak_mib": round(peak(lambda: compute(data)) / 2**20, 1),
+        "bulk_peak_mib": round(peak(lambda: IncrementalTally.from_inputs(data)) / 2**20, 1),
     }
     for key, value in summary.items():
         print(f"{key:>26}: {value}")
     print(json.dumps(summary))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "tally.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

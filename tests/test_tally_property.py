@@ -504,3 +504,40 @@ def test_remove_then_restore_is_a_round_trip(data: TallyInputs, removed: str) ->
     assert tally.result() == compute(replace(data, roster=data.roster.with_active(removed, True)))
     if data.roster.entry(removed).active:  # type: ignore[union-attr]
         assert tally.result() == before
+
+
+@SETTINGS
+@given(
+    data=tally_inputs(),
+    later=tally_inputs(),
+    detour=st.tuples(rosters(), residents()),
+    rng=st.randoms(use_true_random=False),
+)
+def test_the_bulk_rebuild_equals_feeding_and_keeps_updating(
+    data: TallyInputs,
+    later: TallyInputs,
+    detour: tuple[Roster, tuple[ResidentRecord, ...]],
+    rng: Any,
+) -> None:
+    """``from_inputs`` (one pass, the restart path) equals ``compute``, and events fed after it
+    keep it equal: its indexes are those the one-at-a-time path would have built."""
+    tally = IncrementalTally.from_inputs(data)
+    assert tally.result() == compute(data)
+    assert compute(tally.inputs()) == compute(data)
+    events: list[Any] = [*later.supports, *later.undos, *data.supports[:2], *data.undos[:2]]
+    rng.shuffle(events)
+    for event in events:
+        if isinstance(event, SupportEvent):
+            tally.add_support(event)
+        else:
+            tally.add_undo(event)
+    roster, people = detour
+    tally.set_roster(roster)
+    known = {r.actor: r.territory for r in people}
+    for actor in ACTORS:
+        tally.set_resident(actor, known.get(actor))
+    assert tally.result() == compute(tally.inputs())
+    tally.set_roster(data.roster)
+    for record in data.residents:
+        tally.set_resident(record.actor, record.territory)
+    assert tally.result() == compute(tally.inputs())

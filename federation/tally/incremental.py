@@ -16,7 +16,7 @@ from itertools import chain
 
 from federation.model import Territory
 
-from .engine import ProcessCounts, TallyResult, build_result, context_of
+from .engine import ProcessCounts, TallyResult, build_result, context_of, group_views
 from .records import (
     ProcessRecord,
     ProposalRecord,
@@ -59,20 +59,42 @@ class IncrementalTally:
 
     @classmethod
     def from_inputs(cls, inputs: TallyInputs) -> IncrementalTally:
-        """A tally fed with ``inputs``; conflicting records are refused as ``compute`` does."""
-        context_of(inputs)
+        """A tally holding ``inputs``, built in one pass as ``compute`` counts (a restart).
+
+        Equal to feeding every record and event one at a time, without re-evaluating a group
+        once per event: each like is screened once and each group combined once. Conflicting
+        records are refused as ``compute`` refuses them.
+        """
+        ctx = context_of(inputs)
         tally = cls(inputs.roster)
-        for process in inputs.processes:
-            tally.set_process(process)
-        for proposal in inputs.proposals:
-            tally.add_proposal(proposal)
-        for resident in inputs.residents:
-            tally.set_resident(resident.actor, resident.territory)
-        for support in inputs.supports:
-            tally.add_support(support)
+        tally._residents.update(ctx.residents)
+        tally._processes.update(ctx.processes)
+        for record in ctx.proposals.values():
+            tally._proposals[record.proposal] = record
+            tally._proposals_of.setdefault(record.process, {})[record.proposal] = record
         for undo in inputs.undos:
-            tally.add_undo(undo)
+            tally._undos.setdefault(undo.like_id, set()).add(undo)
+        for key, views in group_views(inputs.supports, inputs.undos, tally._ctx.origins).items():
+            tally._bulk_group(key, views)
         return tally
+
+    def _bulk_group(self, key: Key, views: list[LikeView]) -> None:
+        """Index one group's likes and count its outcome (``from_inputs`` only)."""
+        actor, process = key
+        members = self._members[key] = set()
+        for view in views:
+            self._views[view.like_id] = view
+            members.add(view.like_id)
+            for copy in view.copies:
+                self._by_proposal.setdefault(copy.proposal, set()).add(key)
+        self._by_actor.setdefault(actor, set()).add(key)
+        self._by_origin.setdefault(self._ctx.origins.blame(actor), set()).add(actor)
+        self._by_process.setdefault(process, set()).add(key)
+        outcome = combine(process, [self._screen(v.like_id) for v in views], self._ctx)
+        if outcome.counted:
+            self._counts.setdefault(process, ProcessCounts()).apply(outcome, 1)
+        if outcome.counted or outcome.anomalies:
+            self._outcomes[key] = outcome
 
     @property
     def roster(self) -> Roster:
