@@ -289,6 +289,68 @@ _0004_INSTANCE_DOMAIN = (
     """,
 )
 
+_0005_OAUTH_AND_CLIENT_KEYS = (
+    # Client ID Metadata Documents fetched for OAuth clients (a cache: refetched when stale).
+    """
+    CREATE TABLE oauth_clients (
+        client_id TEXT PRIMARY KEY,
+        document TEXT NOT NULL,
+        fetched_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    )
+    """,
+    # One resident's consent to one client; its code and tokens end with it (a reused code, a
+    # replayed refresh token). `id` is random and opaque.
+    """
+    CREATE TABLE oauth_grants (
+        id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        client_id TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    )
+    """,
+    # Authorization codes (SHA-256 only) with their PKCE S256 challenge; used once.
+    """
+    CREATE TABLE oauth_codes (
+        code_hash TEXT PRIMARY KEY,
+        grant_id TEXT NOT NULL REFERENCES oauth_grants (id) ON DELETE CASCADE,
+        redirect_uri TEXT NOT NULL,
+        code_challenge TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL
+    )
+    """,
+    # Access and refresh tokens (SHA-256 only); a refresh token is used once (rotation).
+    """
+    CREATE TABLE oauth_tokens (
+        token_hash TEXT PRIMARY KEY,
+        grant_id TEXT NOT NULL REFERENCES oauth_grants (id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('access', 'refresh')),
+        scope TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL,
+        last_used_at REAL,
+        revoked_at REAL
+    )
+    """,
+    "CREATE INDEX oauth_tokens_grant ON oauth_tokens (grant_id)",
+    # Ed25519 public keys only a resident's client holds (listed in the actor's assertionMethod).
+    """
+    CREATE TABLE client_keys (
+        key_id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        public_key_multibase TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    )
+    """,
+    "CREATE INDEX client_keys_user ON client_keys (user_id)",
+)
+
 #: The protocol tables every Barri server has: migration 1 of every server's sequence.
 PROTOCOL_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and inbox_messages", _0001_DELIVERIES_AND_INBOX),
@@ -300,6 +362,7 @@ INSTANCE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "instance accounts, verifications, census and tokens", _0002_INSTANCE_ACCOUNTS),
     Migration(3, "local actor keys", _0003_ACTOR_KEYS),
     Migration(4, "instance domain", _0004_INSTANCE_DOMAIN),
+    Migration(5, "oauth grants, codes, tokens and client keys", _0005_OAUTH_AND_CLIENT_KEYS),
 )
 
 #: The protocol-only sequence, kept for callers that need just the queue and inbox tables.
