@@ -49,11 +49,28 @@ def refuse(rule: str, detail: str) -> NoReturn:
     raise RuleViolation(rule, RULES[rule], detail)
 
 
-def invalid(field: str, detail: str, *, status: int = 422) -> NoReturn:
-    """Raise the problem for bad input, naming the field (reason ``invalid_input``)."""
+def invalid(
+    field: str, detail: str, *, status: int = 422, rule: str | None = None, limit: int | None = None
+) -> NoReturn:
+    """Raise the problem for bad input, naming the field (reason ``invalid_input``).
+
+    ``rule`` and ``limit`` name the content rule that refused it (``too_long`` and its limit),
+    so a page can say exactly what to change.
+    """
+    extra: dict[str, Any] = {}
+    if rule is not None:
+        extra["rule"] = rule
+    if limit is not None:
+        extra["limit"] = limit
     raise Problem(
-        status, "Invalid input", f"{field}: {detail}", reason="invalid_input", field=field
-    )
+        status, "Invalid input", f"{field}: {detail}", reason="invalid_input", field=field,
+        **extra,
+    )  # fmt: skip
+
+
+def invalid_content(exc: ContentError) -> NoReturn:
+    """Raise a content rule's refusal as a 400 ``invalid_input`` keeping its rule and limit."""
+    invalid(exc.field, exc.detail, status=400, rule=exc.rule, limit=exc.limit)
 
 
 def not_found(kind: str, object_id: str) -> NoReturn:
@@ -210,7 +227,7 @@ class ActsBase:
             text = normalise_text(name, field)
             check_length(field, text, NAME_MAX)
         except ContentError as exc:
-            invalid(exc.field, exc.detail, status=400)
+            invalid_content(exc)
         if not text:
             invalid(field, "must not be empty", status=400)
         return text
@@ -222,7 +239,7 @@ class ActsBase:
         try:
             source, html = render_field(field, markdown, source_limit)
         except ContentError as exc:
-            invalid(exc.field, exc.detail, status=400)
+            invalid_content(exc)
         if not source:
             invalid(field, "must not be empty", status=400)
         return source, html.strip()

@@ -165,6 +165,15 @@ class CommentActs(ActsBase):
             write=write,
         )
 
+    async def get_comment(self, comment_id: str) -> Comment | None:
+        """A comment known here (local or remote); None once deleted."""
+        record = await self.comments.get_comment(comment_id)
+        return None if record is None or record.deleted else record.comment
+
+    async def my_comment_votes(self, voter: User, root_id: str) -> dict[str, bool]:
+        """The resident's live votes in a thread: comment id → True (up) or False (down)."""
+        return await self.comments.votes_in_thread(self.actor_id(voter), root_id)
+
     async def thread(self, root_id: str) -> list[ThreadEntry]:
         """The comments under a proposal or debate, depth-first, siblings by ``published``."""
         entries = await self.comments.thread_comments(root_id)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from activitypub.collections import PageRequest, PageResult
 from federation.instance.acts import ActsBase, not_found, refuse
 from federation.instance.content import CONCLUSIONS_MAX
 from federation.instance.ports import User
 from federation.instance.rules import check_can_close_debate, check_can_debate
 from federation.model import Debate, LangText
 from federation.store.domain import DebateRecord
+from federation.store.paging import first_page
 from federation.vocab.debate import debate_to_ap
 
 
@@ -83,3 +85,9 @@ class DebateActs(ActsBase):
         """A debate known here."""
         record = await self.domain.get_debate(debate_id)
         return None if record is None else record.debate
+
+    async def list_debates(
+        self, process_id: str | None, *, page: PageRequest | None = None
+    ) -> PageResult:
+        """A process's debates (None: those outside any process), newest first (items: Debate)."""
+        return await self.domain.page_debates(process_id, page or first_page())

@@ -177,6 +177,16 @@ class CommentStore:
         )
         return None if row is None else _vote(row)
 
+    async def votes_in_thread(self, actor: str, root_id: str) -> dict[str, bool]:
+        """The actor's live votes on the comments under a root: comment id → up (True)."""
+        rows = await self.db.execute_fetchall(
+            "SELECT v.comment_id, v.weight FROM comment_votes v"
+            " JOIN comments c ON c.id = v.comment_id"
+            " WHERE v.actor = ? AND v.active = 1 AND c.root_id = ? AND c.deleted = 0",
+            (actor, root_id),
+        )
+        return {str(row[0]): int(row[1]) == 1 for row in rows}
+
     async def get_vote(self, vote_id: str) -> VoteRecord | None:
         """A comment vote by its activity id."""
         row = await fetch_one(

@@ -26,6 +26,7 @@ from federation.instance.web.pages import (
 )
 from federation.instance.web.render import PAGES, make_kit
 from federation.instance.web.visit import page
+from federation.instance.web.votes import add_vote_routes
 
 __all__ = ["PAGES", "setup_pages"]
 
@@ -39,6 +40,7 @@ def setup_pages(app: web.Application) -> None:
     add_account_routes(app)
     add_action_routes(app)
     add_admin_routes(app)
+    add_vote_routes(app)
     register_html(app, "process", object_renderer(process_page))
     register_html(app, "proposal", object_renderer(proposal_page))
     register_html(app, "debate", object_renderer(debate_page))

@@ -1,4 +1,4 @@
-"""The forms that act: new proposal, support and its withdrawal, comments, closing a debate.
+"""The forms that act: new proposal or debate, support and its withdrawal, comments, closing.
 
 Each POST is CSRF-checked by :func:`~.visit.form`, calls exactly one Deliberation method, and
 answers 303 to the object's page (Post/Redirect/Get). A refusal re-renders the page with the
@@ -30,7 +30,7 @@ from federation.instance.web.visit import (
 from federation.model import Alignment
 
 
-def _object_id(visit: Visit, collection: str) -> str:
+def form_object_id(visit: Visit, collection: str) -> str:
     """The id a form route names: ``{base}/{collection}/{id}``, or ``?id=`` on /remote routes."""
     local = visit.request.match_info.get("id")
     if local is not None:
@@ -56,7 +56,7 @@ def _too_long(visit: Visit, value: str, limit: int) -> str | None:
 async def _new_proposal_form(
     visit: Visit, *, error: str | None = None, status: int = 200
 ) -> web.Response:
-    process_id = _object_id(visit, "processes")
+    process_id = form_object_id(visit, "processes")
     process = await deliberation(visit).get_process(process_id)
     if process is None:
         raise PageError(404, "error.not_found")
@@ -94,11 +94,62 @@ async def new_proposal_submit(visit: Visit) -> web.StreamResponse:
         return await _new_proposal_form(visit, error=problem, status=422)
     try:
         proposal = await deliberation(visit).create_proposal(
-            user, _object_id(visit, "processes"), name=name, body_markdown=body
+            user, form_object_id(visit, "processes"), name=name, body_markdown=body
         )
     except SERVICE_ERRORS as exc:
         return await _new_proposal_form(visit, error=explain(visit, exc), status=status_of(exc))
     return _done(visit, proposal.id, "proposal_created")
+
+
+# -- new debate ------------------------------------------------------------------------------
+
+
+async def _new_debate_form(
+    visit: Visit, *, error: str | None = None, status: int = 200
+) -> web.Response:
+    process_id = form_object_id(visit, "processes")
+    process = await deliberation(visit).get_process(process_id)
+    if process is None:
+        raise PageError(404, "error.not_found")
+    return visit.render(
+        "debate_new.html",
+        status=status,
+        process=process,
+        process_url=visit.kit.page_path(process.id),
+        action=visit.kit.action_url(process.id, "processes", "debates/new"),
+        error=error,
+        name=visit.field("name"),
+        body=visit.field("body"),
+        name_max=NAME_MAX,
+        body_max=SOURCE_MAX,
+    )
+
+
+async def new_debate_page(visit: Visit) -> web.StreamResponse:
+    """GET /processes/{id}/debates/new: the form (log in first)."""
+    if visit.user is None:
+        return visit.login_redirect()
+    return await _new_debate_form(visit)
+
+
+async def new_debate_submit(visit: Visit) -> web.StreamResponse:
+    """POST /processes/{id}/debates/new → Deliberation.create_debate → the debate."""
+    user = visit.require_user()
+    name, body = visit.field("name").strip(), visit.field("body").strip()
+    problem = (
+        (visit.t("error.required") if not name or not body else None)
+        or _too_long(visit, name, NAME_MAX)
+        or _too_long(visit, body, SOURCE_MAX)
+    )
+    if problem:
+        return await _new_debate_form(visit, error=problem, status=422)
+    try:
+        debate = await deliberation(visit).create_debate(
+            user, form_object_id(visit, "processes"), name=name, body_markdown=body
+        )
+    except SERVICE_ERRORS as exc:
+        return await _new_debate_form(visit, error=explain(visit, exc), status=status_of(exc))
+    return _done(visit, debate.id, "debate_created")
 
 
 # -- supports and withdrawal -----------------------------------------------------------------
@@ -106,7 +157,7 @@ async def new_proposal_submit(visit: Visit) -> web.StreamResponse:
 
 async def support_submit(visit: Visit) -> web.StreamResponse:
     """POST /proposals/{id}/support → Deliberation.support."""
-    user, proposal_id = visit.require_user(), _object_id(visit, "proposals")
+    user, proposal_id = visit.require_user(), form_object_id(visit, "proposals")
     try:
         await deliberation(visit).support(user, proposal_id)
     except SERVICE_ERRORS as exc:
@@ -116,7 +167,7 @@ async def support_submit(visit: Visit) -> web.StreamResponse:
 
 async def unsupport_submit(visit: Visit) -> web.StreamResponse:
     """POST /proposals/{id}/unsupport → Deliberation.withdraw_support."""
-    user, proposal_id = visit.require_user(), _object_id(visit, "proposals")
+    user, proposal_id = visit.require_user(), form_object_id(visit, "proposals")
     try:
         await deliberation(visit).withdraw_support(user, proposal_id)
     except SERVICE_ERRORS as exc:
@@ -126,7 +177,7 @@ async def unsupport_submit(visit: Visit) -> web.StreamResponse:
 
 async def withdraw_submit(visit: Visit) -> web.StreamResponse:
     """POST /proposals/{id}/withdraw → Deliberation.withdraw_proposal (its author only)."""
-    user, proposal_id = visit.require_user(), _object_id(visit, "proposals")
+    user, proposal_id = visit.require_user(), form_object_id(visit, "proposals")
     try:
         await deliberation(visit).withdraw_proposal(user, proposal_id)
     except SERVICE_ERRORS as exc:
@@ -183,7 +234,7 @@ def _comment_form_back(visit: Visit, error: str) -> dict[str, str | None]:
 
 async def proposal_comment_submit(visit: Visit) -> web.StreamResponse:
     """POST /proposals/{id}/comment → Deliberation.comment (a reply when ``parent`` is set)."""
-    proposal_id = _object_id(visit, "proposals")
+    proposal_id = form_object_id(visit, "proposals")
     refused = await _comment(visit, proposal_id)
     if refused is not None:
         status, error = refused
@@ -195,7 +246,7 @@ async def proposal_comment_submit(visit: Visit) -> web.StreamResponse:
 
 async def debate_comment_submit(visit: Visit) -> web.StreamResponse:
     """POST /debates/{id}/comment → Deliberation.comment."""
-    debate_id = _object_id(visit, "debates")
+    debate_id = form_object_id(visit, "debates")
     refused = await _comment(visit, debate_id)
     if refused is not None:
         status, error = refused
@@ -207,7 +258,7 @@ async def debate_comment_submit(visit: Visit) -> web.StreamResponse:
 
 async def close_debate_submit(visit: Visit) -> web.StreamResponse:
     """POST /debates/{id}/close → Deliberation.close_debate (its author, with conclusions)."""
-    user, debate_id = visit.require_user(), _object_id(visit, "debates")
+    user, debate_id = visit.require_user(), form_object_id(visit, "debates")
     conclusions = visit.field("conclusions").strip()
     error = (visit.t("error.required") if not conclusions else None) or _too_long(
         visit, conclusions, CONCLUSIONS_MAX
@@ -229,6 +280,8 @@ def add_action_routes(app: web.Application) -> None:
     """Routes of the acting forms (sub-paths of the objects, never their ids)."""
     app.router.add_get("/processes/{id}/proposals/new", page(new_proposal_page))
     app.router.add_post("/processes/{id}/proposals/new", form(new_proposal_submit))
+    app.router.add_get("/processes/{id}/debates/new", page(new_debate_page))
+    app.router.add_post("/processes/{id}/debates/new", form(new_debate_submit))
     app.router.add_post("/proposals/{id}/support", form(support_submit))
     app.router.add_post("/proposals/{id}/unsupport", form(unsupport_submit))
     app.router.add_post("/proposals/{id}/withdraw", form(withdraw_submit))
@@ -239,6 +292,8 @@ def add_action_routes(app: web.Application) -> None:
     app.router.add_get(REMOTE_PATH, page(remote_page))
     app.router.add_get(REMOTE_PATH + "/processes/proposals/new", page(new_proposal_page))
     app.router.add_post(REMOTE_PATH + "/processes/proposals/new", form(new_proposal_submit))
+    app.router.add_get(REMOTE_PATH + "/processes/debates/new", page(new_debate_page))
+    app.router.add_post(REMOTE_PATH + "/processes/debates/new", form(new_debate_submit))
     app.router.add_post(REMOTE_PATH + "/proposals/support", form(support_submit))
     app.router.add_post(REMOTE_PATH + "/proposals/unsupport", form(unsupport_submit))
     app.router.add_post(REMOTE_PATH + "/proposals/comment", form(proposal_comment_submit))

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 import federation.instance.app as instance_app
-from activitypub.collections import PageResult, parse_page_request
+from activitypub.collections import PageRequest, PageResult, parse_page_request
 from federation.instance.content import COMMENT_SOURCE_MAX, CONCLUSIONS_MAX
 from federation.instance.deliberation import Deliberation
 from federation.instance.rules import MAX_DEPTH, active_phase
@@ -67,6 +67,14 @@ def propose_url(visit: Visit, process: Process) -> str | None:
     return visit.kit.action_url(process.id, "processes", "proposals/new")
 
 
+def new_debate_url(visit: Visit, process: Process) -> str | None:
+    """Where to open a debate in ``process``, when its current phase takes them."""
+    phase = active_phase(process, deliberation(visit).now())
+    if phase is None or not phase.allows_debates:
+        return None
+    return visit.kit.action_url(process.id, "processes", "debates/new")
+
+
 def object_links(visit: Visit, object_id: str, collection: str) -> dict[str, Any]:
     """What a page needs to link to itself and post its forms (local or remote object)."""
     here = visit.kit.page_path(object_id)
@@ -102,18 +110,29 @@ async def index_page(visit: Visit) -> web.StreamResponse:
 # -- process ---------------------------------------------------------------------------------
 
 
-async def _proposal_page(visit: Visit, process_id: str) -> PageResult:
+def _page_request(visit: Visit, prefix: str = "") -> PageRequest | None:
+    """The page a process page asks for: ``after``/``before`` (proposals) or, with ``prefix``,
+    ``debates_after``/``debates_before``; a bad cursor is a 400 page."""
+    query = visit.request.query
+    wanted = {key: query[prefix + key] for key in ("after", "before", "limit")
+              if prefix + key in query}  # fmt: skip
     try:
-        page = parse_page_request(visit.request.query, key_shape=SEQ_SHAPE)
+        return parse_page_request(wanted, key_shape=SEQ_SHAPE)
     except ValueError as exc:
         raise PageError(400, "error.http") from exc
-    return await deliberation(visit).list_proposals(process_id, page=page)
 
 
 def _page_link(visit: Visit, process_id: str, direction: str, cursor: str | None) -> str | None:
     if cursor is None:
         return None
     return with_query(visit.kit.page_path(process_id), **{direction: cursor})
+
+
+def _paging(visit: Visit, process_id: str, result: PageResult, prefix: str = "") -> dict[str, Any]:
+    return {
+        f"{prefix}older_url": _page_link(visit, process_id, prefix + "after", result.next_cursor),
+        f"{prefix}newer_url": _page_link(visit, process_id, prefix + "before", result.prev_cursor),
+    }
 
 
 async def process_page(visit: Visit, process_id: str) -> web.StreamResponse:
@@ -127,11 +146,12 @@ async def process_view(visit: Visit, process_id: str) -> web.StreamResponse:
     process = await service.get_process(process_id)
     if process is None:
         raise PageError(404, "error.not_found")
-    page = await _proposal_page(visit, process_id)
+    page = await service.list_proposals(process_id, page=_page_request(visit))
     proposals = [
         {"proposal": p, "url": visit.kit.page_path(p.id), "supports": await _count(service, p)}
         for p in page.items
     ]
+    debates = await service.list_debates(process_id, page=_page_request(visit, "debates_"))
     return visit.render(
         "process.html",
         process=process,
@@ -142,9 +162,12 @@ async def process_view(visit: Visit, process_id: str) -> web.StreamResponse:
         rules_in_words=rules_in_words(visit.t, process),
         proposals=proposals,
         propose_url=propose_url(visit, process),
-        older_url=_page_link(visit, process.id, "after", page.next_cursor),
-        newer_url=_page_link(visit, process.id, "before", page.prev_cursor),
+        debates=[{"debate": d, "url": visit.kit.page_path(d.id)} for d in debates.items],
+        new_debate_url=new_debate_url(visit, process),
+        done=done_notice(visit),
         here=visit.kit.page_path(process.id),
+        **_paging(visit, process.id, page),
+        **_paging(visit, process.id, debates, "debates_"),
     )
 
 
@@ -158,7 +181,9 @@ async def _count(service: Deliberation, proposal: Proposal) -> int:
 
 
 async def _thread_context(visit: Visit, root_id: str, **form: Any) -> dict[str, Any]:
-    thread = build_thread(await deliberation(visit).thread(root_id))
+    service = deliberation(visit)
+    thread = build_thread(await service.thread(root_id))
+    user = visit.user
     reply_to = form.pop("reply_to", None) or visit.request.query.get("reply_to")
     target = thread.by_id.get(reply_to or "")
     return {
@@ -172,6 +197,9 @@ async def _thread_context(visit: Visit, root_id: str, **form: Any) -> dict[str, 
         "comment_alignment": form.pop("comment_alignment", Alignment.NEUTRAL.value),
         "comment_max": COMMENT_SOURCE_MAX,
         "alignments": ALIGNMENTS,
+        # The resident's own votes (comment id -> up?) and where the vote forms post.
+        "my_votes": await service.my_comment_votes(user, root_id) if user else {},
+        "vote_url": lambda comment_id, action: visit.kit.action_url(comment_id, "comments", action),
     }
 
 
@@ -249,6 +277,16 @@ async def debate_view(
 async def debate_page(visit: Visit, debate_id: str) -> web.StreamResponse:
     """GET a debate id from a browser."""
     return await debate_view(visit, debate_id)
+
+
+async def root_view(visit: Visit, root_id: str, *, status: int = 200, **form: Any) -> web.Response:
+    """The page of a thread's root (a proposal or a debate), e.g. after a refused vote."""
+    service = deliberation(visit)
+    if await service.get_proposal(root_id) is not None:
+        return await proposal_view(visit, root_id, status=status, **form)
+    if await service.get_debate(root_id) is not None:
+        return await debate_view(visit, root_id, status=status, **form)
+    raise PageError(404, "error.not_found")
 
 
 # -- comments and deleted objects ------------------------------------------------------------

@@ -16,7 +16,7 @@ from federation.store.comments import ThreadEntry
 #: ``?done=`` values that show a confirmation after a redirect (Post/Redirect/Get).
 DONE = frozenset(
     {"proposal_created", "supported", "unsupported", "commented", "withdrawn", "closed",
-     "answered"}
+     "answered", "debate_created", "voted", "unvoted", "deleted"}
 )  # fmt: skip
 
 

@@ -253,7 +253,8 @@ def status_of(exc: ServiceError) -> int:
 def explain(visit: Visit, exc: ServiceError) -> str:
     """A refusal in the visitor's language: the rule's message, else the service's own detail."""
     if isinstance(exc, Problem):
-        rule = exc.extensions.get("reason") or exc.extensions.get("rule")
+        # A content rule (``too_long``) inside ``invalid_input`` is the more exact of the two.
+        rule = exc.extensions.get("rule") or exc.extensions.get("reason")
         limit = exc.extensions.get("limit")
         detail = exc.detail or exc.title
     else:
