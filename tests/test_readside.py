@@ -44,6 +44,7 @@ from federation.vocab.process import process_from_ap, process_to_ap
 from federation.vocab.proposal import proposal_to_ap
 from federation.vocab.support import support_to_ap
 from tests.apnode import NodeState, start_node
+from tests.html_browser import assert_accessible
 from tests.instance_fixtures import T0, iso, process_draft
 
 AS2 = "application/activity+json"
@@ -328,6 +329,40 @@ async def test_browsers_get_the_registered_page_and_clients_get_json(seeded: See
     # The renderer is only asked about ids that exist.
     status, _, _ = await get(seeded.config.base_url + "/proposals/missing", accept=BROWSER)
     assert status == 404 and seeded.rendered == [proposal]
+
+
+async def test_unknown_ids_are_an_html_404_for_browsers_and_problem_json_for_as2(
+    seeded: Seeded,
+) -> None:
+    base = seeded.config.base_url
+    paths = ("processes", "proposals", "debates", "comments", "activities", "supports", "votes")
+    for path in paths:
+        url = f"{base}/{path}/nope"
+        status, page, content_type = await get(
+            url, accept=BROWSER, headers={"Accept-Language": "en"}
+        )
+        assert (status, content_type.split(";")[0]) == (404, "text/html"), url
+        assert isinstance(page, str)
+        shown = assert_accessible(page)
+        assert "There is nothing here." in shown.text and shown.headings[0][1] == "Not found"
+        for accept in (AS2, "*/*", ""):
+            status, problem, content_type = await get(url, accept=accept)
+            assert (status, content_type) == (404, "application/problem+json"), (url, accept)
+            assert isinstance(problem, dict) and problem["status"] == 404
+    # What exists is still served, and a known id never reaches the 404 page.
+    status, page, _ = await get(seeded.process.id, accept=BROWSER)
+    assert status == 200 and isinstance(page, str) and "There is nothing here" not in page
+
+
+async def test_without_a_not_found_page_browsers_get_the_problem(
+    config: InstanceConfig,
+) -> None:
+    def prepare(app: web.Application) -> None:
+        app.get(HTML_RENDERERS, {}).pop("not_found", None)
+
+    async with running(config, prepare):
+        status, _, content_type = await get(config.base_url + "/proposals/nope", accept=BROWSER)
+        assert (status, content_type) == (404, "application/problem+json")
 
 
 async def test_a_deleted_id_answers_410_with_its_tombstone(seeded: Seeded) -> None:

@@ -51,8 +51,9 @@ HtmlRenderer = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 HtmlRegistry = dict[str, HtmlRenderer]
 HTML_RENDERERS: web.AppKey[HtmlRegistry] = web.AppKey("barri.html_renderers", HtmlRegistry)
 
-#: Kinds an HTML renderer may be registered for (issue 4 "Pages").
-KINDS = ("process", "proposal", "debate", "comment", "tombstone")
+#: Kinds an HTML renderer may be registered for (issue 4 "Pages"); ``not_found`` draws the
+#: 404 page for an object id this instance does not know (the renderer answers 404 itself).
+KINDS = ("process", "proposal", "debate", "comment", "tombstone", "not_found")
 _PATHS = {"process": "processes", "proposal": "proposals", "debate": "debates",
           "comment": "comments"}  # fmt: skip
 _ACTIVITY_PATHS = ("activities", "supports", "votes")
@@ -70,7 +71,8 @@ PageLoader = Callable[[PageRequest], Awaitable[PageResult]]
 def register_html(app: web.Application, kind: str, renderer: HtmlRenderer) -> None:
     """Serve ``kind`` objects to browsers with ``renderer(request, object_id)`` (RFC 9110 §12).
 
-    Call before the app starts (``setup_pages``); the renderer is only called for ids that exist.
+    Call before the app starts (``setup_pages``); the renderer is only called for ids that exist,
+    except the ``not_found`` one, called for ids that do not (it must answer 404).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
@@ -138,6 +140,14 @@ def _not_found(object_id: str) -> Problem:
     return Problem(404, "Not Found", f"There is nothing at {object_id} on this instance.")
 
 
+async def _missing(request: web.Request, object_id: str) -> web.StreamResponse:
+    """404 for an unknown id: the pages' HTML for browsers, problem+json for everyone else."""
+    renderer = _renderer(request, "not_found")
+    if renderer is None:
+        raise _not_found(object_id)
+    return await renderer(request, object_id)
+
+
 # --- objects ----------------------------------------------------------------------------------
 
 
@@ -194,7 +204,7 @@ def _object_handler(
             return gone
         document = await load(request.app, object_id)
         if document is None:
-            raise _not_found(object_id)
+            return await _missing(request, object_id)
         renderer = _renderer(request, kind)
         if renderer is not None:
             return await renderer(request, object_id)
@@ -211,7 +221,7 @@ async def _activity(request: web.Request) -> web.StreamResponse:
         return gone
     stored = await OutboxStore(request.app[instance_app.DB]).get_activity(activity_id)
     if stored is None:
-        raise _not_found(activity_id)
+        return await _missing(request, activity_id)
     if not stored.public:
         readers = activity_readers(stored.document)
         await require_reader(request, readers, private_reason(stored.document))

@@ -19,6 +19,7 @@ from federation.instance.web.pages import (
     comment_page,
     debate_page,
     index_page,
+    not_found_page,
     object_renderer,
     process_page,
     proposal_page,
@@ -46,3 +47,4 @@ def setup_pages(app: web.Application) -> None:
     register_html(app, "debate", object_renderer(debate_page))
     register_html(app, "comment", object_renderer(comment_page))
     register_html(app, "tombstone", object_renderer(tombstone_page))
+    register_html(app, "not_found", object_renderer(not_found_page))

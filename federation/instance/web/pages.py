@@ -303,6 +303,11 @@ async def tombstone_page(visit: Visit, object_id: str) -> web.StreamResponse:
     return visit.render("gone.html", status=410)
 
 
+async def not_found_page(visit: Visit, object_id: str) -> web.StreamResponse:
+    """GET an id this instance does not know, from a browser: the 404 page."""
+    raise PageError(404, "error.not_found")
+
+
 # -- objects of other instances --------------------------------------------------------------
 
 
