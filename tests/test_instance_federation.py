@@ -26,7 +26,7 @@ from activitypub import as2
 from activitypub.runtime import FEDERATION
 from activitypub.storage import InboxRecord
 from federation.config import InstanceConfig
-from federation.instance.app import ACCOUNTS, DB, DELIBERATION, create_app
+from federation.instance.app import ACCOUNTS, ACTORS, DB, DELIBERATION, create_app
 from federation.instance.deliberation import Deliberation
 from federation.instance.handlers import INBOUND, InboundHandlers
 from federation.instance.ports import Role, User
@@ -325,6 +325,29 @@ async def test_supports_collection_is_private_across_instances(city: City) -> No
     # A Mastodon user does not.
     status, refused = await signed_get(url, city.mastodon.keys["alice"])
     assert (status, refused["reason"]) == (403, "supports_private")
+
+    # The city counts supports of the Gràcia resident's proposal too: a Raval resident's as well.
+    b = city.raval
+    await b.observer.wait(of_type("Announce", actor=c.group))
+    rita = await b.resident("rita", "01")
+    rita_support = await b.deliberation.support(rita, proposal.id)
+    await c.observer.wait(of_type("Like", actor=b.actor("rita")))
+    assert await c.deliberation.support_count(proposal.id) == 2
+    # {process}/supports at the owner lists every support it counts, received ones included.
+    process_url = city.process.id + "/supports"
+    status, problem, _ = await get(process_url)
+    assert isinstance(problem, dict) and (status, problem["reason"]) == (403, "supports_private")
+    status, collection = await signed_get(process_url, city.mastodon.keys["instance"])
+    assert (status, collection["totalItems"]) == (200, 2)
+    status, page = await signed_get(collection["first"], city.mastodon.keys["instance"])
+    assert page["orderedItems"] == [rita_support.id, support.id]
+    # The owner's own server actor may read it; another instance's server actor may not.
+    fetched = await fetcher.get_json(process_url, accept="application/activity+json", signed=True)
+    assert fetched.document["totalItems"] == 2
+    gracia_server = await a.app[ACTORS].keys_for(a.app[ACTORS].application_id)
+    status, refused = await signed_get(process_url, gracia_server)
+    assert (status, refused["reason"]) == (403, "supports_private")
+    no_refusals(c, a, b)
 
 
 async def test_the_city_groups_followers_and_outbox(city: City) -> None:

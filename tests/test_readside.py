@@ -24,7 +24,7 @@ from activitypub import as2
 from activitypub.httpsig import sign_request
 from activitypub.runtime import FEDERATION, LocalKeys
 from federation.config import InitOptions, InstanceConfig, load_config, write_instance_config
-from federation.instance.app import ACTORS, DB, create_app
+from federation.instance.app import ACCOUNTS, ACTORS, DB, create_app
 from federation.instance.readside import (
     HTML_RENDERERS,
     prefers_html,
@@ -558,3 +558,95 @@ async def test_outbox_lists_public_activities_verbatim(seeded: Seeded, remote: N
     followers, ids = await walk(group + "/followers")
     assert followers["totalItems"] == 1 and ids == [remote.actor_id("alice")]
     assert app[FEDERATION] is not None
+
+
+# --- {process}/supports at the process's owner ---------------------------------------------------
+
+
+async def store_support(
+    seeded: Seeded, proposal: Proposal, actor: str, like_id: str, *, state: str, local: bool
+) -> str:
+    """A support of ``proposal`` in ``state``, given here (``local``) or received."""
+    support = Support(
+        id=like_id, actor=actor, proposal=proposal.id, published=T0 + timedelta(days=30),
+        to=(proposal.audience, *seeded.config.report_to),
+    )  # fmt: skip
+    db = seeded.server.app[DB]
+    async with transaction(db):
+        await ProposalStore(db).add_support(
+            support, support_to_ap(support), process_id=proposal.process, local=local,
+            state=state,
+        )  # fmt: skip
+        await ProposalStore(db).refresh_counts([proposal.id])
+    return like_id
+
+
+async def test_the_owner_lists_every_support_it_counts_in_a_process(
+    seeded: Seeded, remote: NodeState
+) -> None:
+    base, db, app = seeded.config.base_url, seeded.server.app[DB], seeded.server.app
+    # A proposal by a resident of another instance, into our process: counted here too.
+    foreign = make_proposal(remote.origin, seeded.process, "afar", author=remote.actor_id("bob"))
+    other = make_process(seeded.config, "p2")
+    elsewhere = make_proposal(base, other, "other")
+    async with transaction(db):
+        await ProposalStore(db).put_proposal(foreign, proposal_to_ap(foreign), local=False)
+        await DomainStore(db).put_process(
+            other, process_to_ap(other), local=True, supports_from=None
+        )
+        await ProposalStore(db).put_proposal(elsewhere, proposal_to_ap(elsewhere), local=True)
+    counted = [
+        await store_support(seeded, seeded.proposals[0], f"{base}/users/u0", f"{base}/supports/a",
+                            state="final", local=True),
+        await store_support(seeded, foreign, remote.actor_id("alice"), remote.origin + "/likes/1",
+                            state="final", local=False),
+        await store_support(seeded, seeded.proposals[1], f"{base}/users/u1", f"{base}/supports/b",
+                            state="final", local=True),
+    ]  # fmt: skip
+    # Not counted: a temporary support (below the minimum), a withdrawn one, another process's.
+    await store_support(seeded, seeded.proposals[2], f"{base}/users/u2", f"{base}/supports/t",
+                        state="temporary", local=True)  # fmt: skip
+    await store_support(seeded, foreign, remote.actor_id("bob"), remote.origin + "/likes/2",
+                        state="withdrawn", local=False)  # fmt: skip
+    await store_support(seeded, elsewhere, f"{base}/users/u0", f"{base}/supports/o",
+                        state="final", local=True)  # fmt: skip
+    url = seeded.process.id + "/supports"
+
+    status, problem, _ = await get(url)
+    assert isinstance(problem, dict) and (status, problem["reason"]) == (403, "supports_private")
+    status, problem = await signed_get(url, remote.keys["alice"])  # a supporter, not a reader
+    assert (status, problem["reason"]) == (403, "supports_private")
+    await app[ACCOUNTS].create_user("ana", "correct horse battery")
+    resident = await app[ACTORS].keys_for(app[ACTORS].person_id("ana"))
+    status, problem = await signed_get(url, resident)  # our own resident is no reader either
+    assert (status, problem["reason"]) == (403, "supports_private")
+
+    own_server = await app[ACTORS].keys_for(app[ACTORS].application_id)
+    for reader in (remote.keys["instance"], own_server):  # the aggregator, our server actor
+        status, collection = await signed_get(url, reader)
+        assert (status, collection["type"], collection["totalItems"]) == (
+            200, "OrderedCollection", 3,
+        )  # fmt: skip
+        ids: list[str] = []
+        link: str | None = collection["first"] + "&limit=2"
+        while link:
+            status, page = await signed_get(link, reader)
+            assert status == 200 and page["partOf"] == url
+            ids.extend(page["orderedItems"])
+            link = page.get("next")
+        assert ids == list(reversed(counted))  # newest first, ids only
+
+    # The other process lists its own; a process cached from elsewhere has none here.
+    status, collection = await signed_get(other.id + "/supports", own_server)
+    assert (status, collection["totalItems"]) == (200, 1)
+    cached = dataclasses.replace(
+        seeded.process, id=remote.origin + "/processes/city", owner=remote.actor_id("bob")
+    )
+    async with transaction(db):
+        await DomainStore(db).put_process(
+            cached, process_to_ap(cached), local=False, supports_from=None
+        )
+    status, problem, content_type = await get(cached.id + "/supports")
+    assert (status, content_type) == (404, "application/problem+json")
+    status, problem = await signed_get(base + "/processes/nope/supports", own_server)
+    assert status == 404

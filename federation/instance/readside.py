@@ -4,8 +4,9 @@ DESIGN.md §6 "Backfill" and issue 4 "Read side". An object id answers AS2 JSON 
 or, when the client ranks HTML higher, the page HD's renderer draws for that kind; a deleted id
 answers 410 with its Tombstone (ActivityPub §6.4). Collections are OrderedCollections with cursor
 paging over the store's ``seq`` (:mod:`activitypub.collections`). Who supported what is private
-(DESIGN.md §6): support Likes and ``{proposal}/supports`` are readable only with a signed GET by
-the owning Group (or its server's instance actor) or a configured aggregator.
+(DESIGN.md §6): support Likes, ``{proposal}/supports`` and, at the process's owner,
+``{process}/supports`` are readable only with a signed GET by the owning Group (or its
+server's instance actor) or a configured aggregator.
 """
 
 from __future__ import annotations
@@ -18,34 +19,28 @@ from aiohttp import web
 from activitypub.collections import (
     PageRequest,
     PageResult,
-    first_page_url,
-    ordered_collection,
-    ordered_collection_page,
-    page_url_for,
-    parse_page_request,
 )
 from activitypub.errors import Problem
 from activitypub.fetch import parse_media_type
 from activitypub.runtime import FEDERATION
 from federation.instance import app as instance_app
-from federation.instance.readaccess import (
-    activity_readers,
-    private_reason,
-    require_reader,
-    supports_readers,
+from federation.instance.readaccess import activity_readers, private_reason, require_reader
+from federation.instance.readpaging import (
+    embedded_page,
+    not_found_problem,
+    own_url,
+    serve_collection,
 )
+from federation.instance.readsupports import process_supports, proposal_supports
 from federation.store.comments import CommentStore
 from federation.store.domain import DomainStore
 from federation.store.outbox import OutboxStore
-from federation.store.paging import SEQ_SHAPE
 from federation.store.proposals import ProposalStore
 from federation.vocab.comment import comment_to_ap
-from federation.vocab.context import document_context
 from federation.vocab.debate import debate_to_ap
 from federation.vocab.deletion import tombstone_to_ap
 from federation.vocab.process import process_to_ap
 from federation.vocab.proposal import proposal_to_ap
-from federation.vocab.wire import embed
 
 HtmlRenderer = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 HtmlRegistry = dict[str, HtmlRenderer]
@@ -59,10 +54,8 @@ _PATHS = {"process": "processes", "proposal": "proposals", "debate": "debates",
 _ACTIVITY_PATHS = ("activities", "supports", "votes")
 _AS2_MEDIA = frozenset({"application/activity+json", "application/ld+json", "application/json"})
 _HTML_MEDIA = frozenset({"text/html", "application/xhtml+xml"})
-_SERVER_ACTOR_TYPES = frozenset({"Application", "Service"})
 
 Loader = Callable[[web.Application, str], Awaitable[dict[str, Any] | None]]
-PageLoader = Callable[[PageRequest], Awaitable[PageResult]]
 
 
 # --- the HTML registry -------------------------------------------------------------------------
@@ -128,23 +121,15 @@ def setup_readside(app: web.Application) -> None:
         app.router.add_get(f"/{path}/{{id}}/replies", _replies)
     for path in ("proposals", "debates"):
         app.router.add_get(f"/{path}/{{id}}/context", _context)
-    app.router.add_get("/proposals/{id}/supports", _supports)
-
-
-def _own_url(request: web.Request, suffix: str = "") -> str:
-    """The id a request names: the base URL plus the path without ``suffix``."""
-    return request.app[instance_app.CONFIG].base_url + request.path.removesuffix(suffix)
-
-
-def _not_found(object_id: str) -> Problem:
-    return Problem(404, "Not Found", f"There is nothing at {object_id} on this instance.")
+    app.router.add_get("/proposals/{id}/supports", proposal_supports)
+    app.router.add_get("/processes/{id}/supports", process_supports)
 
 
 async def _missing(request: web.Request, object_id: str) -> web.StreamResponse:
     """404 for an unknown id: the pages' HTML for browsers, problem+json for everyone else."""
     renderer = _renderer(request, "not_found")
     if renderer is None:
-        raise _not_found(object_id)
+        raise not_found_problem(object_id)
     return await renderer(request, object_id)
 
 
@@ -198,7 +183,7 @@ def _object_handler(
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
         """GET an object by id: AS2, or HD's page for browsers; 410 once deleted."""
-        object_id = _own_url(request)
+        object_id = own_url(request)
         gone = await _gone(request, object_id)
         if gone is not None:
             return gone
@@ -215,7 +200,7 @@ def _object_handler(
 
 async def _activity(request: web.Request) -> web.StreamResponse:
     """GET an activity we published; a non-public one only for a signed GET by a reader."""
-    activity_id = _own_url(request)
+    activity_id = own_url(request)
     gone = await _gone(request, activity_id)
     if gone is not None:
         return gone
@@ -231,44 +216,10 @@ async def _activity(request: web.Request) -> web.StreamResponse:
 # --- collections --------------------------------------------------------------------------------
 
 
-async def _serve_collection(
-    request: web.Request,
-    collection_id: str,
-    total: int | None,
-    load_page: PageLoader,
-    *,
-    context: Any = None,
-) -> web.Response:
-    """The collection (``?page`` absent) or one cursor page of it (AS2 §5.3-5.4)."""
-    try:
-        page = parse_page_request(request.query, key_shape=SEQ_SHAPE)
-    except ValueError as exc:
-        raise Problem(400, "Bad Request", f"Bad paging parameters: {exc}.") from exc
-    context = document_context() if context is None else context
-    if page is None:
-        doc = ordered_collection(
-            collection_id, total, first=first_page_url(collection_id), context=context
-        )
-        return instance_app.as2_response(request, doc)
-    result = await load_page(page)
-    page_id = request.app[instance_app.CONFIG].base_url + request.path_qs
-    doc = ordered_collection_page(
-        collection_id, page_id, result, page_url=page_url_for(collection_id),
-        total_items=total, context=context,
-    )  # fmt: skip
-    return instance_app.as2_response(request, doc)
-
-
-def _embedded(result: PageResult, render: Callable[[Any], dict[str, Any]]) -> PageResult:
-    """A page whose items are rendered objects, embedded without their own ``@context``."""
-    return PageResult([embed(render(item)) for item in result.items], result.next_cursor,
-                      result.prev_cursor)  # fmt: skip
-
-
 async def _require_process(request: web.Request, suffix: str) -> str:
-    process_id = _own_url(request, suffix)
+    process_id = own_url(request, suffix)
     if await DomainStore(request.app[instance_app.DB]).get_process(process_id) is None:
-        raise _not_found(process_id)
+        raise not_found_problem(process_id)
     return process_id
 
 
@@ -278,10 +229,10 @@ async def _process_proposals(request: web.Request) -> web.Response:
     store = ProposalStore(request.app[instance_app.DB])
 
     async def load_page(page: PageRequest) -> PageResult:
-        return _embedded(await store.page_proposals(process_id, page), proposal_to_ap)
+        return embedded_page(await store.page_proposals(process_id, page), proposal_to_ap)
 
     total = await store.count_proposals(process_id)
-    return await _serve_collection(request, process_id + "/proposals", total, load_page)
+    return await serve_collection(request, process_id + "/proposals", total, load_page)
 
 
 async def _process_debates(request: web.Request) -> web.Response:
@@ -290,18 +241,18 @@ async def _process_debates(request: web.Request) -> web.Response:
     store = DomainStore(request.app[instance_app.DB])
 
     async def load_page(page: PageRequest) -> PageResult:
-        return _embedded(await store.page_debates(process_id, page), debate_to_ap)
+        return embedded_page(await store.page_debates(process_id, page), debate_to_ap)
 
-    return await _serve_collection(request, process_id + "/debates", None, load_page)
+    return await serve_collection(request, process_id + "/debates", None, load_page)
 
 
 async def _thread_root(request: web.Request, suffix: str) -> str:
     """The proposal, debate or comment a thread collection hangs from; 404 when unknown."""
-    object_id = _own_url(request, suffix)
+    object_id = own_url(request, suffix)
     kind = request.path.split("/")[1]
     loader = _LOADERS[{"proposals": "proposal", "debates": "debate", "comments": "comment"}[kind]]
     if await loader(request.app, object_id) is None:
-        raise _not_found(object_id)
+        raise not_found_problem(object_id)
     return object_id
 
 
@@ -311,9 +262,9 @@ async def _replies(request: web.Request) -> web.Response:
     store = CommentStore(request.app[instance_app.DB])
 
     async def load_page(page: PageRequest) -> PageResult:
-        return _embedded(await store.page_replies(object_id, page), comment_to_ap)
+        return embedded_page(await store.page_replies(object_id, page), comment_to_ap)
 
-    return await _serve_collection(request, object_id + "/replies", None, load_page)
+    return await serve_collection(request, object_id + "/replies", None, load_page)
 
 
 async def _context(request: web.Request) -> web.Response:
@@ -322,26 +273,9 @@ async def _context(request: web.Request) -> web.Response:
     store = CommentStore(request.app[instance_app.DB])
 
     async def load_page(page: PageRequest) -> PageResult:
-        return _embedded(await store.page_context(root_id, page), comment_to_ap)
+        return embedded_page(await store.page_context(root_id, page), comment_to_ap)
 
-    return await _serve_collection(request, root_id + "/context", None, load_page)
-
-
-async def _supports(request: web.Request) -> web.Response:
-    """``{proposal}/supports``: Like ids, for a signed GET by the owning Group or an aggregator."""
-    proposal_id = _own_url(request, "/supports")
-    store = ProposalStore(request.app[instance_app.DB])
-    record = await store.get_proposal(proposal_id)
-    if record is None:
-        raise _not_found(proposal_id)
-    readers = supports_readers(request.app, record.proposal.audience)
-    await require_reader(request, readers, "supports_private")
-    total = await store.final_supports(proposal_id)
-
-    async def load_page(page: PageRequest) -> PageResult:
-        return await store.page_support_ids(proposal_id, page)
-
-    return await _serve_collection(request, proposal_id + "/supports", total, load_page)
+    return await serve_collection(request, root_id + "/context", None, load_page)
 
 
 # --- actor collections (the route app.py's empty ``_collection`` answered) ---------------------
@@ -350,7 +284,7 @@ async def _supports(request: web.Request) -> web.Response:
 async def collection_handler(request: web.Request) -> web.Response:
     """``{actor}/outbox|followers|following`` with cursor paging (ActivityPub §5.1, §5.3-5.5)."""
     name = request.match_info["collection"]
-    actor_id = _own_url(request, "/" + name)
+    actor_id = own_url(request, "/" + name)
     if await request.app[instance_app.ACTORS].find(actor_id) is None:
         raise Problem(404, "Not Found", f"There is no actor at {request.path} on this instance.")
     collection_id = f"{actor_id}/{name}"
@@ -363,8 +297,8 @@ async def collection_handler(request: web.Request) -> web.Response:
         async def followers(page: PageRequest) -> PageResult:
             return await store.page_followers(actor_id, page)
 
-        return await _serve_collection(request, collection_id, total, followers)
-    return await _serve_collection(request, collection_id, 0, _empty_page)
+        return await serve_collection(request, collection_id, total, followers)
+    return await serve_collection(request, collection_id, 0, _empty_page)
 
 
 async def _empty_page(page: PageRequest) -> PageResult:
@@ -385,4 +319,4 @@ async def _outbox(
         items = [stored.document for stored in result.items]
         return PageResult(items, result.next_cursor, result.prev_cursor)
 
-    return await _serve_collection(request, collection_id, total, load_page)
+    return await serve_collection(request, collection_id, total, load_page)

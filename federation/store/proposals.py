@@ -242,6 +242,22 @@ class ProposalStore:
         )  # fmt: skip
         return PageResult([str(row[1]) for row in rows], after, before)
 
+    async def page_process_support_ids(self, process_id: str, page: PageRequest) -> PageResult:
+        """Like ids of every final support in a process, local and received, newest first."""
+        rows, after, before = await page_rows(
+            self.db, table="supports", columns="seq, id",
+            where="process_id = ? AND state = 'final'", params=(process_id,), page=page,
+        )  # fmt: skip
+        return PageResult([str(row[1]) for row in rows], after, before)
+
+    async def count_process_supports(self, process_id: str) -> int:
+        """How many final supports a process has here (what its owner counts)."""
+        return await fetch_int(
+            self.db,
+            "SELECT COUNT(*) FROM supports WHERE process_id = ? AND state = 'final'",
+            (process_id,),
+        )
+
     # --- Undo before Like ---------------------------------------------------------------------
 
     async def remember_undone(self, like_id: str, undo_id: str, actor: str, now: float) -> None:

@@ -1,0 +1,64 @@
+"""The private supports collections (DESIGN.md §6 "Supports are not public").
+
+Who supported what is readable only with a signed GET (authorised fetch) by the owning Group,
+its server's instance actor, or an aggregator the instance reports to; anyone else gets 403
+``supports_private``. Counts stay public (``supportCount`` on each proposal).
+
+- ``{proposal}/supports`` on the proposal's author's instance: the Like ids known there.
+- ``{process}/supports`` on the process's owner: every support Like it counts in the process,
+  given here or received from residents of other instances (a proposal by a remote author has
+  no ``{proposal}/supports`` here: that collection lives on the author's instance).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from activitypub.collections import PageRequest, PageResult
+from activitypub.errors import Problem
+from federation.instance import app as instance_app
+from federation.instance.readaccess import require_reader, supports_readers
+from federation.instance.readpaging import not_found_problem, own_url, serve_collection
+from federation.store.domain import DomainStore
+from federation.store.proposals import ProposalStore
+
+
+async def proposal_supports(request: web.Request) -> web.Response:
+    """``{proposal}/supports``: Like ids, for a signed GET by the owning Group or an aggregator."""
+    proposal_id = own_url(request, "/supports")
+    store = ProposalStore(request.app[instance_app.DB])
+    record = await store.get_proposal(proposal_id)
+    if record is None:
+        raise not_found_problem(proposal_id)
+    readers = supports_readers(request.app, record.proposal.audience)
+    await require_reader(request, readers, "supports_private")
+    total = await store.final_supports(proposal_id)
+
+    async def load_page(page: PageRequest) -> PageResult:
+        return await store.page_support_ids(proposal_id, page)
+
+    return await serve_collection(request, proposal_id + "/supports", total, load_page)
+
+
+async def process_supports(request: web.Request) -> web.Response:
+    """``{process}/supports``: every support Like the owner counts in its process (the final
+    ones, local and received, newest first), for an aggregator or the owner's server actor."""
+    process_id = own_url(request, "/supports")
+    record = await DomainStore(request.app[instance_app.DB]).get_process(process_id)
+    if record is None:
+        raise not_found_problem(process_id)
+    if not record.local:
+        # Only the owning instance counts a process's supports (DESIGN.md §6).
+        raise Problem(
+            404, "Not Found",
+            f"{process_id} belongs to {record.process.owner}; its supports are counted there.",
+        )  # fmt: skip
+    readers = supports_readers(request.app, record.process.owner)
+    await require_reader(request, readers, "supports_private")
+    store = ProposalStore(request.app[instance_app.DB])
+    total = await store.count_process_supports(process_id)
+
+    async def load_page(page: PageRequest) -> PageResult:
+        return await store.page_process_support_ids(process_id, page)
+
+    return await serve_collection(request, process_id + "/supports", total, load_page)
