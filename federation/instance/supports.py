@@ -10,10 +10,11 @@ transaction that writes, so two concurrent supports cannot both slip under a lim
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from federation.instance.acts import ActsBase
+from federation.instance.acts import ActsBase, invalid, not_found
 from federation.instance.ports import User
 from federation.instance.rules import (
     SupportContext,
@@ -24,7 +25,12 @@ from federation.instance.rules import (
 from federation.instance.rules import remaining_supports as remaining_for
 from federation.model import Process, Support, UndoSupport
 from federation.store.proposals import SupportRecord
-from federation.vocab.support import support_from_ap, support_to_ap, undo_support_to_ap
+from federation.vocab.support import (
+    support_from_ap,
+    support_to_ap,
+    undo_support_from_ap,
+    undo_support_to_ap,
+)
 
 
 class SupportActs(ActsBase):
@@ -52,20 +58,41 @@ class SupportActs(ActsBase):
     async def support(self, resident: User, proposal_id: str) -> Support:
         """Support a proposal (Decidim's vote rules), published as a private ``Like``."""
         process = await self._process_of_proposal(proposal_id)
-        who, now = self.resident(resident), self.now()
-        check_can_support(who, await self.support_context(who.actor_id, proposal_id, process, now))
         support = Support(
             id=self.new_id("supports"),
-            actor=who.actor_id,
+            actor=self.actor_id(resident),
             proposal=proposal_id,
-            published=now,
+            published=self.now(),
             to=tuple(dict.fromkeys([process.owner, *self.config.report_to])),
         )
-        doc = support_to_ap(support)
+        await self._give(resident, support, support_to_ap(support), process)
+        return support
+
+    async def support_signed(self, resident: User, signed: Mapping[str, Any]) -> Support:
+        """A support whose ``Like`` the resident's own client proved (DESIGN.md §6 "C2S").
+
+        The same rules as :meth:`support`; the document is stored and delivered exactly as
+        signed (the caller verified its proof and its id). The id, time and addressing are
+        the client's, so the caller also checks them against the rules of the C2S API.
+        """
+        support = support_from_ap(signed)
+        if support.actor != self.actor_id(resident):
+            invalid("actor", "a resident supports in their own name only", status=403)
+        process = await self._process_of_proposal(support.proposal)
+        await self._give(resident, support, dict(signed), process)
+        return support
+
+    async def _give(
+        self, resident: User, support: Support, doc: dict[str, Any], process: Process
+    ) -> None:
+        who, now = self.resident(resident), self.now()
+        check_can_support(
+            who, await self.support_context(who.actor_id, support.proposal, process, now)
+        )
 
         async def write(_db: Any) -> None:
             # Checked again under the write lock: the state may have moved since.
-            ctx = await self.support_context(who.actor_id, proposal_id, process, now)
+            ctx = await self.support_context(who.actor_id, support.proposal, process, now)
             check_can_support(who, ctx)
             await self.record_support(support, doc, process, local=True)
 
@@ -78,7 +105,6 @@ class SupportActs(ActsBase):
             write=write,
             announce=False,
         )
-        return support
 
     async def record_support(
         self, support: Support, doc: dict[str, Any], process: Process, *, local: bool
@@ -105,14 +131,43 @@ class SupportActs(ActsBase):
             id=self.new_id("activities"), actor=who.actor_id, support=like, published=now,
             to=like.to,
         )  # fmt: skip
+        await self._withdraw(resident, active, process, undo.id, undo_support_to_ap(undo))
+        return undo
+
+    async def withdraw_signed(self, resident: User, signed: Mapping[str, Any]) -> UndoSupport:
+        """A withdrawal whose ``Undo{Like}`` the resident's client proved: kept as signed."""
+        undo = undo_support_from_ap(signed)
+        like_id = undo.support if isinstance(undo.support, str) else undo.support.id
+        record = await self.proposals.get_support(like_id)
+        if record is None or undo.actor != self.actor_id(resident):
+            not_found("support of yours", like_id)
+        process = (await self.process_record(record.process_id)).process
+        who = self.resident(resident)
+        active = await self.proposals.active_support(who.actor_id, record.proposal_id)
+        is_active = active is not None and active.support_id == like_id
+        check_can_withdraw_support(who, process, self.now(), is_active)
+        assert active is not None  # the check above refused otherwise
+        await self._withdraw(resident, active, process, undo.id, dict(signed))
+        return undo
+
+    async def _withdraw(
+        self,
+        resident: User,
+        active: SupportRecord,
+        process: Process,
+        undo_id: str,
+        doc: dict[str, Any],
+    ) -> None:
+        who, now = self.resident(resident), self.now()
 
         async def write(_db: Any) -> None:
-            still = await self.proposals.active_support(who.actor_id, proposal_id)
-            check_can_withdraw_support(who, process, now, still is not None)
-            await self.settle_withdrawal(active, undo.id, process)
+            still = await self.proposals.active_support(who.actor_id, active.proposal_id)
+            is_active = still is not None and still.support_id == active.support_id
+            check_can_withdraw_support(who, process, now, is_active)
+            await self.settle_withdrawal(active, undo_id, process)
 
         await self.publisher.publish(
-            undo_support_to_ap(undo),
+            doc,
             actor=who.actor_id,
             public=False,
             recipients=[process.owner],
@@ -120,7 +175,6 @@ class SupportActs(ActsBase):
             write=write,
             announce=False,
         )
-        return undo
 
     async def settle_withdrawal(
         self, active: SupportRecord, undo_id: str, process: Process
