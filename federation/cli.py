@@ -25,6 +25,7 @@ from aiohttp import web
 from activitypub.errors import Problem
 from federation import __doc__ as _about
 from federation.aggregator.cli import add_aggregator_commands, add_init_aggregator
+from federation.backup import add_backup_commands
 from federation.config import (
     CONFIG_FILE,
     DEFAULT_LISTEN,
@@ -35,6 +36,7 @@ from federation.config import (
     load_config,
     write_instance_config,
 )
+from federation.demo import add_demo_command
 from federation.instance.accounts import AccountError, check_password, parse_census_csv
 from federation.instance.app import create_app
 from federation.instance.deliberation import Deliberation
@@ -42,6 +44,7 @@ from federation.instance.outbox import Publisher
 from federation.instance.ports import Role, TokenScope, User
 from federation.instance.rules import RuleViolation
 from federation.instance.wiring import Instance, StartupError, open_instance
+from federation.joining import follow_process
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -59,11 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version="barri 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser(
-        "demo",
-        help="start a demo city on loopback (not available yet: it arrives with the demo issue)",
-    )
-    demo.set_defaults(run=_demo)
+    add_demo_command(sub)
     _add_init(sub)
     serve = sub.add_parser("serve", help="run the server a config file describes")
     _add_config_option(serve)
@@ -71,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
     _add_admin(sub)
     add_aggregator_commands(sub)
+    add_backup_commands(sub)
     return parser
 
 
@@ -152,14 +152,13 @@ def _add_process(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     create.add_argument("--file", type=Path, required=True, metavar="PROCESS.json")
     create.set_defaults(run=_admin(_process_create))
     actions.add_parser("list", help="list known processes").set_defaults(run=_admin(_process_list))
-
-
-def _demo(args: argparse.Namespace) -> int:
-    print(
-        "barri: the demo city is not built yet; it arrives with the demo issue.",
-        file=sys.stderr,
+    follow = actions.add_parser(
+        "follow",
+        help="join a process of another instance (the city's): cache it for residents and"
+        " follow the Group that owns it (run it while `barri serve` runs)",
     )
-    return 2
+    follow.add_argument("process", metavar="PROCESS_IRI", help="the process's id (its URL)")
+    follow.set_defaults(run=_admin(_process_follow))
 
 
 def _init_instance(args: argparse.Namespace) -> int:
@@ -361,6 +360,21 @@ async def _process_list(instance: Instance, args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for iri, owner, shown, name in rows:
         print(f"{iri:<{widths[0]}}  {owner:<{widths[1]}}  {shown:>{widths[2]}}  {name}")
+    return 0
+
+
+async def _process_follow(instance: Instance, args: argparse.Namespace) -> int:
+    try:
+        joined = await follow_process(instance, args.process)
+    except (Problem, RuleViolation) as exc:
+        raise CliError(f"cannot follow {args.process}: {_one_line(str(exc.detail))}") from exc
+    name, owner = joined.process.name.default, joined.process.owner
+    if joined.state == "local":
+        print(f"{name!r} is this instance's own process; nothing to follow")
+    elif joined.state == "accepted":
+        print(f"joined {name!r}: residents can take part; following {owner} (accepted)")
+    else:
+        print(f"joined {name!r}; the Follow of {owner} awaits its Accept (the server records it)")
     return 0
 
 

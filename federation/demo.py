@@ -1,0 +1,443 @@
+"""``barri demo``: a whole demo city on loopback in one command, seeded like real people would.
+
+It starts the city's aggregator on port N (default 8700), the city's own instance on N+1 (it
+owns the city-wide participatory budget) and three neighbourhood instances on N+2..N+4 —
+Gràcia, Sants and Poblenou with their official codes — each a ``barri serve`` child process
+with its own folder and SQLite file under ``.demo/``. The first run seeds them through the
+public interfaces only (:mod:`federation.demo_seed`), waits until the aggregator's totals
+equal what the seeding did, prints the URLs to open and a line of totals, then says
+``barri demo: ready`` and runs until Ctrl-C (or SIGTERM), when it stops every child: SIGTERM,
+a grace period, then SIGKILL. A later run reuses ``.demo/`` without seeding again; ``--fresh``
+starts over. Children live in their own session (Ctrl-C reaches the demo, which stops them in
+order) and, on Linux, die with the demo even if it is killed outright.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import ctypes.util
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+
+from federation.demo_data import PASSWORD, PLACES, PROPOSALS, WITHDRAWN_SUPPORTS
+from federation.demo_seed import Seeded, SeedError, Site, observed_totals, prepare, seed
+
+DEFAULT_PORT_BASE = 8700
+DEMO_DIR = Path(".demo")
+STATE_FILE = "demo.json"
+HEALTH_WAIT = 60.0  # seconds for a server to answer /healthz
+CONVERGE_WAIT = 60.0  # seconds for the aggregator to count everything
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
+T = TypeVar("T")
+Spawn = Callable[..., Awaitable[asyncio.subprocess.Process]]
+
+
+class DemoError(Exception):
+    """The demo cannot go on; the message is the one line shown."""
+
+
+def add_demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``barri demo [--port-base N] [--fresh] [--dir DIR]``."""
+    demo = sub.add_parser(
+        "demo",
+        help="start a demo city on this computer (5 servers on 127.0.0.1) and print its URLs",
+        description="Start a demo city on 127.0.0.1: the aggregator on port N, the city's"
+        " instance on N+1, Gràcia, Sants and Poblenou on N+2 to N+4, seeded with residents,"
+        " proposals, supports and comments. Stop it with Ctrl-C.",
+    )
+    demo.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE, metavar="N",
+                      help=f"first of the five ports (default: {DEFAULT_PORT_BASE})")  # fmt: skip
+    demo.add_argument("--fresh", action="store_true",
+                      help="throw away the demo data of an earlier run and seed again")  # fmt: skip
+    demo.add_argument("--dir", type=Path, default=DEMO_DIR,
+                      help=f"where the demo keeps its data (default: ./{DEMO_DIR})")  # fmt: skip
+    demo.set_defaults(run=_demo_command)
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    if not 1024 <= args.port_base <= 65535 - 4:
+        print("barri: error: --port-base must be from 1024 to 65531", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(run_demo(args.dir, args.port_base, fresh=args.fresh))
+    except (DemoError, SeedError) as exc:
+        print(f"barri: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+
+
+def layout(directory: Path, port_base: int) -> tuple[Site, list[Site]]:
+    """The aggregator on ``port_base``, then the city and each neighbourhood on the next ports."""
+    aggregator = Site("aggregator", None, port_base, directory / "aggregator")
+    sites = [
+        Site(place.key, place, port_base + 1 + i, directory / place.key)
+        for i, place in enumerate(PLACES)
+    ]
+    return aggregator, sites
+
+
+def check_ports(ports: list[int]) -> None:
+    """Refuse, in one line, when another program listens on any of the demo's ports."""
+    busy = []
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As aiohttp binds: a port left in TIME_WAIT by an earlier run is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(str(port))
+    if busy:
+        which = f"port {busy[0]} is" if len(busy) == 1 else f"ports {', '.join(busy)} are"
+        raise DemoError(
+            f"{which} in use on 127.0.0.1 (another demo running?); choose other ports with"
+            " --port-base N (the demo uses N to N+4)"
+        )
+
+
+# -- the folder and its state ----------------------------------------------------------------
+
+
+def prepare_directory(directory: Path, port_base: int, *, fresh: bool) -> dict[str, Any] | None:
+    """The seeded state of an earlier run to reuse, or None after making a fresh folder."""
+    state_path = directory / STATE_FILE
+    if directory.exists() and any(directory.iterdir()):
+        state = read_state(state_path)
+        if state is None:
+            raise DemoError(f"{directory} is not a demo's folder (no {STATE_FILE}); use --dir")
+        if not fresh and state.get("seeded") and state.get("port_base") != port_base:
+            raise DemoError(
+                f"{directory} holds a demo on --port-base {state.get('port_base')}; run it"
+                f" with that, or add --fresh to start again on {port_base}"
+            )
+        if not fresh and state.get("seeded"):
+            return state
+        if not state.get("seeded") and not fresh:
+            print("barri demo: an earlier run stopped before seeding was done; starting again")
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_state(state_path, {"version": 1, "port_base": port_base, "seeded": False})
+    return None
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """The demo's state file, or None when it is missing or unreadable."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the state file atomically (a half-written one must not pass for seeded)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(state, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+# -- child processes -------------------------------------------------------------------------
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` making the child get SIGTERM when the demo dies (Linux prctl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    parent = os.getpid()
+
+    def hook() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the demo died before the prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook
+
+
+def make_spawn() -> Spawn:
+    """Start ``python -m federation.cli ARGS``: same interpreter, no BARRI_* overrides."""
+    hook = _die_with_parent()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("BARRI_")}
+
+    async def spawn(*args: str, **kwargs: Any) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "federation.cli", *args,
+            env=environment, start_new_session=True, preexec_fn=hook, **kwargs,
+        )  # fmt: skip
+
+    return spawn
+
+
+def make_cli(spawn: Spawn) -> Callable[..., Awaitable[str]]:
+    """Run one ``barri`` command to its end; its output, or DemoError with its error line."""
+
+    async def cli(*args: str, stdin: str | None = None) -> str:
+        pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
+        source = pipe if stdin is not None else devnull
+        process = await spawn(*args, stdin=source, stdout=pipe, stderr=pipe)
+        try:
+            out, err = await process.communicate(stdin.encode() if stdin is not None else None)
+        except asyncio.CancelledError:
+            process.kill()  # interrupted: no command outlives the demo
+            await process.wait()
+            raise
+        if process.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines() or ["(no message)"]
+            words = " ".join(a for a in args[:4] if not a.startswith(("/", ".")))
+            raise DemoError(f"`barri {words}` failed: {lines[-1]}")
+        return out.decode()
+
+    return cli
+
+
+class Servers:
+    """The demo's ``barri serve`` children: started, watched, stopped."""
+
+    def __init__(self, spawn: Spawn) -> None:
+        self._spawn = spawn
+        self.running: dict[str, tuple[Site, asyncio.subprocess.Process]] = {}
+
+    async def start(self, site: Site) -> None:
+        """Start one server, its output going to ``serve.log`` in its folder."""
+        with (site.directory / "serve.log").open("ab") as log:
+            process = await self._spawn("serve", "--config", str(site.config),
+                                        stdin=asyncio.subprocess.DEVNULL, stdout=log,
+                                        stderr=asyncio.subprocess.STDOUT)  # fmt: skip
+        self.running[site.key] = (site, process)
+
+    async def healthy(self, site: Site, session: aiohttp.ClientSession) -> None:
+        """Wait until the server answers ``/healthz``; DemoError if it stopped instead."""
+        _site, process = self.running[site.key]
+        deadline = time.monotonic() + HEALTH_WAIT
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                raise DemoError(self.exit_message(site.key))
+            try:
+                async with session.get(site.base_url + "/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        raise DemoError(f"the {site.key} server did not answer within {HEALTH_WAIT:.0f} s")
+
+    async def first_exit(self) -> str:
+        """Wait until any server exits; the message says which and why."""
+        waits = {asyncio.ensure_future(p.wait()): key for key, (_s, p) in self.running.items()}
+        if not waits:
+            await asyncio.Event().wait()  # nothing to watch: never
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        return self.exit_message(waits[next(iter(done))])
+
+    def exit_message(self, key: str) -> str:
+        site, process = self.running[key]
+        try:
+            lines = (site.directory / "serve.log").read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        last = lines[-1] if lines else "no output"
+        return f"the {key} server stopped (exit {process.returncode}): {last}"
+
+    async def stop(self) -> None:
+        """SIGTERM every child, wait up to STOP_GRACE, then SIGKILL what is left."""
+        processes = [p for _s, p in self.running.values() if p.returncode is None]
+        for process in processes:
+            _signal(process, signal.SIGTERM)
+        waits = [asyncio.ensure_future(p.wait()) for p in processes]
+        if waits:
+            _done, late = await asyncio.wait(waits, timeout=STOP_GRACE)
+            if late:
+                for process in processes:
+                    _signal(process, signal.SIGKILL)
+                await asyncio.wait(late)
+
+
+def _signal(process: asyncio.subprocess.Process, signum: int) -> None:
+    if process.returncode is None:
+        try:
+            process.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+async def run_demo(directory: Path, port_base: int, *, fresh: bool) -> int:
+    """Start (and seed, the first time) the demo city; run until SIGINT or SIGTERM."""
+    started = time.monotonic()
+    aggregator, sites = layout(directory, port_base)
+    check_ports([aggregator.port, *(site.port for site in sites)])
+    state = prepare_directory(directory, port_base, fresh=fresh)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    spawn = make_spawn()
+    servers = Servers(spawn)
+    try:
+        bring_up = _bring_up(directory, aggregator, sites, state, servers, make_cli(spawn))
+        ready = await _until_stopped(bring_up, stop, servers)
+        if ready is None:
+            print("barri demo: interrupted before the city was ready; stopping", flush=True)
+            return 130
+        print_city(directory, aggregator, sites, ready)
+        print(f"barri demo: ready in {time.monotonic() - started:.1f} s;"
+              " press Ctrl-C to stop", flush=True)  # fmt: skip
+        await _until_stopped(asyncio.Event().wait(), stop, servers)
+        print("barri demo: stopping", flush=True)
+        return 0
+    finally:
+        await servers.stop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        if servers.running:
+            print(f"barri demo: stopped {len(servers.running)} servers", flush=True)
+
+
+async def _until_stopped(work: Awaitable[T], stop: asyncio.Event, servers: Servers) -> T | None:
+    """``work``'s result; None if a signal came first; DemoError if a server died first."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    died = asyncio.ensure_future(servers.first_exit())
+    try:
+        await asyncio.wait({task, stopped, died}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        if died.done():
+            raise DemoError(died.result())
+        return None
+    finally:
+        for pending in (task, stopped, died):
+            pending.cancel()
+        await asyncio.gather(task, stopped, died, return_exceptions=True)
+
+
+async def _bring_up(
+    directory: Path,
+    aggregator: Site,
+    sites: list[Site],
+    state: dict[str, Any] | None,
+    servers: Servers,
+    cli: Callable[..., Awaitable[str]],
+) -> dict[str, Any]:
+    """Prepare (first run), start and check every server, seed (first run), converge."""
+    if state is None:
+        print(f"barri demo: setting up a demo city in {directory}/ (first run)", flush=True)
+        processes = await prepare(aggregator, sites, cli)
+    else:
+        print(f"barri demo: starting the demo city kept in {directory}/", flush=True)
+        processes = state["processes"]
+    everyone = [aggregator, *sites]
+    for site in everyone:
+        await servers.start(site)
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(servers.healthy(site, session) for site in everyone))
+    if state is None:
+        print("barri demo: 5 servers up; seeding through their public interfaces", flush=True)
+        seeded = await seed(aggregator, sites, processes, cli)
+        state = _seeded_state(directory, seeded)
+    await converge(aggregator, state["expected"])
+    return state
+
+
+def _seeded_state(directory: Path, seeded: Seeded) -> dict[str, Any]:
+    state_path = directory / STATE_FILE
+    state = read_state(state_path) or {}
+    state |= {
+        "seeded": True,
+        "processes": seeded.processes,
+        "proposals": seeded.proposals,
+        "comments": seeded.comments,
+        "expected": seeded.expected,
+    }
+    write_state(state_path, state)
+    return state
+
+
+async def converge(aggregator: Site, expected: dict[str, dict[str, Any]]) -> None:
+    """Wait until the aggregator's results equal ``expected`` for every process."""
+    deadline = time.monotonic() + CONVERGE_WAIT
+    observed: dict[str, Any] = {}
+    async with aiohttp.ClientSession() as session:
+        while True:
+            for iri in expected:
+                async with session.get(results_url(aggregator, iri)) as response:
+                    body = await response.json() if response.status == 200 else {}
+                observed[iri] = observed_totals(body)
+            if observed == expected:
+                return
+            if time.monotonic() > deadline:
+                wrong = next(iri for iri in expected if observed.get(iri) != expected[iri])
+                raise DemoError(
+                    f"the aggregator's totals for {wrong} are {observed[wrong]},"
+                    f" not {expected[wrong]}, after {CONVERGE_WAIT:.0f} s"
+                )
+            await asyncio.sleep(0.2)
+
+
+def results_url(aggregator: Site, process: str) -> str:
+    """The aggregator's JSON results of a process."""
+    return f"{aggregator.base_url}/api/v1/processes/{quote(process, safe='')}/results"
+
+
+# -- what it prints --------------------------------------------------------------------------
+
+
+def city_urls(aggregator: Site, sites: list[Site], state: dict[str, Any]) -> list[tuple[str, str]]:
+    """(what, URL) for every page worth opening, in the order printed."""
+    rows: list[tuple[str, str]] = []
+    for site in sites:
+        place = site.place
+        assert place is not None
+        where = "city-wide" if place.is_city else f"neighbourhood {place.territory}"
+        rows.append((f"{place.label}: {place.name} ({where})", site.base_url + "/"))
+        rows.append(("  its participatory budget", state["processes"][site.key]))
+    city_process = state["processes"]["city"]
+    rows += [
+        ("aggregator: processes (JSON)", aggregator.base_url + "/api/v1/processes"),
+        ("aggregator: city-wide results (JSON)", results_url(aggregator, city_process)),
+        ("aggregator: instances (JSON)", aggregator.base_url + "/api/v1/instances"),
+    ]
+    return rows
+
+
+def summary(state: dict[str, Any]) -> str:
+    """One line of totals: what was seeded, and what the aggregator counts."""
+    expected = state["expected"].values()
+    supports = sum(totals["supports"] for totals in expected)
+    residents = sum(len(place.residents) for place in PLACES)
+    return (
+        f"{len(state['processes'])} processes, {len(PROPOSALS)} proposals (1 withdrawn),"
+        f" {residents} verified residents on {len(PLACES)} instances, {supports} supports"
+        f" counted ({len(WITHDRAWN_SUPPORTS)} withdrawn), {len(state['comments'])} comments"
+        " in threads across instances; the aggregator's totals agree"
+    )
+
+
+def print_city(directory: Path, aggregator: Site, sites: list[Site], state: dict[str, Any]) -> None:
+    """The URL table and the line of totals."""
+    rows = city_urls(aggregator, sites, state)
+    width = max(len(what) for what, _url in rows)
+    print(f"\nbarri demo: the demo city (data in {directory}/)\n")
+    for what, url in rows:
+        print(f"  {what:<{width}}  {url}")
+    names = ", ".join(place.residents[0] for place in PLACES)
+    print(f"\n  log in as admin or a resident ({names}, ...); every password: {PASSWORD}\n")
+    print(f"barri demo: totals: {summary(state)}", flush=True)
