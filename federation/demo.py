@@ -10,6 +10,10 @@ equal what the seeding did, prints the URLs to open and a line of totals, then s
 a grace period, then SIGKILL. A later run reuses ``.demo/`` without seeding again; ``--fresh``
 starts over. Children live in their own session (Ctrl-C reaches the demo, which stops them in
 order) and, on Linux, die with the demo even if it is killed outright.
+
+``--public-url https://{name}.barri.localhost --listen-host 0.0.0.0`` runs the same city behind
+a TLS reverse proxy (deploy/compose.yaml): ids and every request then use the public origins,
+and only the health checks go to the servers directly.
 """
 
 from __future__ import annotations
@@ -26,16 +30,18 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 
-from federation.demo_data import PASSWORD, PLACES, PROPOSALS, WITHDRAWN_SUPPORTS
+from federation.demo_data import PASSWORD, PLACES, PROPOSALS, WITHDRAWN_SUPPORTS, Place
 from federation.demo_seed import Seeded, SeedError, Site, observed_totals, prepare, seed
 
 DEFAULT_PORT_BASE = 8700
+LOOPBACK_URL = "http://127.0.0.1:{port}"
 DEMO_DIR = Path(".demo")
 STATE_FILE = "demo.json"
 HEALTH_WAIT = 60.0  # seconds for a server to answer /healthz
@@ -64,6 +70,13 @@ def add_demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                       help="throw away the demo data of an earlier run and seed again")  # fmt: skip
     demo.add_argument("--dir", type=Path, default=DEMO_DIR,
                       help=f"where the demo keeps its data (default: ./{DEMO_DIR})")  # fmt: skip
+    demo.add_argument("--public-url", default=LOOPBACK_URL, metavar="TEMPLATE",
+                      help="each server's public origin, from {name} (aggregator, city, gracia,"
+                      " sants, poblenou) and {port}, e.g. https://{name}.barri.localhost behind"
+                      f" a TLS proxy (default: {LOOPBACK_URL})")  # fmt: skip
+    demo.add_argument("--listen-host", default="127.0.0.1", metavar="HOST",
+                      help="the address the servers listen on (default: 127.0.0.1; 0.0.0.0 in"
+                      " a container behind a proxy)")  # fmt: skip
     demo.set_defaults(run=_demo_command)
 
 
@@ -71,24 +84,40 @@ def _demo_command(args: argparse.Namespace) -> int:
     if not 1024 <= args.port_base <= 65535 - 4:
         print("barri: error: --port-base must be from 1024 to 65531", file=sys.stderr)
         return 1
+    if "{name}" not in args.public_url and "{port}" not in args.public_url:
+        print("barri: error: --public-url needs {name} or {port}", file=sys.stderr)
+        return 1
+    origins = Origins(args.port_base, args.public_url, args.listen_host)
     try:
-        return asyncio.run(run_demo(args.dir, args.port_base, fresh=args.fresh))
+        return asyncio.run(run_demo(args.dir, origins, fresh=args.fresh))
     except (DemoError, SeedError) as exc:
         print(f"barri: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
 
 
-def layout(directory: Path, port_base: int) -> tuple[Site, list[Site]]:
-    """The aggregator on ``port_base``, then the city and each neighbourhood on the next ports."""
-    aggregator = Site("aggregator", None, port_base, directory / "aggregator")
-    sites = [
-        Site(place.key, place, port_base + 1 + i, directory / place.key)
-        for i, place in enumerate(PLACES)
-    ]
+@dataclass(frozen=True)
+class Origins:
+    """Where the servers listen and the public origins they are known by."""
+
+    port_base: int
+    public_url: str = LOOPBACK_URL
+    listen_host: str = "127.0.0.1"
+
+    def site(self, key: str, place: Place | None, offset: int, directory: Path) -> Site:
+        """The server ``key`` on port ``port_base + offset``."""
+        port = self.port_base + offset
+        base_url = self.public_url.format(name=key, port=port).rstrip("/")
+        return Site(key, place, port, directory / key, base_url, self.listen_host)
+
+
+def layout(directory: Path, origins: Origins) -> tuple[Site, list[Site]]:
+    """The aggregator on the first port, then the city and each neighbourhood on the next."""
+    aggregator = origins.site("aggregator", None, 0, directory)
+    sites = [origins.site(p.key, p, 1 + i, directory) for i, p in enumerate(PLACES)]
     return aggregator, sites
 
 
-def check_ports(ports: list[int]) -> None:
+def check_ports(host: str, ports: list[int]) -> None:
     """Refuse, in one line, when another program listens on any of the demo's ports."""
     busy = []
     for port in ports:
@@ -96,13 +125,13 @@ def check_ports(ports: list[int]) -> None:
             # As aiohttp binds: a port left in TIME_WAIT by an earlier run is free.
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind(("127.0.0.1", port))
+                probe.bind((host, port))
             except OSError:
                 busy.append(str(port))
     if busy:
         which = f"port {busy[0]} is" if len(busy) == 1 else f"ports {', '.join(busy)} are"
         raise DemoError(
-            f"{which} in use on 127.0.0.1 (another demo running?); choose other ports with"
+            f"{which} in use on {host} (another demo running?); choose other ports with"
             " --port-base N (the demo uses N to N+4)"
         )
 
@@ -110,17 +139,20 @@ def check_ports(ports: list[int]) -> None:
 # -- the folder and its state ----------------------------------------------------------------
 
 
-def prepare_directory(directory: Path, port_base: int, *, fresh: bool) -> dict[str, Any] | None:
+def prepare_directory(directory: Path, origins: Origins, *, fresh: bool) -> dict[str, Any] | None:
     """The seeded state of an earlier run to reuse, or None after making a fresh folder."""
     state_path = directory / STATE_FILE
+    where = {"port_base": origins.port_base, "public_url": origins.public_url}
     if directory.exists() and any(directory.iterdir()):
         state = read_state(state_path)
         if state is None:
             raise DemoError(f"{directory} is not a demo's folder (no {STATE_FILE}); use --dir")
-        if not fresh and state.get("seeded") and state.get("port_base") != port_base:
+        was = {key: state.get(key, LOOPBACK_URL) for key in where}
+        if not fresh and state.get("seeded") and was != where:
+            # Ids contain the origins: a demo cannot move to other ports or names.
             raise DemoError(
-                f"{directory} holds a demo on --port-base {state.get('port_base')}; run it"
-                f" with that, or add --fresh to start again on {port_base}"
+                f"{directory} holds a demo on --port-base {was['port_base']} --public-url"
+                f" {was['public_url']}; run it with those, or add --fresh to start again"
             )
         if not fresh and state.get("seeded"):
             return state
@@ -128,7 +160,7 @@ def prepare_directory(directory: Path, port_base: int, *, fresh: bool) -> dict[s
             print("barri demo: an earlier run stopped before seeding was done; starting again")
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    write_state(state_path, {"version": 1, "port_base": port_base, "seeded": False})
+    write_state(state_path, {"version": 1, **where, "seeded": False})
     return None
 
 
@@ -218,20 +250,19 @@ class Servers:
         self.running[site.key] = (site, process)
 
     async def healthy(self, site: Site, session: aiohttp.ClientSession) -> None:
-        """Wait until the server answers ``/healthz``; DemoError if it stopped instead."""
+        """Wait until the server answers ``/healthz``, directly then at its public origin."""
         _site, process = self.running[site.key]
         deadline = time.monotonic() + HEALTH_WAIT
-        while time.monotonic() < deadline:
-            if process.returncode is not None:
-                raise DemoError(self.exit_message(site.key))
-            try:
-                async with session.get(site.base_url + "/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        raise DemoError(f"the {site.key} server did not answer within {HEALTH_WAIT:.0f} s")
+        for origin in dict.fromkeys((site.local_url, site.base_url)):
+            while not await _answers(session, origin + "/healthz"):
+                if process.returncode is not None:
+                    raise DemoError(self.exit_message(site.key))
+                if time.monotonic() > deadline:
+                    raise DemoError(
+                        f"the {site.key} server did not answer at {origin} within"
+                        f" {HEALTH_WAIT:.0f} s (behind a proxy: is it up, and its CA trusted?)"
+                    )
+                await asyncio.sleep(0.1)
 
     async def first_exit(self) -> str:
         """Wait until any server exits; the message says which and why."""
@@ -268,6 +299,14 @@ class Servers:
                 await asyncio.wait(late)
 
 
+async def _answers(session: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with session.get(url) as response:
+            return response.status == 200
+    except (aiohttp.ClientError, OSError):
+        return False
+
+
 def _signal(process: asyncio.subprocess.Process, signum: int) -> None:
     if process.returncode is None:
         try:
@@ -279,12 +318,12 @@ def _signal(process: asyncio.subprocess.Process, signum: int) -> None:
 # -- the run ---------------------------------------------------------------------------------
 
 
-async def run_demo(directory: Path, port_base: int, *, fresh: bool) -> int:
+async def run_demo(directory: Path, origins: Origins, *, fresh: bool) -> int:
     """Start (and seed, the first time) the demo city; run until SIGINT or SIGTERM."""
     started = time.monotonic()
-    aggregator, sites = layout(directory, port_base)
-    check_ports([aggregator.port, *(site.port for site in sites)])
-    state = prepare_directory(directory, port_base, fresh=fresh)
+    aggregator, sites = layout(directory, origins)
+    check_ports(origins.listen_host, [aggregator.port, *(site.port for site in sites)])
+    state = prepare_directory(directory, origins, fresh=fresh)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

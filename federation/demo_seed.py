@@ -59,11 +59,19 @@ class Site:
     place: Place | None
     port: int
     directory: Path
+    base_url: str  # its public origin: http://127.0.0.1:{port}, or behind a TLS proxy
+    listen_host: str = "127.0.0.1"
 
     @property
-    def base_url(self) -> str:
-        """Its origin."""
-        return f"http://127.0.0.1:{self.port}"
+    def listen(self) -> str:
+        """The ``HOST:PORT`` it listens on."""
+        return f"{self.listen_host}:{self.port}"
+
+    @property
+    def local_url(self) -> str:
+        """Where this machine reaches it directly, proxy or not."""
+        host = "127.0.0.1" if self.listen_host in ("0.0.0.0", "") else self.listen_host  # noqa: S104
+        return f"http://{host}:{self.port}"
 
     @property
     def config(self) -> Path:
@@ -89,7 +97,7 @@ async def prepare(aggregator: Site, sites: list[Site], cli: Cli) -> dict[str, st
     await cli("init", "aggregator", "--dir", str(aggregator.directory),
               "--base-url", aggregator.base_url, "--name", "Barcelona: agregador (demo)",
               "--city", CITY_CODE, "--allow-loopback",
-              "--listen", f"127.0.0.1:{aggregator.port}")  # fmt: skip
+              "--listen", aggregator.listen)  # fmt: skip
     actor = aggregator.base_url + "/actor"
     iris = await asyncio.gather(*(_prepare_instance(site, actor, cli) for site in sites))
     return {site.key: iri for site, iri in zip(sites, iris, strict=True)}
@@ -103,7 +111,7 @@ async def _prepare_instance(site: Site, aggregator_actor: str, cli: Cli) -> str:
     await cli("init", "instance", "--dir", str(site.directory), "--base-url", site.base_url,
               "--name", place.name, "--group", place.group, *territory,
               "--report-to", aggregator_actor, "--allow-loopback",
-              "--listen", f"127.0.0.1:{site.port}")  # fmt: skip
+              "--listen", site.listen)  # fmt: skip
     admin = ("admin", "--config", str(site.config))
     await cli(*admin, "create-user", ADMIN, "--admin", "--password-stdin", stdin=PASSWORD)
     if place.key in CENSUS:
