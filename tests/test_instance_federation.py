@@ -350,6 +350,69 @@ async def test_supports_collection_is_private_across_instances(city: City) -> No
     no_refusals(c, a, b)
 
 
+def announced(kind: str, group: str, object_id: str) -> Callable[[Mapping[str, Any]], bool]:
+    """Matches ``group``'s Announce of a ``kind`` activity about ``object_id``."""
+
+    def match(activity: Mapping[str, Any]) -> bool:
+        inner = as2.embedded(activity, "object") or {}
+        return (
+            as2.has_type(activity, "Announce")
+            and as2.first_id(activity, "actor") == group
+            and as2.has_type(inner, kind)
+            and as2.first_id(inner, "object") == object_id
+        )
+
+    return match
+
+
+async def test_a_deleted_proposal_is_gone_from_the_city_and_the_other_neighbourhood(
+    city: City,
+) -> None:
+    c, a, b = city.city, city.gracia, city.raval
+    ana = await a.resident("ana", "31")
+    proposal = await a.deliberation.create_proposal(
+        ana, city.process.id, name="Una font", body_markdown="Aigua."
+    )
+    await b.observer.wait(of_type("Announce", actor=c.group))
+    assert await b.deliberation.get_proposal(proposal.id) is not None
+    # ana deletes it on her instance: the Delete reaches the city, whose Group relays it.
+    await a.deliberation.delete_proposal(ana, proposal.id)
+    delete = await c.observer.wait(of_type("Delete", actor=a.actor("ana")))
+    assert delete.activity["object"]["id"] == proposal.id
+    await b.observer.wait(announced("Delete", c.group, proposal.id))
+    for instance in (a, c, b):
+        assert await instance.deliberation.get_proposal(proposal.id) is None, instance.config.name
+        tombstone = await instance.deliberation.domain.get_tombstone(proposal.id)
+        assert tombstone is not None and tombstone.former_type == "Proposal"
+    status, _, _ = await get(proposal.id)
+    assert status == 410
+    status, page, _ = await get(city.process.id + "/proposals?page=true")
+    assert isinstance(page, dict) and page["orderedItems"] == []
+    no_refusals(c, a, b)
+
+
+async def test_the_city_keeps_a_proposal_it_counts_supports_for(city: City) -> None:
+    """Gràcia knows none of the supports the city counts: its Delete is refused there."""
+    c, a, b = city.city, city.gracia, city.raval
+    ana = await a.resident("ana", "31")
+    rita = await b.resident("rita", "01")
+    proposal = await a.deliberation.create_proposal(
+        ana, city.process.id, name="Una font", body_markdown="Aigua."
+    )
+    await b.observer.wait(of_type("Announce", actor=c.group))
+    await b.deliberation.support(rita, proposal.id)
+    await c.observer.wait(of_type("Like", actor=b.actor("rita")))
+    assert await a.deliberation.support_count(proposal.id) == 0  # Gràcia cannot know
+    await a.deliberation.delete_proposal(ana, proposal.id)
+    await c.observer.wait(of_type("Delete", actor=a.actor("ana")))
+    kept = await c.deliberation.get_proposal(proposal.id)
+    assert kept is not None and kept.support_count == 1
+    assert [(r.actor, r.rule) for r in c.handlers.refusals] == [
+        (a.actor("ana"), "proposal_has_supports")
+    ]
+    assert await c.deliberation.domain.get_tombstone(proposal.id) is None
+
+
 async def test_the_city_groups_followers_and_outbox(city: City) -> None:
     c = city.city
     await follow_from_mastodon(city)

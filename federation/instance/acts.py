@@ -27,13 +27,14 @@ from federation.instance.content import (
     normalise_text,
     render_field,
 )
-from federation.instance.outbox import FederationSource, Publisher, mint_id
+from federation.instance.outbox import FederationSource, Publisher, Write, mint_id
 from federation.instance.ports import Role, User
 from federation.instance.rules import RULES, Resident, RuleViolation
 from federation.model import LangText, Process
 from federation.store.comments import CommentStore
 from federation.store.domain import DomainStore, ProcessRecord
 from federation.store.proposals import ProposalRecord, ProposalStore
+from federation.store.sqlite import transaction
 from federation.vocab.context import document_context, format_datetime
 from federation.vocab.wire import embed
 
@@ -216,6 +217,18 @@ class ActsBase:
         if cc:
             doc["cc"] = list(cc)
         return doc
+
+    # --- received acts ------------------------------------------------------------------------
+
+    async def commit_received(
+        self, activity: Mapping[str, Any], write: Write, *, announce: bool
+    ) -> None:
+        """Store a received act; with ``announce`` the Group Announces it in one transaction."""
+        if announce and as2.is_addressed_publicly(activity):
+            await self.publisher.announce(activity, write=write)
+            return
+        async with transaction(self.db):
+            await write(self.db)
 
     # --- input --------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ renders and sanitises content, builds the dataclass, converts it with ``federati
 wraps it in its activity with DESIGN.md §6 addressing and hands it to the
 :class:`~federation.instance.outbox.Publisher`, which proves, stores and queues it in one
 transaction. The parts live in ``processes``, ``proposals``, ``supports``, ``debates``,
-``comments`` and ``inbound``; this module puts them together.
+``comments``, ``deletions`` and ``inbound``; this module puts them together.
 
 Errors: ``RuleViolation`` (render with ``violation.problem()`` or :func:`problem_of`) for a
 rule that refused; :class:`~activitypub.errors.Problem` with ``reason`` ``invalid_input``
@@ -24,6 +24,7 @@ from federation.config import InstanceConfig
 from federation.instance.actors import LocalActors
 from federation.instance.acts import _system_clock
 from federation.instance.debates import DebateActs
+from federation.instance.deletions import DeletionActs
 from federation.instance.inbound import InboundActs
 from federation.instance.outbox import FederationSource, Publisher, mint_id
 from federation.instance.proposals import ProposalActs
@@ -41,7 +42,7 @@ def problem_of(violation: RuleViolation) -> Problem:
     return problem
 
 
-class Deliberation(InboundActs, ProposalActs, DebateActs):
+class Deliberation(InboundActs, ProposalActs, DebateActs, DeletionActs):
     """Processes, proposals, supports, debates and comments of one instance (issue 4)."""
 
     def __init__(

@@ -244,7 +244,7 @@ class InboundHandlers(FollowHandlers, AnnounceHandlers):
             if self.federation.actors is not None:
                 self.federation.actors.forget(arrival.actor)
             return
-        await self.deliberation.receive_delete(deletion.object_id, arrival.actor)
+        await self.deliberation.receive_delete(deletion.object_id, arrival.actor, arrival.activity)
 
 
 _UPDATABLE: dict[str, Callable[[Mapping[str, Any]], Any]] = {

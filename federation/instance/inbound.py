@@ -5,6 +5,7 @@ A refusal raises ``RuleViolation`` (or ``Problem`` for an unknown target) and ch
 the handler records the rule. Remote HTML is re-sanitised before it is stored. A public act
 on something the local Group owns is Announced by the Group (FEP-1b12) in the same
 transaction that stores it. Acts are judged at their ``published`` time when it is recent.
+Answers, edits and deletions by their owners are in :mod:`federation.instance.inbound_changes`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from activitypub.fetch import FetchError
 from federation.instance.acts import ActsBase, refuse
 from federation.instance.comments import CommentActs
 from federation.instance.content import sanitise_html
-from federation.instance.outbox import Write
+from federation.instance.inbound_changes import ChangeActs, clean_text
 from federation.instance.processes import ProcessActs
 from federation.instance.rules import (
     Resident,
@@ -37,14 +38,11 @@ from federation.model import (
     Comment,
     CommentVote,
     Debate,
-    LangText,
-    OfficialAnswer,
     Process,
     Proposal,
     ProposalState,
     Support,
     Territory,
-    Tombstone,
     UndoCommentVote,
     UndoSupport,
 )
@@ -59,22 +57,8 @@ from federation.vocab.proposal import proposal_to_ap
 from federation.vocab.support import support_to_ap
 
 
-def _clean_text(text: LangText | None) -> LangText | None:
-    if text is None:
-        return None
-    return LangText.of(sanitise_html(text.default), {k: sanitise_html(v) for k, v in text.by_lang})
-
-
-class InboundActs(SupportActs, CommentActs, ProcessActs, ActsBase):
+class InboundActs(ChangeActs, SupportActs, CommentActs, ProcessActs, ActsBase):
     """What arrives from other instances: proposals, debates, comments, supports, votes, …"""
-
-    async def _commit(self, activity: Mapping[str, Any], write: Write, *, announce: bool) -> None:
-        """Store, and with ``announce`` let the Group Announce it, in one transaction."""
-        if announce and as2.is_addressed_publicly(activity):
-            await self.publisher.announce(activity, write=write)
-            return
-        async with transaction(self.db):
-            await write(self.db)
 
     async def resident_territory(self, actor_id: str) -> Territory | None:
         """The verified territory a remote actor's document names (``verifiedResidentOf``)."""
@@ -117,7 +101,7 @@ class InboundActs(SupportActs, CommentActs, ProcessActs, ActsBase):
         async def write(_db: Any) -> None:
             await self.proposals.put_proposal(clean, doc, local=False)
 
-        await self._commit(activity, write, announce=True)
+        await self.commit_received(activity, write, announce=True)
 
     async def receive_debate(self, debate: Debate, activity: Mapping[str, Any]) -> None:
         """A remote debate addressed to our Group (phase rules apply), or a cached one."""
@@ -129,14 +113,14 @@ class InboundActs(SupportActs, CommentActs, ProcessActs, ActsBase):
             check_can_debate(process.process if process else None, self.judged_at(debate.published))
         clean = dataclasses.replace(
             debate, content_html=sanitise_html(debate.content_html),
-            conclusions=_clean_text(debate.conclusions),
+            conclusions=clean_text(debate.conclusions),
         )  # fmt: skip
         doc = debate_to_ap(clean)
 
         async def write(_db: Any) -> None:
             await self.domain.put_debate(clean, doc, local=False)
 
-        await self._commit(activity, write, announce=ours)
+        await self.commit_received(activity, write, announce=ours)
 
     # --- comments and their votes -------------------------------------------------------------
 
@@ -163,7 +147,7 @@ class InboundActs(SupportActs, CommentActs, ProcessActs, ActsBase):
                 clean, doc, root_id=parent.root_id, local=False, external=external
             )
 
-        await self._commit(activity, write, announce=ours)
+        await self.commit_received(activity, write, announce=ours)
 
     async def receive_comment_vote(self, vote: CommentVote, activity: Mapping[str, Any]) -> None:
         """A remote up/down vote on a comment known here; a later vote replaces an earlier one."""
@@ -178,7 +162,7 @@ class InboundActs(SupportActs, CommentActs, ProcessActs, ActsBase):
             await self.comments.add_vote(vote, doc)
 
         ours = (record.comment.audience or "") == self.group_id
-        await self._commit(activity, write, announce=ours)
+        await self.commit_received(activity, write, announce=ours)
 
     async def receive_undo_comment_vote(
         self, undo: UndoCommentVote, activity: Mapping[str, Any]
@@ -243,107 +227,6 @@ class InboundActs(SupportActs, CommentActs, ProcessActs, ActsBase):
         async with transaction(self.db):
             await self.settle_withdrawal(record, undo.id, process)
 
-    # --- answers, updates, deletions ----------------------------------------------------------
-
-    async def receive_answer(self, answer: OfficialAnswer, activity: Mapping[str, Any]) -> None:
-        """The owning Group answered a proposal known here: state and answer only."""
-        record = await self.proposal_record(answer.proposal.id)
-        if answer.group != record.proposal.audience:
-            refuse("not_owner", f"only {record.proposal.audience} answers this proposal")
-        if answer.group == self.group_id:
-            return  # our own answer, come back through an Announce
-        given = answer.proposal
-        answered = dataclasses.replace(
-            record.proposal, state=given.state, answer=_clean_text(given.answer),
-            answered_at=given.answered_at, updated=given.updated or answer.published,
-        )  # fmt: skip
-        doc = proposal_to_ap(answered)
-        async with transaction(self.db):
-            await self.proposals.put_proposal(answered, doc, local=record.local)
-
-    async def receive_update(self, obj: Any, activity: Mapping[str, Any]) -> None:
-        """An owner's ``Update`` of a remote process, proposal, debate or comment we keep."""
-        actor = as2.first_id(activity, "actor") or ""
-        if isinstance(obj, Process):
-            known = await self.domain.get_process(obj.id)
-            if known is not None and not known.local:
-                _require_owner(known.process.owner, actor)
-                await self.cache_remote_process(obj)
-        elif isinstance(obj, Proposal):
-            await self._update_proposal(obj, actor)
-        elif isinstance(obj, Debate):
-            await self._update_debate(obj, actor)
-        elif isinstance(obj, Comment):
-            await self._update_comment(obj, actor)
-
-    async def _update_proposal(self, proposal: Proposal, actor: str) -> None:
-        record = await self.proposals.get_proposal(proposal.id)
-        if record is None or record.local:
-            return
-        _require_owner(record.proposal.author, actor)
-        edited = dataclasses.replace(
-            record.proposal, name=proposal.name, content_html=sanitise_html(proposal.content_html),
-            source_markdown=proposal.source_markdown, location=proposal.location,
-            updated=proposal.updated,
-            # The author may withdraw; the state otherwise belongs to the process owner.
-            state=ProposalState.WITHDRAWN
-            if proposal.state is ProposalState.WITHDRAWN
-            else record.proposal.state,
-        )  # fmt: skip
-        async with transaction(self.db):
-            await self.proposals.put_proposal(edited, proposal_to_ap(edited), local=False)
-
-    async def _update_debate(self, debate: Debate, actor: str) -> None:
-        record = await self.domain.get_debate(debate.id)
-        if record is None or record.local:
-            return
-        _require_owner(record.debate.author, actor)
-        clean = dataclasses.replace(
-            debate, content_html=sanitise_html(debate.content_html),
-            conclusions=_clean_text(debate.conclusions),
-        )  # fmt: skip
-        async with transaction(self.db):
-            await self.domain.put_debate(clean, debate_to_ap(clean), local=False)
-
-    async def _update_comment(self, comment: Comment, actor: str) -> None:
-        record = await self.comments.get_comment(comment.id)
-        if record is None or record.local:
-            return
-        _require_owner(record.comment.author, actor)
-        clean = dataclasses.replace(
-            comment, content_html=sanitise_html(comment.content_html),
-            depth=record.comment.depth, context=record.comment.context,
-        )  # fmt: skip
-        async with transaction(self.db):
-            await self.comments.put_comment(
-                clean, comment_to_ap(clean), root_id=record.root_id, local=False,
-                external=record.external,
-            )  # fmt: skip
-
-    async def receive_delete(self, object_id: str, actor: str) -> None:
-        """The author deleted a remote proposal, debate or comment: gone, a Tombstone stays."""
-        proposal = await self.proposals.get_proposal(object_id)
-        debate = await self.domain.get_debate(object_id)
-        comment = await self.comments.get_comment(object_id)
-        found = (
-            ("Proposal", proposal.proposal.author, proposal.local) if proposal else
-            ("Debate", debate.debate.author, debate.local) if debate else
-            ("Note", comment.comment.author, comment.local) if comment else None
-        )  # fmt: skip
-        if found is None:
-            return
-        former_type, author, local = found
-        if local or author != actor:
-            refuse("not_author", "only the author may delete it")
-        async with transaction(self.db):
-            if former_type == "Proposal":
-                await self.proposals.delete_proposal(object_id)
-            elif former_type == "Debate":
-                await self.domain.delete_debate(object_id)
-            else:
-                await self.comments.mark_comment_deleted(object_id)
-            await self.domain.add_tombstone(Tombstone(object_id, former_type, self.now()))
-
     async def remember_remote_object(self, obj: Any, *, external: bool = False) -> None:
         """Cache a remote process, proposal, debate or comment we show (no rules: not ours)."""
         if isinstance(obj, Process):
@@ -385,11 +268,6 @@ def admits_official_answer(activity: Mapping[str, Any], actor: str) -> bool:
     if inner is None or actor not in as2.ids(inner, "audience"):
         return False
     return shape_of(activity) == "official-answer"
-
-
-def _require_owner(owner: str, actor: str) -> None:
-    if owner != actor:
-        refuse("not_author", f"only {owner} may change it")
 
 
 __all__ = ["InboundActs", "admits_official_answer"]

@@ -15,6 +15,7 @@ from federation.instance.readside import register_html
 from federation.instance.web.account_pages import add_account_routes
 from federation.instance.web.actions import add_action_routes
 from federation.instance.web.admin_pages import add_admin_routes
+from federation.instance.web.deletion_pages import add_deletion_routes
 from federation.instance.web.pages import (
     comment_page,
     debate_page,
@@ -42,6 +43,7 @@ def setup_pages(app: web.Application) -> None:
     add_action_routes(app)
     add_admin_routes(app)
     add_vote_routes(app)
+    add_deletion_routes(app)
     register_html(app, "process", object_renderer(process_page))
     register_html(app, "proposal", object_renderer(proposal_page))
     register_html(app, "debate", object_renderer(debate_page))

@@ -104,7 +104,7 @@ async def index_page(visit: Visit) -> web.StreamResponse:
                 "propose_url": propose_url(visit, process),
             }
         )
-    return visit.render("index.html", processes=items)
+    return visit.render("index.html", processes=items, done=done_notice(visit))
 
 
 # -- process ---------------------------------------------------------------------------------
@@ -197,9 +197,19 @@ async def _thread_context(visit: Visit, root_id: str, **form: Any) -> dict[str, 
         "comment_alignment": form.pop("comment_alignment", Alignment.NEUTRAL.value),
         "comment_max": COMMENT_SOURCE_MAX,
         "alignments": ALIGNMENTS,
-        # The resident's own votes (comment id -> up?) and where the vote forms post.
+        # The resident's own votes (comment id -> up?); where a comment's forms post.
         "my_votes": await service.my_comment_votes(user, root_id) if user else {},
-        "vote_url": lambda comment_id, action: visit.kit.action_url(comment_id, "comments", action),
+        # Comments written here by the resident: each gets a link to delete it.
+        "own_comments": {
+            node.comment.id
+            for node in thread.by_id.values()
+            if user is not None
+            and node.comment.author == service.actor_id(user)
+            and visit.kit.is_local(node.comment.id)
+        },
+        "comment_action": lambda comment_id, action: visit.kit.action_url(
+            comment_id, "comments", action
+        ),
     }
 
 
@@ -216,13 +226,17 @@ async def proposal_view(
     user = visit.user
     author = user is not None and service.actor_id(user) == proposal.author
     thread = await _thread_context(visit, proposal.id, **form)
+    support_count = await _count(service, proposal)
+    is_author = author and visit.kit.is_local(proposal.id)
     return visit.render(
         "proposal.html",
         status=status,
         proposal=proposal,
         process=process,
         process_url=visit.kit.page_path(process.id) if process else "",
-        support_count=await _count(service, proposal),
+        support_count=support_count,
+        # The same conditions as rules.check_can_delete_proposal (the service re-checks).
+        can_delete=is_author and support_count == 0 and not proposal.state.answered,
         supported=user is not None and await service.has_supported(user, proposal.id),
         supports_open=phase is not None and phase.allows_supports,
         remaining=(
@@ -230,7 +244,7 @@ async def proposal_view(
             if user is not None and process is not None
             else None
         ),
-        is_author=author and visit.kit.is_local(proposal.id),
+        is_author=is_author,
         done=done_notice(visit),
         error=form.pop("error", None),
         **thread,
