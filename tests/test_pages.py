@@ -622,7 +622,7 @@ async def test_process_proposals_are_paged(site: Site, browser: Browser) -> None
 
 
 async def test_deleted_objects_answer_410(site: Site, browser: Browser) -> None:
-    # No local delete exists yet: a Tombstone is written the way the store keeps them.
+    # A Tombstone written the way the store keeps them (tests/test_deletions.py deletes for real).
     gone = f"{site.config.base_url}/proposals/gone1"
     async with transaction(site.server.app[DB]):
         await site.service.domain.add_tombstone(Tombstone(gone, "Proposal", datetime.now(UTC)))
