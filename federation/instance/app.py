@@ -60,21 +60,25 @@ def create_app(
     """The instance app; nothing is opened until the app starts (DESIGN.md §2, §3, §6)."""
     # Imported here, not at the top: both modules import this one for its AppKeys, so a
     # top-level import would fail whenever one of them is imported first.
-    from federation.instance import readside
+    from federation.instance import c2s, readside
     from federation.instance.handlers import setup_handlers
+    from federation.instance.oauth import setup_oauth
     from federation.instance.web import setup_pages
 
     app = web.Application(middlewares=[problem_middleware])
     app[CONFIG] = config
     app[NODEINFO] = InstanceNodeInfo(config)
-    app.cleanup_ctx.append(_instance_ctx(document_hook))
+    # Residents' documents name the OAuth endpoints and their client keys (FEP-d8c2, C2S).
+    app.cleanup_ctx.append(_instance_ctx(c2s.document_hook(app, document_hook)))
     app.cleanup_ctx.append(federation_ctx(_build_federation))
-    _add_actor_routes(app, readside.collection_handler)
+    _add_actor_routes(app, c2s.collection_handler)  # the read side's, or C2S with a token
     _add_discovery_routes(app, config)
     app.router.add_get("/healthz", _healthz)
     setup_handlers(app)  # inbound activities, under the same rules as local acts
     readside.setup_readside(app)  # objects by id, process/thread collections, supports
     setup_pages(app)  # the HTML pages for residents and admins
+    setup_oauth(app)  # OAuth 2.0 for C2S clients: metadata, consent, token, revocation
+    c2s.setup_c2s(app)  # POST outbox, GET inbox, client keys (DESIGN.md §6 "C2S")
     return app
 
 
