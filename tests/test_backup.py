@@ -15,6 +15,7 @@ import json
 import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -323,3 +324,41 @@ def test_target_reads_either_kind_of_config(tmp_path: Path) -> None:
     target = target_of(tmp_path / "a" / "barri.toml")
     assert (target.kind, target.listen_port) == ("aggregator", 8700)
     assert target.database == tmp_path / "a" / "barri.sqlite3"
+
+
+def run_script(name: str, *args: Path) -> subprocess.CompletedProcess[str]:
+    """Run deploy/NAME with sh, ``barri`` being this interpreter's federation.cli."""
+    environment = {"PATH": "/usr/bin:/bin", "BARRI": f"{sys.executable} -m federation.cli",
+                   "KEEP": "1", "PYTHONPATH": ":".join(sys.path)}  # fmt: skip
+    script = Path(__file__).resolve().parent.parent / "deploy" / name
+    command = ["sh", str(script), *map(str, args)]
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
+
+
+def test_the_deploy_scripts_back_up_prune_and_restore(tmp_path: Path) -> None:
+    from federation.cli import main
+
+    config = tmp_path / "gracia" / "barri.toml"
+    args = ["init", "instance", "--dir", str(config.parent), "--base-url", "http://127.0.0.1:9"]
+    assert main([*args, "--name", "AV Gràcia", "--allow-loopback"]) == 0
+    _barri_db(config.parent / "barri.sqlite3", "users")
+    dest = tmp_path / "backups"
+    (dest / "gracia").mkdir(parents=True)
+    stale = dest / "gracia" / "gracia-20000101T000000Z.sqlite3"
+    stale.write_bytes(b"an old copy")
+    done = run_script("backup.sh", dest, config)
+    assert done.returncode == 0, done.stderr
+    [copy] = (dest / "gracia").glob("gracia-*.sqlite3")  # KEEP=1: the old copy is gone
+    assert copy != stale and (dest / "gracia" / "barri.toml").read_bytes() == config.read_bytes()
+    db = sqlite3.connect(config.parent / "barri.sqlite3")
+    db.execute("INSERT INTO users (note) VALUES ('after the backup')")
+    db.commit()
+    db.close()
+    done = run_script("restore.sh", config, copy)
+    assert done.returncode == 0, done.stderr
+    restored = sqlite3.connect(config.parent / "barri.sqlite3")
+    assert restored.execute("SELECT note FROM users").fetchall() == [("before",)]
+    restored.close()
+    assert len(list(config.parent.glob("barri.sqlite3.before-restore-*"))) == 1
+    failed = run_script("backup.sh", dest, tmp_path / "none.toml")
+    assert failed.returncode == 1 and "none.toml" in failed.stderr
