@@ -478,5 +478,8 @@ def print_city(directory: Path, aggregator: Site, sites: list[Site], state: dict
     for what, url in rows:
         print(f"  {what:<{width}}  {url}")
     names = ", ".join(place.residents[0] for place in PLACES)
-    print(f"\n  log in as admin or a resident ({names}, ...); every password: {PASSWORD}\n")
+    c2s = " and ".join(place.label for place in PLACES if place.client == "c2s")
+    print(f"\n  log in as admin or a resident ({names}, ...); every password: {PASSWORD}")
+    print(f"  residents of {c2s} proposed and supported through C2S (their outbox), the")
+    print("  others through the pages; everyone commented through the pages\n")
     print(f"barri demo: totals: {summary(state)}", flush=True)

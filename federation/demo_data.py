@@ -30,6 +30,8 @@ class Place:
     kind: str  # "city" or "neighbourhood"
     district: str | None
     residents: tuple[str, ...]
+    #: How its residents propose and support: "forms" (the pages) or "c2s" (their outbox).
+    client: str = "forms"
 
     @property
     def is_city(self) -> bool:
@@ -43,9 +45,9 @@ PLACES = (
     Place("gracia", "Gràcia", "Associació de Veïns de la Vila de Gràcia", "avgracia", "31",
           "neighbourhood", "06", ("ana", "pau", "laia", "marc", "nuria")),
     Place("sants", "Sants", "Associació de Veïns de Sants", "avsants", "18", "neighbourhood",
-          "03", ("joan", "maria", "pere", "carla")),
+          "03", ("joan", "maria", "pere", "carla"), client="c2s"),
     Place("poblenou", "Poblenou", "Associació de Veïns del Poblenou", "avpoblenou", "68",
-          "neighbourhood", "10", ("david", "julia", "oriol", "sara")),
+          "neighbourhood", "10", ("david", "julia", "oriol", "sara"), client="c2s"),
 )  # fmt: skip
 
 #: Residents verified from the census (``barri admin census claim``); the others by the

@@ -5,9 +5,11 @@ Before the servers start, ``barri init``, ``barri admin create-user``/``census i
 :func:`seed` acts as people do: the neighbourhoods join the city's process (``barri admin
 process follow``), the aggregator adds each instance to its roster (``barri roster add``),
 residents register, log in, propose, support, withdraw and comment through the instances'
-HTML forms (:class:`~federation.demo_web.Browser`), their associations verify them (the admin
-page, or ``barri admin census claim``) and the city answers a proposal. It returns what the
-aggregator must then show (:func:`expected_totals`), computed from what was done.
+HTML forms (:class:`~federation.demo_web.Browser`) — or, in Sants and Poblenou, propose and
+support through C2S, ``POST`` to their outbox with a token from ``barri admin token create`` —
+their associations verify them (the admin page, or ``barri admin census claim``) and the city
+answers a proposal. It returns what the aggregator must then show (:func:`expected_totals`),
+computed from what was done.
 """
 
 from __future__ import annotations
@@ -186,12 +188,16 @@ async def _accounts(sites: list[Site], people: _People, cli: Cli) -> None:
         for name in place.residents:
             await people(place.key, name).register(PASSWORD)
         claimed = CENSUS.get(place.key)
+        config = ("admin", "--config", str(site.config))
         for name in place.residents:
             if claimed is not None and claimed[0] == name:
-                config = str(site.config)
-                await cli("admin", "--config", config, "census", "claim", name, claimed[1])
+                await cli(*config, "census", "claim", name, claimed[1])
             else:
                 await admin.verify(name, place.territory)
+            if place.client == "c2s":
+                # A personal access token, as a resident's app would hold (scope write).
+                out = await cli(*config, "token", "create", name, "--scope", "write")
+                people(place.key, name).token = out.strip().splitlines()[-1]
 
     await asyncio.gather(*(one_place(site) for site in sites))
 

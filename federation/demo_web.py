@@ -1,18 +1,23 @@
-"""A resident's browser for the demo seeder: the instance's own HTML forms, nothing else.
+"""A resident's browser for the demo seeder: the instance's own HTML forms, or its C2S outbox.
 
 Each :class:`Browser` is one person on one instance: its own cookie jar (the session cookie),
 the CSRF token read from the forms its session is shown, and POSTs answered by 303 like a
-browser's (Post/Redirect/Get). A refused form raises :class:`FormRefused` with the page's own
-error message, so a demo that cannot seed says which rule refused what.
+browser's (Post/Redirect/Get). Given a personal access token (``barri admin token create``),
+it proposes, supports and withdraws supports as a third-party app would instead: ``POST`` to
+the resident's outbox with the token (ActivityPub §6), ``201`` and the stored activity back.
+A refusal raises :class:`FormRefused` with the server's own message, so a demo that cannot
+seed says which rule refused what.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import json
 import re
 import time
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
@@ -23,6 +28,7 @@ _TAG = re.compile(r"<[^>]+>")
 #: A comment's anchor on a thread page (``id="c-<last segment of its id>"``).
 _ANCHOR = re.compile(r'<article[^>]*\bid="c-([^"]+)"')
 REMOTE = "/remote"
+AS2 = "application/activity+json"
 POLL = 0.1
 
 
@@ -41,6 +47,9 @@ class Browser:
             timeout=aiohttp.ClientTimeout(total=timeout),
         )
         self._token: str | None = None
+        #: A personal access token: when set, proposals and supports go through C2S.
+        self.token: str | None = None
+        self._likes: dict[str, str] = {}  # proposal id -> the id of our Like (C2S)
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -78,6 +87,25 @@ class Browser:
             f"{self.username}@{self.base_url}: {what}: {_reason(response.status, text)}"
         )
 
+    async def outbox(self, activity: Mapping[str, Any], what: str) -> dict[str, Any]:
+        """POST an activity to the resident's outbox (C2S); the stored activity."""
+        headers = {
+            "Authorization": f"Bearer {self.token}",
+            "Content-Type": AS2,
+            "Accept": AS2,
+        }
+        body = json.dumps(activity, ensure_ascii=False).encode("utf-8")
+        async with self._session.post(
+            self.actor + "/outbox", data=body, headers=headers
+        ) as response:
+            answer = await response.json(content_type=None)
+            if response.status == 201 and isinstance(answer, dict):
+                return answer
+        detail = answer.get("detail") if isinstance(answer, dict) else answer
+        raise FormRefused(
+            f"{self.username}@{self.base_url}: {what} (C2S): HTTP {response.status}: {detail}"
+        )
+
     # -- accounts -----------------------------------------------------------------------------
 
     async def register(self, password: str) -> None:
@@ -98,6 +126,11 @@ class Browser:
 
     async def propose(self, process_id: str, name: str, body: str) -> str:
         """Write a proposal into a process (local or another instance's); returns its id."""
+        if self.token is not None:
+            proposal = {"type": ["Page", "Proposal"], "process": process_id, "name": name,
+                        "source": {"content": body, "mediaType": "text/markdown"}}  # fmt: skip
+            created = await self.outbox({"type": "Create", "object": proposal}, f"propose {name!r}")
+            return str(created["object"]["id"])
         path = self.action_path(process_id, "processes", "proposals/new")
         await self.get(path)
         location = await self.post(path, {"name": name, "body": body}, f"propose {name!r}")
@@ -105,10 +138,17 @@ class Browser:
 
     async def support(self, proposal_id: str) -> None:
         """Support a proposal (a Like to its process's Group and the aggregators)."""
+        if self.token is not None:
+            like = await self.outbox({"type": "Like", "object": proposal_id}, "support")
+            self._likes[proposal_id] = str(like["id"])
+            return
         await self.post(self.action_path(proposal_id, "proposals", "support"), {}, "support")
 
     async def unsupport(self, proposal_id: str) -> None:
         """Withdraw one's support (an Undo of the Like)."""
+        if self.token is not None:
+            await self.outbox({"type": "Undo", "object": self._likes[proposal_id]}, "unsupport")
+            return
         await self.post(self.action_path(proposal_id, "proposals", "unsupport"), {}, "unsupport")
 
     async def withdraw(self, proposal_id: str) -> None:
