@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -634,3 +635,25 @@ async def test_the_consent_page_speaks_the_residents_language(world: World) -> N
     assert "Autoritza una aplicació" in page.text and "actuar en nom teu" in page.text
     page = await world.browser.get(authorize_query(world, challenge) + "&lang=es")
     assert "Autoriza una aplicación" in page.text
+
+
+def test_the_consent_messages_exist_in_every_language_with_the_same_placeholders() -> None:
+    import string
+
+    from federation.instance.oauth.messages import OAUTH_MESSAGES, consent_catalogue
+
+    def names(text: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+    template = Path(__file__).resolve().parent.parent / (
+        "federation/instance/web/templates/oauth_consent.html"
+    )
+    used = set(re.findall(r"""t\("(oauth\.[a-z_.]*[a-z_])\"""", template.read_text("utf-8")))
+    used |= {f"oauth.scope.{scope}" for scope in ("read", "write")}
+    english = OAUTH_MESSAGES["en"]
+    assert used <= set(english) and len(used) > 8
+    for lang in ("ca", "es", "en"):
+        assert set(OAUTH_MESSAGES[lang]) == set(english), lang
+        for key, text in english.items():
+            assert names(OAUTH_MESSAGES[lang][key]) == names(text), (lang, key)
+        assert consent_catalogue()[lang]["nav.login"]  # the pages' own messages are kept
