@@ -33,15 +33,20 @@ from federation.model import Territory
 from tests.barri_node import InstanceNode, running_node
 
 
-def make_config(directory: Path, port: int) -> AggregatorConfig:
-    """A loopback aggregator config whose ids use the port it will listen on."""
+def make_config(
+    directory: Path, port: int, environ: dict[str, str] | None = None
+) -> AggregatorConfig:
+    """A loopback aggregator config whose ids use the port it will listen on; ``environ``
+    overrides keys the way ``BARRI_*`` variables do (e.g. the Tally debounce)."""
     options = AggregatorInit(
         base_url=f"http://127.0.0.1:{port}",
         name="Barri Barcelona",
         allow_loopback=True,
         listen=f"127.0.0.1:{port}",
     )
-    return load_aggregator_config(write_aggregator_config(directory, options), environ={})
+    return load_aggregator_config(
+        write_aggregator_config(directory, options), environ=environ or {}
+    )
 
 
 @dataclass
@@ -133,9 +138,11 @@ class City:
 
 
 @asynccontextmanager
-async def city(tmp_path: Path, ports: Callable[[], int]) -> AsyncIterator[City]:
+async def city(
+    tmp_path: Path, ports: Callable[[], int], environ: dict[str, str] | None = None
+) -> AsyncIterator[City]:
     """A started aggregator with no nodes yet; everything is closed at the end."""
-    config = make_config(tmp_path / "city", ports())
+    config = make_config(tmp_path / "city", ports(), environ)
     async with AsyncExitStack() as stack:
         running = City(config, tmp_path, ports, stack)
         await running.start()

@@ -416,7 +416,7 @@ async def _build_federation(app: web.Application) -> Federation:
         local_keys=local_keys,
     )
 
-    @federation.dispatcher.on("Follow", "Undo", "Like", "Announce", "Create")
+    @federation.dispatcher.on("Follow", "Undo", "Like", "Announce", "Create", "Accept")
     async def received(record: InboxRecord) -> None:
         node.received.append(record.activity)
         if record.activity.get("type") == "Follow" and node.accept_follows:

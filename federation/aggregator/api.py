@@ -3,9 +3,10 @@
 ``GET /api/v1/processes`` lists the processes the aggregator counts; ``GET
 /api/v1/processes/{process IRI, url-encoded}/results`` gives each proposal (IRI, name, host
 instance, state, supports, supports by neighbourhood code), totals by neighbourhood, district
-and city, participants and the as-of time; ``GET /api/v1/instances`` gives the roster with
-follow state, last activity, backlog and anomaly counts. Every answer is computed from the
-tally after a sync, so changes made by the CLI show at once. Errors are RFC 9457 problems.
+and city, participants, the as-of time and whether the result is final; ``GET
+/api/v1/instances`` gives the roster with follow state, last activity, backlog and anomaly
+counts. An open process is computed from the tally after a sync, so changes made by the CLI
+show at once; a closed one is its final Tally (:mod:`.views`). Errors are RFC 9457 problems.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from activitypub.errors import Problem
 from federation.aggregator.roster import RosterService, RosterStatus
+from federation.aggregator.views import ProcessView, process_view, process_views
 from federation.aggregator.wiring import Aggregator
 from federation.model import TerritoryKind
-from federation.store.aggregator_log import ProcessRow, ProposalRow
+from federation.store.aggregator_log import ProposalRow
 from federation.tally import ProcessTally, TallyResult
 from federation.vocab.context import format_datetime
-from federation.vocab.process import process_from_ap
 
 PREFIX = "/api/v1"
 AggregatorGetter = Callable[[web.Request], Aggregator]
@@ -54,29 +54,18 @@ def results_url(base_url: str, process_id: str) -> str:
     return f"{base_url}{PREFIX}/processes/{quote(process_id, safe='')}/results"
 
 
-async def _process_name(aggregator: Aggregator, process_id: str) -> tuple[ProcessRow, str]:
-    row = await aggregator.log.process(process_id)
-    if row is None:
-        raise Problem(404, "Not Found", f"The aggregator counts no process {process_id}.")
-    try:
-        name = process_from_ap(json.loads(row.document)).name.default
-    except ValueError:  # VocabError is a ValueError; a stored document that no longer reads
-        name = process_id
-    return row, name
-
-
-def process_summary(
-    aggregator: Aggregator, tally: ProcessTally, row: ProcessRow, name: str
-) -> dict[str, Any]:
+def process_summary(aggregator: Aggregator, view: ProcessView) -> dict[str, Any]:
     """One entry of ``GET /api/v1/processes``."""
+    tally = view.tally
     return {
         "id": tally.process,
-        "name": name,
-        "owner": row.owner,
-        "host": row.origin,
+        "name": view.name,
+        "owner": view.row.owner,
+        "host": view.row.origin,
         "proposals": len(tally.results),
         "supports": tally.supports,
         "participants": tally.participants,
+        "final": view.final,
         "results": results_url(aggregator.config.base_url, tally.process),
     }
 
@@ -92,23 +81,18 @@ def _proposal(totals: Any, cached: ProposalRow | None) -> dict[str, Any]:
     }
 
 
-def process_results(
-    tally: ProcessTally,
-    name: str,
-    proposals: Mapping[str, ProposalRow],
-    as_of: datetime | None,
-) -> dict[str, Any]:
+def process_results(view: ProcessView) -> dict[str, Any]:
     """The body of ``GET /api/v1/processes/{iri}/results``: proposals ranked by supports."""
-    ranked = sorted(tally.results, key=lambda r: (-r.supports, r.proposal))
+    tally = view.tally
     return {
         "process": tally.process,
-        "name": name,
-        "asOf": _iso(as_of),
-        "final": False,
+        "name": view.name,
+        "asOf": _iso(view.as_of),
+        "final": view.final,
         "supports": tally.supports,
         "participants": tally.participants,
         "inputsDigest": tally.inputs_digest,
-        "proposals": [_proposal(r, proposals.get(r.proposal)) for r in ranked],
+        "proposals": [_proposal(r, view.proposals.get(r.proposal)) for r in view.ranked()],
         "totals": {
             "city": _by_code(tally, TerritoryKind.CITY),
             "districts": _by_code(tally, TerritoryKind.DISTRICT),
@@ -163,24 +147,12 @@ def add_api_routes(
 
     async def processes(request: web.Request) -> web.Response:
         agg = aggregator(request)
-        result = await agg.state.result()
-        entries = []
-        for tally in result.processes:
-            row, name = await _process_name(agg, tally.process)
-            entries.append(process_summary(agg, tally, row, name))
+        entries = [process_summary(agg, view) for view in await process_views(agg)]
         return _json({"asOf": _iso(agg.state.synced_at), "processes": entries})
 
     async def results(request: web.Request) -> web.Response:
-        agg = aggregator(request)
-        process_id = request.match_info["process"]
-        _row, name = await _process_name(agg, process_id)
-        result = await agg.state.result()
-        try:
-            tally = result.process(process_id)
-        except KeyError:
-            raise Problem(404, "Not Found", f"No totals for {process_id} yet.") from None
-        cached = {p.id: p for p in await agg.log.proposals_of(process_id)}
-        return _json(process_results(tally, name, cached, agg.state.synced_at))
+        view = await process_view(aggregator(request), request.match_info["process"])
+        return _json(process_results(view))
 
     async def instances(request: web.Request) -> web.Response:
         agg = aggregator(request)

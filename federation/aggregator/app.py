@@ -2,9 +2,11 @@
 
 ``create_app(config)`` serves the ``Service`` actor at ``/actor`` (keys generated on first
 start), WebFinger, NodeInfo 2.1 (FEP-2677 instance actor), host-meta, the shared inbox
-``/inbox`` (and ``/actor/inbox``) into the protocol pipeline, the JSON API and ``/healthz``.
-The database, the tally rebuild, the protocol runtime and a first backfill of every roster
-instance are opened and closed in ``cleanup_ctx``; shared objects sit under ``web.AppKey``s.
+``/inbox`` (and ``/actor/inbox``) into the protocol pipeline, the Service's outbox (its
+Tallies), each Tally at its id, the JSON API and exports, the results pages, ``/metrics`` and
+``/healthz``. The database, the tally rebuild, the protocol runtime, the Tally publisher and
+the backfill loop (at start, then every ``backfill_minutes``) are opened and closed in
+``cleanup_ctx``; shared objects sit under ``web.AppKey``s.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from activitypub.collections import (
     first_page_url,
     ordered_collection,
     ordered_collection_page,
+    page_sequence,
     page_url_for,
     parse_page_request,
 )
@@ -35,6 +38,9 @@ from activitypub.runtime import FEDERATION, Federation
 from activitypub.webfinger import WELL_KNOWN_PATH, WebFingerAccount, acct_uri, webfinger_handler
 from federation.aggregator.api import add_api_routes
 from federation.aggregator.config import AggregatorConfig
+from federation.aggregator.exports import add_export_routes
+from federation.aggregator.metrics import metrics_handler
+from federation.aggregator.pages import add_page_routes
 from federation.aggregator.service import ACTOR_PATH, COLLECTIONS, SHARED_INBOX_PATH
 from federation.aggregator.wiring import (
     Aggregator,
@@ -44,6 +50,7 @@ from federation.aggregator.wiring import (
     open_aggregator,
     register_handlers,
 )
+from federation.store.paging import SEQ_SHAPE
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,7 @@ CONFIG = web.AppKey("barri.aggregator.config", AggregatorConfig)
 AGGREGATOR = web.AppKey("barri.aggregator", Aggregator)
 RUNTIME = web.AppKey("barri.aggregator.runtime", Runtime)
 BACKFILL_TASK = web.AppKey("barri.aggregator.backfill_task", asyncio.Task[Any])
+PUBLISHER_TASK = web.AppKey("barri.aggregator.publisher_task", asyncio.Task[Any])
 
 
 def create_app(config: AggregatorConfig, *, backfill_on_start: bool = True) -> web.Application:
@@ -62,15 +70,20 @@ def create_app(config: AggregatorConfig, *, backfill_on_start: bool = True) -> w
     app[CONFIG] = config
     app.cleanup_ctx.append(_aggregator_ctx)
     app.cleanup_ctx.append(_federation_ctx)
-    if backfill_on_start:
-        app.cleanup_ctx.append(_backfill_ctx)
+    app.cleanup_ctx.append(_publisher_ctx)
+    app.cleanup_ctx.append(_backfill_ctx(backfill_on_start))
     app.router.add_get(ACTOR_PATH, _actor)
     app.router.add_post(ACTOR_PATH + "/inbox", _inbox)
     app.router.add_post(SHARED_INBOX_PATH, _inbox)
     collections = "{collection:" + "|".join(COLLECTIONS) + "}"
     app.router.add_get(f"{ACTOR_PATH}/{collections}", _collection)
+    app.router.add_get("/tallies/{id}", _published)
+    app.router.add_get("/activities/{id}", _published)
     _add_discovery_routes(app, config)
-    add_api_routes(app, lambda request: request.app[AGGREGATOR], _roster)
+    add_api_routes(app, _aggregator, _roster)
+    add_export_routes(app, _aggregator)
+    add_page_routes(app, _aggregator, _roster)
+    app.router.add_get("/metrics", metrics_handler(_aggregator, _runtime))
     app.router.add_get("/healthz", _healthz)
     return app
 
@@ -93,23 +106,51 @@ async def _federation_ctx(app: web.Application) -> AsyncIterator[None]:
     await federation.stop()
 
 
-async def _backfill_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Catch up with every roster instance after downtime, in the background."""
-    async def catch_up() -> None:
-        try:
-            report = await app[RUNTIME].backfill.run()
-        except Exception:
-            # A background task has nobody to raise to: say it, the next start tries again.
-            log.exception("backfill at start failed")
-            return
-        log.info("backfill at start: %s", report)
-
-    task = asyncio.create_task(catch_up(), name="aggregator-backfill")
-    app[BACKFILL_TASK] = task
+async def _publisher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Tally publisher's loop: debounced Tallies on change, final ones on time."""
+    task = asyncio.create_task(app[RUNTIME].publisher.run(), name="aggregator-publisher")
+    app[PUBLISHER_TASK] = task
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _backfill_ctx(at_start: bool) -> Any:
+    """Catch up with every roster instance: at start (unless told not to), then periodically."""
+
+    async def catch_up(app: web.Application, what: str) -> None:
+        try:
+            report = await app[RUNTIME].backfill.run()
+        except Exception:
+            # A background task has nobody to raise to: say it, the next pass tries again.
+            log.exception("%s failed", what)
+            return
+        log.info("%s: %s", what, report)
+
+    async def periodically(app: web.Application) -> None:
+        interval = app[CONFIG].backfill_minutes * 60.0
+        if at_start:
+            await app[BACKFILL_TASK]
+        while interval > 0:
+            await asyncio.sleep(interval)
+            await catch_up(app, "periodic backfill")
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        tasks = []
+        if at_start:
+            first = asyncio.create_task(catch_up(app, "backfill at start"), name="backfill")
+            app[BACKFILL_TASK] = first
+            tasks.append(first)
+        tasks.append(asyncio.create_task(periodically(app), name="aggregator-backfill-loop"))
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return context
 
 
 def software_version() -> str:
@@ -122,6 +163,14 @@ def software_version() -> str:
 
 def _roster(request: web.Request) -> Any:
     return request.app[RUNTIME].roster
+
+
+def _aggregator(request: web.Request) -> Aggregator:
+    return request.app[AGGREGATOR]
+
+
+def _runtime(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
 
 
 def _add_discovery_routes(app: web.Application, config: AggregatorConfig) -> None:
@@ -173,22 +222,52 @@ async def _inbox(request: web.Request) -> web.Response:
 
 
 async def _collection(request: web.Request) -> web.Response:
-    """The Service's outbox/followers/following: empty until Tally publication lands."""
+    """The Service's outbox (its Tallies' ``Create``s), followers and following (AS2 §5.3)."""
     name = request.match_info["collection"]
     collection_id = f"{request.app[CONFIG].base_url}{ACTOR_PATH}/{name}"
+    aggregator = request.app[AGGREGATOR]
     try:
-        page = parse_page_request(request.query)
+        page = parse_page_request(request.query, key_shape=SEQ_SHAPE)
     except ValueError as exc:
         raise Problem(400, "Bad Request", f"Bad paging parameters: {exc}.") from exc
+    if name == "outbox":
+        total = await aggregator.published.count()
+    else:
+        listed = await _listed(aggregator, name)
+        total = len(listed)
     if page is None:
-        return _as2(ordered_collection(collection_id, 0, first=first_page_url(collection_id)))
-    empty = PageResult(items=[], next_cursor=None, prev_cursor=None)
+        return _as2(ordered_collection(collection_id, total, first=first_page_url(collection_id)))
+    if name == "outbox":
+        try:
+            rows = await aggregator.published.page(page)
+        except ValueError as exc:
+            raise Problem(400, "Bad Request", f"Bad paging parameters: {exc}.") from exc
+        items = [json.loads(row.activity) for row in rows.items]
+        result = PageResult(items, rows.next_cursor, rows.prev_cursor)
+    else:
+        result = page_sequence([((n,), actor) for n, actor in enumerate(listed)], page)
     page_id = request.app[CONFIG].base_url + request.path_qs
     return _as2(
         ordered_collection_page(
-            collection_id, page_id, empty, page_url=page_url_for(collection_id), total_items=0
+            collection_id, page_id, result, page_url=page_url_for(collection_id), total_items=total
         )
     )
+
+
+async def _listed(aggregator: Aggregator, name: str) -> list[str]:
+    """Who follows the Service, or whom it follows (accepted Follows of roster instances)."""
+    if name == "followers":
+        return [row.actor for row in await aggregator.published.followers()]
+    return sorted({f.target for f in await aggregator.store.follows() if f.state == "accepted"})
+
+
+async def _published(request: web.Request) -> web.Response:
+    """A Tally, or the ``Create`` that carried it, at its id (signed, as published)."""
+    object_id = request.app[CONFIG].base_url + request.path
+    row = await request.app[AGGREGATOR].published.by_id(object_id)
+    if row is None:
+        raise Problem(404, "Not Found", f"The aggregator published nothing at {request.path}.")
+    return _as2(json.loads(row.document if row.id == object_id else row.activity))
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -1,26 +1,36 @@
-"""Backfill: catch up with each instance's outboxes after any downtime (DESIGN.md §6).
+"""Backfill: catch up with each instance after any downtime (DESIGN.md §6).
 
-For every active roster instance the aggregator walks the ``outbox`` OrderedCollections of its
-instance actor and Group with signed GETs (authorised fetch), newest first, ``first`` then
-``next``. Each item is handed to ingest exactly like a live delivery, so a support's own proof
-is verified whatever route it took; an item given by id is fetched from its own origin.
+For every active roster instance the aggregator walks, with signed GETs (authorised fetch):
 
-The position is stored after every page: an interrupted pass resumes from the page it was on.
-A pass stops at the newest item of the previous finished pass (``marker``), so later passes
-read only what is new; items reread after a crash are deduplicated by id.
+- the ``outbox`` of its instance actor and its Group (activities, handed to ingest exactly like
+  a live delivery, so a support's own proof is verified whatever route it took);
+- for each process the instance hosts, ``{process}/proposals`` and ``{process}/debates``;
+- for each proposal it hosts, ``{proposal}/supports`` (the private list of like ids: each one
+  not held yet is fetched from its own origin and verified like any other copy);
+- for each proposal and debate it hosts, its FEP-7888 ``context`` collection (the thread).
+
+Objects listed in a collection are believed when their id is on the collection's origin;
+anything else is refetched from its own id. The position is stored after every page, so an
+interrupted pass resumes from the page it was on. Newest-first collections stop at the newest
+item of the previous finished pass (``marker``); oldest-first ones (``context``) resume from
+the last page read. Items reread after a crash are deduplicated by id.
+
+A withdrawal made while the aggregator was down is not listed anywhere it may read (a
+resident's outbox is private): it arrives when the instance's delivery retry does.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from activitypub import as2
-from activitypub.fetch import FetchError
-from federation.aggregator.documents import ActorFetch, DocumentFetch
+from activitypub.fetch import FetchError, FetchFailure
+from federation.aggregator.documents import ActorFetch, DocumentFetch, read_proposal
 from federation.aggregator.ingest import Ingest, Provenance, Route
 from federation.store.aggregator import CursorRow, RosterRow
 from federation.tally.records import normal_origin
@@ -29,6 +39,10 @@ if TYPE_CHECKING:
     from federation.aggregator.wiring import Aggregator
 
 log = logging.getLogger(__name__)
+
+# A listed like we may not read (403), or that is gone, is skipped; anything else is retried.
+_SKIPPED = (403, 404, 410)
+_MISSING = (FetchFailure.GONE, FetchFailure.ID_MISMATCH, FetchFailure.INVALID)
 
 
 @dataclass(frozen=True)
@@ -49,8 +63,30 @@ class BackfillError(Exception):
     """A collection could not be read to its end; the cursor keeps what was done."""
 
 
+#: What a walk does with one item of a page (the page for its @context).
+ItemHandler = Callable[[Any, Mapping[str, Any]], Awaitable[None]]
+
+
+def _framed(item: Any, page: Mapping[str, Any]) -> Any:
+    """An embedded item read in its page's @context when it has none (JSON-LD §4.1)."""
+    if isinstance(item, Mapping) and "@context" not in item and "@context" in page:
+        return {"@context": page["@context"], **item}
+    return item
+
+
+def _context_url(root_id: str, document: str, origin: str) -> str:
+    """A thread root's FEP-7888 ``context`` collection, on the root's own origin."""
+    try:
+        stated = as2.first_id(json.loads(document), "context")
+    except ValueError:
+        stated = None
+    if stated is not None and normal_origin(stated) == origin:
+        return stated
+    return f"{root_id}/context"
+
+
 class Backfiller:
-    """Resumable per-instance walks over outbox collections."""
+    """Resumable per-instance walks over outbox, process, supports and thread collections."""
 
     def __init__(
         self,
@@ -62,7 +98,7 @@ class Backfiller:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.aggregator, self.ingest = aggregator, ingest
-        self.store, self.state = aggregator.store, aggregator.state
+        self.store, self.state, self.log = aggregator.store, aggregator.state, aggregator.log
         self._fetch, self._actor, self._clock = fetch, actor, clock
 
     async def run(self, progress: ProgressHook | None = None) -> dict[str, int | str]:
@@ -77,7 +113,14 @@ class Backfiller:
         return report
 
     async def instance(self, row: RosterRow, progress: ProgressHook | None = None) -> int:
-        """Walk the outboxes of the instance actor and the Group; returns the items read."""
+        """Walk everything the instance publishes that we may read; returns the items read."""
+        read = await self._outboxes(row, progress)
+        read += await self._process_collections(row.origin, progress)
+        read += await self._proposal_collections(row.origin, progress)
+        return read
+
+    async def _outboxes(self, row: RosterRow, progress: ProgressHook | None) -> int:
+        """The outboxes of the instance actor and the Group."""
         read = 0
         for owner in (row.instance_actor, row.group_actor):
             if owner is None:
@@ -91,39 +134,98 @@ class Backfiller:
             read += await self.collection(row.origin, owner, outbox, progress)
         return read
 
+    async def _process_collections(self, origin: str, progress: ProgressHook | None) -> int:
+        """``{process}/proposals`` and ``{process}/debates`` of the processes hosted here."""
+        read = 0
+        for process in await self.log.processes_after(0):
+            if process.origin != origin:
+                continue
+            read += await self.collection(
+                origin, process.owner, process.id + "/proposals", progress,
+                handle=self._proposal_item(origin), optional=True,
+            )  # fmt: skip
+            read += await self.collection(
+                origin, process.owner, process.id + "/debates", progress,
+                handle=self._merged_item(origin), optional=True,
+            )  # fmt: skip
+        return read
+
+    async def _proposal_collections(self, origin: str, progress: ProgressHook | None) -> int:
+        """Supports of the proposals hosted here; threads of its proposals and debates."""
+        read = 0
+        roots = []
+        for proposal in await self.log.proposals_on(origin):
+            read += await self.collection(
+                origin, proposal.id, proposal.id + "/supports", progress,
+                handle=self._support_item, optional=True,
+            )  # fmt: skip
+            roots.append((proposal.id, _context_url(proposal.id, proposal.document, origin)))
+        merged = self.ingest.merger
+        if merged is not None:
+            for debate in await merged.store.debates_on(origin):
+                roots.append((debate.id, _context_url(debate.id, debate.document, origin)))
+        for root, url in roots:
+            read += await self.collection(
+                origin, root, url, progress, handle=self._merged_item(origin), ascending=True,
+                optional=True,
+            )  # fmt: skip
+        return read
+
     async def collection(
-        self, origin: str, owner: str, url: str, progress: ProgressHook | None = None
+        self,
+        origin: str,
+        owner: str,
+        url: str,
+        progress: ProgressHook | None = None,
+        *,
+        handle: ItemHandler | None = None,
+        ascending: bool = False,
+        optional: bool = False,
     ) -> int:
-        """One pass over a collection from its stored cursor; returns the items read."""
+        """One pass over a collection from its stored cursor; returns the items read.
+
+        An ``optional`` collection the instance does not serve (or not to us) is skipped.
+        """
+        handle = handle or self._activity_item(owner)
         cursor = await self.store.cursor(origin, url) or CursorRow(
             origin, url, None, None, None, 0, None, 0, self._clock()
         )
         try:
             if cursor.next_url is None:
-                cursor = await self._start_pass(cursor)
+                cursor = await self._start_pass(cursor, ascending)
             read, pages = 0, 0
             while cursor.next_url is not None:
-                cursor, count = await self._page(cursor, owner)
+                cursor, count = await self._page(cursor, handle, ascending)
                 read, pages = read + count, pages + 1
                 await self.store.save_cursor(cursor)
                 await self.state.sync()
                 if progress is not None:
                     progress(Progress(origin, url, cursor.items, cursor.total, pages))
         except FetchError as exc:
+            if optional and exc.status in _SKIPPED:
+                log.info("backfill skips %s: %s", url, exc)
+                return 0
             raise BackfillError(f"{url}: {exc}") from exc
         return read
 
-    async def _start_pass(self, cursor: CursorRow) -> CursorRow:
-        """Read the collection head: ``totalItems`` and its ``first`` page."""
+    async def _start_pass(self, cursor: CursorRow, ascending: bool) -> CursorRow:
+        """Read the collection head: ``totalItems`` and its ``first`` page.
+
+        An oldest-first collection resumes at the last page the previous pass read, where
+        new items appear.
+        """
         collection = await self._fetch(cursor.collection)
         first = as2.first_id(collection, "first")
         total = as2.first(collection, "totalItems")
         known = total if isinstance(total, int) and not isinstance(total, bool) else None
+        start = cursor.marker if ascending and cursor.marker else first
         # An empty collection's pass is done at once; the marker stays.
-        return replace(cursor, next_url=first, pass_newest=None, total=known)
+        return replace(cursor, next_url=start, pass_newest=None, total=known)
 
-    async def _page(self, cursor: CursorRow, owner: str) -> tuple[CursorRow, int]:
-        """Ingest one page's items up to the previous pass's marker; the cursor after it."""
+    async def _page(
+        self, cursor: CursorRow, handle: ItemHandler, ascending: bool
+    ) -> tuple[CursorRow, int]:
+        """Handle one page's items (up to the previous pass's marker); the cursor after it."""
         assert cursor.next_url is not None
         if normal_origin(cursor.next_url) != cursor.origin:
             # The page's items are believed as the instance's word: only from its origin.
@@ -132,11 +234,11 @@ class Backfiller:
         newest, read, reached = cursor.pass_newest, 0, False
         for item in as2.values(page, "orderedItems") or as2.values(page, "items"):
             item_id = as2.id_of(item)
-            if item_id is not None and item_id == cursor.marker:
+            if not ascending and item_id is not None and item_id == cursor.marker:
                 reached = True
                 break
             newest = newest or item_id
-            await self._item(item, page, owner)
+            await handle(item, page)
             read += 1
         following = None if reached else as2.first_id(page, "next")
         now = self._clock()
@@ -145,21 +247,65 @@ class Backfiller:
                 cursor, next_url=following, pass_newest=newest, items=cursor.items + read,
                 updated_at=now,
             ), read  # fmt: skip
+        # Newest first: remember the newest item; oldest first: the page to resume from.
+        marker = cursor.next_url if ascending else newest or cursor.marker
         return replace(
-            cursor, next_url=None, marker=newest or cursor.marker, pass_newest=None,
+            cursor, next_url=None, marker=marker, pass_newest=None,
             items=cursor.items + read, passes=cursor.passes + 1, updated_at=now,
         ), read  # fmt: skip
 
-    async def _item(self, item: Any, page: Mapping[str, Any], owner: str) -> None:
-        """One outbox item, processed like a live delivery (its proof verified by ingest)."""
-        if isinstance(item, str):
-            document = await self._fetch(item)
-            provenance = Provenance(Route.FETCH, owner, normal_origin(item))
-        elif isinstance(item, Mapping):
-            document = item
-            if "@context" not in item and "@context" in page:
-                document = {"@context": page["@context"], **item}
-            provenance = Provenance(Route.BACKFILL, owner, normal_origin(owner))
-        else:
+    # --- items -----------------------------------------------------------------------------
+
+    def _activity_item(self, owner: str) -> ItemHandler:
+        async def handle(item: Any, page: Mapping[str, Any]) -> None:
+            """An outbox item, processed like a live delivery (its proof verified by ingest)."""
+            if isinstance(item, str):
+                document = await self._fetch(item)
+                provenance = Provenance(Route.FETCH, owner, normal_origin(item))
+            elif isinstance(item, Mapping):
+                document = _framed(item, page)
+                provenance = Provenance(Route.BACKFILL, owner, normal_origin(owner))
+            else:
+                return
+            await self.ingest.accept(document, provenance)
+
+        return handle
+
+    def _proposal_item(self, origin: str) -> ItemHandler:
+        async def handle(item: Any, page: Mapping[str, Any]) -> None:
+            """A listed proposal: kept as its host says (refetched when listed elsewhere)."""
+            if not isinstance(item, Mapping):
+                return
+            document: Mapping[str, Any] = _framed(item, page)
+            proposal = read_proposal(document)
+            if proposal is not None and normal_origin(proposal.id) != origin:
+                document = await self._fetch(proposal.id)
+                proposal = read_proposal(document)
+            documents = self.ingest.documents
+            if proposal is None or await documents.process(proposal.process) is None:
+                return
+            await documents.store_proposal(proposal, document)
+
+        return handle
+
+    def _merged_item(self, origin: str) -> ItemHandler:
+        async def handle(item: Any, page: Mapping[str, Any]) -> None:
+            """A listed debate or comment, merged by id."""
+            if isinstance(item, Mapping) and self.ingest.merger is not None:
+                await self.ingest.merger.listed(_framed(item, page), origin)
+
+        return handle
+
+    async def _support_item(self, item: Any, page: Mapping[str, Any]) -> None:
+        """A like id from ``{proposal}/supports``: fetched from its own origin if not held."""
+        like_id = as2.id_of(item)
+        if like_id is None or await self.log.has_verified(like_id):
             return
-        await self.ingest.accept(document, provenance)
+        try:
+            document = await self._fetch(like_id)
+        except FetchError as exc:
+            if exc.status not in _SKIPPED and exc.reason not in _MISSING:
+                raise  # try again next pass: the cursor stays on this page
+            log.info("cannot fetch support %s: %s", like_id, exc)
+            return
+        await self.ingest.accept(document, Provenance(Route.FETCH, None, normal_origin(like_id)))

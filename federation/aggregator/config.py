@@ -36,6 +36,8 @@ KIND = "aggregator"
 DEFAULT_CITY = "08019"  # Barcelona's INE code (vocab-spec)
 DEFAULT_GRACE_MINUTES = 60
 DEFAULT_REFRESH_MINUTES = 60
+DEFAULT_BACKFILL_MINUTES = 60
+DEFAULT_DEBOUNCE_SECONDS = 30.0
 
 KEYS = (
     "kind",
@@ -49,6 +51,8 @@ KEYS = (
     "allow_loopback",
     "grace_minutes",
     "refresh_minutes",
+    "backfill_minutes",
+    "tally_debounce_seconds",
 )
 
 
@@ -67,6 +71,8 @@ class AggregatorConfig:
     allow_loopback: bool
     grace_minutes: int
     refresh_minutes: int
+    backfill_minutes: int = DEFAULT_BACKFILL_MINUTES
+    tally_debounce_seconds: float = DEFAULT_DEBOUNCE_SECONDS
     kind: str = KIND
 
     @property
@@ -151,6 +157,10 @@ class _AggregatorBuilder(_Builder):
             allow_loopback=loopback,
             grace_minutes=self.get("grace_minutes", _minutes, DEFAULT_GRACE_MINUTES),
             refresh_minutes=self.get("refresh_minutes", _minutes, DEFAULT_REFRESH_MINUTES),
+            backfill_minutes=self.get("backfill_minutes", _minutes, DEFAULT_BACKFILL_MINUTES),
+            tally_debounce_seconds=self.get(
+                "tally_debounce_seconds", _seconds, DEFAULT_DEBOUNCE_SECONDS
+            ),
         )
 
 
@@ -166,6 +176,16 @@ def _minutes(value: Any) -> int:
     if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 43200:
         raise ValueError(f"must be a whole number of minutes from 0 to 43200, not {value!r}")
     return number
+
+
+def _seconds(value: Any) -> float:
+    text = value.strip() if isinstance(value, str) else None
+    number: Any = value
+    if text is not None and re.fullmatch(r"\d{1,5}(\.\d{1,6})?", text):
+        number = float(text)
+    if isinstance(number, bool) or not isinstance(number, int | float) or not 0 <= number <= 86400:
+        raise ValueError(f"must be a number of seconds from 0 to 86400, not {value!r}")
+    return float(number)
 
 
 @dataclass(frozen=True)
@@ -221,6 +241,16 @@ grace_minutes = {DEFAULT_GRACE_MINUTES}
 
 # Minutes a fetched resident's verification is trusted before it is fetched again.
 refresh_minutes = {DEFAULT_REFRESH_MINUTES}
+
+# Minutes between two backfill passes over every roster instance while the server runs
+# (outboxes, process collections, supports and conversation collections). 0: only at start
+# and on `barri roster add`.
+backfill_minutes = {DEFAULT_BACKFILL_MINUTES}
+
+# Seconds the Service waits after a change before publishing a process's new signed Tally
+# (changes meanwhile go into the same one). The final Tally goes out when the supports phase
+# closes (plus grace_minutes), whatever this says.
+tally_debounce_seconds = {DEFAULT_DEBOUNCE_SECONDS:g}
 """
 
 

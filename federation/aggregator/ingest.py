@@ -10,7 +10,10 @@ outbox. Each document is validated (federation.validation) and read through the 
 - ``Create``/``Update`` of a proposal or process and the Group's official answer keep names,
   states and rules current; they are believed when the route authenticated their actor's
   origin or their proof verifies, else the object is refetched from its own origin.
-- ``Accept``/``Reject`` of our ``Follow`` record the instance's answer.
+- ``Create``/``Update`` of a debate or comment are merged by id (:mod:`.merge`), a ``Delete``
+  hides its object (and, proved by a resident, withdraws the support it names, as an ``Undo``).
+- ``Accept``/``Reject`` of our ``Follow`` record the instance's answer; a ``Follow`` of the
+  Service and its ``Undo`` go to :mod:`.followers`.
 
 Nothing here counts: :class:`~federation.aggregator.state.TallyState` feeds what is stored to
 the tally.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +34,8 @@ from typing import Any
 from activitypub import as2
 from activitypub.origin import same_origin
 from federation.aggregator.documents import DocumentFetch, Documents, read_process, read_proposal
+from federation.aggregator.followers import Followers, is_follow_undo
+from federation.aggregator.merge import Merger, deletion_time
 from federation.aggregator.proofs import check_proof
 from federation.store.aggregator import AggregatorStore, Refusal
 from federation.store.aggregator_log import ActivityLog, ActivityRow
@@ -38,9 +44,14 @@ from federation.validation import ValidationError, shape_of, validate, validate_
 from federation.vocab import VocabError
 from federation.vocab.answer import official_answer_from_ap
 from federation.vocab.context import format_datetime
+from federation.vocab.deletion import deletion_from_ap
 from federation.vocab.support import support_from_ap, undo_support_from_ap
 
 log = logging.getLogger(__name__)
+
+COUNTED_TYPES = frozenset(
+    {"Like", "Undo", "Announce", "Create", "Update", "Delete", "Accept", "Reject", "Follow"}
+)
 
 
 class Route(StrEnum):
@@ -112,16 +123,34 @@ class Ingest:
         log: ActivityLog,
         documents: Documents,
         fetch: DocumentFetch,
+        merger: Merger | None = None,
+        followers: Followers | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store, self.log, self.documents = store, log, documents
+        self.merger, self.followers = merger, followers
         self._fetch, self._clock = fetch, clock
+        #: Activities handled since start, by (first type, outcome): the /metrics counter.
+        self.counts: Counter[tuple[str, str]] = Counter()
 
     async def accept(
         self, activity: Mapping[str, Any], provenance: Provenance, *, depth: int = 0
     ) -> Outcome:
         """Validate, verify and store one activity; the Outcome says what happened."""
+        outcome = await self._accept(activity, provenance, depth)
+        # Only known types make labels: a sender must not grow the metrics without bound.
+        kind = next((k for k in as2.types(activity) if k in COUNTED_TYPES), "other")
+        self.counts[(kind, outcome.value)] += 1
+        return outcome
+
+    async def _accept(
+        self, activity: Mapping[str, Any], provenance: Provenance, depth: int
+    ) -> Outcome:
         kinds = set(as2.types(activity))
+        if kinds & {"Follow", "Undo"} and (follows := await self._follows(activity, provenance)):
+            return follows
+        if "Delete" in kinds:
+            return await self._delete(activity, provenance)
         if "Like" in kinds or "Undo" in kinds:
             return await self._vote(activity, provenance)
         if "Announce" in kinds and depth == 0:
@@ -166,7 +195,12 @@ class Ingest:
         return await self._store_vote(document, vote, provenance)
 
     async def _store_vote(
-        self, document: Mapping[str, Any], vote: _Vote, provenance: Provenance
+        self,
+        document: Mapping[str, Any],
+        vote: _Vote,
+        provenance: Provenance,
+        *,
+        now: float | None = None,
     ) -> Outcome:
         """Verify the vote's own proof, resolve what the tally needs, store the raw copy."""
         home = normal_origin(vote.actor) or vote.actor
@@ -199,7 +233,7 @@ class Ingest:
             object=vote.target,
             process=process,
             published=format_datetime(vote.published),
-            received_at=self._clock(),
+            received_at=self._clock() if now is None else now,
             proof_ok=check.ok,
             signer_origin=check.signer_origin,
             route=provenance.route.value,
@@ -255,8 +289,12 @@ class Ingest:
         inner = as2.embedded(document, "object")
         if shape == "actor-person" and inner is not None:
             return await self._person(document, inner, actor, provenance)
+        if shape in ("debate", "comment") and inner is not None and self.merger is not None:
+            framed = _framed(inner, document)
+            kept = await self.merger.created(document, framed, self._vouch(provenance))
+            return Outcome.STORED if kept else Outcome.DUPLICATE
         if shape not in ("proposal", "process") or inner is None:
-            return Outcome.IGNORED  # debates and comments: merged by later work
+            return Outcome.IGNORED
         framed = _framed(inner, document)
         authentic = await self._authentic(document, actor, provenance)
         if shape == "process":
@@ -313,7 +351,46 @@ class Ingest:
         await self.documents.resident(actor, force=True)
         return Outcome.STORED
 
+    def _vouch(self, provenance: Provenance) -> Any:
+        async def vouch(document: Mapping[str, Any], actor: str) -> bool:
+            return await self._authentic(document, actor, provenance)
+
+        return vouch
+
+    # --- deletions --------------------------------------------------------------------------
+
+    async def _delete(self, document: Mapping[str, Any], provenance: Provenance) -> Outcome:
+        """Hide the deleted object; a resident's proved ``Delete`` of a support withdraws it."""
+        hidden = self.merger is not None and await self.merger.deleted(
+            document, self._vouch(provenance)
+        )
+        if "proof" not in document:
+            # Only a proved deletion can stand for a withdrawal (rule 4 reads the proof).
+            return Outcome.STORED if hidden else Outcome.IGNORED
+        try:
+            deletion = deletion_from_ap(document)
+        except VocabError:
+            return Outcome.STORED if hidden else Outcome.INVALID
+        now = self._clock()
+        published = deletion_time(document, now)
+        vote = _Vote(deletion.id, "undo", deletion.actor, deletion.object_id, published)
+        outcome = await self._store_vote(document, vote, provenance, now=now)
+        return Outcome.STORED if hidden else outcome
+
     # --- follows ----------------------------------------------------------------------------
+
+    async def _follows(self, document: Mapping[str, Any], provenance: Provenance) -> Outcome | None:
+        """A ``Follow`` of the Service or its ``Undo`` (None: not about following us)."""
+        if self.followers is None:
+            return None
+        sender = provenance.via if provenance.route is Route.INBOX else None
+        if as2.has_type(document, "Follow"):
+            done = await self.followers.follow(document, sender)
+        elif is_follow_undo(document):
+            done = await self.followers.unfollow(document, sender)
+        else:
+            return None
+        return Outcome.STORED if done else Outcome.IGNORED
 
     async def _follow_answer(
         self, document: Mapping[str, Any], provenance: Provenance, *, accepted: bool

@@ -2,9 +2,10 @@
 
 The running tally is incremental and fed from the columns ingest copied out of each activity.
 This recount takes the other road: it re-reads every stored document through the converters
-(supports, undos, proposals, processes, actor documents), builds the inputs afresh and runs the
-pure :func:`federation.tally.compute`. The two must agree exactly, anomalies included; any
-difference is listed, so a bug in either road (or a tampered row) cannot go unnoticed.
+(supports, undos and deletions of supports, proposals, processes, actor documents), builds
+the inputs afresh and runs the pure :func:`federation.tally.compute`. The two must agree
+exactly, anomalies included; any difference is listed, so a bug in either road (or a tampered
+row) cannot go unnoticed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from activitypub import as2
 from federation.aggregator.documents import read_process, read_proposal
+from federation.aggregator.merge import deletion_time
 from federation.aggregator.state import genuine, roster_of, timestamp
 from federation.aggregator.wiring import Aggregator
 from federation.model import Territory
@@ -31,6 +34,7 @@ from federation.tally import (
 from federation.tally.records import normal_origin
 from federation.vocab import VocabError
 from federation.vocab.actors import resident_territory_from_ap
+from federation.vocab.deletion import deletion_from_ap
 from federation.vocab.support import support_from_ap, undo_support_from_ap
 
 
@@ -107,6 +111,14 @@ def _event(row: ActivityRow, process_of: dict[str, str]) -> SupportEvent | UndoE
     document = json.loads(row.document or "{}")
     received = timestamp(row.received_at)
     try:
+        if row.kind == "undo" and as2.has_type(document, "Delete"):
+            # A resident's proved Delete of its support is a withdrawal (ingest's rule).
+            deletion = deletion_from_ap(document)
+            return UndoEvent(
+                deletion.id, deletion.actor, deletion.object_id,
+                deletion_time(document, row.received_at), received, row.proof_ok,
+                row.signer_origin,
+            )  # fmt: skip
         if row.kind == "undo":
             undo = undo_support_from_ap(document)
             like = undo.support if isinstance(undo.support, str) else undo.support.id

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -131,19 +131,25 @@ class TallyState:
         self._waiting: dict[str, list[ActivityRow]] = {}
         self._built = False
         self._lock = asyncio.Lock()
+        #: Called after a sync that read anything (the Tally publisher listens).
+        self.listeners: list[Callable[[], None]] = []
 
     async def sync(self) -> int:
         """Feed everything stored since the last sync; returns how many rows were read."""
         async with self._lock:
             if not self._built:
-                return await self._rebuild()
-            read = await self._roster()
-            read += await self._residents()
-            read += await self._processes()
-            read += await self._proposals()
-            read += await self._activities()
-            self.synced_at = datetime.now(UTC)
-            return read
+                read = await self._rebuild()
+            else:
+                read = await self._roster()
+                read += await self._residents()
+                read += await self._processes()
+                read += await self._proposals()
+                read += await self._activities()
+                self.synced_at = datetime.now(UTC)
+        if read:
+            for listener in self.listeners:
+                listener()
+        return read
 
     async def _rebuild(self) -> int:
         """The first sync: read every table in batches, hand it all to the tally at once."""

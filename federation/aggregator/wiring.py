@@ -25,12 +25,17 @@ from federation.aggregator.backfill import Backfiller
 from federation.aggregator.config import AggregatorConfig
 from federation.aggregator.documents import Documents
 from federation.aggregator.door import DoorPipeline, ReplayRecordingStore, admits_official_answer
+from federation.aggregator.followers import Followers
 from federation.aggregator.ingest import Ingest, Provenance
+from federation.aggregator.merge import Merger
+from federation.aggregator.publish import TallyPublisher
 from federation.aggregator.roster import RosterService
 from federation.aggregator.service import ServiceActor
 from federation.aggregator.state import TallyState
 from federation.store.aggregator import AggregatorStore, Refusal
 from federation.store.aggregator_log import ActivityLog
+from federation.store.aggregator_merge import MergeStore
+from federation.store.aggregator_publish import PublishStore
 from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
 from federation.store.delivery import SqliteDeliveryStore
 from federation.store.inbox import SqliteInboxStore
@@ -38,7 +43,9 @@ from federation.store.sqlite import SchemaError, open_database
 from federation.tally.records import normal_origin
 
 #: The activity types the aggregator's inbox handles.
-HANDLED_TYPES = ("Like", "Undo", "Announce", "Create", "Update", "Accept", "Reject")
+HANDLED_TYPES = (
+    "Like", "Undo", "Announce", "Create", "Update", "Delete", "Accept", "Reject", "Follow",
+)  # fmt: skip
 
 
 class StartupError(RuntimeError):
@@ -55,11 +62,13 @@ class Aggregator:
     log: ActivityLog
     service: ServiceActor
     state: TallyState
+    merged: MergeStore
+    published: PublishStore
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """What needs the protocol runtime: document caches, ingest, roster and backfill."""
+    """What needs the protocol runtime: caches, ingest, roster, backfill and publication."""
 
     federation: Federation
     documents: Documents
@@ -67,6 +76,8 @@ class Runtime:
     roster: RosterService
     backfill: Backfiller
     door: DoorPipeline
+    followers: Followers
+    publisher: TallyPublisher
 
 
 async def _open(config: AggregatorConfig) -> aiosqlite.Connection:
@@ -88,7 +99,7 @@ async def open_aggregator(config: AggregatorConfig) -> AsyncIterator[Aggregator]
         grace = timedelta(minutes=config.grace_minutes)
         state = TallyState(store, log, city=config.city, grace=grace)
         await state.sync()  # the rebuild: everything stored, in a few batched reads
-        yield Aggregator(config, db, store, log, service, state)
+        yield Aggregator(config, db, store, log, service, state, MergeStore(db), PublishStore(db))
     finally:
         await db.close()
 
@@ -142,7 +153,11 @@ def build_runtime(aggregator: Aggregator, federation: Federation) -> Runtime:
 
     refresh = aggregator.config.refresh_minutes * 60.0
     documents = Documents(aggregator.log, fetch, actor, refresh_seconds=refresh)
-    ingest = Ingest(store=aggregator.store, log=aggregator.log, documents=documents, fetch=fetch)
+    followers = Followers(aggregator, federation)
+    ingest = Ingest(
+        store=aggregator.store, log=aggregator.log, documents=documents, fetch=fetch,
+        merger=Merger(aggregator.merged, fetch), followers=followers,
+    )  # fmt: skip
     roster = RosterService(aggregator, federation)
     backfill = Backfiller(aggregator, ingest, fetch, actor)
     door = DoorPipeline(
@@ -155,7 +170,9 @@ def build_runtime(aggregator: Aggregator, federation: Federation) -> Runtime:
         on_refused=refusal_sink(aggregator),
         owner_exception=admits_official_answer,
     )
-    return Runtime(federation, documents, ingest, roster, backfill, door)
+    publisher = TallyPublisher(aggregator, federation, followers)
+    aggregator.state.listeners.append(publisher.changed)
+    return Runtime(federation, documents, ingest, roster, backfill, door, followers, publisher)
 
 
 def _waker(federation: Federation) -> Any:

@@ -159,6 +159,13 @@ class ActivityLog:
         )
         return bool(list(rows))
 
+    async def has_verified(self, activity_id: str) -> bool:
+        """True when a copy of ``activity_id`` whose proof verified is stored."""
+        rows = await self.db.execute_fetchall(
+            "SELECT 1 FROM activities WHERE id = ? AND proof_ok = 1 LIMIT 1", (activity_id,)
+        )
+        return bool(list(rows))
+
     async def max_seq(self) -> int:
         """The newest stored activity's ``seq`` (0 when none)."""
         rows = list(await self.db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM activities"))
@@ -240,6 +247,19 @@ class ActivityLog:
                 (row.id, row.owner, row.origin, row.document, row.closed_at, row.fetched_at),
             )
 
+    async def close_process(self, process_id: str, at: float) -> bool:
+        """Freeze a process's result at ``at`` (its final Tally); False if closed already."""
+        async with write_lock(self.db):
+            cursor = await self.db.execute(
+                "UPDATE processes SET closed_at = ?,"
+                " rev = COALESCE((SELECT MAX(rev) FROM processes), 0) + 1"
+                " WHERE id = ? AND closed_at IS NULL",
+                (at, process_id),
+            )
+            closed = cursor.rowcount == 1
+            await cursor.close()
+        return closed
+
     async def processes_after(self, rev: int) -> list[ProcessRow]:
         """Processes written with a ``rev`` above ``rev``."""
         rows = await self.db.execute_fetchall(f"{_PROCESS} WHERE rev > ? ORDER BY rev", (rev,))
@@ -273,6 +293,13 @@ class ActivityLog:
     async def proposals_after(self, rev: int) -> list[ProposalRow]:
         """Proposals written with a ``rev`` above ``rev``."""
         rows = await self.db.execute_fetchall(f"{_PROPOSAL} WHERE rev > ? ORDER BY rev", (rev,))
+        return [_proposal(row) for row in rows]
+
+    async def proposals_on(self, origin: str) -> list[ProposalRow]:
+        """The cached proposals an instance hosts, by id."""
+        rows = await self.db.execute_fetchall(
+            f"{_PROPOSAL} WHERE origin = ? ORDER BY id", (origin,)
+        )
         return [_proposal(row) for row in rows]
 
     async def proposals_of(self, process_id: str) -> list[ProposalRow]:

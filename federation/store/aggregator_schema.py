@@ -152,9 +152,72 @@ _0003_AGGREGATOR = (
     """,
 )
 
+_0004_PUBLISH_AND_MERGE = (
+    # Every Tally the Service published (the signed Tally and its signed Create), oldest first;
+    # the Service's outbox pages over `seq`. At most one final Tally per process, which keeps
+    # the ids it counted (`counted`, a JSON list: its inputsDigest can be checked forever).
+    """
+    CREATE TABLE tallies (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        activity_id TEXT NOT NULL UNIQUE,
+        process_id TEXT NOT NULL,
+        final INTEGER NOT NULL CHECK (final IN (0, 1)),
+        fingerprint TEXT NOT NULL,
+        published_at REAL NOT NULL,
+        document TEXT NOT NULL,
+        activity TEXT NOT NULL,
+        counted TEXT
+    )
+    """,
+    "CREATE INDEX tallies_process ON tallies (process_id, seq)",
+    "CREATE UNIQUE INDEX tallies_final ON tallies (process_id) WHERE final = 1",
+    # Who follows the Service (a regional aggregator, a fediverse account): Tallies go to them.
+    """
+    CREATE TABLE followers (
+        actor TEXT PRIMARY KEY,
+        follow_id TEXT NOT NULL,
+        inbox TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )
+    """,
+    # Debates and comments merged from every route: one row per object id (DESIGN.md §7).
+    # `context` is the thread (FEP-7888); `version` orders edits; the JSON is kept as received.
+    """
+    CREATE TABLE objects (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('debate', 'comment')),
+        origin TEXT NOT NULL,
+        author TEXT NOT NULL,
+        process_id TEXT,
+        in_reply_to TEXT,
+        context TEXT,
+        published TEXT NOT NULL,
+        version TEXT NOT NULL,
+        document TEXT NOT NULL,
+        fetched_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX objects_context ON objects (context)",
+    "CREATE INDEX objects_reply ON objects (in_reply_to)",
+    "CREATE INDEX objects_process ON objects (process_id)",
+    # Deleted ids (Tombstones), whatever arrived first: a deleted object is never shown.
+    """
+    CREATE TABLE deletions (
+        object_id TEXT PRIMARY KEY,
+        actor TEXT NOT NULL,
+        activity_id TEXT NOT NULL,
+        deleted_at REAL NOT NULL
+    )
+    """,
+)
+
 #: The aggregator's sequence: protocol tables, then its own. Versions 1..n, no gaps.
 AGGREGATOR_MIGRATIONS: tuple[Migration, ...] = (
     *PROTOCOL_MIGRATIONS,
     Migration(2, "aggregator service actor keys", _0002_SERVICE_KEYS),
     Migration(3, "aggregator roster, follows, cursors, activities and caches", _0003_AGGREGATOR),
+    Migration(
+        4, "aggregator tallies, followers, merged debates and deletions", _0004_PUBLISH_AND_MERGE
+    ),
 )

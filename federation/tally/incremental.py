@@ -101,6 +101,10 @@ class IncrementalTally:
         """The roster currently applied."""
         return self._ctx.roster
 
+    def process_records(self) -> tuple[ProcessRecord, ...]:
+        """The process records currently applied, by id."""
+        return tuple(self._processes[pid] for pid in sorted(self._processes))
+
     def add_support(self, event: SupportEvent) -> None:
         """Record one received copy of a support; a copy seen before changes nothing."""
         view = self._views.get(event.like_id)

@@ -1,0 +1,125 @@
+"""``GET /metrics``: the aggregator in Prometheus text format 0.0.4 (DESIGN.md §8).
+
+- ``barri_ingested_activities_total{type,outcome}``: activities ingest handled since start
+  (every route; the inner activity of an Announce counts too);
+- ``barri_stored_activities{kind}``: verified supports and undos stored (the source of truth);
+- ``barri_anomalies{rule}`` and ``barri_instance_anomalies{instance,rule}``: the tally's flags;
+- ``barri_refusals{reason}``: deliveries refused at the door, by reason;
+- ``barri_backlog{instance}``: per roster instance, unprocessed inbox rows plus backfill items
+  known but not read;
+- ``barri_supports_counted{process}``, ``barri_participants{process}``;
+- ``barri_tally_age_seconds{process}``: since the process's newest published Tally;
+- ``barri_tally_sync_age_seconds``: since the tally last read the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from federation.aggregator.wiring import Aggregator, Runtime
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+Getter = Callable[[web.Request], Any]
+
+
+def escape_label(value: str) -> str:
+    """A label value escaped as the exposition format requires (backslash, quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{key}="{escape_label(value)}"' for key, value in labels.items())
+    return "{" + inner + "}"
+
+
+class Exposition:
+    """Families of samples, written with their HELP and TYPE lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(
+        self, name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, str], float]]
+    ) -> None:
+        """One metric family: ``# HELP``, ``# TYPE`` and its samples (sorted by labels)."""
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for labels, value in sorted(samples, key=lambda s: sorted(s[0].items())):
+            number = int(value) if float(value).is_integer() else round(value, 3)
+            self.lines.append(f"{name}{_labels(labels)} {number}")
+
+    def text(self) -> str:
+        """The whole exposition, newline-terminated."""
+        return "\n".join(self.lines) + "\n"
+
+
+async def _stored(aggregator: Aggregator) -> dict[str, int]:
+    rows = await aggregator.db.execute_fetchall(
+        "SELECT kind, COUNT(*) FROM activities GROUP BY kind"
+    )
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
+async def collect(aggregator: Aggregator, runtime: Runtime, now: float) -> str:
+    """Every metric, now."""
+    out = Exposition()
+    ingested = runtime.ingest.counts
+    out.family(
+        "barri_ingested_activities_total", "counter",
+        "Activities handled by ingest since start, by type and outcome.",
+        [({"type": t, "outcome": o}, n) for (t, o), n in ingested.items()],
+    )  # fmt: skip
+    stored = await _stored(aggregator)
+    out.family(
+        "barri_stored_activities", "gauge", "Verified supports and undos stored.",
+        [({"kind": kind}, stored.get(kind, 0)) for kind in ("support", "undo")],
+    )  # fmt: skip
+    result = await aggregator.state.result()
+    rules = Counter(str(a.rule) for a in result.anomalies)
+    out.family("barri_anomalies", "gauge", "Supports refused or flagged by the tally, by rule.",
+               [({"rule": rule}, n) for rule, n in rules.items()])  # fmt: skip
+    per_instance = Counter((a.instance, str(a.rule)) for a in result.anomalies)
+    out.family("barri_instance_anomalies", "gauge", "Tally anomalies per instance and rule.",
+               [({"instance": i, "rule": r}, n) for (i, r), n in per_instance.items()])  # fmt: skip
+    reasons = Counter(r.reason for r in await aggregator.store.refusals())
+    out.family("barri_refusals", "gauge", "Deliveries refused at the door, by reason.",
+               [({"reason": reason}, n) for reason, n in reasons.items()])  # fmt: skip
+    statuses = await runtime.roster.status()
+    out.family(
+        "barri_backlog", "gauge", "Activities of a roster instance not processed yet.",
+        [({"instance": s.row.origin}, s.backlog) for s in statuses if s.row.active],
+    )  # fmt: skip
+    out.family("barri_supports_counted", "gauge", "Supports counted per process.",
+               [({"process": t.process}, t.supports) for t in result.processes])  # fmt: skip
+    out.family("barri_participants", "gauge", "Residents with a counted support, per process.",
+               [({"process": t.process}, t.participants) for t in result.processes])  # fmt: skip
+    published = await aggregator.published.published_at()
+    out.family("barri_tally_age_seconds", "gauge", "Seconds since a process's newest Tally.",
+               [({"process": p}, now - when) for p, when in published.items()])  # fmt: skip
+    synced = aggregator.state.synced_at
+    age: list[tuple[dict[str, str], float]] = []
+    if synced is not None:
+        age.append(({}, now - synced.timestamp()))
+    out.family("barri_tally_sync_age_seconds", "gauge",
+               "Seconds since the tally last read the store.", age)  # fmt: skip
+    return out.text()
+
+
+def metrics_handler(aggregator: Getter, runtime: Getter) -> Callable[[web.Request], Any]:
+    """The ``/metrics`` handler over the app's shared objects."""
+
+    async def handler(request: web.Request) -> web.Response:
+        text = await collect(aggregator(request), runtime(request), time.time())
+        return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
+
+    return handler
+
+
+__all__ = ["Exposition", "collect", "escape_label", "metrics_handler"]

@@ -1,0 +1,184 @@
+"""What the aggregator's Service publishes: its Tallies, and who follows it (DESIGN.md §7).
+
+``tallies`` keeps every signed Tally with the signed ``Create`` that carried it, in ``seq``
+order: the Service's outbox pages over it and each Tally is served at its id. A process has at
+most one final Tally (a unique partial index), so "closed results never change" holds even if
+two publishers race. ``followers`` lists the actors Tallies are delivered to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from activitypub.collections import PageRequest, PageResult
+from federation.store.paging import page_rows
+from federation.store.sqlite import write_lock
+
+
+@dataclass(frozen=True)
+class TallyRow:
+    """One published Tally: ids, process, finality, content fingerprint, signed JSON."""
+
+    seq: int
+    id: str
+    activity_id: str
+    process_id: str
+    final: bool
+    fingerprint: str
+    published_at: float
+    document: str
+    activity: str
+
+
+@dataclass(frozen=True)
+class FollowerRow:
+    """An actor following the Service, with the inbox its Tallies go to."""
+
+    actor: str
+    follow_id: str
+    inbox: str
+    created_at: float
+
+
+_TALLY = (
+    "SELECT seq, id, activity_id, process_id, final, fingerprint, published_at, document,"
+    " activity FROM tallies"
+)
+
+
+def _tally(row: Sequence[Any]) -> TallyRow:
+    return TallyRow(
+        int(row[0]), row[1], row[2], row[3], bool(row[4]), row[5], float(row[6]), row[7], row[8]
+    )
+
+
+class PublishStore:
+    """Published Tallies and the Service's followers on the shared connection."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    # --- tallies --------------------------------------------------------------------------
+
+    async def add_tally(self, row: TallyRow, counted: Sequence[str] | None = None) -> bool:
+        """Store a published Tally (a final one with the ids it counted); False when the
+        process already has a final one."""
+        kept = None if counted is None else json.dumps(sorted(counted))
+        async with write_lock(self.db):
+            cursor = await self.db.execute(
+                "INSERT INTO tallies (id, activity_id, process_id, final, fingerprint,"
+                " published_at, document, activity, counted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (
+                    row.id, row.activity_id, row.process_id, int(row.final), row.fingerprint,
+                    row.published_at, row.document, row.activity, kept,
+                ),
+            )  # fmt: skip
+            added = cursor.rowcount == 1
+            await cursor.close()
+        return added
+
+    async def latest(self, process_id: str) -> TallyRow | None:
+        """The newest Tally of a process (the final one, once there is one)."""
+        rows = list(
+            await self.db.execute_fetchall(
+                f"{_TALLY} WHERE process_id = ? ORDER BY final DESC, seq DESC LIMIT 1",
+                (process_id,),
+            )
+        )
+        return _tally(rows[0]) if rows else None
+
+    async def final(self, process_id: str) -> TallyRow | None:
+        """The final Tally of a process, or None while it is open."""
+        rows = list(
+            await self.db.execute_fetchall(
+                f"{_TALLY} WHERE process_id = ? AND final = 1", (process_id,)
+            )
+        )
+        return _tally(rows[0]) if rows else None
+
+    async def counted(self, process_id: str) -> tuple[str, ...]:
+        """The support ids the final Tally of a process counted (empty while it is open)."""
+        rows = list(
+            await self.db.execute_fetchall(
+                "SELECT counted FROM tallies WHERE process_id = ? AND final = 1", (process_id,)
+            )
+        )
+        if not rows or rows[0][0] is None:
+            return ()
+        return tuple(str(item) for item in json.loads(rows[0][0]))
+
+    async def finals(self) -> dict[str, TallyRow]:
+        """Every final Tally, by process."""
+        rows = await self.db.execute_fetchall(f"{_TALLY} WHERE final = 1")
+        return {row.process_id: row for row in map(_tally, rows)}
+
+    async def by_id(self, object_id: str) -> TallyRow | None:
+        """The Tally whose id, or whose Create's id, is ``object_id``."""
+        rows = list(
+            await self.db.execute_fetchall(
+                f"{_TALLY} WHERE id = ? OR activity_id = ?", (object_id, object_id)
+            )
+        )
+        return _tally(rows[0]) if rows else None
+
+    async def count(self) -> int:
+        """How many Tallies were published (the outbox's totalItems)."""
+        rows = list(await self.db.execute_fetchall("SELECT COUNT(*) FROM tallies"))
+        return int(rows[0][0])
+
+    async def page(self, page: PageRequest) -> PageResult:
+        """One outbox page of Tallies, newest first (items: ``TallyRow``)."""
+        rows, after, before = await page_rows(
+            self.db, table="tallies", columns="seq, id, activity_id, process_id, final,"
+            " fingerprint, published_at, document, activity", where="1 = 1", params=(),
+            page=page,
+        )  # fmt: skip
+        return PageResult([_tally(row) for row in rows], after, before)
+
+    async def published_at(self) -> dict[str, float]:
+        """When each process's newest Tally was published (for the tally-age metric)."""
+        rows = await self.db.execute_fetchall(
+            "SELECT process_id, MAX(published_at) FROM tallies GROUP BY process_id"
+        )
+        return {str(row[0]): float(row[1]) for row in rows}
+
+    # --- followers ------------------------------------------------------------------------
+
+    async def add_follower(self, row: FollowerRow) -> None:
+        """Record (or refresh) a follower of the Service."""
+        async with write_lock(self.db):
+            await self.db.execute(
+                "INSERT INTO followers (actor, follow_id, inbox, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (actor) DO UPDATE SET follow_id = excluded.follow_id,"
+                " inbox = excluded.inbox",
+                (row.actor, row.follow_id, row.inbox, row.created_at),
+            )
+
+    async def remove_follower(self, actor: str, follow_id: str | None = None) -> bool:
+        """Forget a follower (its ``Undo{Follow}``); with ``follow_id``, only that Follow's."""
+        async with write_lock(self.db):
+            if follow_id is None:
+                cursor = await self.db.execute("DELETE FROM followers WHERE actor = ?", (actor,))
+            else:
+                cursor = await self.db.execute(
+                    "DELETE FROM followers WHERE actor = ? AND follow_id = ?", (actor, follow_id)
+                )
+            removed = cursor.rowcount == 1
+            await cursor.close()
+        return removed
+
+    async def followers(self) -> list[FollowerRow]:
+        """Every follower, oldest first."""
+        rows = await self.db.execute_fetchall(
+            "SELECT actor, follow_id, inbox, created_at FROM followers ORDER BY created_at, actor"
+        )
+        return [FollowerRow(r[0], r[1], r[2], float(r[3])) for r in rows]
+
+
+__all__ = ["FollowerRow", "PublishStore", "TallyRow"]
