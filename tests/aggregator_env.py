@@ -9,6 +9,7 @@ run to completion, so tests assert on a quiet system rather than on timings.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import aiohttp
 import aiosqlite
 from aiohttp.test_utils import TestServer
 
-from activitypub.runtime import FEDERATION
+from activitypub.runtime import FEDERATION, Federation
 from federation.aggregator.app import AGGREGATOR, RUNTIME, create_app
 from federation.aggregator.config import (
     AggregatorConfig,
@@ -106,7 +107,11 @@ class City:
         return node
 
     async def settle(self, rounds: int = 4) -> None:
-        """Run every queue and inbox to quiet: deliveries, then recorded rows, a few rounds."""
+        """Run every queue and inbox to quiet: deliveries, then recorded rows, a few rounds.
+
+        A row the background processor has claimed is not claimable by ``process_pending``,
+        so each round also waits until no due row is left unhandled.
+        """
         apps = [server.app for _, server in self.nodes] + [s.app for s in self.others]
         if self.server is not None:
             apps.append(self.server.app)
@@ -116,6 +121,7 @@ class City:
                 assert federation.worker is not None
                 await federation.worker.run_until_idle(timeout=30)
                 await federation.processor.process_pending()
+                await inbox_quiet(federation)
             await asyncio.sleep(0)
         if self.server is not None:
             await self.aggregator.state.sync()
@@ -135,6 +141,25 @@ class City:
         territory = node.territory
         await self.runtime.roster.add(node.origin, territory.code, territory.district_code)
         await self.settle()
+
+
+async def inbox_quiet(federation: Federation, rounds: int = 1500) -> None:
+    """Wait until no recorded inbox row that is due is still unhandled (polling the store)."""
+    store: Any = federation.inbox_store
+    store = getattr(store, "inner", store)  # the aggregator's replay-recording wrapper
+    db: aiosqlite.Connection = store._db  # a test peeks at the queue it waits for
+    for _ in range(rounds):
+        rows = list(
+            await db.execute_fetchall(
+                "SELECT COUNT(*) FROM inbox_messages WHERE state = 'new' AND next_attempt_at <= ?",
+                (time.time(),),
+            )
+        )
+        if rows[0][0] == 0:
+            return
+        await federation.processor.process_pending()
+        await asyncio.sleep(0.02)
+    raise AssertionError("inbox rows are still waiting to be handled")
 
 
 @asynccontextmanager

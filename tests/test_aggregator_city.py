@@ -1,0 +1,229 @@
+"""Issue 6 "What must show", with real instances (tests/aggregator_city.py): exact totals.
+
+Residents of three rostered instances and one outsider support and withdraw through their
+instances' Deliberation service; the aggregator's totals equal the ground truth the test
+computes from what it made them do. The same truth comes out of a second aggregator fed every
+captured signed activity twice, in reverse order (each Undo before its Like), once through a
+Group's Announce and once directly, with fresh HTTP signatures; and out of the first one after
+it was stopped mid-stream and caught up by backfill (supports) and the instances' own
+delivery retries (withdrawals made while it was down, which no collection it may read lists).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from activitypub import as2
+from federation.aggregator.app import BACKFILL_TASK
+from federation.aggregator.recompute import recompute
+from federation.store.aggregator import RosterRow
+from federation.vocab.context import document_context
+from tests.aggregator_city import Hood, Town, deliver, town
+from tests.aggregator_env import City, inbox_quiet, make_config
+
+NAMES = {"a": ("a1", "a2", "a3", "a4"), "b": ("b1", "b2", "b3"), "d": ("d1", "d2", "d3"),
+         "e": ("e1", "e2")}  # fmt: skip
+
+
+async def proposals(t: Town) -> list[str]:
+    """Four proposals in A's process: two by a resident of A, one each by B and D."""
+    ana, rita, pol = (
+        await t.a.resident("ana"),
+        await t.b.resident("rita"),
+        await t.d.resident("pol"),
+    )
+    made = [
+        await t.a.deliberation.create_proposal(ana, t.process.id, name=n, body_markdown=n)
+        for n in ("Més arbres", "Un carril bici")
+    ]
+    made.append(
+        await t.b.deliberation.create_proposal(rita, t.process.id, name="Bancs", body_markdown="·")
+    )
+    made.append(
+        await t.d.deliberation.create_proposal(pol, t.process.id, name="Fonts", body_markdown="·")
+    )
+    await t.settle()  # every instance has every proposal (A's Group announced them)
+    return [p.id for p in made]
+
+
+async def stream(t: Town, ideas: list[str], rng: random.Random, names: dict[str, Any]) -> None:
+    """Each resident supports one to three proposals; some withdraw one, some support again."""
+    for hood_name, people in names.items():
+        hood = t.hoods[hood_name]
+        for name in people:
+            if name not in hood.users:
+                await hood.resident(name)
+            chosen = rng.sample(ideas, rng.randint(1, 3))
+            for idea in chosen:
+                await t.support(hood, name, idea)
+            if rng.random() < 0.4:
+                await t.withdraw(hood, name, chosen[0])
+                if rng.random() < 0.5:
+                    await t.support(hood, name, chosen[0])  # a new Like: it counts
+
+
+def liked(t: Town) -> int:
+    """How many Likes the outsider instance E published."""
+    return sum(1 for hood, _, _, sign in t.acts if hood == "e" and sign > 0)
+
+
+async def captured(t: Town) -> list[tuple[Hood, dict[str, Any]]]:
+    """Every support and withdrawal the residents published, each actor's newest first."""
+    found = []
+    for hood in t.hoods.values():
+        for name in hood.users:
+            activities = await hood.published(hood.actor(name))
+            votes = [a for a in activities if as2.has_type(a, "Like", "Undo")]
+            found += [(hood, a) for a in reversed(votes)]
+    return found
+
+
+async def replay_city(t: Town, stack: AsyncExitStack) -> City:
+    """A second aggregator with the same roster, which has received nothing."""
+    first = t.city
+    port = first.ports()
+    second = City(make_config(first.tmp_path / "replay", port), first.tmp_path, first.ports, stack)
+    await second.start()
+    stack.push_async_callback(second.stop)
+    for hood in t.hoods.values():
+        if hood.rostered:
+            row = RosterRow(
+                hood.origin, hood.origin, hood.code, hood.district, hood.origin + "/actor",
+                hood.group, True, 0.0, None, None,
+            )  # fmt: skip
+            await second.aggregator.store.put_roster(row)
+    second.others = first.others
+    return second
+
+
+async def announced(hood: Hood, activity: dict[str, Any], to: str) -> dict[str, Any]:
+    """The instance's Group relaying ``activity`` unchanged in a proved Announce (FEP-1b12)."""
+    announce = {
+        "@context": document_context(),
+        "id": f"{hood.group}/announces/{uuid.uuid4()}",
+        "type": "Announce",
+        "actor": hood.group,
+        "object": activity,
+        "to": [to],
+    }
+    return (await hood.keys(hood.group)).prove(announce)
+
+
+async def test_live_totals_equal_the_truth_and_so_does_a_reversed_doubled_replay(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    rng = random.Random(6)
+    async with town(tmp_path, unused_tcp_port_factory) as t, AsyncExitStack() as stack:
+        ideas = await proposals(t)
+        await stream(t, ideas, rng, NAMES)
+        await t.settle()
+        truth = t.truth()
+        assert truth and sum(sum(v.values()) for v in truth.values()) >= 10
+        assert await t.counted() == truth
+        body = await t.city.get("/api/v1/instances")
+        assert {i["origin"]: i["anomalies"] for i in body["instances"]} == {
+            h.origin: {} for h in t.hoods.values() if h.rostered
+        }
+        assert body["unlisted"] == [
+            {"origin": t.e.origin, "anomalies": {"not_on_roster": liked(t)}, "refused": {}}
+        ]
+        assert (await recompute(t.city.aggregator)).agree
+
+        # Replay: every captured activity twice, newest first, through an Announce and direct.
+        second = await replay_city(t, stack)
+        votes = await captured(t)
+        assert sum(1 for _, a in votes if as2.has_type(a, "Undo")) >= 2
+        for hood, activity in votes:
+            relay = await announced(hood, activity, second.actor)
+            assert await deliver(await hood.keys(hood.group), relay, second.actor + "/inbox") == 202
+            keys = await hood.keys(activity["actor"])
+            assert await deliver(keys, activity, second.inbox) == 202
+        await second.settle()
+        assert await t.counted(second) == truth
+        assert (await recompute(second.aggregator)).agree
+        rows = list(await second.aggregator.db.execute_fetchall(
+            "SELECT COUNT(*), COUNT(DISTINCT id) FROM activities"
+        ))  # fmt: skip
+        assert rows[0][0] == rows[0][1] == len(votes)  # each activity stored once
+        replayed = await second.get("/api/v1/instances")
+        assert replayed["unlisted"] == body["unlisted"]
+
+
+async def test_stopped_mid_stream_it_catches_up_by_backfill_and_the_instances_retries(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    rng = random.Random(2016)
+    async with town(tmp_path, unused_tcp_port_factory) as t:
+        ideas = await proposals(t)  # two hosted on A (the process owner), one on B, one on D
+        await stream(t, ideas, rng, {"a": ("a1", "a2"), "b": ("b1",), "d": ("d1",)})
+        await t.settle()
+        assert await t.counted() == t.truth()
+        await t.city.stop()
+
+        # While it is down: a new proposal, new supports, and withdrawals of counted supports.
+        abel = await t.a.resident("abel")
+        late = await t.a.deliberation.create_proposal(
+            abel, t.process.id, name="Un pipi-can", body_markdown="·"
+        )
+        await t.settle()
+        before = len(t.acts)
+        stale = list(_active(t))[:2]
+        for hood_name, actor, proposal in stale:
+            await t.withdraw(t.hoods[hood_name], actor.rsplit("/", 1)[1], proposal)
+        for hood, name, proposal in (
+            (t.d, "pep", late.id), (t.b, "b5", late.id), (t.b, "b5", ideas[0]),
+            (t.a, "a5", ideas[1]), (t.d, "pep", ideas[2]),
+        ):  # fmt: skip
+            if name not in hood.users:
+                await hood.resident(name)
+            await t.support(hood, name, proposal)
+        await t.settle()
+        await t.retries(due=_far())  # the instances' retries are not due yet
+
+        await t.city.start(backfill_on_start=True)
+        assert t.city.server is not None
+        await t.city.server.app[BACKFILL_TASK]
+        await inbox_quiet(t.city.runtime.federation)  # (the instances' queues wait: not due)
+        # Backfill brought the new proposal and every support listed where it may read:
+        # ``{proposal}/supports`` on the proposal's host, which the process owner A is for
+        # its own proposals. pep's support of B's proposal went to A and to us only, and the
+        # withdrawals made meanwhile are listed nowhere: those come with the retries.
+        unseen = {i for i in range(before, len(t.acts)) if t.acts[i][3] < 0}
+        unseen |= {i for i, act in enumerate(t.acts) if act[1:3] == (t.d.actor("pep"), ideas[2])}
+        seen = Town(
+            t.city, t.hoods, t.process, [a for i, a in enumerate(t.acts) if i not in unseen]
+        )
+        assert await t.counted() == seen.truth() != t.truth()
+        results = await t.city.results(t.process.id)
+        assert any(p["id"] == late.id and p["name"] == "Un pipi-can" for p in results["proposals"])
+
+        await t.retries(due=0.0)
+        await t.settle()
+        assert await t.counted() == t.truth()
+        assert (await recompute(t.city.aggregator)).agree
+        # A second pass finds nothing new.
+        report = await t.city.runtime.backfill.run()
+        assert all(isinstance(n, int) for n in report.values()), report
+        assert {h.origin for h in t.hoods.values() if h.rostered} == set(report)
+        assert await t.counted() == t.truth()
+
+
+def _active(t: Town) -> dict[tuple[str, str, str], None]:
+    """The supports currently active, oldest first, as (instance, actor, proposal)."""
+    active: dict[tuple[str, str, str], None] = {}
+    for hood, actor, proposal, sign in t.acts:
+        if sign > 0:
+            active[(hood, actor, proposal)] = None
+        else:
+            active.pop((hood, actor, proposal), None)
+    return active
+
+
+def _far() -> float:
+    return time.time() + 3600.0
