@@ -156,6 +156,11 @@ def _add_process(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "follow",
         help="join a process of another instance (the city's): cache it for residents and"
         " follow the Group that owns it (run it while `barri serve` runs)",
+        description="Join a participatory process owned by another instance, such as the"
+        " city's budget: this instance fetches and keeps it, so residents can propose, support"
+        " and comment from here, and the association's Group follows the Group that owns it,"
+        " whose news then arrives. Run it while `barri serve` runs: the server records the"
+        " owner's acceptance.",
     )
     follow.add_argument("process", metavar="PROCESS_IRI", help="the process's id (its URL)")
     follow.set_defaults(run=_admin(_process_follow))

@@ -75,8 +75,7 @@ def add_demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                       " sants, poblenou) and {port}, e.g. https://{name}.barri.localhost behind"
                       f" a TLS proxy (default: {LOOPBACK_URL})")  # fmt: skip
     demo.add_argument("--listen-host", default="127.0.0.1", metavar="HOST",
-                      help="the address the servers listen on (default: 127.0.0.1; 0.0.0.0 in"
-                      " a container behind a proxy)")  # fmt: skip
+                      help="the address the servers listen on (default: 127.0.0.1)")  # fmt: skip
     demo.set_defaults(run=_demo_command)
 
 
