@@ -304,11 +304,18 @@ def city_urls(aggregator: Site, sites: list[Site], state: dict[str, Any]) -> lis
         where = "city-wide" if place.is_city else f"neighbourhood {place.territory}"
         rows.append((f"{place.label}: {place.name} ({where})", site.base_url + "/"))
         rows.append(("  its participatory budget", state["processes"][site.key]))
-    city_process = state["processes"]["city"]
+    city_process = quote(state["processes"]["city"], safe="")
+    api = aggregator.base_url + "/api/v1"
     rows += [
-        ("aggregator: processes (JSON)", aggregator.base_url + "/api/v1/processes"),
-        ("aggregator: city-wide results (JSON)", results_url(aggregator, city_process)),
-        ("aggregator: instances (JSON)", aggregator.base_url + "/api/v1/instances"),
+        ("aggregator: every process's results", aggregator.base_url + "/"),
+        (
+            "aggregator: the city-wide budget's results",
+            f"{aggregator.base_url}/processes?id={city_process}",
+        ),
+        ("  the same as JSON", f"{api}/processes/{city_process}/results"),
+        ("  the same as CSV", f"{api}/processes/{city_process}/export.csv"),
+        ("aggregator: processes (JSON)", api + "/processes"),
+        ("aggregator: instances on the roster (JSON)", api + "/instances"),
     ]
     return rows
 

@@ -157,7 +157,7 @@ def test_the_demo_city_starts_agrees_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         output = demo.wait_for("barri demo: ready")
         urls = [m.group(0) for m in URL.finditer(output)]
-        assert len(urls) == 11, output  # 4 instances and 4 processes, 3 aggregator endpoints
+        assert len(urls) == 14, output  # 4 instances and their processes, 6 at the aggregator
         assert {int(m.group(1)) for m in URL.finditer(output)} == set(range(base, base + 5))
         for url in urls:
             assert get(url)[0] == 200, url
