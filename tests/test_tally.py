@@ -658,3 +658,16 @@ def test_an_id_on_the_same_origin_spelt_differently_is_the_actor_s() -> None:
     # A userinfo trick is not the same origin.
     trick = replace(support, like_id=f"{A}@rogue.example/likes/1")
     assert [a.rule for a in counted(inputs((trick,))).anomalies] == [Rule.FORGED]
+
+
+def test_a_record_added_after_a_result_was_read_shows_in_the_next_one() -> None:
+    """Found by the store-level stream: the cached result must not outlive a new record."""
+    tally = IncrementalTally.from_inputs(inputs(()))
+    assert tally.result().process(PID).results == tally.result().process(PID).results
+    late = ProposalRecord(f"{B}/proposals/late", PID, B)
+    tally.add_proposal(late)
+    assert late.proposal in [r.proposal for r in tally.result().process(PID).results]
+    other = replace(process(), process=replace(process().process, id=f"{A}/processes/q"))
+    tally.set_process(other)
+    assert [p.process for p in tally.result().processes] == sorted([PID, f"{A}/processes/q"])
+    assert tally.result() == compute(tally.inputs())

@@ -132,6 +132,7 @@ class IncrementalTally:
     def set_roster(self, roster: Roster) -> None:
         """Apply a new roster; only the instances whose entry changed are re-evaluated."""
         old, self._ctx.roster = self._ctx.roster, roster
+        self._cached = None
         if old.city_code != roster.city_code:
             self._refresh_all(self._members)
             return
@@ -154,6 +155,7 @@ class IncrementalTally:
         if self._processes.get(record.id) == record:
             return
         self._processes[record.id] = record
+        self._cached = None  # the result lists every known process, counted or not
         self._refresh_all(self._by_process.get(record.id, ()))
 
     def add_proposal(self, record: ProposalRecord) -> None:
@@ -165,6 +167,7 @@ class IncrementalTally:
             self._proposals_of[previous.process].pop(record.proposal, None)
         self._proposals[record.proposal] = record
         self._proposals_of.setdefault(record.process, {})[record.proposal] = record
+        self._cached = None  # the result lists every known proposal, supported or not
         self._refresh_all(self._by_proposal.get(record.proposal, ()))
 
     def result(self) -> TallyResult:
