@@ -389,15 +389,17 @@ territory_kind = {_toml(o.territory_kind)}
 {_optional("district", o.district, "08019-10")}
 
 # Where the data lives: data_dir (relative to this file) holds the SQLite database, whose file
-# name is `database`. Back it up with `sqlite3 barri.sqlite3 ".backup backup.sqlite3"`.
+# name is `database`. Back it up while the server runs:
+# `barri backup --config <this file> --to DIR`.
 data_dir = "."
 database = {_toml(DEFAULT_DATABASE)}
 
 # Address and port the HTTP server listens on (put a TLS reverse proxy in front of it).
 listen = {_toml(o.listen)}
 
-# Allow plain http and loopback/private addresses for outgoing requests. Only for tests,
-# demos and benchmarks on one machine: never on a public server.
+# Allow plain http, and outgoing requests to loopback addresses (127.0.0.0/8, ::1; private
+# ranges stay refused). Only for tests, demos and benchmarks on one machine: never on a
+# public server.
 allow_loopback = {"true" if o.allow_loopback else "false"}
 
 # The actor ids of the aggregator(s) this instance reports to (the city). They may follow the
