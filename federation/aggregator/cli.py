@@ -154,8 +154,9 @@ def _init(args: argparse.Namespace) -> int:
 def _progress(stream: Any = sys.stderr) -> Callable[[Progress], None]:
     def show(progress: Progress) -> None:
         total = "?" if progress.total is None else str(progress.total)
-        name = progress.collection.rsplit("/", 2)[-2]
-        stream.write(f"\rbackfill {name} outbox: {progress.items}/{total} items")
+        owner, name = progress.collection.rsplit("/", 2)[-2:]
+        line = f"backfill {owner[:12]} {name}: {progress.items}/{total} items"
+        stream.write("\r" + line.ljust(60))
         stream.flush()
 
     return show

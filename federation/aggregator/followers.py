@@ -78,6 +78,14 @@ class Followers:
             return False
         return await self.store.remove_follower(actor, follow_id)
 
+    async def handle(self, document: Mapping[str, Any], sender: str | None) -> bool | None:
+        """A ``Follow`` of the Service or its ``Undo``: done or not; None for anything else."""
+        if as2.has_type(document, "Follow"):
+            return await self.follow(document, sender)
+        if is_follow_undo(document):
+            return await self.unfollow(document, sender)
+        return None
+
     async def inboxes(self) -> list[str]:
         """Where a Tally goes: each follower's inbox, once per shared inbox."""
         return list(dict.fromkeys(row.inbox for row in await self.store.followers()))

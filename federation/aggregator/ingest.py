@@ -15,8 +15,7 @@ outbox. Each document is validated (federation.validation) and read through the 
 - ``Accept``/``Reject`` of our ``Follow`` record the instance's answer; a ``Follow`` of the
   Service and its ``Undo`` go to :mod:`.followers`.
 
-Nothing here counts: :class:`~federation.aggregator.state.TallyState` feeds what is stored to
-the tally.
+Nothing here counts: :mod:`.state` feeds what is stored to the tally.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from typing import Any
 from activitypub import as2
 from activitypub.origin import same_origin
 from federation.aggregator.documents import DocumentFetch, Documents, read_process, read_proposal
-from federation.aggregator.followers import Followers, is_follow_undo
+from federation.aggregator.followers import Followers
 from federation.aggregator.merge import Merger, deletion_time
 from federation.aggregator.proofs import check_proof
 from federation.store.aggregator import AggregatorStore, Refusal
@@ -49,9 +48,7 @@ from federation.vocab.support import support_from_ap, undo_support_from_ap
 
 log = logging.getLogger(__name__)
 
-COUNTED_TYPES = frozenset(
-    {"Like", "Undo", "Announce", "Create", "Update", "Delete", "Accept", "Reject", "Follow"}
-)
+COUNTED_TYPES = frozenset("Like Undo Announce Create Update Delete Accept Reject Follow".split())
 
 
 class Route(StrEnum):
@@ -381,16 +378,9 @@ class Ingest:
 
     async def _follows(self, document: Mapping[str, Any], provenance: Provenance) -> Outcome | None:
         """A ``Follow`` of the Service or its ``Undo`` (None: not about following us)."""
-        if self.followers is None:
-            return None
         sender = provenance.via if provenance.route is Route.INBOX else None
-        if as2.has_type(document, "Follow"):
-            done = await self.followers.follow(document, sender)
-        elif is_follow_undo(document):
-            done = await self.followers.unfollow(document, sender)
-        else:
-            return None
-        return Outcome.STORED if done else Outcome.IGNORED
+        done = None if self.followers is None else await self.followers.handle(document, sender)
+        return None if done is None else Outcome.STORED if done else Outcome.IGNORED
 
     async def _follow_answer(
         self, document: Mapping[str, Any], provenance: Provenance, *, accepted: bool

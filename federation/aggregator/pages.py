@@ -36,6 +36,7 @@ from federation.vocab.context import format_datetime
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 CHART_ROWS = 20  # bars drawn; the table lists every proposal
+THREADS_SHOWN = 100  # proposals whose merged debate the page shows (the most supported)
 MAX_DEPTH = 6  # deeper replies are shown at this depth (a page, not a tree viewer)
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -168,7 +169,7 @@ async def _threads(
 ) -> tuple[dict[str, list[Entry]], list[dict[str, Any]]]:
     """Each proposal's merged thread, and the process's debates with theirs."""
     threads = {}
-    for totals in view.ranked():
+    for totals in view.ranked()[:THREADS_SHOWN]:
         cached = view.proposals.get(totals.proposal)
         context = None
         if cached is not None:
