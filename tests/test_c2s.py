@@ -204,6 +204,11 @@ async def test_a_c2s_support_counts_at_the_city_and_its_undo_removes_it(net: Net
         assert status == 200 and page["orderedItems"] == []
     status, collection, _ = await call(net, "GET", net.outbox("pau"), token)
     assert collection["totalItems"] == 2
+    # "Authorization: Signature" is a (cavage) signed fetch, not C2S: the public view.
+    headers = {"Authorization": 'Signature keyId="x",signature="y"', "Accept": AS2}
+    async with net.http.get(outbox, headers=headers) as response:
+        assert response.status == 200
+        assert (await response.json(content_type=None))["orderedItems"] == []
 
 
 async def test_bare_objects_comments_debates_edits_votes_and_deletion(net: Net) -> None:

@@ -215,7 +215,9 @@ async def outbox_post(request: web.Request) -> web.Response:
 
 async def collection_handler(request: web.Request) -> web.Response:
     """{actor}/outbox with a bearer token: the owner sees every item; else the read side."""
-    if request.match_info.get("collection") != "outbox" or "Authorization" not in request.headers:
+    # Only a Bearer token makes it C2S: "Authorization: Signature" is a signed fetch (cavage).
+    bearer_auth = request.headers.get("Authorization", "").lower().startswith("bearer ")
+    if request.match_info.get("collection") != "outbox" or not bearer_auth:
         return await readside.collection_handler(request)
     bearer = await authenticate(request, "read")
     actor = await _person(request, "/outbox")

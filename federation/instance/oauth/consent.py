@@ -74,9 +74,9 @@ def _params(data: Mapping[str, str], counts: Mapping[str, list[str]]) -> dict[st
     return {name: _single(data, counts.get(name, []), name) for name in _FIELDS}
 
 
-async def check_request(app: web.Application, params: Mapping[str, str | None]) -> (
-    AuthorizationRequest
-):  # fmt: skip
+async def check_request(
+    app: web.Application, params: Mapping[str, str | None]
+) -> AuthorizationRequest:
     """Check an authorization request; PageError for client problems, ErrorRedirect else."""
     client_id, redirect_uri = params.get("client_id"), params.get("redirect_uri")
     if not client_id or not redirect_uri:
@@ -137,9 +137,9 @@ def _speak_oauth(visit: Visit) -> None:
     visit.t = Translator(visit.lang, consent_catalogue())
 
 
-def _error_redirect(visit: Visit, params: Mapping[str, str | None], exc: ErrorRedirect) -> (
-    web.Response
-):  # fmt: skip
+def _error_redirect(
+    visit: Visit, params: Mapping[str, str | None], exc: ErrorRedirect
+) -> web.Response:
     location = redirect_with(
         str(params.get("redirect_uri")),
         {"error": exc.error, "error_description": exc.description,
