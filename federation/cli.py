@@ -26,6 +26,7 @@ from activitypub.errors import Problem
 from federation import __doc__ as _about
 from federation.aggregator.cli import add_aggregator_commands, add_init_aggregator
 from federation.backup import add_backup_commands
+from federation.client import add_client_commands
 from federation.config import (
     CONFIG_FILE,
     DEFAULT_LISTEN,
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_admin(sub)
     add_aggregator_commands(sub)
     add_backup_commands(sub)
+    add_client_commands(sub)
     return parser
 
 
