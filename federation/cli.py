@@ -73,7 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_aggregator_commands(sub)
     add_backup_commands(sub)
     add_client_commands(sub)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand without a description its one-line help as one (for --help)."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, child in action.choices.items():
+            if child.description is None and helps.get(name):
+                text = str(helps[name])
+                child.description = text[0].upper() + text[1:] + "."
+            _describe(child)
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -116,30 +130,43 @@ def _add_admin(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _add_config_option(admin)
     cmds = admin.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
     create = cmds.add_parser("create-user", help="create an account")
-    create.add_argument("username")
+    create.add_argument("username", help="lowercase letters, digits and _ (up to 30)")
     role = create.add_mutually_exclusive_group()
-    role.add_argument("--admin", action="store_true", help="an administrator")
-    role.add_argument("--moderator", action="store_true", help="a moderator")
-    create.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    role.add_argument(
+        "--admin", action="store_true", help="an administrator (verifies, answers, runs processes)"
+    )
+    role.add_argument("--moderator", action="store_true", help="a moderator (verifies residents)")
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input instead of asking twice",
+    )
     create.set_defaults(run=_admin(_create_user))
     verify = cmds.add_parser("verify", help="confirm a resident's residency by hand")
-    verify.add_argument("username")
-    verify.add_argument("--territory", required=True, metavar="CODE")
+    verify.add_argument("username", help="the resident's account")
+    verify.add_argument(
+        "--territory", required=True, metavar="CODE", help="official code of where they live"
+    )
     verify.set_defaults(run=_admin(_verify))
     census = cmds.add_parser("census", help="the census of identity numbers (stored hashed)")
     census_cmds = census.add_subparsers(dest="census_command", metavar="ACTION", required=True)
     imp = census_cmds.add_parser("import", help="import a CSV with id_number,territory")
-    imp.add_argument("csv", type=Path, metavar="CSV")
+    imp.add_argument("csv", type=Path, metavar="CSV", help="file with id_number,territory rows")
     imp.set_defaults(run=_admin(_census_import))
     claim = census_cmds.add_parser("claim", help="verify an account by its identity number")
-    claim.add_argument("username")
-    claim.add_argument("id_number", metavar="ID_NUMBER")
+    claim.add_argument("username", help="the account to verify")
+    claim.add_argument("id_number", metavar="ID_NUMBER", help="their identity document number")
     claim.set_defaults(run=_admin(_census_claim))
     token = cmds.add_parser("token", help="personal access tokens")
     token_cmds = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     create_token = token_cmds.add_parser("create", help="print a new token (last line)")
-    create_token.add_argument("username")
-    create_token.add_argument("--scope", choices=[s.value for s in TokenScope], default="write")
+    create_token.add_argument("username", help="whose token it is")
+    create_token.add_argument(
+        "--scope",
+        choices=[s.value for s in TokenScope],
+        default="write",
+        help="read: look only; write: also act (default)",
+    )
     create_token.set_defaults(run=_admin(_token_create))
     cmds.add_parser("list-users", help="list accounts").set_defaults(run=_admin(_list_users))
     _add_process(cmds)
@@ -151,7 +178,13 @@ def _add_process(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     create = actions.add_parser(
         "create", help="create a process from its JSON form without ids (prints its IRI last)"
     )
-    create.add_argument("--file", type=Path, required=True, metavar="PROCESS.json")
+    create.add_argument(
+        "--file",
+        type=Path,
+        required=True,
+        metavar="PROCESS.json",
+        help="the process (see schemas/examples/process.json)",
+    )
     create.set_defaults(run=_admin(_process_create))
     actions.add_parser("list", help="list known processes").set_defaults(run=_admin(_process_list))
     follow = actions.add_parser(
