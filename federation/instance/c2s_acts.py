@@ -14,7 +14,9 @@ POSTed                                          Deliberation call
 ``Dislike`` of a comment                        ``vote_comment(up=False)``
 ``Undo`` of one's support / comment vote        ``withdraw_support`` / ``unvote_comment``
 ``Update{Proposal}`` (name, text; or state      ``edit_proposal`` / ``withdraw_proposal``
-``withdrawn``), ``Update{Debate}`` conclusions  ``close_debate``
+``withdrawn``)
+``Update{Debate}`` (name, text; conclusions)   ``edit_debate`` / ``close_debate``
+``Update{Note}`` (text)                         ``edit_comment``
 ``Delete`` of one's proposal, debate, comment   ``delete_proposal|debate|comment``
 a bare ``Proposal``, ``Debate`` or ``Note``     wrapped in ``Create`` (ActivityPub §6.2.1)
 =============================================  =============================================
@@ -217,14 +219,32 @@ class ClientActs:
                 body_markdown=_changed_text(obj, record.proposal.source_markdown),
             )  # fmt: skip
             return await self._stored(object_id, actor, "Update")
-        if as2.has_type(obj, "Debate") and "conclusions" in obj:
-            conclusions = as2.text(obj, "conclusions") or ""
-            await service.close_debate(user, object_id, conclusions=conclusions)
+        if as2.has_type(obj, "Debate"):
+            return await self._update_debate(user, actor, object_id, obj)
+        # A Note must name a comment: a Note-typed Update of a proposal changes nothing.
+        if as2.has_type(obj, "Note") and await service.comments.get_comment(object_id):
+            await service.edit_comment(user, object_id, body_markdown=markdown_of(obj))
             return await self._stored(object_id, actor, "Update")
         raise refusal(
             422, "update_not_supported",
-            "an Update edits or withdraws a proposal, or closes a debate with conclusions",
+            "an Update edits or withdraws a proposal, edits or closes a debate, or edits a comment",
         )  # fmt: skip
+
+    async def _update_debate(
+        self, user: User, actor: str, debate_id: str, obj: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``conclusions`` close the debate; otherwise its title and text are edited."""
+        service = self.service
+        if "conclusions" in obj:
+            conclusions = as2.text(obj, "conclusions") or ""
+            await service.close_debate(user, debate_id, conclusions=conclusions)
+            return await self._stored(debate_id, actor, "Update")
+        record = await service.debate_record(debate_id)
+        await service.edit_debate(
+            user, debate_id, name=as2.text(obj, "name") or record.debate.name.default,
+            body_markdown=_changed_text(obj, record.debate.source_markdown),
+        )  # fmt: skip
+        return await self._stored(debate_id, actor, "Update")
 
     async def _delete(self, user: User, object_id: str) -> dict[str, Any]:
         service = self.service
@@ -269,5 +289,5 @@ def _changed_text(obj: Mapping[str, Any], current: str | None) -> str:
     if "source" in obj or "content" in obj:
         return markdown_of(obj)
     if current is None:
-        bad_input("content", "is required: the proposal has no markdown source to keep")
+        bad_input("content", "is required: there is no markdown source to keep")
     return current

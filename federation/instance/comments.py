@@ -7,7 +7,7 @@ is the root's conversation (FEP-7888). Votes are Lemmy-style public ``Like``/``D
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from federation.instance.acts import ActsBase, not_found, refuse
@@ -15,6 +15,7 @@ from federation.instance.content import COMMENT_SOURCE_MAX
 from federation.instance.ports import User
 from federation.instance.rules import (
     check_can_comment,
+    check_can_edit_comment,
     check_comment_depth,
     check_comment_vote,
     comment_depth,
@@ -101,18 +102,40 @@ class CommentActs(ActsBase):
             to=to,
             cc=cc,
         )
+        await self._publish_comment("Create", comment, parent.root_id, recipients)
+        return comment
+
+    async def _publish_comment(
+        self, kind: str, comment: Comment, root_id: str, recipients: list[str]
+    ) -> None:
         doc = comment_to_ap(comment)
-        activity = self.activity("Create", actor, doc, to, cc)
+        activity = self.activity(kind, comment.author, doc, comment.to, comment.cc)
 
         async def write(_db: Any) -> None:
             await self.comments.put_comment(
-                comment, doc, root_id=parent.root_id, local=True, external=False
+                comment, doc, root_id=root_id, local=True, external=False
             )
 
         await self.publisher.publish(
-            activity, actor=actor, public=True, recipients=recipients, write=write
+            activity, actor=comment.author, public=True, recipients=recipients, write=write
         )
-        return comment
+
+    async def edit_comment(self, author: User, comment_id: str, *, body_markdown: str) -> Comment:
+        """The author edits a comment's text, published as their ``Update{Note}``."""
+        record = await self.comments.get_comment(comment_id)
+        if record is None or record.deleted:
+            not_found("comment", comment_id)
+        if not record.local:
+            refuse("not_author", "only the author may edit a comment")
+        check_can_edit_comment(record.comment.author, self.actor_id(author))
+        source, html = self.render("body", body_markdown, COMMENT_SOURCE_MAX)
+        edited = replace(
+            record.comment, content_html=html, source_markdown=source, updated=self.now()
+        )
+        # Everyone the comment reached (its root's owner, a remote parent's author) hears of it.
+        _, _, recipients = self.public_addressing(edited.author, edited.audience, *edited.cc)
+        await self._publish_comment("Update", edited, record.root_id, recipients)
+        return edited
 
     async def vote_comment(self, voter: User, comment_id: str, *, up: bool) -> CommentVote:
         """An up (``Like``) or down (``Dislike``) vote on a comment; one per resident."""

@@ -9,7 +9,11 @@ from activitypub.collections import PageRequest, PageResult
 from federation.instance.acts import ActsBase, not_found, refuse
 from federation.instance.content import CONCLUSIONS_MAX
 from federation.instance.ports import User
-from federation.instance.rules import check_can_close_debate, check_can_debate
+from federation.instance.rules import (
+    check_can_close_debate,
+    check_can_debate,
+    check_can_edit_debate,
+)
 from federation.model import Debate, LangText
 from federation.store.domain import DebateRecord
 from federation.store.paging import first_page
@@ -17,7 +21,7 @@ from federation.vocab.debate import debate_to_ap
 
 
 class DebateActs(ActsBase):
-    """Debates: create, close, read."""
+    """Debates: create, edit, close, read."""
 
     async def create_debate(
         self, author: User, process_id: str | None, *, name: str, body_markdown: str
@@ -65,6 +69,27 @@ class DebateActs(ActsBase):
         if record is None:
             not_found("debate", debate_id)
         return record
+
+    async def edit_debate(
+        self, author: User, debate_id: str, *, name: str, body_markdown: str
+    ) -> Debate:
+        """The author edits an open debate's title and text, published as their ``Update``."""
+        record = await self.debate_record(debate_id)
+        if not record.local:
+            refuse("not_author", "only the author may edit a debate")
+        check_can_edit_debate(record.debate, self.actor_id(author))
+        title = self.clean_name(name)
+        source, html = self.render("body", body_markdown)
+        edited = dataclasses.replace(
+            record.debate,
+            name=LangText(title),
+            content_html=html,
+            source_markdown=source,
+            updated=self.now(),
+        )
+        _, _, recipients = self.public_addressing(edited.author, edited.audience)
+        await self._publish_debate("Update", edited, recipients)
+        return edited
 
     async def close_debate(self, author: User, debate_id: str, *, conclusions: str) -> Debate:
         """The author closes the debate with conclusions (markdown), as an ``Update``."""

@@ -445,6 +445,11 @@ def check_can_edit_debate(debate: Debate, actor: str) -> None:
         _refuse("debate_closed", "a closed debate cannot be edited")
 
 
+def check_can_edit_comment(author: str, actor: str) -> None:
+    """Decidim ``Comment#editable_by?``: only the comment's author edits it (comment.rb)."""
+    _require_author(author, actor, "edit a comment")
+
+
 def check_can_close_debate(debate: Debate, actor: str, conclusions: LangText | str | None) -> None:
     """Decidim ``closeable_by?`` (the author) and ``closed?`` needing conclusions (debate.rb)."""
     _require_author(debate.author, actor, "close a debate")
