@@ -11,7 +11,6 @@ breaker is open are skipped, and the worker sleeps until woken or until the next
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -23,6 +22,7 @@ import aiohttp
 
 from activitypub.backoff import MAX_ATTEMPTS, CircuitBreaker, retry_delay, retryable
 from activitypub.storage import Delivery, DeliveryStore, inbox_host
+from activitypub.waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,7 @@ class DeliveryWorker:
             while self._tasks or await self._store.next_due() is not None:
                 self._settled.clear()
                 # Every finished send sets it; the short timeout covers other processes' changes.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._settled.wait(), timeout=_MIN_PAUSE * 10)
+                await wait_event(self._settled, _MIN_PAUSE * 10)
 
     async def _run(self) -> None:
         """Claim what can be sent, then sleep until woken, a send ends or the next row is due."""
@@ -142,8 +141,7 @@ class DeliveryWorker:
                 pause = _ERROR_PAUSE
             if self._stopping:
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=pause)
+            await wait_event(self._wakeup, pause)
 
     async def _fill(self) -> None:
         """Claim and start as many rows as the overall and per-host limits allow."""

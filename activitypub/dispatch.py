@@ -12,6 +12,7 @@ from typing import Any
 from activitypub import as2
 from activitypub.backoff import retry_delay
 from activitypub.storage import InboxRecord, InboxStore
+from activitypub.waiting import wait_event
 
 log = logging.getLogger(__name__)
 Handler = Callable[[InboxRecord], Awaitable[None]]
@@ -116,5 +117,4 @@ class InboxProcessor:
         while True:
             self._wake.clear()  # clear first: a wake during processing is not lost
             await self.process_pending()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=60.0)
+            await wait_event(self._wake, 60.0)

@@ -16,7 +16,6 @@ live tally, never the closed result.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import html
 import json
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from activitypub import as2
 from activitypub.runtime import Federation
+from activitypub.waiting import wait_event
 from federation.aggregator.documents import read_process
 from federation.aggregator.followers import Followers
 from federation.store.aggregator_publish import PublishStore, TallyRow
@@ -132,8 +132,7 @@ class TallyPublisher:
         self.changed()  # at start: whatever changed while we were down
         while True:
             timeout = await self._timeout()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await wait_event(self._wake, timeout)
             self._wake.clear()
             try:
                 await self.tick()
