@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint typecheck clean
+.PHONY: test demo bench lint typecheck clean
+PROFILE ?= ci
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Barri needs Python >= 3.11")'
@@ -17,6 +18,9 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/barri demo
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.citysim --profile $(PROFILE)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check activitypub federation schemas tests

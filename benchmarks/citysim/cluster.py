@@ -1,0 +1,193 @@
+"""The simulated city's servers: set up with the ``barri`` CLI, started as ``barri serve``.
+
+Every server is its own ``barri serve`` child on 127.0.0.1 (:mod:`federation.demo_procs`),
+with its folder and SQLite file under the run's directory. Setup goes through the CLI only:
+``barri init``, ``barri admin create-user|verify|token create|process create`` (many at a time
+through :mod:`benchmarks.citysim.cliworker`), ``barri admin process follow`` and ``barri
+roster add`` once the servers answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.citysim.profiles import CITY_CODE, Profile
+from benchmarks.citysim.workload import Hood
+from federation.demo_data import Place, process_draft
+from federation.demo_procs import Servers, make_cli, make_spawn
+from federation.demo_seed import Site
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "citysim-password-2027"
+FOLLOW_WAIT = 60.0
+
+
+class CityError(Exception):
+    """The simulation cannot go on; the message says why."""
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` ports free on 127.0.0.1 right now (the OS picks them)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclass
+class City:
+    """The aggregator's and every instance's Site, their process IRIs, residents' tokens."""
+
+    directory: Path
+    aggregator: Site
+    sites: dict[str, Site]
+    processes: dict[str, str] = field(default_factory=dict)
+    tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+    servers: Servers = field(default_factory=lambda: Servers(make_spawn()))
+
+    def actor(self, place: str, resident: str) -> str:
+        """A resident's actor id."""
+        return f"{self.sites[place].base_url}/users/{resident}"
+
+
+def layout(directory: Path, hoods: list[Hood], extra: list[str]) -> City:
+    """Sites on free ports: the aggregator, each instance, and ``extra`` keyed sites."""
+    ports = free_ports(1 + len(hoods) + len(extra))
+    url = "http://127.0.0.1:{}".format
+    aggregator = Site("aggregator", None, ports[0], directory / "aggregator", url(ports[0]))
+    sites = {}
+    for hood, port in zip([*hoods, *(_stranger(k) for k in extra)], ports[1:], strict=True):
+        place = Place(hood.key, hood.key, f"Associació {hood.key}", f"g{hood.key}", hood.code,
+                      hood.kind, hood.district, hood.residents)  # fmt: skip
+        sites[hood.key] = Site(hood.key, place, port, directory / hood.key, url(port))
+    return City(directory, aggregator, sites)
+
+
+def _stranger(key: str) -> Hood:
+    return Hood(key, "99", "99", "neighbourhood", ("mallory",))
+
+
+async def prepare(city: City, profile: Profile) -> None:
+    """Every config, account, verification, token and process, before the servers start."""
+    cli = make_cli(make_spawn())
+    agg = city.aggregator
+    await cli("init", "aggregator", "--dir", str(agg.directory), "--base-url", agg.base_url,
+              "--name", "citysim aggregator", "--city", CITY_CODE, "--allow-loopback",
+              "--listen", agg.listen)  # fmt: skip
+    actor = agg.base_url + "/actor"
+    done = await asyncio.gather(*(_prepare(s, actor, profile) for s in city.sites.values()))
+    for site, (process, tokens) in zip(city.sites.values(), done, strict=True):
+        city.processes[site.key] = process
+        city.tokens |= {(site.key, name): token for name, token in tokens.items()}
+
+
+async def _prepare(
+    site: Site, aggregator_actor: str, profile: Profile
+) -> tuple[str, dict[str, str]]:
+    place = site.place
+    assert place is not None
+    site.directory.mkdir(parents=True, exist_ok=True)
+    territory = ["--territory", place.territory, "--territory-kind", place.kind]
+    territory += ["--district", place.district] if place.district else []
+    admin = ["admin", "--config", str(site.config)]
+    draft = process_draft(place, datetime.now(UTC))
+    draft["supportRules"]["supportsPerParticipant"] = profile.limit
+    (site.directory.parent / f"{site.key}-process.json").write_text(json.dumps(draft))
+    commands: list[dict[str, Any]] = [
+        {"argv": ["init", "instance", "--dir", str(site.directory), "--base-url", site.base_url,
+                  "--name", place.name, "--group", place.group, *territory, "--report-to",
+                  aggregator_actor, "--allow-loopback", "--listen", site.listen]},
+        {"argv": [*admin, "create-user", "admin", "--admin", "--password-stdin"],
+         "stdin": PASSWORD},
+    ]  # fmt: skip
+    for name in place.residents:
+        commands += [
+            {"argv": [*admin, "create-user", name, "--password-stdin"], "stdin": PASSWORD},
+            {"argv": [*admin, "verify", name, "--territory", place.territory]},
+            {"argv": [*admin, "token", "create", name, "--scope", "write"]},
+        ]
+    draft_path = site.directory.parent / f"{site.key}-process.json"
+    commands.append({"argv": [*admin, "process", "create", "--file", str(draft_path)]})
+    outputs = await _run_worker(commands)
+    tokens = {name: outputs[4 + 3 * i].strip().splitlines()[-1]
+              for i, name in enumerate(place.residents)}  # fmt: skip
+    return outputs[-1].strip().splitlines()[-1], tokens
+
+
+async def _run_worker(commands: list[dict[str, Any]]) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BARRI_")}
+    env["PYTHONPATH"] = str(ROOT)
+    pipe = asyncio.subprocess.PIPE
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.citysim.cliworker",
+        stdin=pipe, stdout=pipe, stderr=pipe, cwd=ROOT, env=env,
+    )  # fmt: skip
+    out, err = await worker.communicate(json.dumps(commands).encode())
+    if worker.returncode != 0:
+        raise CityError(f"setup failed: {err.decode(errors='replace').strip()[-500:]}")
+    result: list[str] = json.loads(out)
+    return result
+
+
+async def start(city: City, keys: list[str] | None = None) -> None:
+    """Start the aggregator and every instance (or just ``keys``) and wait until healthy."""
+    chosen = [city.aggregator, *city.sites.values()] if keys is None else [
+        city.aggregator if k == "aggregator" else city.sites[k] for k in keys]  # fmt: skip
+    for site in chosen:
+        await city.servers.start(site)
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(city.servers.healthy(site, session) for site in chosen))
+
+
+def pid_of(city: City, key: str) -> int:
+    """The OS process id of a running server."""
+    pid = city.servers.running[key][1].pid
+    return int(pid)
+
+
+async def federate(city: City, rostered: list[str]) -> None:
+    """Neighbourhoods join the city's process; the aggregator adds ``rostered`` instances."""
+    cli = make_cli(make_spawn())
+    hoods = [s for s in city.sites.values() if s.place and not s.place.is_city]
+    city_process = city.processes["city"]
+    await asyncio.gather(*(cli("admin", "--config", str(s.config), "process", "follow",
+                               city_process) for s in hoods))  # fmt: skip
+    for key in rostered:
+        site = city.sites[key]
+        assert site.place is not None
+        district = site.place.district or site.place.territory
+        await cli("roster", "--config", str(city.aggregator.config), "add", site.base_url,
+                  "--territory", site.place.territory, "--district", district)  # fmt: skip
+    await wait_followed(city, len(rostered))
+
+
+async def wait_followed(city: City, count: int) -> None:
+    """Until every rostered instance has accepted the aggregator's Follows."""
+    url = city.aggregator.base_url + "/api/v1/instances"
+    deadline = time.monotonic() + FOLLOW_WAIT
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(url) as response:
+                body = await response.json() if response.status == 200 else {}
+            entries = body.get("instances", [])
+            states = [f["state"] for e in entries for f in e.get("follows", [])]
+            if len(entries) == count and states and set(states) == {"accepted"}:
+                return
+            if time.monotonic() > deadline:
+                raise CityError(f"the instances did not accept the aggregator's follows: {states}")
+            await asyncio.sleep(0.1)

@@ -1,0 +1,129 @@
+"""What a run measures: process resources from /proc, DB sizes, the crypto ceiling, latency."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+from benchmarks.citysim.workload import Act
+
+
+def proc_stats(pid: int) -> dict[str, float]:
+    """Peak RSS (MB, VmHWM) and CPU seconds (utime+stime) of a live process (Linux /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return {}
+    hwm = next((int(line.split()[1]) for line in status.splitlines()
+                if line.startswith("VmHWM:")), 0)  # fmt: skip
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
+    return {"peak_rss_mb": round(hwm / 1024, 1), "cpu_seconds": round(cpu, 2)}
+
+
+def db_sizes(directory: Path) -> dict[str, int]:
+    """Bytes of every SQLite file (with -wal) per server folder."""
+    sizes: dict[str, int] = {}
+    for path in sorted(directory.glob("*/*.sqlite*")) + sorted(directory.glob("*/*.db*")):
+        key = path.parent.name
+        sizes[key] = sizes.get(key, 0) + path.stat().st_size
+    return sizes
+
+
+def _rate(operation: Callable[[], object], seconds: float) -> float:
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for _ in range(50):
+            operation()
+        count += 50
+    return count / elapsed
+
+
+def crypto_ceiling(seconds: float = 1.0) -> dict[str, float]:
+    """Ed25519 and RSA-2048 (PKCS#1 v1.5, SHA-256) verifications per second on this core."""
+    message = b"x" * 512
+    ed_key = ed25519.Ed25519PrivateKey.generate()
+    ed_sig, ed_pub = ed_key.sign(message), ed_key.public_key()
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rsa_sig = rsa_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    rsa_pub = rsa_key.public_key()
+    return {
+        "ed25519_verify_per_s": round(_rate(lambda: ed_pub.verify(ed_sig, message), seconds)),
+        "rsa2048_verify_per_s": round(_rate(
+            lambda: rsa_pub.verify(rsa_sig, message, padding.PKCS1v15(), hashes.SHA256()),
+            seconds)),
+    }  # fmt: skip
+
+
+def _delta(act: Act) -> int:
+    return {"support": 1, "withdraw": -1}.get(act.kind, 0)
+
+
+def latencies(
+    done: list[tuple[float, Act]],
+    ids: dict[str, str],
+    polls: list[tuple[float, dict[str, int]]],
+) -> list[float]:
+    """Act→counted seconds per support and withdrawal.
+
+    An act on proposal p counts at the first poll whose count for p equals the count right
+    after it or after a later act on p already sent (the aggregator may be ahead).
+    """
+    history: dict[str, list[tuple[float, int]]] = {}
+    counts: dict[str, int] = {}
+    for when, act in sorted(done, key=lambda item: item[0]):
+        if _delta(act) == 0:
+            continue
+        iri = ids[act.proposal]
+        counts[iri] = counts.get(iri, 0) + _delta(act)
+        history.setdefault(iri, []).append((when, counts[iri]))
+    found: list[float] = []
+    for iri, acts in history.items():
+        seen = [(t, snap.get(iri, 0)) for t, snap in polls]
+        for k, (sent, _after) in enumerate(acts):
+            for t, value in seen:
+                if t < sent:
+                    continue
+                later = {after for when, after in acts[k:] if when <= t}
+                if value in later:
+                    found.append(t - sent)
+                    break
+    return found
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """p50, p99 and max in seconds (None when nothing was measured)."""
+    if not values:
+        return {"p50": None, "p99": None, "max": None, "n": 0}
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+    return {"p50": pick(0.5), "p99": pick(0.99), "max": round(ordered[-1], 3), "n": len(values)}
+
+
+def summary_of(results: dict[str, Any]) -> str:
+    """A readable few lines of a run's results."""
+    lat = results.get("latency_s", {})
+    lines = [
+        f"citysim {results['profile']}: {'EXACT' if results['exact'] else 'MISMATCH'}"
+        f" ({results['acts']} acts, faults: {', '.join(results['faults']) or 'none'})",
+        f"  acts sent in {results['send_seconds']:.1f} s ({results['acts_per_s']:.0f}/s);"
+        f" converged {results['converge_seconds']:.1f} s after the last act",
+        f"  act→counted p50 {lat.get('p50')} s, p99 {lat.get('p99')} s, max {lat.get('max')} s"
+        f" (n={lat.get('n')})",
+        f"  ingest at the aggregator: {results['ingest_per_s']:.0f} counted acts/s;"
+        f" ceiling {results['ceiling']}; ratio {results['ratio_to_ceiling']:.3f}",
+        f"  aggregator {results['aggregator']}; one instance {results['instance']}",
+        f"  DB bytes {results['db_bytes']}",
+    ]
+    return "\n".join(lines)
