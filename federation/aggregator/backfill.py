@@ -4,7 +4,9 @@ For every active roster instance the aggregator walks, with signed GETs (authori
 
 - the ``outbox`` of its instance actor and its Group (activities, handed to ingest exactly like
   a live delivery, so a support's own proof is verified whatever route it took);
-- for each process the instance hosts, ``{process}/proposals`` and ``{process}/debates``;
+- for each process the instance hosts, ``{process}/proposals`` and ``{process}/debates``, and
+  ``{process}/supports`` where the owner serves it (ids of every support and withdrawal in the
+  process, wherever its proposal lives);
 - for each proposal it hosts, ``{proposal}/supports`` (the private list of like ids: each one
   not held yet is fetched from its own origin and verified like any other copy);
 - for each proposal and debate it hosts, its FEP-7888 ``context`` collection (the thread).
@@ -15,8 +17,9 @@ interrupted pass resumes from the page it was on. Newest-first collections stop 
 item of the previous finished pass (``marker``); oldest-first ones (``context``) resume from
 the last page read. Items reread after a crash are deduplicated by id.
 
-A withdrawal made while the aggregator was down is not listed anywhere it may read (a
-resident's outbox is private): it arrives when the instance's delivery retry does.
+Without ``{process}/supports``, a support of a proposal hosted elsewhere than the process
+owner, and a withdrawal, made while the aggregator was down are listed nowhere it may read (a
+resident's outbox is private): they arrive when the instance's delivery retry does.
 """
 
 from __future__ import annotations
@@ -147,6 +150,11 @@ class Backfiller:
             read += await self.collection(
                 origin, process.owner, process.id + "/debates", progress,
                 handle=self._merged_item(origin), optional=True,
+            )  # fmt: skip
+            # Every support (and withdrawal) of the process, where the owner serves that list.
+            read += await self.collection(
+                origin, process.owner, process.id + "/supports", progress,
+                handle=self._support_item, optional=True,
             )  # fmt: skip
         return read
 
@@ -297,7 +305,7 @@ class Backfiller:
         return handle
 
     async def _support_item(self, item: Any, page: Mapping[str, Any]) -> None:
-        """A like id from ``{proposal}/supports``: fetched from its own origin if not held."""
+        """A listed support (or withdrawal) id: fetched from its own origin if not held."""
         like_id = as2.id_of(item)
         if like_id is None or await self.log.has_verified(like_id):
             return
