@@ -4,9 +4,9 @@ For every active roster instance the aggregator walks, with signed GETs (authori
 
 - the ``outbox`` of its instance actor and its Group (activities, handed to ingest exactly like
   a live delivery, so a support's own proof is verified whatever route it took);
-- for each process the instance hosts, ``{process}/proposals`` and ``{process}/debates``, and
-  ``{process}/supports`` where the owner serves it (ids of every support and withdrawal in the
-  process, wherever its proposal lives);
+- for each process the instance hosts, ``{process}/proposals``, ``{process}/debates`` and
+  ``{process}/supports`` (the ids of every support the owner counts in the process, wherever
+  its proposal lives; any withdrawal id listed there is fetched and applied too);
 - for each proposal it hosts, ``{proposal}/supports`` (the private list of like ids: each one
   not held yet is fetched from its own origin and verified like any other copy);
 - for each proposal and debate it hosts, its FEP-7888 ``context`` collection (the thread).
@@ -17,9 +17,9 @@ interrupted pass resumes from the page it was on. Newest-first collections stop 
 item of the previous finished pass (``marker``); oldest-first ones (``context``) resume from
 the last page read. Items reread after a crash are deduplicated by id.
 
-Without ``{process}/supports``, a support of a proposal hosted elsewhere than the process
-owner, and a withdrawal, made while the aggregator was down are listed nowhere it may read (a
-resident's outbox is private): they arrive when the instance's delivery retry does.
+A withdrawal made while the aggregator was down is listed nowhere it may read (a resident's
+outbox is private, the supports collections list active supports): it arrives when the
+instance's delivery retry does.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ class Backfiller:
                 origin, process.owner, process.id + "/debates", progress,
                 handle=self._merged_item(origin), optional=True,
             )  # fmt: skip
-            # Every support (and withdrawal) of the process, where the owner serves that list.
+            # Every support of the process the owner counts, wherever its proposal lives.
             read += await self.collection(
                 origin, process.owner, process.id + "/supports", progress,
                 handle=self._support_item, optional=True,
