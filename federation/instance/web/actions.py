@@ -50,105 +50,84 @@ def _too_long(visit: Visit, value: str, limit: int) -> str | None:
     return visit.t("rule.too_long", limit=limit) if len(value) > limit else None
 
 
-# -- new proposal ----------------------------------------------------------------------------
+# -- new proposal and new debate (one form: a title and a markdown body) ---------------------
 
 
-async def _new_proposal_form(
-    visit: Visit, *, error: str | None = None, status: int = 200
+async def _new_form(
+    visit: Visit, template: str, step: str, *, error: str | None = None, status: int = 200
 ) -> web.Response:
-    process_id = form_object_id(visit, "processes")
-    process = await deliberation(visit).get_process(process_id)
+    """The new-proposal or new-debate form of a process, with the fields as typed."""
+    process = await deliberation(visit).get_process(form_object_id(visit, "processes"))
     if process is None:
         raise PageError(404, "error.not_found")
     return visit.render(
-        "proposal_new.html",
+        template,
         status=status,
         process=process,
         process_url=visit.kit.page_path(process.id),
-        action=visit.kit.action_url(process.id, "processes", "proposals/new"),
+        action=visit.kit.action_url(process.id, "processes", step),
         error=error,
         name=visit.field("name"),
         body=visit.field("body"),
         name_max=NAME_MAX,
         body_max=SOURCE_MAX,
     )
+
+
+def _title_and_body(visit: Visit) -> tuple[str, str, str | None]:
+    """The submitted title and body, and what is wrong with them (None when nothing)."""
+    name, body = visit.field("name").strip(), visit.field("body").strip()
+    problem = (
+        (visit.t("error.required") if not name or not body else None)
+        or _too_long(visit, name, NAME_MAX)
+        or _too_long(visit, body, SOURCE_MAX)
+    )
+    return name, body, problem
 
 
 async def new_proposal_page(visit: Visit) -> web.StreamResponse:
     """GET /processes/{id}/proposals/new: the form (log in first)."""
     if visit.user is None:
         return visit.login_redirect()
-    return await _new_proposal_form(visit)
+    return await _new_form(visit, "proposal_new.html", "proposals/new")
 
 
 async def new_proposal_submit(visit: Visit) -> web.StreamResponse:
     """POST /processes/{id}/proposals/new → Deliberation.create_proposal → the proposal."""
     user = visit.require_user()
-    name, body = visit.field("name").strip(), visit.field("body").strip()
-    problem = (
-        (visit.t("error.required") if not name or not body else None)
-        or _too_long(visit, name, NAME_MAX)
-        or _too_long(visit, body, SOURCE_MAX)
-    )
+    name, body, problem = _title_and_body(visit)
+    form = ("proposal_new.html", "proposals/new")
     if problem:
-        return await _new_proposal_form(visit, error=problem, status=422)
+        return await _new_form(visit, *form, error=problem, status=422)
     try:
         proposal = await deliberation(visit).create_proposal(
             user, form_object_id(visit, "processes"), name=name, body_markdown=body
         )
     except SERVICE_ERRORS as exc:
-        return await _new_proposal_form(visit, error=explain(visit, exc), status=status_of(exc))
+        return await _new_form(visit, *form, error=explain(visit, exc), status=status_of(exc))
     return _done(visit, proposal.id, "proposal_created")
-
-
-# -- new debate ------------------------------------------------------------------------------
-
-
-async def _new_debate_form(
-    visit: Visit, *, error: str | None = None, status: int = 200
-) -> web.Response:
-    process_id = form_object_id(visit, "processes")
-    process = await deliberation(visit).get_process(process_id)
-    if process is None:
-        raise PageError(404, "error.not_found")
-    return visit.render(
-        "debate_new.html",
-        status=status,
-        process=process,
-        process_url=visit.kit.page_path(process.id),
-        action=visit.kit.action_url(process.id, "processes", "debates/new"),
-        error=error,
-        name=visit.field("name"),
-        body=visit.field("body"),
-        name_max=NAME_MAX,
-        body_max=SOURCE_MAX,
-    )
 
 
 async def new_debate_page(visit: Visit) -> web.StreamResponse:
     """GET /processes/{id}/debates/new: the form (log in first)."""
     if visit.user is None:
         return visit.login_redirect()
-    return await _new_debate_form(visit)
+    return await _new_form(visit, "debate_new.html", "debates/new")
 
 
 async def new_debate_submit(visit: Visit) -> web.StreamResponse:
     """POST /processes/{id}/debates/new → Deliberation.create_debate → the debate."""
     user = visit.require_user()
-    name, body = visit.field("name").strip(), visit.field("body").strip()
-    problem = (
-        (visit.t("error.required") if not name or not body else None)
-        or _too_long(visit, name, NAME_MAX)
-        or _too_long(visit, body, SOURCE_MAX)
-    )
+    name, body, problem = _title_and_body(visit)
+    form = ("debate_new.html", "debates/new")
     if problem:
-        return await _new_debate_form(visit, error=problem, status=422)
+        return await _new_form(visit, *form, error=problem, status=422)
     try:
         debate = await deliberation(visit).create_debate(
             user, form_object_id(visit, "processes"), name=name, body_markdown=body
         )
     except SERVICE_ERRORS as exc:
-        return await _new_debate_form(visit, error=explain(visit, exc), status=status_of(exc))
+        return await _new_form(visit, *form, error=explain(visit, exc), status=status_of(exc))
     return _done(visit, debate.id, "debate_created")
 
 
