@@ -11,16 +11,11 @@ import argparse
 import asyncio
 import getpass
 import json
-import logging
-import os
 import secrets
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-from aiohttp import web
 
 from activitypub.errors import Problem
 from federation import __doc__ as _about
@@ -33,7 +28,6 @@ from federation.config import (
     TERRITORY_KINDS,
     ConfigError,
     InitOptions,
-    InstanceConfig,
     load_config,
     write_instance_config,
 )
@@ -44,8 +38,9 @@ from federation.instance.deliberation import Deliberation
 from federation.instance.outbox import Publisher
 from federation.instance.ports import Role, TokenScope, User
 from federation.instance.rules import RuleViolation
-from federation.instance.wiring import Instance, StartupError, open_instance
+from federation.instance.wiring import Instance, open_instance
 from federation.joining import follow_process
+from federation.serving import StartupError, configure_logging, serve_until_signalled
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -224,41 +219,11 @@ def _init_instance(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    # Warnings and errors only by default, so that a failed start stays one line.
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    configure_logging(args.verbose)
+    app = create_app(config)
+    return asyncio.run(
+        serve_until_signalled(app, config.listen_host, config.listen_port, config.base_url)
     )
-    return asyncio.run(_run_server(config))
-
-
-async def _run_server(config: InstanceConfig) -> int:
-    """Run until SIGINT or SIGTERM, then shut down gracefully (pending deliveries stay queued)."""
-    runner = web.AppRunner(create_app(config), handle_signals=False)
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, config.listen_host, config.listen_port)
-        try:
-            await site.start()
-        except OSError as exc:
-            where = f"{config.listen_host}:{config.listen_port}"
-            # aiohttp wraps the errno in a long message; the errno's own text is the clear one.
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise CliError(f"cannot listen on {where}: {reason}") from exc
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        host = f"[{config.listen_host}]" if ":" in config.listen_host else config.listen_host
-        print(
-            f"barri: serving {config.base_url} on http://{host}:{config.listen_port}",
-            flush=True,
-        )
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-    return 0
 
 
 # --- admin ---------------------------------------------------------------------------------

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from federation.aggregator.app import create_app
 from federation.aggregator.backfill import BackfillError, Progress
 from federation.aggregator.config import (
-    AggregatorConfig,
     AggregatorInit,
     config_kind,
     load_aggregator_config,
@@ -34,12 +28,12 @@ from federation.aggregator.recompute import recompute
 from federation.aggregator.roster import RosterError, RosterService, RosterStatus
 from federation.aggregator.wiring import (
     Aggregator,
-    StartupError,
     build_federation,
     open_aggregator,
     running_federation,
 )
 from federation.config import CONFIG_FILE, DEFAULT_LISTEN, ConfigError
+from federation.serving import StartupError, configure_logging, serve_until_signalled
 
 Command = Callable[[argparse.Namespace], int]
 Action = Callable[[Aggregator, argparse.Namespace], Awaitable[int]]
@@ -271,38 +265,11 @@ def _serve_any(instance_serve: Command | None) -> Command:
 def serve_aggregator(path: Path, *, verbose: bool = False) -> int:
     """Run the aggregator a config file describes until SIGINT or SIGTERM."""
     config = load_aggregator_config(path)
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    configure_logging(verbose)
+    label = f"aggregator {config.base_url}"
+    return asyncio.run(
+        serve_until_signalled(create_app(config), config.listen_host, config.listen_port, label)
     )
-    return asyncio.run(_run_server(config))
-
-
-async def _run_server(config: AggregatorConfig) -> int:
-    runner = web.AppRunner(create_app(config), handle_signals=False)
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, config.listen_host, config.listen_port)
-        try:
-            await site.start()
-        except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            where = f"{config.listen_host}:{config.listen_port}"
-            raise StartupError(f"cannot listen on {where}: {reason}") from exc
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        host = f"[{config.listen_host}]" if ":" in config.listen_host else config.listen_host
-        print(
-            f"barri: serving aggregator {config.base_url} on http://{host}:{config.listen_port}",
-            flush=True,
-        )
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-    return 0
 
 
 # --- standalone ----------------------------------------------------------------------------

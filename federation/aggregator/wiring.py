@@ -32,6 +32,7 @@ from federation.aggregator.publish import TallyPublisher
 from federation.aggregator.roster import RosterService
 from federation.aggregator.service import ServiceActor
 from federation.aggregator.state import TallyState
+from federation.serving import StartupError
 from federation.store.aggregator import AggregatorStore, Refusal
 from federation.store.aggregator_log import ActivityLog
 from federation.store.aggregator_merge import MergeStore
@@ -46,10 +47,6 @@ from federation.tally.records import normal_origin
 HANDLED_TYPES = (
     "Like", "Undo", "Announce", "Create", "Update", "Delete", "Accept", "Reject", "Follow",
 )  # fmt: skip
-
-
-class StartupError(RuntimeError):
-    """The aggregator cannot start (its database cannot be opened); one line says why."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import aiosqlite
 from federation.config import InstanceConfig
 from federation.instance.accounts import Accounts
 from federation.instance.actors import ActorDocumentHook, LocalActors
+from federation.serving import StartupError
 from federation.store.instance import (
     SqliteActorKeyStore,
     SqliteCensusStore,
@@ -20,10 +21,6 @@ from federation.store.instance import (
 )
 from federation.store.migrations import INSTANCE_MIGRATIONS
 from federation.store.sqlite import SchemaError, open_database
-
-
-class StartupError(RuntimeError):
-    """The instance cannot start (its database cannot be opened); one line says why."""
 
 
 @dataclass(frozen=True)
