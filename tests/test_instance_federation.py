@@ -347,6 +347,23 @@ async def test_supports_collection_is_private_across_instances(city: City) -> No
     gracia_server = await a.app[ACTORS].keys_for(a.app[ACTORS].application_id)
     status, refused = await signed_get(process_url, gracia_server)
     assert (status, refused["reason"]) == (403, "supports_private")
+
+    # {process}/support-log: the signed Likes, then the Undo of one, newest first, with proofs.
+    log_url = city.process.id + "/support-log"
+    status, problem, _ = await get(log_url)
+    assert isinstance(problem, dict) and (status, problem["reason"]) == (403, "supports_private")
+    await b.deliberation.withdraw_support(rita, proposal.id)
+    await c.observer.wait(of_type("Undo", actor=b.actor("rita")))
+    status, log = await signed_get(log_url, city.mastodon.keys["instance"])
+    assert (status, log["totalItems"]) == (200, 3)
+    status, page = await signed_get(log["first"], city.mastodon.keys["instance"])
+    items = page["orderedItems"]
+    assert [i["type"] for i in items] == ["Undo", "Like", "Like"]
+    assert [i["id"] for i in items[1:]] == [rita_support.id, support.id]
+    assert as2.id_of(items[0]["object"]) == rita_support.id
+    assert all(i["proof"]["verificationMethod"].startswith(i["actor"]) for i in items)
+    status, refused = await signed_get(log_url, gracia_server)
+    assert (status, refused["reason"]) == (403, "supports_private")
     no_refusals(c, a, b)
 
 

@@ -5,6 +5,8 @@ For every active roster instance the aggregator walks, with signed GETs (authori
 - the ``outbox`` of its instance actor and its Group (activities, handed to ingest exactly like
   a live delivery, so a support's own proof is verified whatever route it took);
 - for each process the instance hosts, ``{process}/proposals``, ``{process}/debates`` and
+  ``{process}/support-log`` (every signed Like and withdrawal Undo the owner learnt of in the
+  process, embedded with its proof: verified from the page, no request per item) and
   ``{process}/supports`` (the ids of every support the owner counts in the process, wherever
   its proposal lives; any withdrawal id listed there is fetched and applied too);
 - for each proposal it hosts, ``{proposal}/supports`` (the private list of like ids: each one
@@ -17,9 +19,9 @@ interrupted pass resumes from the page it was on. Newest-first collections stop 
 item of the previous finished pass (``marker``); oldest-first ones (``context``) resume from
 the last page read. Items reread after a crash are deduplicated by id.
 
-A withdrawal made while the aggregator was down is listed nowhere it may read (a resident's
-outbox is private, the supports collections list active supports): it arrives when the
-instance's delivery retry does.
+A withdrawal the aggregator missed (down, or the delivery lost) is read from the owner's
+support log; an instance without that collection (older versions) only lists active supports,
+so there it arrives when the instance's delivery retry does.
 """
 
 from __future__ import annotations
@@ -150,6 +152,11 @@ class Backfiller:
             read += await self.collection(
                 origin, process.owner, process.id + "/debates", progress,
                 handle=self._merged_item(origin), optional=True,
+            )  # fmt: skip
+            # The owner's log of signed Likes and Undos: verified from the page, withdrawals too.
+            read += await self.collection(
+                origin, process.owner, process.id + "/support-log", progress,
+                handle=self._logged_support_item(process.owner), optional=True,
             )  # fmt: skip
             # Every support of the process the owner counts, wherever its proposal lives.
             read += await self.collection(
@@ -301,6 +308,20 @@ class Backfiller:
             """A listed debate or comment, merged by id."""
             if isinstance(item, Mapping) and self.ingest.merger is not None:
                 await self.ingest.merger.listed(_framed(item, page), origin)
+
+        return handle
+
+    def _logged_support_item(self, owner: str) -> ItemHandler:
+        async def handle(item: Any, page: Mapping[str, Any]) -> None:
+            """A logged Like or Undo: embedded with its proof, so verified without a fetch."""
+            if not isinstance(item, Mapping):
+                return await self._support_item(item, page)
+            item_id = as2.id_of(item)
+            if item_id is None or await self.log.has_verified(item_id):
+                return None
+            # No trusted origin: only the activity's own proof makes it authentic here.
+            await self.ingest.accept(item, Provenance(Route.BACKFILL, owner, None))
+            return None
 
         return handle
 

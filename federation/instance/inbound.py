@@ -189,7 +189,8 @@ class InboundActs(ChangeActs, SupportActs, CommentActs, ProcessActs, ActsBase):
         process = await self.process_record(record.proposal.process)
         if not process.local:
             refuse("not_owner", "supports are counted by the process's owning instance")
-        doc = support_to_ap(support)
+        # The signed Like as received, so the support log serves its proof (validated already).
+        doc = dict(activity) if "proof" in activity else support_to_ap(support)
         early_undo = await self.proposals.undone_by(support.id)
         at = self.judged_at(support.published)
         if early_undo is None:
@@ -204,6 +205,11 @@ class InboundActs(ChangeActs, SupportActs, CommentActs, ProcessActs, ActsBase):
                     support, doc, process_id=process.process.id, local=False,
                     state="withdrawn", undo_id=early_undo[0],
                 )  # fmt: skip
+                undo_doc = await self.proposals.undone_document(support.id)
+                if undo_doc is not None:
+                    await self.proposals.log_support_item(
+                        process.process.id, early_undo[0], "undo", undo_doc
+                    )
                 return
             ctx = await self.support_context(support.actor, support.proposal, process.process, at)
             check_can_support(resident, ctx)
@@ -215,7 +221,9 @@ class InboundActs(ChangeActs, SupportActs, CommentActs, ProcessActs, ActsBase):
         record = await self.proposals.get_support(like_id)
         if record is None:
             async with transaction(self.db):
-                await self.proposals.remember_undone(like_id, undo.id, undo.actor, time.time())
+                await self.proposals.remember_undone(
+                    like_id, undo.id, undo.actor, time.time(), activity
+                )
             return
         if record.actor != undo.actor:
             refuse("not_author", "only the supporter may withdraw a support")
@@ -225,7 +233,7 @@ class InboundActs(ChangeActs, SupportActs, CommentActs, ProcessActs, ActsBase):
         at = self.judged_at(undo.published)
         check_can_withdraw_support(Resident(undo.actor), process, at, True)
         async with transaction(self.db):
-            await self.settle_withdrawal(record, undo.id, process)
+            await self.settle_withdrawal(record, undo.id, process, activity)
 
     async def remember_remote_object(self, obj: Any, *, external: bool = False) -> None:
         """Cache a remote process, proposal, debate or comment we show (no rules: not ours)."""

@@ -31,7 +31,11 @@ from federation.instance.readpaging import (
     own_url,
     serve_collection,
 )
-from federation.instance.readsupports import process_supports, proposal_supports
+from federation.instance.readsupports import (
+    process_support_log,
+    process_supports,
+    proposal_supports,
+)
 from federation.store.comments import CommentStore
 from federation.store.domain import DomainStore
 from federation.store.outbox import OutboxStore
@@ -123,6 +127,7 @@ def setup_readside(app: web.Application) -> None:
         app.router.add_get(f"/{path}/{{id}}/context", _context)
     app.router.add_get("/proposals/{id}/supports", proposal_supports)
     app.router.add_get("/processes/{id}/supports", process_supports)
+    app.router.add_get("/processes/{id}/support-log", process_support_log)
 
 
 async def _missing(request: web.Request, object_id: str) -> web.StreamResponse:

@@ -8,6 +8,10 @@ its server's instance actor, or an aggregator the instance reports to; anyone el
 - ``{process}/supports`` on the process's owner: every support Like it counts in the process,
   given here or received from residents of other instances (a proposal by a remote author has
   no ``{proposal}/supports`` here: that collection lives on the author's instance).
+- ``{process}/support-log`` on the process's owner: every signed ``Like`` and withdrawal
+  ``Undo`` of the process, local and received, in the order the owner learnt of them (newest
+  first), embedded with their FEP-8b32 proofs. A backfill reads withdrawals from it and
+  verifies each item from the page, with no request per item (DESIGN.md §6 "Backfill").
 """
 
 from __future__ import annotations
@@ -40,10 +44,9 @@ async def proposal_supports(request: web.Request) -> web.Response:
     return await serve_collection(request, proposal_id + "/supports", total, load_page)
 
 
-async def process_supports(request: web.Request) -> web.Response:
-    """``{process}/supports``: every support Like the owner counts in its process (the final
-    ones, local and received, newest first), for an aggregator or the owner's server actor."""
-    process_id = own_url(request, "/supports")
+async def _owned_process(request: web.Request, suffix: str) -> str:
+    """The local process a private collection belongs to, once its reader is authorised."""
+    process_id = own_url(request, suffix)
     record = await DomainStore(request.app[instance_app.DB]).get_process(process_id)
     if record is None:
         raise not_found_problem(process_id)
@@ -55,6 +58,25 @@ async def process_supports(request: web.Request) -> web.Response:
         )  # fmt: skip
     readers = supports_readers(request.app, record.process.owner)
     await require_reader(request, readers, "supports_private")
+    return process_id
+
+
+async def process_support_log(request: web.Request) -> web.Response:
+    """``{process}/support-log``: the signed Likes and Undos of a process, newest first."""
+    process_id = await _owned_process(request, "/support-log")
+    store = ProposalStore(request.app[instance_app.DB])
+    total = await store.count_support_log(process_id)
+
+    async def load_page(page: PageRequest) -> PageResult:
+        return await store.page_support_log(process_id, page)
+
+    return await serve_collection(request, process_id + "/support-log", total, load_page)
+
+
+async def process_supports(request: web.Request) -> web.Response:
+    """``{process}/supports``: every support Like the owner counts in its process (the final
+    ones, local and received, newest first), for an aggregator or the owner's server actor."""
+    process_id = await _owned_process(request, "/supports")
     store = ProposalStore(request.app[instance_app.DB])
     total = await store.count_process_supports(process_id)
 

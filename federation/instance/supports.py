@@ -89,15 +89,17 @@ class SupportActs(ActsBase):
         check_can_support(
             who, await self.support_context(who.actor_id, support.proposal, process, now)
         )
+        # Proved before it is stored, so the support log serves the signed Like.
+        proved = await self.publisher.prove(doc, who.actor_id)
 
         async def write(_db: Any) -> None:
             # Checked again under the write lock: the state may have moved since.
             ctx = await self.support_context(who.actor_id, support.proposal, process, now)
             check_can_support(who, ctx)
-            await self.record_support(support, doc, process, local=True)
+            await self.record_support(support, proved, process, local=True)
 
         await self.publisher.publish(
-            doc,
+            proved,
             actor=who.actor_id,
             public=False,
             recipients=[process.owner],
@@ -159,15 +161,16 @@ class SupportActs(ActsBase):
         doc: dict[str, Any],
     ) -> None:
         who, now = self.resident(resident), self.now()
+        proved = await self.publisher.prove(doc, who.actor_id)
 
         async def write(_db: Any) -> None:
             still = await self.proposals.active_support(who.actor_id, active.proposal_id)
             is_active = still is not None and still.support_id == active.support_id
             check_can_withdraw_support(who, process, now, is_active)
-            await self.settle_withdrawal(active, undo_id, process)
+            await self.settle_withdrawal(active, undo_id, process, proved)
 
         await self.publisher.publish(
-            doc,
+            proved,
             actor=who.actor_id,
             public=False,
             recipients=[process.owner],
@@ -177,10 +180,14 @@ class SupportActs(ActsBase):
         )
 
     async def settle_withdrawal(
-        self, active: SupportRecord, undo_id: str, process: Process
+        self,
+        active: SupportRecord,
+        undo_id: str,
+        process: Process,
+        undo: Mapping[str, Any] | None = None,
     ) -> None:
         """Withdraw a support and flip the resident's others back to temporary if below minimum."""
-        await self.proposals.withdraw_support(active.support_id, undo_id)
+        await self.proposals.withdraw_support(active.support_id, undo_id, undo)
         left = await self.proposals.active_support_ids(active.actor, process.id)
         minimum = process.rules.minimum_supports_per_participant
         moved = await self.proposals.set_support_states(support_states(minimum, left))

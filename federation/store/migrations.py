@@ -351,6 +351,27 @@ _0005_OAUTH_AND_CLIENT_KEYS = (
     "CREATE INDEX client_keys_user ON client_keys (user_id)",
 )
 
+# The support log: every support Like and withdrawal Undo an instance counts in a process, in
+# the order it learnt of them, with the signed document, so a backfill reads withdrawals too
+# and verifies each item from the page instead of fetching it (DESIGN.md §6 "Backfill").
+_0006_SUPPORT_LOG = (
+    """
+    CREATE TABLE support_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        process_id TEXT NOT NULL,
+        item_id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('like', 'undo')),
+        document TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX support_log_process ON support_log (process_id, seq)",
+    "ALTER TABLE undone ADD COLUMN document TEXT",
+    # Earlier local supports were stored before their proof was added: only proved ones move.
+    "INSERT INTO support_log (process_id, item_id, kind, document)"
+    " SELECT process_id, id, 'like', document FROM supports"
+    " WHERE document LIKE '%\"proof\"%' ORDER BY seq",
+)
+
 #: The protocol tables every Barri server has: migration 1 of every server's sequence.
 PROTOCOL_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and inbox_messages", _0001_DELIVERIES_AND_INBOX),
@@ -363,6 +384,7 @@ INSTANCE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "local actor keys", _0003_ACTOR_KEYS),
     Migration(4, "instance domain", _0004_INSTANCE_DOMAIN),
     Migration(5, "oauth grants, codes, tokens and client keys", _0005_OAUTH_AND_CLIENT_KEYS),
+    Migration(6, "support log for backfill", _0006_SUPPORT_LOG),
 )
 
 #: The protocol-only sequence, kept for callers that need just the queue and inbox tables.

@@ -192,15 +192,46 @@ class ProposalStore:
                 dump(document),
             ),
         )
+        await self.log_support_item(process_id, support.id, "like", document)
 
-    async def withdraw_support(self, support_id: str, undo_id: str) -> bool:
-        """Mark an active support withdrawn by ``undo_id``; False when it was not active."""
-        cursor = await self.db.execute(
+    async def withdraw_support(
+        self, support_id: str, undo_id: str, undo: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Mark an active support withdrawn by ``undo_id`` (logging the signed ``undo``);
+        False when it was not active."""
+        rows = await self.db.execute_fetchall(
             "UPDATE supports SET state = 'withdrawn', undo_id = ?"
-            " WHERE id = ? AND state != 'withdrawn'",
+            " WHERE id = ? AND state != 'withdrawn' RETURNING process_id",
             (undo_id, support_id),
         )
-        return cursor.rowcount == 1
+        found = list(rows)
+        if found and undo is not None:
+            await self.log_support_item(str(found[0][0]), undo_id, "undo", undo)
+        return bool(found)
+
+    async def log_support_item(
+        self, process_id: str, item_id: str, kind: str, document: Mapping[str, Any]
+    ) -> None:
+        """Append a signed Like or Undo to the process's support log (once per id)."""
+        await self.db.execute(
+            "INSERT INTO support_log (process_id, item_id, kind, document) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (item_id) DO NOTHING",
+            (process_id, item_id, kind, dump(document)),
+        )
+
+    async def page_support_log(self, process_id: str, page: PageRequest) -> PageResult:
+        """Signed Likes and Undos of a process, newest first (the private support log)."""
+        rows, after, before = await page_rows(
+            self.db, table="support_log", columns="seq, document",
+            where="process_id = ?", params=(process_id,), page=page,
+        )  # fmt: skip
+        return PageResult([load(row[1]) for row in rows], after, before)
+
+    async def count_support_log(self, process_id: str) -> int:
+        """How many items a process's support log holds."""
+        return await fetch_int(
+            self.db, "SELECT COUNT(*) FROM support_log WHERE process_id = ?", (process_id,)
+        )
 
     async def set_support_states(self, states: Mapping[str, str]) -> list[str]:
         """Apply ``{like id: temporary|final}``; returns the proposal ids whose rows moved."""
@@ -260,12 +291,19 @@ class ProposalStore:
 
     # --- Undo before Like ---------------------------------------------------------------------
 
-    async def remember_undone(self, like_id: str, undo_id: str, actor: str, now: float) -> None:
+    async def remember_undone(
+        self,
+        like_id: str,
+        undo_id: str,
+        actor: str,
+        now: float,
+        document: Mapping[str, Any] | None = None,
+    ) -> None:
         """Keep an Undo whose Like has not arrived: that Like is withdrawn on arrival (§7.4)."""
         await self.db.execute(
-            "INSERT INTO undone (like_id, undo_id, actor, received_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (like_id) DO NOTHING",
-            (like_id, undo_id, actor, now),
+            "INSERT INTO undone (like_id, undo_id, actor, received_at, document)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (like_id) DO NOTHING",
+            (like_id, undo_id, actor, now, None if document is None else dump(document)),
         )
 
     async def undone_by(self, like_id: str) -> tuple[str, str] | None:
@@ -274,6 +312,11 @@ class ProposalStore:
             self.db, "SELECT undo_id, actor FROM undone WHERE like_id = ?", (like_id,)
         )
         return None if row is None else (str(row[0]), str(row[1]))
+
+    async def undone_document(self, like_id: str) -> dict[str, Any] | None:
+        """The signed Undo that arrived before ``like_id``, when it was kept."""
+        row = await fetch_one(self.db, "SELECT document FROM undone WHERE like_id = ?", (like_id,))
+        return None if row is None or row[0] is None else load(row[0])
 
 
 __all__ = ["ACTIVE", "ProposalRecord", "ProposalStore", "SupportRecord"]
