@@ -131,10 +131,17 @@ def _add_admin(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--admin", action="store_true", help="an administrator (verifies, answers, runs processes)"
     )
     role.add_argument("--moderator", action="store_true", help="a moderator (verifies residents)")
-    create.add_argument(
+    secret = create.add_mutually_exclusive_group()
+    secret.add_argument(
         "--password-stdin",
         action="store_true",
         help="read the password from standard input instead of asking twice",
+    )
+    secret.add_argument(
+        "--no-password",
+        action="store_true",
+        help="no password: the account cannot sign in on the pages and acts only through"
+        " personal tokens (token create), e.g. members imported for an app",
     )
     create.set_defaults(run=_admin(_create_user))
     verify = cmds.add_parser("verify", help="confirm a resident's residency by hand")
@@ -258,7 +265,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 async def _create_user(instance: Instance, args: argparse.Namespace) -> int:
     role = Role.ADMIN if args.admin else Role.MODERATOR if args.moderator else Role.RESIDENT
-    password = _read_password(args)
+    password = None if args.no_password else _read_password(args)
     user = await instance.accounts.create_user(args.username, password, role)
     actor_id = instance.actors.person_id(user.username)
     await instance.actors.keys_for(actor_id)  # keys at creation (DESIGN.md §5)

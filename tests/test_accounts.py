@@ -92,6 +92,15 @@ async def test_password_is_stored_as_argon2id(accounts: Accounts, db_path: Path)
     assert await accounts.login("ALICE", PASSWORD) == user
 
 
+async def test_an_account_without_password_never_signs_in(accounts: Accounts) -> None:
+    user = await accounts.create_user("tokenonly", None)
+    assert not user.password_hash.startswith("$argon2")
+    for attempt in ("", "!locked", user.password_hash, PASSWORD):
+        assert await accounts.login("tokenonly", attempt) is None
+    owner = await accounts.authenticate_token(await accounts.create_token("tokenonly"))
+    assert owner is not None and owner.user == user
+
+
 async def test_wrong_password_and_unknown_user_are_refused(accounts: Accounts) -> None:
     await accounts.create_user("alice", PASSWORD)
     assert await accounts.login("alice", PASSWORD + "!") is None

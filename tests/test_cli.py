@@ -154,6 +154,22 @@ def test_create_user_prompts_twice(
     assert admin(config_path, "create-user", "alice") == 0
 
 
+def test_create_user_without_password_asks_nothing(
+    config_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_prompt(prompt: str = "") -> str:
+        raise AssertionError("asked for a password")
+
+    monkeypatch.setattr("getpass.getpass", no_prompt)
+    assert admin(config_path, "create-user", "maria", "--no-password") == 0
+    assert "created resident maria" in capsys.readouterr().out
+    assert admin(config_path, "token", "create", "maria") == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("barri_pat_")
+    flags = ("--no-password", "--password-stdin")
+    with pytest.raises(SystemExit):
+        admin(config_path, "create-user", "pau", *flags)
+
+
 def test_account_errors_are_one_line(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert admin(config_path, "create-user", "alice", "--password-stdin", stdin="weak\n") == 1
     assert "at least 10 characters" in one_error_line(capsys)

@@ -117,7 +117,7 @@ async def _prepare(
     ]  # fmt: skip
     for name in place.residents:
         commands += [
-            {"argv": [*admin, "create-user", name, "--password-stdin"], "stdin": PASSWORD},
+            {"argv": [*admin, "create-user", name, "--no-password"]},
             {"argv": [*admin, "verify", name, "--territory", place.territory]},
             {"argv": [*admin, "token", "create", name, "--scope", "write"]},
         ]

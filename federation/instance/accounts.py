@@ -39,6 +39,8 @@ from federation.instance.ports import (
 USERNAME = re.compile(r"^[a-z0-9_]{1,30}$")
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but a megabyte "password" is an attack
+# Not an argon2 hash, so every login with a password fails (like "!" in /etc/shadow).
+LOCKED_PASSWORD = "!locked"  # noqa: S105
 TOKEN_PREFIX = "barri_pat_"  # noqa: S105 (a public prefix, like GitHub's ghp_)
 _TOKEN = re.compile(r"^barri_pat_[A-Za-z0-9_-]{43}$")
 _CENSUS_COLUMNS = ("id_number", "territory")
@@ -162,14 +164,20 @@ class Accounts:
         self._hasher = hasher or PasswordHasher()  # argon2id, RFC 9106 low-memory profile
         self._clock = clock
 
-    async def create_user(self, username: str, password: str, role: Role = Role.RESIDENT) -> User:
-        """Register an account with an argon2id password hash (OWASP password storage)."""
+    async def create_user(
+        self, username: str, password: str | None, role: Role = Role.RESIDENT
+    ) -> User:
+        """Register an account with an argon2id password hash (OWASP password storage);
+        ``None``: a locked password that no login matches (tokens only)."""
         name = check_username(username)
         if name in self._reserved:
             raise AccountError(f"the username {name!r} is reserved on this instance")
-        check_password(password)
-        # argon2 is deliberately slow: hash off the event loop.
-        hashed = await asyncio.to_thread(self._hasher.hash, password)
+        if password is None:
+            hashed = LOCKED_PASSWORD
+        else:
+            check_password(password)
+            # argon2 is deliberately slow: hash off the event loop.
+            hashed = await asyncio.to_thread(self._hasher.hash, password)
         user = await self.users.add_user(name, hashed, role, now=self._clock())
         if user is None:
             raise AccountError(f"the username {name!r} is already taken")
