@@ -453,6 +453,17 @@ def report(summary: Mapping[str, Any]) -> None:
     print(f"  counted by the tally at the end: {summary['counted']}")
 
 
+def rounded(value: Any) -> Any:
+    """Floats to four significant digits, recursively (for the JSON results files)."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(item) for item in value]
+    return value
+
+
 def main() -> None:
     """Measure, print, write benchmarks/results/inbox.json."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -471,7 +482,8 @@ def main() -> None:
         )  # fmt: skip
     report(summary)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "inbox.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(rounded(summary), indent=2) + "\n"
+    (RESULTS / "inbox.json").write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
