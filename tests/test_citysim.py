@@ -3,14 +3,18 @@
 Exactness only (no timing is asserted): residents act through C2S with personal tokens, the
 city answers through its admin pages, and the aggregator's JSON API must then show exactly the
 totals the generator's own model computed, per proposal, neighbourhood, district and process,
-with the same participants and official answers. Scaled to half the ci profile's acts so the
-whole run stays around a minute on a 2-core machine.
+with the same participants and official answers — with every fault on at once: the aggregator
+SIGKILLed and restarted, an instance stopped, deliveries duplicated, reordered and dropped,
+two instances' clocks 10 minutes off, and a malicious rostered instance whose forged,
+backdated and over-limit supports must be refused or flagged, never counted. Scaled to half
+the ci profile's acts so the run stays around two minutes on a 2-core machine.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks.citysim.faults import Faults
 from benchmarks.citysim.profiles import PROFILES, scaled
 from benchmarks.citysim.runner import simulate
 from benchmarks.citysim.workload import generate
@@ -30,10 +34,22 @@ def test_generator_is_seeded_and_within_limits() -> None:
     assert likes and max(likes.values()) <= profile.limit
 
 
-async def test_ci_city_ends_exact(tmp_path: Path) -> None:
+async def test_ci_city_ends_exact_with_every_fault(tmp_path: Path) -> None:
+    faults = Faults(kill_aggregator=True, instance_down=True, duplicate=True, reorder=True,
+                    drop=0.05, clock_skew=600.0, malicious=True)  # fmt: skip
     profile = scaled(PROFILES["ci"], SCALE)
-    results = await simulate(profile, tmp_path / "city", seed=8)
+    results = await simulate(profile, tmp_path / "city", seed=8, faults=faults, scale=SCALE)
     assert results["mismatches"] == {}
     assert results["exact"] is True
     supports = sum(t["supports"] for t in results["totals"].values())
     assert supports > 500
+    # Every fault really happened, so exactness was earned under it.
+    proxy = results["proxy"]
+    assert proxy["dropped"] > 0 and proxy["duplicated"] > 0 and proxy["undo_before_like"] > 0
+    assert [e for e, _t in results["timeline"]][:4] == [
+        "aggregator killed", "aggregator back", "h01 down", "h01 back",
+    ]  # fmt: skip
+    assert results["driver_retries"] > 0  # residents' acts refused while h01 was down
+    mallory = results["malicious"]
+    assert mallory["forged"] > 0 and mallory["backdated"] > 0 and mallory["over_limit"] > 0
+    assert mallory["statuses"][: mallory["forged"]] == [401] * mallory["forged"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -22,10 +23,11 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks.citysim.malicious import RESIDENTS
 from benchmarks.citysim.profiles import CITY_CODE, Profile
 from benchmarks.citysim.workload import Hood
 from federation.demo_data import Place, process_draft
-from federation.demo_procs import Servers, make_cli, make_spawn
+from federation.demo_procs import Servers, Spawn, make_cli, make_spawn
 from federation.demo_seed import Site
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +51,23 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def make_city_spawn(skews: dict[str, float]) -> Spawn:
+    """``barri`` children; a server whose config is in ``skews`` runs with its clock shifted."""
+    plain = make_spawn()
+
+    async def spawn(*args: str, **kwargs: Any) -> asyncio.subprocess.Process:
+        config = args[2] if len(args) > 2 and args[:2] == ("serve", "--config") else ""
+        if config not in skews:
+            return await plain(*args, **kwargs)
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("BARRI_")}
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.citysim.skewed", str(skews[config]), *args,
+            env=environment, cwd=ROOT, start_new_session=True, **kwargs,
+        )  # fmt: skip
+
+    return spawn
+
+
 @dataclass
 class City:
     """The aggregator's and every instance's Site, their process IRIs, residents' tokens."""
@@ -58,28 +77,35 @@ class City:
     sites: dict[str, Site]
     processes: dict[str, str] = field(default_factory=dict)
     tokens: dict[tuple[str, str], str] = field(default_factory=dict)
-    servers: Servers = field(default_factory=lambda: Servers(make_spawn()))
+    proxy_port: int | None = None  # the fault proxy's, when the aggregator sits behind one
+    skews: dict[str, float] = field(default_factory=dict)  # config path -> clock shift (s)
+    servers: Servers = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.servers = Servers(make_city_spawn(self.skews))
 
     def actor(self, place: str, resident: str) -> str:
         """A resident's actor id."""
         return f"{self.sites[place].base_url}/users/{resident}"
 
 
-def layout(directory: Path, hoods: list[Hood], extra: list[str]) -> City:
-    """Sites on free ports: the aggregator, each instance, and ``extra`` keyed sites."""
-    ports = free_ports(1 + len(hoods) + len(extra))
+def layout(directory: Path, hoods: list[Hood], extra: list[str], *, proxied: bool = False) -> City:
+    """Sites on free ports: the aggregator (behind the fault proxy if ``proxied``), each
+    instance, and ``extra`` keyed sites (the malicious instance)."""
+    ports = free_ports(2 + len(hoods) + len(extra))
     url = "http://127.0.0.1:{}".format
-    aggregator = Site("aggregator", None, ports[0], directory / "aggregator", url(ports[0]))
+    public = url(ports[-1]) if proxied else url(ports[0])
+    aggregator = Site("aggregator", None, ports[0], directory / "aggregator", public)
     sites = {}
-    for hood, port in zip([*hoods, *(_stranger(k) for k in extra)], ports[1:], strict=True):
+    for hood, port in zip([*hoods, *(_stranger(k) for k in extra)], ports[1:-1], strict=True):
         place = Place(hood.key, hood.key, f"Associació {hood.key}", f"g{hood.key}", hood.code,
                       hood.kind, hood.district, hood.residents)  # fmt: skip
         sites[hood.key] = Site(hood.key, place, port, directory / hood.key, url(port))
-    return City(directory, aggregator, sites)
+    return City(directory, aggregator, sites, proxy_port=ports[-1] if proxied else None)
 
 
 def _stranger(key: str) -> Hood:
-    return Hood(key, "99", "99", "neighbourhood", ("mallory",))
+    return Hood(key, "99", "99", "neighbourhood", RESIDENTS)
 
 
 async def prepare(city: City, profile: Profile) -> None:
@@ -191,3 +217,13 @@ async def wait_followed(city: City, count: int) -> None:
             if time.monotonic() > deadline:
                 raise CityError(f"the instances did not accept the aggregator's follows: {states}")
             await asyncio.sleep(0.1)
+
+
+def set_backfill_minutes(city: City, minutes: int) -> None:
+    """Edit the aggregator's barri.toml: a backfill pass every ``minutes`` while it runs."""
+    config = city.aggregator.config
+    text = config.read_text()
+    edited = re.sub(r"(?m)^backfill_minutes = \d+$", f"backfill_minutes = {minutes}", text)
+    if edited == text and f"backfill_minutes = {minutes}" not in text:
+        raise CityError(f"no backfill_minutes line in {config}")
+    config.write_text(edited)

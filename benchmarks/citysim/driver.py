@@ -19,6 +19,8 @@ from federation.demo_web import Browser
 
 AS2 = 'application/ld+json; profile="https://www.w3.org/ns/activitystreams"'
 ARRIVAL_WAIT = 60.0
+DOWN_WAIT = 120.0  # how long a resident keeps retrying an act refused while a server is down
+RETRY_PAUSE = 0.5
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Driver:
     ids: dict[str, str] = field(default_factory=dict)  # proposal key -> IRI
     likes: dict[tuple[str, str, str], str] = field(default_factory=dict)
     done: list[tuple[float, Act]] = field(default_factory=list)
+    retries: int = 0  # POSTs repeated because an instance was down
 
     async def post(self, act: Act, activity: dict[str, Any]) -> dict[str, Any]:
         """POST to the resident's outbox; the stored activity (CityError unless 201)."""
@@ -37,10 +40,22 @@ class Driver:
         headers = {"Authorization": f"Bearer {self.city.tokens[(act.place, act.resident)]}",
                    "Content-Type": AS2, "Accept": AS2}  # fmt: skip
         body = json.dumps(activity).encode()
-        async with self.session.post(actor + "/outbox", data=body, headers=headers) as response:
-            answer = await response.json(content_type=None)
-            if response.status != 201:
-                raise CityError(f"{act}: HTTP {response.status}: {answer}")
+        deadline = time.monotonic() + DOWN_WAIT
+        while True:
+            try:
+                async with self.session.post(actor + "/outbox", data=body,
+                                             headers=headers) as response:  # fmt: skip
+                    answer = await response.json(content_type=None)
+                    status = response.status
+            except aiohttp.ClientConnectorError:
+                status, answer = 0, "connection refused"  # the instance is down
+            # 503: an instance down, or a recipient it must reach first (the process owner).
+            if status not in (0, 502, 503) or time.monotonic() > deadline:
+                break
+            self.retries += 1
+            await asyncio.sleep(RETRY_PAUSE)
+        if status != 201:
+            raise CityError(f"{act}: HTTP {status}: {answer}")
         self.done.append((time.monotonic(), act))
         return dict(answer)
 

@@ -7,7 +7,7 @@ import json
 import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -16,26 +16,15 @@ import aiohttp
 
 from benchmarks.citysim import cluster, measure
 from benchmarks.citysim.cluster import City, CityError
-from benchmarks.citysim.driver import Driver
+from benchmarks.citysim.driver import AS2, Driver
+from benchmarks.citysim.faults import FaultProxy, Faults
+from benchmarks.citysim.malicious import MALLORY, Mallory, Plan, attack
 from benchmarks.citysim.profiles import Profile
 from benchmarks.citysim.workload import Act, Workload, expected, generate, observed
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 CONVERGE_WAIT = 120.0
 POLL = 0.3
-
-
-@dataclass(frozen=True)
-class Faults:
-    """Which faults a run injects (each run must still end exact)."""
-
-    kill_aggregator: bool = False
-    instance_down: bool = False
-
-    def names(self) -> list[str]:
-        """The flags that are on."""
-        return [n for n, on in (("kill-aggregator", self.kill_aggregator),
-                                ("instance-down", self.instance_down)) if on]  # fmt: skip
 
 
 async def results_of(city: City, session: aiohttp.ClientSession) -> dict[str, dict[str, Any]]:
@@ -62,33 +51,67 @@ async def poll(
         await asyncio.sleep(POLL)
 
 
-async def converge(city: City, session: aiohttp.ClientSession, want: dict[str, Any],
-                   answered: set[str]) -> dict[str, Any]:  # fmt: skip
+async def converge(
+    city: City, session: aiohttp.ClientSession, want: dict[str, Any], answered: set[str],
+    mallory: Plan | None,
+) -> dict[str, Any]:  # fmt: skip
     """Poll until the aggregator shows ``want``; what it showed last."""
     deadline = time.monotonic() + CONVERGE_WAIT
     while True:
         got = {
             iri: observed(body, answered) for iri, body in (await results_of(city, session)).items()
         }
+        if mallory is not None:
+            got["mallory"] = await mallory_flags(city, session)
         if got == want or time.monotonic() > deadline:
             return got
         await asyncio.sleep(POLL)
 
 
-async def _faults(city: City, faults: Faults, victim: str) -> None:
-    """Inject the chosen faults while the stream runs."""
+async def mallory_flags(city: City, session: aiohttp.ClientSession) -> dict[str, int]:
+    """What the aggregator reports about the malicious instance (GET /api/v1/instances)."""
+    origin = city.sites[MALLORY].base_url
+    async with session.get(city.aggregator.base_url + "/api/v1/instances") as response:
+        body = await response.json() if response.status == 200 else {}
+    entry: dict[str, Any] = next(
+        (e for e in body.get("instances", []) if e.get("origin") == origin), {}
+    )
+    anomalies = entry.get("anomalies", {})
+    return {"refused": sum(entry.get("refused", {}).values()),
+            "out_of_phase": anomalies.get("out_of_phase", 0),
+            "over_limit": anomalies.get("over_limit", 0)}  # fmt: skip
+
+
+@dataclass
+class Timeline:
+    """When each fault happened, in seconds from the start of the stream."""
+
+    started: float
+    events: list[tuple[str, float]] = field(default_factory=list)
+
+    def mark(self, what: str) -> None:
+        """Note ``what`` happened now."""
+        self.events.append((what, round(time.monotonic() - self.started, 2)))
+
+
+async def _outages(city: City, faults: Faults, victim: str, timeline: Timeline) -> None:
+    """Kill the aggregator and stop one instance while the stream runs."""
     await asyncio.sleep(3.0)
     if faults.kill_aggregator:
         city.servers.running["aggregator"][1].send_signal(signal.SIGKILL)
         await city.servers.running["aggregator"][1].wait()
+        timeline.mark("aggregator killed")
         await asyncio.sleep(2.0)
         await cluster.start(city, ["aggregator"])
+        timeline.mark("aggregator back")
     if faults.instance_down:
         process = city.servers.running[victim][1]
         process.send_signal(signal.SIGTERM)
         await process.wait()
+        timeline.mark(f"{victim} down")
         await asyncio.sleep(3.0)
         await cluster.start(city, [victim])
+        timeline.mark(f"{victim} back")
 
 
 def fresh(directory: Path) -> None:
@@ -99,25 +122,49 @@ def fresh(directory: Path) -> None:
 
 
 async def simulate(
-    profile: Profile, directory: Path, *, seed: int = 8, faults: Faults | None = None
-) -> dict[str, Any]:
+    profile: Profile, directory: Path, *, seed: int = 8, faults: Faults | None = None,
+    scale: float = 1.0,
+) -> dict[str, Any]:  # fmt: skip
     """Run the whole simulation; the results (``exact`` says whether the totals agreed)."""
     faults = faults or Faults()
     await asyncio.to_thread(fresh, directory)
     work = generate(profile, seed)
-    city = cluster.layout(directory, work.hoods, [])
+    extra = [MALLORY] if faults.malicious else []
+    city = cluster.layout(directory, work.hoods, extra, proxied=faults.proxied)
     ceiling = measure.crypto_ceiling()
     await cluster.prepare(city, profile)
+    _configure(city, work, faults)
+    proxy = None
+    if city.proxy_port is not None:
+        exempt = tuple(city.sites[k].base_url + "/" for k in extra)
+        proxy = FaultProxy(city.aggregator.local_url, faults, seed, exempt)
+        proxy_runner = await proxy.start(city.proxy_port)
     try:
         await cluster.start(city)
         await cluster.federate(city, list(city.sites))
-        return await _drive(city, work, profile, faults, ceiling)
+        results = await _drive(city, work, profile, faults, ceiling, proxy)
+        return results | {"scale": scale, "seed": seed}
     finally:
         await city.servers.stop()
+        if proxy is not None:
+            await proxy.close()
+            await proxy_runner.cleanup()
 
 
-async def _drive(city: City, work: Workload, profile: Profile, faults: Faults,
-                 ceiling: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+def _configure(city: City, work: Workload, faults: Faults) -> None:
+    """Fault settings written before the servers start."""
+    if faults.drop:
+        cluster.set_backfill_minutes(city, 1)  # lost deliveries come back within a minute
+    if faults.clock_skew:
+        ahead, behind = work.hoods[2].key, work.hoods[3].key
+        city.skews[str(city.sites[ahead].config)] = faults.clock_skew
+        city.skews[str(city.sites[behind].config)] = -faults.clock_skew
+
+
+async def _drive(
+    city: City, work: Workload, profile: Profile, faults: Faults, ceiling: dict[str, float],
+    proxy: FaultProxy | None,
+) -> dict[str, Any]:  # fmt: skip
     async with aiohttp.ClientSession() as session:
         driver = Driver(city, session)
         await driver.run(work.proposals, profile.concurrency)
@@ -127,23 +174,61 @@ async def _drive(city: City, work: Workload, profile: Profile, faults: Faults,
         stop = asyncio.Event()
         poller = asyncio.create_task(poll(city, session, polls, stop))
         victim = work.hoods[1].key
-        injector = asyncio.create_task(_faults(city, faults, victim))
+        if proxy is not None:
+            proxy.armed = True
         started = time.monotonic()
+        timeline = Timeline(started)
+        injector = asyncio.create_task(_outages(city, faults, victim, timeline))
         await driver.run(work.stream, profile.concurrency)
-        await driver.answer(work.answers)
-        sent = time.monotonic()
         await injector
+        await driver.answer(work.answers)
+        plan = await _attack(city, session, work, driver, profile) if faults.malicious else None
+        sent = time.monotonic()
+        timeline.mark("last act")
         answered = {driver.ids[a.proposal] for a in work.answers}
-        want = expected(work, driver.ids, city.processes)
-        got = await converge(city, session, want, answered)
+        want = expected(work, driver.ids, city.processes, plan.counted if plan else (),
+                        {MALLORY: ("99", "99")})  # fmt: skip
+        if plan is not None:
+            want["mallory"] = {"refused": plan.forged, "out_of_phase": plan.backdated,
+                               "over_limit": plan.over_limit}  # fmt: skip
+        got = await converge(city, session, want, answered, plan)
         converged = time.monotonic()
+        timeline.mark("converged")
         stop.set()
         await poller
         stats = {"aggregator": measure.proc_stats(cluster.pid_of(city, "aggregator")),
                  "instance": measure.proc_stats(cluster.pid_of(city, victim))}  # fmt: skip
     lat = measure.latencies(driver.done, driver.ids, polls)
-    return _results(profile, faults, work, driver.done, started, sent, converged, want, got,
-                    lat, ceiling, stats, city)  # fmt: skip
+    results = _results(profile, faults, work, driver.done, started, sent, converged, want, got,
+                       lat, ceiling, stats, city)  # fmt: skip
+    return results | {
+        "timeline": timeline.events,
+        "driver_retries": driver.retries,
+        "proxy": dict(proxy.counts) if proxy is not None else {},
+        "malicious": asdict(plan) if plan is not None else None,
+    }
+
+
+async def _attack(city: City, session: aiohttp.ClientSession, work: Workload, driver: Driver,
+                  profile: Profile) -> Plan:  # fmt: skip
+    """The malicious instance's crafted supports on city-wide proposals."""
+    site = city.sites[MALLORY]
+    owner_group = await _group_of(session, city.processes["city"])
+    aggregator = city.aggregator.base_url + "/actor"
+    mallory = Mallory(site.base_url, site.directory / "barri.sqlite3",
+                      city.aggregator.base_url + "/inbox", aggregator, session)  # fmt: skip
+    proposals = [(a.proposal, driver.ids[a.proposal]) for a in work.proposals
+                 if a.process == "city"]  # fmt: skip
+    victims = [city.actor(h.key, h.residents[0]) for h in work.hoods[1:3]]
+    return await attack(mallory, proposals, owner_group, victims, profile.limit)
+
+
+async def _group_of(session: aiohttp.ClientSession, process: str) -> str:
+    """The process's owning Group (its ``attributedTo``)."""
+    async with session.get(process, headers={"Accept": AS2}) as response:
+        document = await response.json(content_type=None)
+    owner = document.get("attributedTo")
+    return str(owner if isinstance(owner, str) else owner[0])
 
 
 def _results(profile: Profile, faults: Faults, work: Workload, done: list[tuple[float, Act]],
@@ -153,11 +238,11 @@ def _results(profile: Profile, faults: Faults, work: Workload, done: list[tuple[
     acts = len(work.proposals) + len(work.stream) + len(work.answers)
     counted = sum(1 for _t, a in done if a.kind in ("support", "withdraw"))
     ingest = counted / max(1e-9, converged - started)
-    best = max(ceiling.values())
-    mismatches = sorted(iri for iri in want if got.get(iri) != want[iri])
+    best = max(v for k, v in ceiling.items() if k.startswith("ed25519"))
+    mismatches = sorted(key for key in want if got.get(key) != want[key])
     return {
         "profile": profile.name, "faults": faults.names(), "exact": not mismatches,
-        "mismatches": {iri: {"want": want[iri], "got": got.get(iri)} for iri in mismatches},
+        "mismatches": {key: {"want": want[key], "got": got.get(key)} for key in mismatches},
         "acts": acts, "send_seconds": sent - started,
         "acts_per_s": len(work.stream) / max(1e-9, sent - started),
         "converge_seconds": converged - sent, "ingest_per_s": ingest,
@@ -165,7 +250,7 @@ def _results(profile: Profile, faults: Faults, work: Workload, done: list[tuple[
         "latency_s": measure.percentiles(lat), **stats,
         "db_bytes": measure.db_sizes(city.directory),
         "totals": {iri: {"supports": w["supports"], "participants": w["participants"]}
-                   for iri, w in want.items()},
+                   for iri, w in want.items() if iri != "mallory"},
     }  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,14 +125,27 @@ def _stream(work: Workload, profile: Profile, rng: random.Random) -> None:
         work.stream.append(Act("support", place, resident, key))
         active.append((place, resident, key))
         if i % undo_every == 0 and len(active) > 1:
-            place_u, resident_u, key_u = active.pop(rng.randrange(len(active)))
+            # Every other withdrawal undoes the support just given (its Undo follows its Like
+            # within milliseconds: the reorder fault makes it overtake); the rest an older one.
+            at = len(active) - 1 if (i // undo_every) % 2 else rng.randrange(len(active))
+            place_u, resident_u, key_u = active.pop(at)
             work.stream.append(Act("withdraw", place_u, resident_u, key_u))
 
 
-def expected(work: Workload, ids: dict[str, str], processes: dict[str, str]) -> dict[str, Any]:
-    """Per process IRI: what the aggregator must show (same shape as :func:`observed`)."""
-    codes = {h.key: (h.code, h.district) for h in work.hoods}
-    live: set[tuple[str, str, str]] = set()
+def expected(
+    work: Workload,
+    ids: dict[str, str],
+    processes: dict[str, str],
+    extra: Iterable[tuple[str, str, str]] = (),
+    extra_codes: Mapping[str, tuple[str, str | None]] | None = None,
+) -> dict[str, Any]:
+    """Per process IRI: what the aggregator must show (same shape as :func:`observed`).
+
+    ``extra``: (place, resident, proposal key) supports that count beyond the stream's (the
+    malicious instance's honest ones), from places whose codes are in ``extra_codes``.
+    """
+    codes = {h.key: (h.code, h.district) for h in work.hoods} | dict(extra_codes or {})
+    live: set[tuple[str, str, str]] = set(extra)
     for act in work.stream:
         if act.kind == "support":
             live.add((act.place, act.resident, act.proposal))
