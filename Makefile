@@ -6,11 +6,13 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: test demo bench lint typecheck clean
 PROFILE ?= ci
+SCALE   ?= 1
+FAULTS  ?=
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Barri needs Python >= 3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -20,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/barri demo
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.citysim --profile $(PROFILE)
+	$(PY) -m benchmarks.citysim --profile $(PROFILE) --scale $(SCALE) $(FAULTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check activitypub federation schemas tests

@@ -29,6 +29,17 @@ def proc_stats(pid: int) -> dict[str, float]:
     return {"peak_rss_mb": round(hwm / 1024, 1), "cpu_seconds": round(cpu, 2)}
 
 
+def rss_mb(pid: int) -> float | None:
+    """Resident set size (MB, VmRSS) of a live process right now (Linux /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    kb = next((int(line.split()[1]) for line in status.splitlines()
+               if line.startswith("VmRSS:")), 0)  # fmt: skip
+    return round(kb / 1024, 1)
+
+
 def db_sizes(directory: Path) -> dict[str, int]:
     """Bytes of every SQLite file (with -wal) per server folder."""
     sizes: dict[str, int] = {}
@@ -114,8 +125,10 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 def summary_of(results: dict[str, Any]) -> str:
     """A readable few lines of a run's results."""
     lat = results.get("latency_s", {})
+    burst = results.get("burst") or {}
     lines = [
-        f"citysim {results['profile']}: {'EXACT' if results['exact'] else 'MISMATCH'}"
+        f"citysim {results['profile']} x{results.get('scale', 1.0):g}:"
+        f" {'EXACT' if results['exact'] else 'MISMATCH'}"
         f" ({results['acts']} acts, faults: {', '.join(results['faults']) or 'none'})",
         f"  acts sent in {results['send_seconds']:.1f} s ({results['acts_per_s']:.0f}/s);"
         f" converged {results['converge_seconds']:.1f} s after the last act",
@@ -123,7 +136,22 @@ def summary_of(results: dict[str, Any]) -> str:
         f" (n={lat.get('n')})",
         f"  ingest at the aggregator: {results['ingest_per_s']:.0f} counted acts/s;"
         f" ceiling {results['ceiling']}; ratio {results['ratio_to_ceiling']:.3f}",
-        f"  aggregator {results['aggregator']}; one instance {results['instance']}",
+        f"  aggregator {results['aggregator']}; one instance {results['instance']};"
+        f" idle before the stream {results.get('idle_before_stream')}",
         f"  DB bytes {results['db_bytes']}",
     ]
+    if burst.get("supports"):
+        lines.insert(2, f"  burst: {burst['supports']} supports sent in {burst['seconds']} s"
+                        f" ({burst['per_s']}/s)")  # fmt: skip
+    if results.get("proxy"):
+        lines.append(f"  fault proxy {results['proxy']}; resident retries"
+                     f" {results.get('driver_retries')}")  # fmt: skip
+    if results.get("malicious"):
+        bad = results["malicious"]
+        lines.append(
+            f"  malicious: {bad['forged']} forged refused, {bad['backdated']} backdated"
+            f" and {bad['over_limit']} over-limit flagged, {len(bad['counted'])} counted"
+        )
+    if results.get("timeline"):
+        lines.append("  timeline (s): " + ", ".join(f"{e} {t}" for e, t in results["timeline"]))
     return "\n".join(lines)

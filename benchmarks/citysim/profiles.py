@@ -23,20 +23,22 @@ class Profile:
     comments: int
     answers: int  # official answers (admin pages)
     limit: int = 12  # supportsPerParticipant of every process
+    burst: int = 0  # participatory-budget supports sent at once after the stream
     concurrency: int = 12  # acts in flight at once
 
 
 PROFILES = {
     "ci": Profile("ci", districts=2, hoods=5, residents=40, city_residents=6,
                   hood_proposals=20, city_proposals=30, supports=2600, withdrawals=250,
-                  comments=250, answers=12),
+                  comments=250, answers=12, burst=400),
     "district": Profile("district", districts=3, hoods=10, residents=100, city_residents=10,
                         hood_proposals=60, city_proposals=80, supports=12000,
-                        withdrawals=1000, comments=1200, answers=30, limit=20),
+                        withdrawals=1000, comments=1200, answers=30, limit=20,
+                        burst=15000),
     "barcelona": Profile("barcelona", districts=10, hoods=73, residents=310,
                          city_residents=40, hood_proposals=135, city_proposals=450,
                          supports=156000, withdrawals=8000, comments=11600, answers=200,
-                         limit=20, concurrency=32),
+                         limit=20, concurrency=32, burst=200000),
 }  # fmt: skip
 
 
@@ -49,5 +51,5 @@ def scaled(profile: Profile, factor: float) -> Profile:
         max(2, round(profile.city_proposals * factor)),
         round(profile.supports * factor), round(profile.withdrawals * factor),
         round(profile.comments * factor), max(1, round(profile.answers * factor)),
-        profile.limit, profile.concurrency,
+        profile.limit, profile.concurrency, round(profile.burst * factor),
     )  # fmt: skip

@@ -167,6 +167,10 @@ async def _drive(
 ) -> dict[str, Any]:  # fmt: skip
     async with aiohttp.ClientSession() as session:
         driver = Driver(city, session)
+        idle = {
+            "instance_rss_mb": measure.rss_mb(cluster.pid_of(city, work.hoods[1].key)),
+            "aggregator_rss_mb": measure.rss_mb(cluster.pid_of(city, "aggregator")),
+        }
         await driver.run(work.proposals, profile.concurrency)
         city_keys = [a.proposal for a in work.proposals if a.process == "city"]
         await driver.wait_arrivals(city_keys, [h.key for h in work.hoods])
@@ -181,6 +185,10 @@ async def _drive(
         injector = asyncio.create_task(_outages(city, faults, victim, timeline))
         await driver.run(work.stream, profile.concurrency)
         await injector
+        burst_started = time.monotonic()
+        timeline.mark("burst")
+        await driver.run(work.burst, profile.concurrency * 2)
+        burst_seconds = time.monotonic() - burst_started
         await driver.answer(work.answers)
         plan = await _attack(city, session, work, driver, profile) if faults.malicious else None
         sent = time.monotonic()
@@ -204,6 +212,12 @@ async def _drive(
     return results | {
         "timeline": timeline.events,
         "driver_retries": driver.retries,
+        "idle_before_stream": idle,
+        "burst": {
+            "supports": len(work.burst),
+            "seconds": round(burst_seconds, 2),
+            "per_s": round(len(work.burst) / max(1e-9, burst_seconds), 1),
+        },
         "proxy": dict(proxy.counts) if proxy is not None else {},
         "malicious": asdict(plan) if plan is not None else None,
     }
@@ -235,7 +249,7 @@ def _results(profile: Profile, faults: Faults, work: Workload, done: list[tuple[
              started: float, sent: float, converged: float, want: dict[str, Any],
              got: dict[str, Any], lat: list[float], ceiling: dict[str, float],
              stats: dict[str, Any], city: City) -> dict[str, Any]:  # fmt: skip
-    acts = len(work.proposals) + len(work.stream) + len(work.answers)
+    acts = len(work.proposals) + len(work.stream) + len(work.burst) + len(work.answers)
     counted = sum(1 for _t, a in done if a.kind in ("support", "withdraw"))
     ingest = counted / max(1e-9, converged - started)
     best = max(v for k, v in ceiling.items() if k.startswith("ed25519"))
@@ -244,7 +258,7 @@ def _results(profile: Profile, faults: Faults, work: Workload, done: list[tuple[
         "profile": profile.name, "faults": faults.names(), "exact": not mismatches,
         "mismatches": {key: {"want": want[key], "got": got.get(key)} for key in mismatches},
         "acts": acts, "send_seconds": sent - started,
-        "acts_per_s": len(work.stream) / max(1e-9, sent - started),
+        "acts_per_s": (len(work.stream) + len(work.burst)) / max(1e-9, sent - started),
         "converge_seconds": converged - sent, "ingest_per_s": ingest,
         "ceiling": ceiling, "ratio_to_ceiling": ingest * 2 / best,
         "latency_s": measure.percentiles(lat), **stats,

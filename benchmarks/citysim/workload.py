@@ -51,6 +51,7 @@ class Workload:
     proposals: list[Act]
     stream: list[Act]
     answers: list[Act]
+    burst: list[Act] = field(default_factory=list)  # the participatory-budget rush, last
     process_of: dict[str, str] = field(default_factory=dict)  # proposal key -> owner key
 
 
@@ -130,6 +131,27 @@ def _stream(work: Workload, profile: Profile, rng: random.Random) -> None:
             at = len(active) - 1 if (i // undo_every) % 2 else rng.randrange(len(active))
             place_u, resident_u, key_u = active.pop(at)
             work.stream.append(Act("withdraw", place_u, resident_u, key_u))
+    _burst(work, profile, rng, supporters, liked, used)
+
+
+def _burst(work: Workload, profile: Profile, rng: random.Random,
+           supporters: list[tuple[str, str]], liked: dict[tuple[str, str], set[str]],
+           used: Counter[tuple[str, str, str]]) -> None:  # fmt: skip
+    """The participatory-budget burst: supports of city-wide proposals only, within limits."""
+    city = [k for k, owner in work.process_of.items() if owner == "city"]
+    tries = 0
+    while len(work.burst) < profile.burst and tries < 4 * profile.burst:
+        tries += 1
+        place, resident = rng.choice(supporters)
+        mine = liked.setdefault((place, resident), set())
+        if used[(place, resident, "city")] >= profile.limit:
+            continue
+        key = rng.choice(city)
+        if key in mine:
+            continue
+        mine.add(key)
+        used[(place, resident, "city")] += 1
+        work.burst.append(Act("support", place, resident, key))
 
 
 def expected(
@@ -146,7 +168,7 @@ def expected(
     """
     codes = {h.key: (h.code, h.district) for h in work.hoods} | dict(extra_codes or {})
     live: set[tuple[str, str, str]] = set(extra)
-    for act in work.stream:
+    for act in [*work.stream, *work.burst]:
         if act.kind == "support":
             live.add((act.place, act.resident, act.proposal))
         elif act.kind == "withdraw":
