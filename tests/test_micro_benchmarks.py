@@ -1,0 +1,99 @@
+"""The micro-benchmark harnesses run at a tiny size and say sensible things (never timings).
+
+Each harness's core function runs here as the benchmark runs it, only smaller, with the load
+client in the same event loop and nothing written to benchmarks/results: every inbox request
+is answered 202 and counted once by the aggregator's tally, every outbox page holds a full
+page of items, the recount sees every event, the library comparison agrees byte for byte, and
+every ratio is a positive finite number.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))  # the harnesses import each other as scripts do
+
+import bench_inbox  # noqa: E402
+import bench_outbox  # noqa: E402
+import bench_tally  # noqa: E402
+
+from federation.tally import compute  # noqa: E402
+
+
+def positive_finite(value: Any) -> bool:
+    return isinstance(value, float | int) and math.isfinite(value) and value > 0
+
+
+async def test_inbox_requests_are_all_accepted_and_counted_once(tmp_path: Path) -> None:
+    summary = await bench_inbox.measure_inbox(
+        tmp_path / "aggregator", requests=5, concurrency=2, separate_process=False, seconds=0.01
+    )
+    rounds = summary["rounds"]
+    assert set(rounds) == {"rfc9421", "cavage-12"}
+    for row in rounds.values():
+        assert (row["sent"], row["accepted"], row["statuses"]) == (5, 5, {"202": 5})
+        for key in ("accepted_per_s", "ingested_per_s", "ratio_accepted", "ratio_ingested"):
+            assert positive_finite(row[key]), (key, row[key])
+        assert row["latency_p50_ms"] <= row["latency_p99_ms"]
+    warm = summary["warm_up"]
+    assert warm["accepted"] == warm["sent"] == summary["residents"]
+    # Every support was a distinct (resident, proposal) pair: each counts exactly once.
+    assert summary["counted"] == summary["residents"] + 2 * 5
+    assert all(positive_finite(v) for v in summary["bare"].values())
+
+
+async def test_outbox_pages_hold_a_full_page_signed_or_not(tmp_path: Path) -> None:
+    summary = await bench_outbox.measure_outbox(
+        tmp_path / "instance", activities=25, gets=4, concurrency=2, separate_process=False,
+        seconds=0.01,
+    )  # fmt: skip
+    assert summary["outbox_total"] == 26  # the comments and the proposal's Create
+    variants = summary["variants"]
+    assert len(variants) == 4
+    for name, row in variants.items():
+        assert (row["gets"], row["statuses"], row["items"]) == (4, {"200": 4}, 20), name
+        assert row["page_bytes"] > 0
+        assert positive_finite(row["pages_per_s"]) and positive_finite(row["ratio"]), name
+    assert positive_finite(summary["setup_comments_per_s"])
+
+
+def test_recount_sees_every_event_and_counts_what_compute_counts() -> None:
+    data = bench_tally.stream(7, 300, instances=5, districts=2, proposals=20, residents=60)
+    summary = bench_tally.measure_recompute(data, seconds=0.01)
+    assert summary["support_copies"] == len(data.supports) >= 300
+    assert summary["events"] == len(data.supports) + len(data.undos)
+    assert summary["counted"] == compute(data).process(bench_tally.PROCESS).supports > 0
+    floor = bench_tally.counter_pass(data)
+    assert sum(floor.values()) == sum(s.proof_ok for s in data.supports) + len(data.undos)
+    assert summary["recount_reverifies_proofs"] is False
+    for key in ("compute_supports_per_s", "ratio_to_counter_pass", "compute_peak_mib"):
+        assert positive_finite(summary[key]), key
+
+
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(name) is None for name in ("nacl", "orjson")),
+    reason="the bench extra (pynacl, orjson) is not installed",
+)
+def test_library_comparison_agrees_byte_for_byte() -> None:
+    import bench_libs
+
+    assert bench_libs.missing_libraries() == []
+    summary = bench_libs.measure_libs(seconds=0.005)
+    assert summary["ed25519"]["identical_signatures"] is True
+    found = summary["json"]
+    assert found["jcs_same_from_both_parsers"] is True
+    assert found["support_body_bytes"] > 1000 and found["page_bytes"] > 20 * 1000
+    rows = [summary["ed25519"]["sign"], summary["ed25519"]["verify"]]
+    rows += [row for row in found.values() if isinstance(row, dict)]
+    assert len(rows) == 7
+    for row in rows:
+        assert all(positive_finite(row[k]) for k in ("current_per_s", "candidate_per_s", "ratio"))
+    assert summary["recommendation"].startswith("Ed25519 verify: ")
