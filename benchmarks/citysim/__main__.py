@@ -7,10 +7,12 @@ import asyncio
 import sys
 from pathlib import Path
 
+from benchmarks.citysim.cluster import CityError
 from benchmarks.citysim.faults import Faults
 from benchmarks.citysim.measure import summary_of
 from benchmarks.citysim.profiles import PROFILES, scaled
 from benchmarks.citysim.runner import simulate, write
+from federation.demo_procs import DemoError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,8 +55,12 @@ def main() -> int:
         print("citysim: error: --drop must be a fraction from 0 to below 1", file=sys.stderr)
         return 2
     profile = scaled(PROFILES[args.profile], args.scale)
-    results = asyncio.run(simulate(profile, args.dir.resolve(), seed=args.seed,
-                                   faults=faults_of(args), scale=args.scale))  # fmt: skip
+    try:
+        results = asyncio.run(simulate(profile, args.dir.resolve(), seed=args.seed,
+                                       faults=faults_of(args), scale=args.scale))  # fmt: skip
+    except (CityError, DemoError) as exc:
+        print(f"citysim: error: {exc}", file=sys.stderr)
+        return 2
     write(results)
     print(summary_of(results))
     return 0 if results["exact"] else 1

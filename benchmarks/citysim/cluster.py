@@ -33,6 +33,7 @@ from federation.demo_seed import Site
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "citysim-password-2027"
 FOLLOW_WAIT = 60.0
+SETUP_WORKERS = max(2, os.cpu_count() or 2)  # CLI worker processes setting up at once
 
 
 class CityError(Exception):
@@ -116,7 +117,13 @@ async def prepare(city: City, profile: Profile) -> None:
               "--name", "citysim aggregator", "--city", CITY_CODE, "--allow-loopback",
               "--listen", agg.listen)  # fmt: skip
     actor = agg.base_url + "/actor"
-    done = await asyncio.gather(*(_prepare(s, actor, profile) for s in city.sites.values()))
+    gate = asyncio.Semaphore(SETUP_WORKERS)
+
+    async def one(site: Site) -> tuple[str, dict[str, str]]:
+        async with gate:
+            return await _prepare(site, actor, profile)
+
+    done = await asyncio.gather(*(one(s) for s in city.sites.values()))
     for site, (process, tokens) in zip(city.sites.values(), done, strict=True):
         city.processes[site.key] = process
         city.tokens |= {(site.key, name): token for name, token in tokens.items()}
