@@ -37,6 +37,7 @@ class Faults:
     drop: float = 0.0  # fraction of inbox deliveries lost
     clock_skew: float = 0.0  # seconds: one instance runs ahead by this much, another behind
     malicious: bool = False
+    cold_rebuild: bool = False  # after the run: empty the aggregator and time its backfill
 
     def names(self) -> list[str]:
         """The flags that are on."""
@@ -44,7 +45,7 @@ class Faults:
                  ("duplicate", self.duplicate), ("reorder", self.reorder),
                  (f"drop={self.drop}", self.drop > 0),
                  (f"clock-skew={self.clock_skew:g}s", self.clock_skew != 0),
-                 ("malicious", self.malicious)]  # fmt: skip
+                 ("malicious", self.malicious), ("cold-rebuild", self.cold_rebuild)]  # fmt: skip
         return [name for name, on in flags if on]
 
     @property

@@ -152,6 +152,11 @@ def summary_of(results: dict[str, Any]) -> str:
             f"  malicious: {bad['forged']} forged refused, {bad['backdated']} backdated"
             f" and {bad['over_limit']} over-limit flagged, {len(bad['counted'])} counted"
         )
+    cold = results.get("cold_rebuild")
+    if cold:
+        lines.append(f"  cold rebuild: {'exact' if cold['exact'] else 'MISMATCH'},"
+                     f" {cold['supports']} supports in {cold['seconds']} s"
+                     f" ({cold['supports_per_s']}/s); aggregator {cold['aggregator']}")  # fmt: skip
     if results.get("timeline"):
         lines.append("  timeline (s): " + ", ".join(f"{e} {t}" for e, t in results["timeline"]))
     return "\n".join(lines)
