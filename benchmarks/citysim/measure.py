@@ -82,8 +82,8 @@ def latencies(
     done: list[tuple[float, Act]],
     ids: dict[str, str],
     polls: list[tuple[float, dict[str, int]]],
-) -> list[float]:
-    """Act→counted seconds per support and withdrawal.
+) -> list[tuple[float, float]]:
+    """(sent at, act→counted seconds) per support and withdrawal.
 
     An act on proposal p counts at the first poll whose count for p equals the count right
     after it or after a later act on p already sent (the aggregator may be ahead).
@@ -96,7 +96,7 @@ def latencies(
         iri = ids[act.proposal]
         counts[iri] = counts.get(iri, 0) + _delta(act)
         history.setdefault(iri, []).append((when, counts[iri]))
-    found: list[float] = []
+    found: list[tuple[float, float]] = []
     for iri, acts in history.items():
         seen = [(t, snap.get(iri, 0)) for t, snap in polls]
         for k, (sent, _after) in enumerate(acts):
@@ -105,8 +105,22 @@ def latencies(
                     continue
                 later = {after for when, after in acts[k:] if when <= t}
                 if value in later:
-                    found.append(t - sent)
+                    found.append((sent, t - sent))
                     break
+    return found
+
+
+def recoveries(
+    counted: list[tuple[float, float]], events: list[tuple[str, float]], started: float
+) -> dict[str, float]:
+    """Seconds from each fault's end ("… back") until every act sent before it was counted."""
+    found: dict[str, float] = {}
+    for name, at in events:
+        if not name.endswith(" back"):
+            continue
+        end = started + at
+        seen = [sent + lat for sent, lat in counted if sent <= end]
+        found[name] = round(max(seen) - end, 2) if seen else 0.0
     return found
 
 
@@ -159,4 +173,9 @@ def summary_of(results: dict[str, Any]) -> str:
                      f" ({cold['supports_per_s']}/s); aggregator {cold['aggregator']}")  # fmt: skip
     if results.get("timeline"):
         lines.append("  timeline (s): " + ", ".join(f"{e} {t}" for e, t in results["timeline"]))
+    if results.get("recovery_s"):
+        lines.append(
+            "  all acts sent before a fault's end counted within (s): "
+            + ", ".join(f"{e} +{t}" for e, t in results["recovery_s"].items())
+        )
     return "\n".join(lines)

@@ -238,11 +238,13 @@ async def _drive(
         if faults.cold_rebuild:
             honest = expected(work, driver.ids, city.processes)
             stats["cold_rebuild"] = await cold_rebuild(city, session, honest, answered)
-    lat = measure.latencies(driver.done, driver.ids, polls)
+    counted = measure.latencies(driver.done, driver.ids, polls)
+    lat = [seconds for _sent, seconds in counted]
     results = _results(profile, faults, work, driver.done, started, sent, converged, want, got,
                        lat, ceiling, stats, city)  # fmt: skip
     return results | {
         "timeline": timeline.events,
+        "recovery_s": measure.recoveries(counted, timeline.events, timeline.started),
         "driver_retries": driver.retries,
         "idle_before_stream": idle,
         "burst": {
