@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import random
 import resource
 import time
@@ -37,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench_signatures import rate
+from bench_libs import best_rate
 
 from federation.model import (
     LangText,
@@ -225,7 +226,7 @@ def measure_recompute(data: TallyInputs, *, seconds: float = 1.0) -> dict[str, A
     compute_s, computed = timed(lambda: compute(data))
     counter_s, _ = timed(lambda: counter_pass(data))
     document = stored_support()
-    read_rate = rate(lambda: support_from_ap(json.loads(document)), seconds)
+    read_rate = best_rate(lambda: support_from_ap(json.loads(document)), seconds)
     compute_rate = len(data.supports) / compute_s
     return {
         "support_copies": len(data.supports),
@@ -254,13 +255,14 @@ def recompute_million(args: argparse.Namespace) -> None:
     residents = (
         max(args.residents, supports // 8) if args.residents == RESIDENTS else args.residents
     )
-    built = time.perf_counter()
+    load, built = os.getloadavg()[0], time.perf_counter()
     data = stream(args.seed, supports, args.instances, args.districts, args.proposals, residents)
     summary = {
         "supports": supports,
         "residents": residents,
         "stream_build_s": time.perf_counter() - built,
         **measure_recompute(data),
+        "load_average_1min": [load, os.getloadavg()[0]],  # other work on the machine skews it
     }
     for key, value in summary.items():
         shown = f"{value:,.2f}" if isinstance(value, float) else value
