@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, x25519
 
 from activitypub.keys import (
     KeyFormatError,
@@ -268,6 +268,27 @@ def test_generated_keys_round_trip_through_pem_and_multikey() -> None:
     decoded = multikey_decode(multikey_encode(ed.public_key()))
     assert isinstance(decoded, ed25519.Ed25519PublicKey)
     assert _raw(decoded) == _raw(ed.public_key())
+
+
+def test_own_key_loads_without_the_rsa_check_and_still_signs() -> None:
+    key = generate_rsa()
+    loaded = private_key_from_pem(private_key_to_pem(key), own=True)
+    assert isinstance(loaded, rsa.RSAPrivateKey)
+    assert loaded.private_numbers() == key.private_numbers()
+    signature = loaded.sign(b"barri", padding.PKCS1v15(), hashes.SHA256())
+    key.public_key().verify(signature, b"barri", padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_the_rsa_check_stays_on_for_keys_from_elsewhere() -> None:
+    numbers = generate_rsa().private_numbers()
+    broken = rsa.RSAPrivateNumbers(
+        numbers.p, numbers.q, numbers.d, numbers.dmp1 + 2, numbers.dmq1, numbers.iqmp,
+        numbers.public_numbers,
+    ).private_key(unsafe_skip_rsa_key_validation=True)  # fmt: skip
+    pem = private_key_to_pem(broken)
+    with pytest.raises(KeyFormatError):
+        private_key_from_pem(pem)
+    assert isinstance(private_key_from_pem(pem, own=True), rsa.RSAPrivateKey)
 
 
 # --- bad inputs ------------------------------------------------------------------------------

@@ -103,8 +103,9 @@ def resident_territory(config: InstanceConfig, code: str) -> Territory:
 
 
 def _load(stored: StoredKeys) -> LocalKeys:
-    rsa_key = private_key_from_pem(stored.rsa_private_pem)
-    ed_key = private_key_from_pem(stored.ed25519_private_pem)
+    # Our own keys from our own store: loaded without the slow RSA check (keys.py).
+    rsa_key = private_key_from_pem(stored.rsa_private_pem, own=True)
+    ed_key = private_key_from_pem(stored.ed25519_private_pem, own=True)
     if not isinstance(rsa_key, rsa.RSAPrivateKey) or not isinstance(
         ed_key, ed25519.Ed25519PrivateKey
     ):
