@@ -1,0 +1,40 @@
+"""``barri`` under a cProfile that the benchmark switches on and off by signal.
+
+``python -m benchmarks.ingestkit.profiled OUT serve --config …`` runs ``federation.cli.main``;
+SIGUSR1 starts profiling the main thread (the event loop), SIGUSR2 stops it, and the stats
+are written to OUT when the server exits (SIGTERM/SIGINT end ``barri serve`` cleanly). So the
+profile covers exactly the measured window, not the start-up nor the set-up of the city.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import signal
+import sys
+from types import FrameType
+
+from federation.cli import main as barri
+
+
+def main(argv: list[str]) -> int:
+    """OUT, then the ``barri`` arguments."""
+    out, args = argv[0], argv[1:]
+    profiler = cProfile.Profile()
+
+    def on(_signum: int, _frame: FrameType | None) -> None:
+        profiler.enable()
+
+    def off(_signum: int, _frame: FrameType | None) -> None:
+        profiler.disable()
+
+    signal.signal(signal.SIGUSR1, on)
+    signal.signal(signal.SIGUSR2, off)
+    try:
+        return barri(args)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
