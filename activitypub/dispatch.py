@@ -1,4 +1,10 @@
-"""Inbox dispatch: handlers registered per activity type, run from recorded rows (style.md §4)."""
+"""Inbox dispatch: handlers registered per activity type, run from recorded rows (style.md §4).
+
+Rows are claimed and handled in batches. A domain may wrap each batch in a scope
+(:meth:`InboxDispatcher.around_batch`) that does the batch's shared work once, such as one
+transaction for everything the handlers stored (DESIGN.md §8: writes are batched on hot paths);
+a row is marked done only after its batch's scope closed without error.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Any, Protocol, runtime_checkable
 
 from activitypub import as2
 from activitypub.backoff import retry_delay
-from activitypub.storage import InboxRecord, InboxStore
+from activitypub.storage import InboxRecord, InboxStore, RecordId
 from activitypub.waiting import wait_event
 
 log = logging.getLogger(__name__)
 Handler = Callable[[InboxRecord], Awaitable[None]]
+#: Opens the scope one batch of rows is handled in; its exit finishes the batch's work.
+BatchScope = Callable[[], AbstractAsyncContextManager[None]]
+
+
+@runtime_checkable
+class BatchDoneStore(Protocol):
+    """An InboxStore that can mark many rows done in one write."""
+
+    async def mark_done_many(self, record_ids: Sequence[RecordId]) -> None:
+        """NEW → DONE for every row of ``record_ids``."""
 
 
 class InboxDispatcher:
@@ -23,6 +40,7 @@ class InboxDispatcher:
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[Handler]] = {}
+        self._scopes: list[BatchScope] = []
 
     def on(self, *types: str) -> Callable[[Handler], Handler]:
         """Decorator: run the handler for activities of any of ``types``."""
@@ -33,6 +51,19 @@ class InboxDispatcher:
             return handler
 
         return register
+
+    def around_batch(self, scope: BatchScope) -> BatchScope:
+        """Decorator: handle each batch of rows inside ``scope()`` (scopes nest in order)."""
+        self._scopes.append(scope)
+        return scope
+
+    @contextlib.asynccontextmanager
+    async def batch_scope(self) -> AsyncIterator[None]:
+        """Every registered batch scope, entered in registration order."""
+        async with AsyncExitStack() as stack:
+            for make in self._scopes:
+                await stack.enter_async_context(make())
+            yield
 
     def handlers_for(self, activity: dict[str, Any]) -> list[Handler]:
         """Every handler registered for any of the activity's types, in registration order."""
@@ -88,29 +119,48 @@ class InboxProcessor:
         while records := await self.store.claim(
             now=self.clock(), limit=self.batch, lease=self.lease
         ):
-            for record in records:
-                await self._process(record)
-                handled += 1
+            await self._process_batch(records)
+            handled += len(records)
         return handled
 
-    async def _process(self, record: InboxRecord) -> None:
-        """Dispatch one row; a handler error is recorded and retried with backoff."""
+    async def _process_batch(self, records: list[InboxRecord]) -> None:
+        """Dispatch a batch in its scope; a failed row (or a failed scope: every row of the
+        batch) is recorded and retried with backoff, the others are marked done."""
+        done: list[InboxRecord] = []
+        failed: list[tuple[InboxRecord, Exception]] = []
         try:
-            await self.dispatcher.dispatch(record)
-        except Exception as exc:
-            log.warning(
-                "inbox handler failed",
-                extra={"activity_id": record.activity_id, "error": repr(exc)},
-            )
-            attempts = record.attempts + 1
-            retry_at = (
-                None
-                if attempts >= self.max_attempts
-                else self.clock() + retry_delay(attempts, base=5.0)
-            )
-            await self.store.mark_failed(record.id, repr(exc), retry_at=retry_at, now=self.clock())
+            async with self.dispatcher.batch_scope():
+                for record in records:
+                    try:
+                        await self.dispatcher.dispatch(record)
+                    except Exception as exc:
+                        failed.append((record, exc))
+                    else:
+                        done.append(record)
+        except Exception as error:
+            # The batch's shared work did not finish: nothing of it may count as done.
+            failed += [(record, error) for record in done]
+            done = []
+        if isinstance(self.store, BatchDoneStore):
+            await self.store.mark_done_many([record.id for record in done])
         else:
-            await self.store.mark_done(record.id)
+            for record in done:
+                await self.store.mark_done(record.id)
+        for record, problem in failed:
+            await self._failed(record, problem)
+
+    async def _failed(self, record: InboxRecord, exc: Exception) -> None:
+        """Record a failed attempt: retried with backoff, given up after ``max_attempts``."""
+        log.warning(
+            "inbox handler failed", extra={"activity_id": record.activity_id, "error": repr(exc)}
+        )
+        attempts = record.attempts + 1
+        retry_at = (
+            None
+            if attempts >= self.max_attempts
+            else self.clock() + retry_delay(attempts, base=5.0)
+        )
+        await self.store.mark_failed(record.id, repr(exc), retry_at=retry_at, now=self.clock())
 
     async def _run(self) -> None:
         """Loop: process what is due, then sleep until woken or a minute passes."""

@@ -74,6 +74,7 @@ class FederationConfig:
     delivery_per_host: int = 2
     inbox_max_body: int = 1_048_576
     actor_cache_ttl: float = 3600.0
+    inbox_batch: int = 32  # recorded rows claimed and handled together
 
 
 class Federation:
@@ -94,7 +95,7 @@ class Federation:
         self.delivery_store, self.inbox_store = delivery_store, inbox_store
         self.knock = KnockMemory()
         self.dispatcher = InboxDispatcher()
-        self.processor = InboxProcessor(inbox_store, self.dispatcher)
+        self.processor = InboxProcessor(inbox_store, self.dispatcher, batch=config.inbox_batch)
         self.session: aiohttp.ClientSession | None = None
         self.fetcher: Fetcher | None = None
         self.actors: ActorCache | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,23 @@ DocumentFetch = Callable[[str], Awaitable[Mapping[str, Any]]]
 ActorFetch = Callable[[str, bool], Awaitable[Mapping[str, Any]]]
 
 _GONE = (FetchFailure.GONE, FetchFailure.ID_MISMATCH, FetchFailure.INVALID)
+#: How many proposals and residents the in-memory caches remember (least recent dropped).
+REMEMBERED = 100_000
+
+
+class _Recent(OrderedDict[str, Any]):
+    """A bounded mapping that forgets the least recently written key first."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: str, value: Any) -> None:
+        """Remember ``value`` under ``key``."""
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > self.limit:
+            self.popitem(last=False)
 
 
 def _missing(exc: FetchError) -> bool:
@@ -78,6 +96,10 @@ class Documents:
     ) -> None:
         self.log, self._fetch, self.actor = log, fetch, actor
         self.refresh_seconds, self._clock = refresh_seconds, clock
+        # What the hot path asks of every support, kept in memory: the process of a
+        # proposal (it never changes) and when each residency was last read.
+        self._process_of = _Recent(REMEMBERED)
+        self._resident_at = _Recent(REMEMBERED)
 
     async def _get(self, url: str) -> Mapping[str, Any] | None:
         try:
@@ -87,10 +109,25 @@ class Documents:
                 return None
             raise
 
+    async def process_of(self, proposal_id: str) -> str:
+        """The process of a proposal, fetched on first sight; "" when unknown."""
+        known = self._process_of.get(proposal_id)
+        if known is not None:
+            return str(known)
+        row = await self.proposal(proposal_id)
+        return "" if row is None else row.process_id
+
+    async def known_resident(self, actor_id: str) -> None:
+        """Make sure the actor's residency is cached and fresh (:meth:`resident`)."""
+        read_at = self._resident_at.get(actor_id)
+        if read_at is None or self._clock() - read_at >= self.refresh_seconds:
+            await self.resident(actor_id)
+
     async def proposal(self, proposal_id: str) -> ProposalRow | None:
         """The cached proposal, fetched (with its process) on first sight; None if unknown."""
         row = await self.log.proposal(proposal_id)
         if row is not None:
+            self._process_of.put(row.id, row.process_id)
             return row
         document = await self._get(proposal_id)
         proposal = None if document is None else read_proposal(document)
@@ -120,7 +157,10 @@ class Documents:
             fetched_at=self._clock(),
             rev=0,
         )
-        return await self.log.put_proposal(row)
+        written = await self.log.put_proposal(row)
+        if written:
+            self._process_of.put(row.id, row.process_id)
+        return written
 
     async def process(self, process_id: str) -> ProcessRow | None:
         """The cached process, fetched on first sight; None if unknown."""
@@ -154,6 +194,7 @@ class Documents:
         row = await self.log.resident(actor_id)
         now = self._clock()
         if row is not None and not force and now - row.fetched_at < self.refresh_seconds:
+            self._resident_at.put(actor_id, row.fetched_at)
             return row
         document = await self.actor(actor_id, row is not None or force)
         try:
@@ -171,4 +212,5 @@ class Documents:
             rev=0,
         )
         await self.log.put_resident(fresh)
+        self._resident_at.put(actor_id, now)
         return fresh

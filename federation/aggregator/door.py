@@ -9,13 +9,14 @@ activity): anyone can send junk naming instance A, so junk alone is never blamed
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from activitypub import as2
+from activitypub.dispatch import BatchDoneStore
 from activitypub.errors import Problem
 from activitypub.httpsig import SignatureError, verify_request
 from activitypub.inbox import InboxPipeline
@@ -67,6 +68,14 @@ class ReplayRecordingStore:
     async def mark_done(self, record_id: RecordId) -> None:
         """InboxStore.mark_done."""
         await self.inner.mark_done(record_id)
+
+    async def mark_done_many(self, record_ids: Sequence[RecordId]) -> None:
+        """BatchDoneStore.mark_done_many (one write when the inner store can, else one each)."""
+        if isinstance(self.inner, BatchDoneStore):
+            await self.inner.mark_done_many(record_ids)
+            return
+        for record_id in record_ids:
+            await self.inner.mark_done(record_id)
 
     async def mark_failed(
         self, record_id: RecordId, error: str, *, retry_at: float | None, now: float

@@ -24,18 +24,20 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from activitypub import as2
 from activitypub.origin import same_origin
+from federation.aggregator.batch import open_batch, vote_batch
 from federation.aggregator.documents import DocumentFetch, Documents, read_process, read_proposal
 from federation.aggregator.followers import Followers
 from federation.aggregator.merge import Merger, deletion_time
-from federation.aggregator.proofs import check_proof
+from federation.aggregator.proofs import ProofCheck, check_proof
+from federation.aggregator.provenance import Outcome, Provenance, Route
 from federation.store.aggregator import AggregatorStore, Refusal
 from federation.store.aggregator_log import ActivityLog, ActivityRow
 from federation.tally.records import normal_origin
@@ -49,43 +51,6 @@ from federation.vocab.support import support_from_ap, undo_support_from_ap
 log = logging.getLogger(__name__)
 
 COUNTED_TYPES = frozenset("Like Undo Announce Create Update Delete Accept Reject Follow".split())
-
-
-class Route(StrEnum):
-    """How an activity reached the aggregator."""
-
-    INBOX = "inbox"
-    ANNOUNCE = "announce"
-    BACKFILL = "backfill"
-    FETCH = "fetch"
-
-
-class Outcome(StrEnum):
-    """What :meth:`Ingest.accept` did with an activity."""
-
-    STORED = "stored"
-    DUPLICATE = "duplicate"
-    IGNORED = "ignored"
-    INVALID = "invalid"
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Who handed an activity over, and which origin the route itself authenticated.
-
-    ``via``: the inbox sender (authenticated by the pipeline), the announcing Group, or the
-    owner of the backfilled collection. ``trusted_origin``: activities of actors on this origin
-    are authentic by route (None: only their own proof will do).
-    """
-
-    route: Route
-    via: str | None
-    trusted_origin: str | None
-
-    @classmethod
-    def inbox(cls, sender: str) -> Provenance:
-        """Delivered to our inbox and authenticated as ``sender`` by the protocol pipeline."""
-        return cls(Route.INBOX, sender, normal_origin(sender))
 
 
 @dataclass(frozen=True)
@@ -108,6 +73,11 @@ def _framed(inner: Mapping[str, Any], outer: Mapping[str, Any]) -> dict[str, Any
 
 def _dumps(document: Mapping[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def _label(activity: Mapping[str, Any]) -> str:
+    """The activity's metric label: only known types, so a sender cannot grow the metrics."""
+    return next((k for k in as2.types(activity) if k in COUNTED_TYPES), "other")
 
 
 class Ingest:
@@ -135,10 +105,15 @@ class Ingest:
     ) -> Outcome:
         """Validate, verify and store one activity; the Outcome says what happened."""
         outcome = await self._accept(activity, provenance, depth)
-        # Only known types make labels: a sender must not grow the metrics without bound.
-        kind = next((k for k in as2.types(activity) if k in COUNTED_TYPES), "other")
-        self.counts[(kind, outcome.value)] += 1
+        self.counts[(_label(activity), outcome.value)] += 1
         return outcome
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Votes stored in this task until the end are written then, in one transaction
+        (:mod:`.batch`); a vote handed over twice meanwhile is stored once."""
+        async with vote_batch(self, self.log, self.counts):
+            yield
 
     async def _accept(
         self, activity: Mapping[str, Any], provenance: Provenance, depth: int
@@ -202,11 +177,15 @@ class Ingest:
         """Verify the vote's own proof, resolve what the tally needs, store the raw copy."""
         home = normal_origin(vote.actor) or vote.actor
         raw = _dumps(document)
-        if await self.log.has_genuine_copy(vote.id, home, raw):
+        proved = provenance.proved and provenance.via == vote.actor
+        if not proved and await self.log.has_genuine_copy(vote.id, home, raw):
             # This very copy verified before: nothing to check again. Any other copy is
             # verified, so a forgery is flagged whether it comes before or after the original.
             return Outcome.DUPLICATE
-        check = await check_proof(document, vote.actor, self.documents.actor)
+        if proved:
+            check = ProofCheck(True, home)  # the inbox verified this very proof (FEP-8b32)
+        else:
+            check = await check_proof(document, vote.actor, self.documents.actor)
         if not check.ok and provenance.trusted_origin != home:
             # Unverifiable, and not handed over by the actor's own instance: it is evidence
             # against nobody but the relay that authenticated itself, so it is filed there.
@@ -218,9 +197,8 @@ class Ingest:
         if genuine:
             # Only a genuine vote makes us fetch: a forged one must not steer our fetches.
             if vote.kind == "support":
-                proposal = await self.documents.proposal(vote.target)
-                process = "" if proposal is None else proposal.process_id
-            await self.documents.resident(vote.actor)
+                process = await self.documents.process_of(vote.target)
+            await self.documents.known_resident(vote.actor)
         row = ActivityRow(
             seq=0,
             id=vote.id,
@@ -237,6 +215,10 @@ class Ingest:
             via=provenance.via,
             document=raw,
         )
+        batch = open_batch(self)
+        if batch is not None:
+            # Written with the rest of the inbox batch; a copy stored already is found then.
+            return Outcome.STORED if batch.add(row, _label(document)) else Outcome.DUPLICATE
         stored = await self.log.add_activity(row)
         return Outcome.STORED if stored else Outcome.DUPLICATE
 
@@ -397,3 +379,6 @@ class Ingest:
         state = "accepted" if accepted else "rejected"
         await self.store.set_follow_state(follow.follow_id, state, now=self._clock())
         return Outcome.STORED
+
+
+__all__ = ["COUNTED_TYPES", "Ingest", "Outcome", "Provenance", "Route"]

@@ -34,15 +34,17 @@ from federation.aggregator.service import ServiceActor
 from federation.aggregator.state import TallyState
 from federation.serving import StartupError
 from federation.store.aggregator import AggregatorStore, Refusal
+from federation.store.aggregator_inbox import GroupCommitInboxStore
 from federation.store.aggregator_log import ActivityLog
 from federation.store.aggregator_merge import MergeStore
 from federation.store.aggregator_publish import PublishStore
 from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
 from federation.store.delivery import SqliteDeliveryStore
-from federation.store.inbox import SqliteInboxStore
 from federation.store.sqlite import SchemaError, open_database
 from federation.tally.records import normal_origin
 
+#: Recorded inbox rows handled (and their votes written) together.
+INBOX_BATCH = 128
 #: The activity types the aggregator's inbox handles.
 HANDLED_TYPES = (
     "Like", "Undo", "Announce", "Create", "Update", "Delete", "Accept", "Reject", "Follow",
@@ -116,12 +118,13 @@ def refusal_sink(aggregator: Aggregator) -> Any:
 async def build_federation(aggregator: Aggregator) -> Federation:
     """The protocol runtime: fetches and deliveries signed by the Service (not started)."""
     config, db = aggregator.config, aggregator.db
-    inbox_store = ReplayRecordingStore(SqliteInboxStore(db), refusal_sink(aggregator))
+    inbox_store = ReplayRecordingStore(GroupCommitInboxStore(db), refusal_sink(aggregator))
     return Federation(
         FederationConfig(
             origin=config.base_url,
             allow_loopback=config.allow_loopback,
             allow_http=config.allow_loopback,
+            inbox_batch=INBOX_BATCH,
         ),
         delivery_store=SqliteDeliveryStore(db),
         inbox_store=inbox_store,
@@ -180,11 +183,21 @@ def _waker(federation: Federation) -> Any:
 
 
 def register_handlers(aggregator: Aggregator, runtime: Runtime) -> None:
-    """Run ingest for every recorded inbox row, then feed the tally what it stored."""
+    """Run ingest for every recorded inbox row; each batch's votes are written together,
+    then the tally is fed what the batch stored."""
+    dispatcher = runtime.federation.dispatcher
 
-    @runtime.federation.dispatcher.on(*HANDLED_TYPES)
+    @dispatcher.on(*HANDLED_TYPES)
     async def handle(record: InboxRecord) -> None:
-        await runtime.ingest.accept(record.activity, Provenance.inbox(record.actor))
+        # auth "proof": the pipeline verified this very activity's proof by its actor.
+        provenance = Provenance.inbox(record.actor, proved=record.auth == "proof")
+        await runtime.ingest.accept(record.activity, provenance)
+
+    @dispatcher.around_batch
+    @asynccontextmanager
+    async def batch() -> AsyncIterator[None]:
+        async with runtime.ingest.batch():
+            yield
         await aggregator.state.sync()
 
 

@@ -17,6 +17,8 @@ import aiosqlite
 from federation.store.sqlite import transaction, write_lock
 
 BATCH = 5000
+#: Rows per multi-row INSERT (13 parameters each: well under SQLite's 32,766).
+_GROUP = 200
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,14 @@ def _activity(row: Sequence[Any]) -> ActivityRow:
     )  # fmt: skip
 
 
+def _activity_values(row: ActivityRow) -> tuple[Any, ...]:
+    return (
+        row.id, row.kind, row.actor, row.origin, row.object, row.process, row.published,
+        row.received_at, int(row.proof_ok), row.signer_origin, row.route, row.via,
+        row.document or "",
+    )  # fmt: skip
+
+
 def _resident(row: Sequence[Any]) -> ResidentRow:
     return ResidentRow(row[0], row[1], row[2], row[3], row[4], row[5], float(row[6]), int(row[7]))
 
@@ -134,12 +144,8 @@ class ActivityLog:
                 " received_at, proof_ok, signer_origin, route, via, document)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id, proof_ok, signer_origin) DO NOTHING",
-                (
-                    row.id, row.kind, row.actor, row.origin, row.object, row.process,
-                    row.published, row.received_at, int(row.proof_ok), row.signer_origin,
-                    row.route, row.via, row.document or "",
-                ),
-            )  # fmt: skip
+                _activity_values(row),
+            )
             added = cursor.rowcount == 1
             await cursor.close()
             if added:
@@ -147,6 +153,34 @@ class ActivityLog:
                     "UPDATE roster SET last_activity_at = MAX(COALESCE(last_activity_at, 0), ?)"
                     " WHERE origin = ?",
                     (row.received_at, row.origin),
+                )
+        return added
+
+    async def add_activities(self, rows: Sequence[ActivityRow]) -> set[tuple[str, bool, str]]:
+        """Store many verified copies in one transaction (the ingest batch, DESIGN.md §8);
+        the (id, proof_ok, signer_origin) keys that were new. Stamps each origin's roster
+        last activity time as :meth:`add_activity` does."""
+        added: set[tuple[str, bool, str]] = set()
+        latest: dict[str, float] = {}
+        async with transaction(self.db) as db:
+            for start in range(0, len(rows), _GROUP):
+                chunk = rows[start : start + _GROUP]
+                values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                found = await db.execute_fetchall(
+                    "INSERT INTO activities (id, kind, actor, origin, object, process, published,"  # noqa: S608 (placeholders only)
+                    " received_at, proof_ok, signer_origin, route, via, document)"
+                    f" VALUES {values} ON CONFLICT (id, proof_ok, signer_origin) DO NOTHING"
+                    " RETURNING id, proof_ok, signer_origin, origin, received_at",
+                    [value for row in chunk for value in _activity_values(row)],
+                )
+                for activity_id, proof_ok, signer, origin, received in found:
+                    added.add((str(activity_id), bool(proof_ok), str(signer)))
+                    latest[origin] = max(latest.get(origin, 0.0), float(received))
+            for origin, received in latest.items():
+                await db.execute(
+                    "UPDATE roster SET last_activity_at = MAX(COALESCE(last_activity_at, 0), ?)"
+                    " WHERE origin = ?",
+                    (received, origin),
                 )
         return added
 

@@ -1,0 +1,110 @@
+"""The aggregator's group-commit inbox store: the InboxStore semantics, in shared writes.
+
+Concurrent ``record`` calls share one transaction yet each gets its own answer (a replay in the
+same group included); a write that fails fails every caller of its group and stores nothing;
+``mark_done_many`` marks a batch done and refuses what ``mark_done`` refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from activitypub.dispatch import BatchDoneStore
+from activitypub.storage import InboxState, InvalidTransition
+from federation.store.aggregator_inbox import GROUP, GroupCommitInboxStore
+from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
+from federation.store.sqlite import open_database
+
+T0 = 1_700_000_000.0
+SHARED = "https://agg.example/inbox"
+ACTOR = "https://n1.example/users/anna"
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
+    connection = await open_database(tmp_path / "agg.db", migrations=AGGREGATOR_MIGRATIONS)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+def _like(n: int) -> dict[str, str]:
+    return {"id": f"https://n1.example/likes/{n}", "type": "Like", "actor": ACTOR, "n": "é"}
+
+
+async def _count(db: aiosqlite.Connection) -> int:
+    rows = list(await db.execute_fetchall("SELECT COUNT(*) FROM inbox_messages"))
+    return int(rows[0][0])
+
+
+async def test_concurrent_records_each_get_their_own_answer(db: aiosqlite.Connection) -> None:
+    store = GroupCommitInboxStore(db)
+    likes = [_like(n) for n in range(GROUP + 50)]  # more than one statement's worth
+    calls = [store.record(SHARED, like["id"], ACTOR, like, auth="proof", now=T0) for like in likes]
+    # The same pair twice in the group, and a pair for another inbox.
+    calls.append(store.record(SHARED, likes[3]["id"], ACTOR, likes[3], auth="proof", now=T0))
+    other = "https://agg.example/actor/inbox"
+    calls.append(store.record(other, likes[3]["id"], ACTOR, likes[3], auth="httpsig", now=T0))
+    answers = await asyncio.gather(*calls)
+    assert answers == [True] * len(likes) + [False, True]
+    assert await _count(db) == len(likes) + 1
+    # Later, one at a time, as the plain store answers.
+    assert (
+        await store.record(SHARED, likes[0]["id"], ACTOR, likes[0], auth="proof", now=T0) is False
+    )
+    new = _like(999)
+    assert await store.record(SHARED, new["id"], ACTOR, new, auth="httpsig", now=T0 + 5) is True
+    records = await store.claim(now=T0 + 5, limit=1000, lease=30)
+    assert len(records) == len(likes) + 2
+    assert records[0].activity == likes[0] and records[0].auth == "proof"
+    assert (records[-1].activity_id, records[-1].received_at) == (new["id"], T0 + 5)
+    with pytest.raises(ValueError):
+        await store.record(SHARED, "x", ACTOR, new, auth="none", now=T0)
+
+
+async def test_a_failed_group_write_fails_its_callers_and_stores_nothing(
+    db: aiosqlite.Connection,
+) -> None:
+    store = GroupCommitInboxStore(db)
+    await db.execute(
+        "CREATE TRIGGER full BEFORE INSERT ON inbox_messages"
+        " WHEN NEW.activity_id LIKE '%/13' BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    likes = [_like(n) for n in range(20)]
+    answers = await asyncio.gather(
+        *(store.record(SHARED, like["id"], ACTOR, like, auth="proof", now=T0) for like in likes),
+        return_exceptions=True,
+    )
+    assert all(isinstance(a, sqlite3.IntegrityError) for a in answers), answers
+    assert await _count(db) == 0  # the whole group was rolled back
+    await db.execute("DROP TRIGGER full")
+    assert await store.record(SHARED, likes[1]["id"], ACTOR, likes[1], auth="proof", now=T0)
+    assert await _count(db) == 1
+
+
+async def test_mark_done_many(db: aiosqlite.Connection) -> None:
+    store = GroupCommitInboxStore(db)
+    assert isinstance(store, BatchDoneStore)
+    for n in range(GROUP + 10):
+        like = _like(n)
+        await store.record(SHARED, like["id"], ACTOR, like, auth="proof", now=T0)
+    records = await store.claim(now=T0, limit=1000, lease=30)
+    await store.mark_done_many([r.id for r in records[:-1]])
+    states = [await store.get(r.id) for r in records]
+    assert all(s is not None and (s.state, s.attempts, s.locked_until) == (InboxState.DONE, 1, None)
+               for s in states[:-1])  # fmt: skip
+    assert states[-1] is not None and states[-1].state is InboxState.NEW
+    await store.mark_done_many([])
+    with pytest.raises(InvalidTransition):
+        await store.mark_done_many([records[-1].id, records[0].id])  # the first is done already
+    last = await store.get(records[-1].id)
+    assert last is not None and last.state is InboxState.DONE
+    with pytest.raises(KeyError):
+        await store.mark_done_many([987654])
