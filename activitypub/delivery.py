@@ -6,6 +6,12 @@ bodies are signed at send time with a fresh date), and records the outcome: 2xx 
 transient failure → retry with :func:`~activitypub.backoff.retry_delay`, a permanent one → GONE,
 retries exhausted → FAILED. Concurrency is bounded overall and per host, hosts whose circuit
 breaker is open are skipped, and the worker sleeps until woken or until the next row is due.
+
+Writes are batched (DESIGN.md §8): one claim leases several rows ahead of the free slots (held in
+memory, per host, under their lease), and a recorder writes the answers that arrived meanwhile
+together, the 2xx ones in one statement, so a send's slot is free as soon as it is answered.
+A claim that found nothing is not repeated until something could have changed: new rows
+(:meth:`DeliveryWorker.wake`), time passing, or a host that was full having room again.
 """
 
 from __future__ import annotations
@@ -14,14 +20,14 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import aiohttp
 
 from activitypub.backoff import MAX_ATTEMPTS, CircuitBreaker, retry_delay, retryable
-from activitypub.storage import Delivery, DeliveryStore, inbox_host
+from activitypub.storage import Delivery, DeliveryId, DeliveryStore, inbox_host
 from activitypub.waiting import wait_event
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,7 @@ Sender = Callable[[Delivery], Awaitable[int]]
 
 _MIN_PAUSE = 0.01  # a row is due but could not be claimed this instant (a lease ends right now)
 _ERROR_PAUSE = 1.0  # the store failed (say, locked by another process): try again shortly
+_BUSY_LOOK = 1.0  # while sends run, how often to look for rows come due meanwhile
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,10 @@ class _Outcome:
     status: int | None
     error: str | None
     blames_host: bool  # counts against the host's circuit breaker
+
+
+#: Rows held (sending or waiting) per sending slot: one claim feeds several sends.
+HOLD_PER_SLOT = 4
 
 
 class DeliveryWorker:
@@ -86,48 +97,62 @@ class DeliveryWorker:
         self._settled = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sending: set[asyncio.Task[None]] = set()
-        self._load: Counter[str] = Counter()
+        self._load: Counter[str] = Counter()  # sends in flight per host
+        self._held: Counter[str] = Counter()  # rows leased per host: in flight or waiting
+        self._waiting: dict[str, deque[Delivery]] = {}
+        self._answers = _Answers(store, clock, self._record_failure, self._settled.set)
+        self._dirty = True  # a claim may find rows
+        self._excluded: frozenset[str] = frozenset()  # hosts the last claim left out
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
 
     def wake(self) -> None:
         """New rows were enqueued: claim now instead of sleeping until the next due time."""
+        self._dirty = True
         self._wakeup.set()
 
     async def start(self) -> None:
-        """Start the claiming loop (idempotent)."""
+        """Start the claiming loop and the recorder (idempotent)."""
         if self._runner is None:
-            self._stopping = False
+            self._stopping, self._dirty = False, True
+            self._answers.start()
             self._runner = asyncio.create_task(self._run(), name="delivery-worker")
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming, let in-flight sends finish for ``grace`` s, then cancel and release them.
 
-        A cancelled send gives its row back (no attempt counted), so nothing is lost; a send
-        that already got its answer always records it.
+        A cancelled send and a row still waiting give their row back (no attempt counted), so
+        nothing is lost; a send that already got its answer always records it.
         """
         runner, self._runner = self._runner, None
         if runner is None:
             return
         self._stopping = True
         self._wakeup.set()
-        await runner  # the loop exits at its next check; it never holds claimed rows unsent
+        await runner  # the loop exits at its next check
+        await self._release_waiting(list(self._waiting))
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)
         for task in list(self._sending):
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
+        await self._answers.stop()
 
     async def run_until_idle(self, timeout: float) -> None:  # noqa: ASYNC109 (the documented API)
         """Wait until nothing is in flight and no row is NEW; raise ``TimeoutError`` after that."""
         if self._runner is None:
             raise RuntimeError("start() the worker first")
         async with asyncio.timeout(timeout):
-            while self._tasks or await self._store.next_due() is not None:
+            while self._busy() or await self._store.next_due() is not None:
                 self._settled.clear()
-                # Every finished send sets it; the short timeout covers other processes' changes.
+                if not self._busy():
+                    self.wake()  # rows another process queued, or due again: look for them
+                # Every finished send and record sets it; the timeout covers other processes.
                 await wait_event(self._settled, _MIN_PAUSE * 10)
+
+    def _busy(self) -> bool:
+        return bool(self._tasks or self._waiting or self._answers.pending)
 
     async def _run(self) -> None:
         """Claim what can be sent, then sleep until woken, a send ends or the next row is due."""
@@ -141,53 +166,101 @@ class DeliveryWorker:
                 pause = _ERROR_PAUSE
             if self._stopping:
                 break
-            await wait_event(self._wakeup, pause)
+            if not await wait_event(self._wakeup, pause):
+                self._dirty = True  # time passed: rows may have come due
 
     async def _fill(self) -> None:
-        """Claim and start as many rows as the overall and per-host limits allow."""
+        """Claim ahead while a claim may find rows, and start what the limits allow."""
+        await self._start_waiting()
         while not self._stopping:
-            limit = self._claim_limit()
-            if limit == 0:
+            excluded = self._blocked()
+            limit = self._claim_limit(excluded)
+            # A host the last claim left out has room again: its rows may be claimed now.
+            if limit == 0 or not (self._dirty or self._excluded - excluded):
                 return
-            blocked = self._breaker.blocked_hosts() | {
-                h for h, n in self._load.items() if n >= self._per_host
-            }
             rows = await self._store.claim(
-                now=self._clock(), limit=limit, lease=self._lease, exclude_hosts=blocked
+                now=self._clock(), limit=limit, lease=self._lease, exclude_hosts=excluded
             )
+            self._excluded, self._dirty = excluded, len(rows) == limit
             for row in rows:
-                self._spawn(row)
-            if len(rows) < limit:
-                return
+                host = inbox_host(row.inbox)
+                self._held[host] += 1
+                self._waiting.setdefault(host, deque()).append(row)
+            await self._start_waiting()
 
-    def _claim_limit(self) -> int:
-        """How many rows one claim may take without any host going over ``per_host``.
+    def _blocked(self) -> frozenset[str]:
+        """Hosts not to claim for: circuit open, or holding at least half their share."""
+        full = {h for h, n in self._held.items() if n >= self._host_hold // 2}
+        return self._breaker.blocked_hosts() | full
 
-        A claim can return several rows for one host, so it is also capped by the smallest
-        spare capacity of any host that is not excluded.
+    @property
+    def _host_hold(self) -> int:
+        return self._per_host * HOLD_PER_SLOT
+
+    def _claim_limit(self, excluded: frozenset[str]) -> int:
+        """How many rows one claim may lease without any host going over its share.
+
+        A claim can return every row for one host, so it is capped by the smallest room of
+        any host it may return rows for (a host it does not know yet has its whole share).
         """
-        free = self._concurrency - len(self._tasks)
-        spare = [self._per_host - n for n in self._load.values() if n < self._per_host]
-        return max(0, min(free, self._per_host, *spare))
+        free = self._concurrency * HOLD_PER_SLOT - sum(self._held.values())
+        rooms = [self._host_hold - n for h, n in self._held.items() if h not in excluded]
+        return max(0, min(free, self._host_hold, *rooms))
+
+    async def _start_waiting(self) -> None:
+        """Start held rows, host by host, within the overall and per-host limits."""
+        blocked = self._breaker.blocked_hosts()
+        stale_before = self._clock() + self._lease / 2  # a send must end inside its lease
+        for host in [h for h in self._waiting if h in blocked]:
+            await self._release_waiting([host])  # the circuit opened while they waited
+        for host, queue in list(self._waiting.items()):
+            while (
+                queue and len(self._tasks) < self._concurrency and self._load[host] < self._per_host
+            ):
+                row = queue.popleft()
+                if row.locked_until is not None and row.locked_until < stale_before:
+                    await self._give_back(row, host)  # waited too long: its lease may run out
+                    continue
+                self._spawn(row, host)
+            if not queue:
+                del self._waiting[host]
+
+    async def _release_waiting(self, hosts: list[str]) -> None:
+        for host in hosts:
+            for row in self._waiting.pop(host, deque()):
+                await self._give_back(row, host)
+
+    async def _give_back(self, row: Delivery, host: str) -> None:
+        self._held[host] -= 1
+        if self._held[host] <= 0:
+            del self._held[host]
+        self._dirty = True
+        try:
+            await self._store.release(row.id)
+        except Exception:
+            # The lease ends by itself; the row is claimable again then.
+            log.exception("could not release a delivery", extra=_fields(row))
 
     async def _idle_timeout(self) -> float:
         """Seconds to sleep: until the next row is due, a breaker half-opens, or a poll."""
-        due = await self._store.next_due()
         waits = [self._poll_interval]
         reopen = self._breaker.reopens_in()
         if reopen is not None:
             waits.append(reopen)
+        if self._tasks or self._waiting:
+            # Each end of a send wakes the loop; look again now and then for rows come due.
+            waits.append(_BUSY_LOOK)
+            return max(0.0, min(waits))
+        due = await self._store.next_due()
         if due is not None:
             ahead = due - self._clock()
             if ahead > 0:
                 waits.append(ahead)
-            elif not self._tasks and reopen is None:
-                waits.append(_MIN_PAUSE)
-            # Otherwise the end of a running send (or the breaker) wakes the loop.
+            elif reopen is None:
+                waits.append(_MIN_PAUSE)  # due but not claimable this instant
         return max(0.0, min(waits))
 
-    def _spawn(self, row: Delivery) -> None:
-        host = inbox_host(row.inbox)
+    def _spawn(self, row: Delivery, host: str) -> None:
         self._load[host] += 1
         task = asyncio.create_task(self._deliver(row), name=f"delivery-{row.id}")
         self._tasks.add(task)
@@ -197,16 +270,17 @@ class DeliveryWorker:
     def _finished(self, task: asyncio.Task[None], host: str) -> None:
         self._tasks.discard(task)
         self._sending.discard(task)
-        self._load[host] -= 1
-        if self._load[host] <= 0:
-            del self._load[host]
+        for counter in (self._load, self._held):
+            counter[host] -= 1
+            if counter[host] <= 0:
+                del counter[host]
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("delivery task crashed", exc_info=exc)
         self._wakeup.set()  # a slot is free
         self._settled.set()
 
     async def _deliver(self, row: Delivery) -> None:
-        """Send one claimed row and record the outcome."""
+        """Send one claimed row; its outcome goes to the recorder."""
         task = asyncio.current_task()
         try:
             outcome = await self._attempt(row)
@@ -217,11 +291,12 @@ class DeliveryWorker:
         finally:
             if task is not None:
                 self._sending.discard(task)  # from here on, stop() lets it finish
-        try:
-            await self._record(row, outcome)
-        except Exception:
-            # Typically the lease ran out and another worker finished the row first.
-            log.exception("could not record delivery outcome", extra=_fields(row))
+        host = inbox_host(row.inbox)
+        if outcome.blames_host:
+            self._breaker.record_failure(host)
+        elif outcome.status is not None:
+            self._breaker.record_success(host)  # it answered, even if this recipient is gone
+        self._answers.add(row, outcome, self._clock())
 
     async def _attempt(self, row: Delivery) -> _Outcome:
         """Call the sender; map network failures and local bugs to an outcome."""
@@ -237,19 +312,11 @@ class DeliveryWorker:
             return _Outcome(status, None, blames_host=False)
         return _Outcome(status, f"HTTP {status}", blames_host=retryable(status))
 
-    async def _record(self, row: Delivery, outcome: _Outcome) -> None:
-        """Store the outcome: SENT, a scheduled retry, GONE or FAILED; feed the breaker."""
-        host, now, attempt = inbox_host(row.inbox), self._clock(), row.attempts + 1
-        status, error = outcome.status, outcome.error or ""
+    async def _record_failure(self, row: Delivery, outcome: _Outcome, now: float) -> None:
+        """Store one non-2xx outcome: a scheduled retry, GONE or FAILED."""
+        attempt, status, error = row.attempts + 1, outcome.status, outcome.error or ""
         fields = {**_fields(row), "status": status, "attempt": attempt, "error": outcome.error}
-        if outcome.blames_host:
-            self._breaker.record_failure(host)
-        elif status is not None:
-            self._breaker.record_success(host)  # it answered, even if this recipient is gone
-        if status is not None and 200 <= status < 300:
-            await self._store.mark_sent(row.id, status=status, now=now)
-            log.info("delivered", extra=fields)
-        elif status is not None and not retryable(status):
+        if status is not None and not retryable(status):
             await self._store.mark_gone(row.id, error=error, status=status, now=now)
             log.info("delivery gone", extra=fields)
         elif attempt >= self._max_attempts:
@@ -263,6 +330,90 @@ class DeliveryWorker:
                 row.id, next_attempt_at=now + delay, error=error, status=status, now=now
             )
             log.info("delivery will be retried", extra={**fields, "retry_in": delay})
+
+
+class _Answers:
+    """The answers not yet written, and the task that writes them in batches."""
+
+    def __init__(
+        self,
+        store: DeliveryStore,
+        clock: Callable[[], float],
+        record_failure: Callable[[Delivery, _Outcome, float], Awaitable[None]],
+        on_written: Callable[[], None],
+    ) -> None:
+        self._store, self._clock = store, clock
+        self._record_failure, self._on_written = record_failure, on_written
+        self._queue: list[tuple[Delivery, _Outcome, float]] = []
+        self._more = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._writing = 0
+
+    @property
+    def pending(self) -> bool:
+        """Answers waiting or being written."""
+        return bool(self._queue or self._writing)
+
+    def start(self) -> None:
+        """Start the recorder task."""
+        if self._task is None:
+            self._closing = False
+            self._task = asyncio.create_task(self._run(), name="delivery-recorder")
+
+    def add(self, row: Delivery, outcome: _Outcome, now: float) -> None:
+        """Queue one answer for the next batch."""
+        self._queue.append((row, outcome, now))
+        self._more.set()
+
+    async def stop(self) -> None:
+        """Write what is queued, then end the task."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._closing = True
+            self._more.set()
+            await task
+
+    async def _run(self) -> None:
+        while True:
+            await self._more.wait()
+            self._more.clear()
+            await self._write()
+            if self._closing and not self._queue:
+                return
+
+    async def _write(self) -> None:
+        """SENT rows in one statement per status; every other outcome on its own."""
+        batch, self._queue = self._queue, []
+        self._writing = len(batch)
+        try:
+            sent: dict[int, list[Delivery]] = {}
+            for row, outcome, now in batch:
+                if outcome.status is not None and 200 <= outcome.status < 300:
+                    sent.setdefault(outcome.status, []).append(row)
+                else:
+                    await _guarded(self._record_failure(row, outcome, now), row)
+            for status, rows in sent.items():
+                await _guarded(self._mark_sent([r.id for r in rows], status), rows[0])
+        finally:
+            self._writing = 0
+            self._on_written()
+
+    async def _mark_sent(self, ids: list[DeliveryId], status: int) -> None:
+        moved = await self._store.mark_sent_many(ids, status=status, now=self._clock())
+        if moved < len(ids):
+            # Typically a lease that ran out, and another worker finished those rows first.
+            log.warning("sent deliveries were no longer NEW", extra={"rows": len(ids) - moved})
+        log.info("delivered", extra={"deliveries": len(ids), "status": status})
+
+
+async def _guarded(write: Awaitable[None], row: Delivery) -> None:
+    """Run one write of an outcome; a failure is logged (the row's lease ends by itself)."""
+    try:
+        await write
+    except Exception:
+        # Typically the lease ran out and another worker finished the row first.
+        log.exception("could not record delivery outcome", extra=_fields(row))
 
 
 def _fields(row: Delivery) -> dict[str, object]:

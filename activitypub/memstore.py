@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -101,6 +101,18 @@ class MemoryDeliveryStore:
     async def mark_sent(self, delivery_id: DeliveryId, *, status: int, now: float) -> None:
         """NEW → SENT."""
         self._finish(delivery_id, DeliveryState.SENT, None, status)
+
+    async def mark_sent_many(
+        self, delivery_ids: Sequence[DeliveryId], *, status: int, now: float
+    ) -> int:
+        """NEW → SENT for each row still NEW; how many moved."""
+        moved = 0
+        for delivery_id in dict.fromkeys(delivery_ids):
+            row = self._rows.get(delivery_id)
+            if row is not None and row.state is DeliveryState.NEW:
+                self._finish(delivery_id, DeliveryState.SENT, None, status)
+                moved += 1
+        return moved
 
     async def mark_retry(
         self,

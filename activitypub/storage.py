@@ -8,7 +8,7 @@ stores never read a clock themselves, so tests control time completely.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
@@ -123,6 +123,16 @@ class DeliveryStore(Protocol):
 
     async def mark_sent(self, delivery_id: DeliveryId, *, status: int, now: float) -> None:
         """NEW → SENT: the inbox accepted it (2xx). Counts the attempt and unlocks."""
+        ...
+
+    async def mark_sent_many(
+        self, delivery_ids: Sequence[DeliveryId], *, status: int, now: float
+    ) -> int:
+        """NEW → SENT for every row of ``delivery_ids`` in one write; how many moved.
+
+        The batched :meth:`mark_sent` of a worker recording many answers at once (DESIGN.md §8,
+        writes batched on hot paths). Rows no longer NEW, or unknown, are left as they are.
+        """
         ...
 
     async def mark_retry(

@@ -10,8 +10,9 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,7 +22,7 @@ from aiohttp.test_utils import TestServer
 from activitypub.backoff import CircuitBreaker
 from activitypub.delivery import DeliveryWorker, InboxTarget, Sender, recipients_to_inboxes
 from activitypub.memstore import MemoryDeliveryStore
-from activitypub.storage import Delivery, DeliveryState, DeliveryStore
+from activitypub.storage import Delivery, DeliveryId, DeliveryState, DeliveryStore
 from federation.store.delivery import SqliteDeliveryStore
 from federation.store.sqlite import open_database
 
@@ -431,6 +432,80 @@ async def test_concurrency_is_bounded_overall_and_per_host(
         assert sorted(inbox.accepted) == sorted(f"act{i}" for i in range(8))
     assert max(inbox.peak for inbox in hosts) == 2  # the per-host bound, reached and held
     assert 2 <= peak <= 3  # the overall bound
+
+
+class CountingStore(SqliteDeliveryStore):
+    """Counts the claims and the writes of outcomes the worker makes."""
+
+    claims: list[int]
+    sent_batches: list[int]
+    single_marks: int
+
+    async def claim(self, **kw: Any) -> list[Delivery]:
+        rows = await super().claim(**kw)
+        self.claims.append(len(rows))
+        return rows
+
+    async def mark_sent_many(self, delivery_ids: Sequence[DeliveryId], **kw: Any) -> int:
+        self.sent_batches.append(len(delivery_ids))
+        return await super().mark_sent_many(delivery_ids, **kw)
+
+    async def mark_sent(self, delivery_id: DeliveryId, **kw: Any) -> None:
+        self.single_marks += 1
+        await super().mark_sent(delivery_id, **kw)
+
+
+async def test_rows_are_claimed_ahead_and_answers_written_in_batches(
+    aiohttp_server: ServerFactory, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    inbox = FakeInbox()
+    url = str((await aiohttp_server(inbox.app())).make_url("/inbox"))
+    db = await open_database(tmp_path / "barri.db")
+    store = CountingStore(db)
+    store.claims, store.sent_batches, store.single_marks = [], [], 0
+    ids = [f"act{i}" for i in range(40)]
+    for activity_id in ids:
+        await _enqueue(store, activity_id, url)
+    worker = _worker(store, post_sender(session), concurrency=4, per_host=2)
+    await worker.start()
+    try:
+        await worker.run_until_idle(timeout=30)
+        rows = await store.list()
+    finally:
+        await worker.stop()
+        await db.close()
+    assert sorted(inbox.accepted) == sorted(ids) and len(inbox.requests) == 40
+    assert [(r.state, r.attempts, r.locked_until) for r in rows] == [("sent", 1, None)] * 40
+    # A claim leases rows for sends to come (at least four at a time here), not one per slot.
+    assert sum(store.claims) == 40 and len([n for n in store.claims if n]) <= 10
+    assert sum(store.sent_batches) == 40 and store.single_marks == 0
+
+
+async def test_rows_waiting_for_a_slot_are_released_on_stop(
+    aiohttp_server: ServerFactory, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    inbox = FakeInbox()
+    inbox.hang = True
+    url = str((await aiohttp_server(inbox.app())).make_url("/inbox"))
+    store, close = await _sqlite_store(tmp_path / "barri.db")
+    worker = _worker(store, post_sender(session), per_host=1, lease=3600)
+    try:
+        for activity_id in ("a1", "a2", "a3"):
+            await _enqueue(store, activity_id, url)
+        await worker.start()
+
+        async def one_in_flight() -> bool:
+            return inbox.current == 1
+
+        await _eventually(one_in_flight)
+        await worker.stop(grace=0.05)
+        rows = await store.list()
+        await close()
+    finally:
+        inbox.release.set()
+    # One send was cancelled, two rows waited for its slot: all three are free and uncounted.
+    assert [(r.state, r.attempts, r.locked_until) for r in rows] == [("new", 0, None)] * 3
+    assert len(inbox.requests) == 1
 
 
 async def test_hosts_with_an_open_breaker_are_not_claimed(

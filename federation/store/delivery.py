@@ -26,8 +26,22 @@ _COLUMNS = (
     "id, activity_id, inbox, sender, body, state, attempts, next_attempt_at, locked_until,"
     " last_error, last_status, created_at"
 )
+# A row is claimable at its due time, or at the end of a lease that outlasts it. The two cases
+# are two index walks that stop at their first entry (migration 7), not a scan of the queue.
+_NEXT_DUE = (
+    "SELECT MIN(t) FROM ("
+    "SELECT * FROM (SELECT next_attempt_at AS t FROM deliveries WHERE state = 'new'"
+    " AND (locked_until IS NULL OR locked_until <= next_attempt_at)"
+    " ORDER BY next_attempt_at LIMIT 1)"
+    " UNION ALL "
+    "SELECT * FROM (SELECT locked_until AS t FROM deliveries WHERE state = 'new'"
+    " AND locked_until > next_attempt_at ORDER BY locked_until LIMIT 1))"
+)
 # Claimable: NEW, due, and not under a live lease.
 _CLAIMABLE = "state = 'new' AND next_attempt_at <= ? AND (locked_until IS NULL OR locked_until < ?)"
+
+
+_CHUNK = 500  # ids per statement, well under SQLite's variable limit
 
 
 def _placeholders(n: int) -> str:
@@ -134,6 +148,25 @@ class SqliteDeliveryStore:
         """NEW → SENT."""
         await self._finish(delivery_id, DeliveryState.SENT, None, status, now)
 
+    async def mark_sent_many(
+        self, delivery_ids: Sequence[DeliveryId], *, status: int, now: float
+    ) -> int:
+        """NEW → SENT for each row still NEW, in one statement per 500 ids; how many moved."""
+        ids = list(dict.fromkeys(delivery_ids))
+        moved = 0
+        async with write_lock(self._db):
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                cursor = await self._db.execute(
+                    "UPDATE deliveries SET state = 'sent', attempts = attempts + 1,"  # noqa: S608 (placeholders only)
+                    " locked_until = NULL, last_error = NULL, last_status = ?, updated_at = ?"
+                    f" WHERE state = 'new' AND id IN ({_placeholders(len(chunk))})",
+                    (status, now, *chunk),
+                )
+                moved += max(cursor.rowcount, 0)
+                await cursor.close()
+        return moved
+
     async def mark_retry(
         self,
         delivery_id: DeliveryId,
@@ -188,12 +221,7 @@ class SqliteDeliveryStore:
 
     async def next_due(self) -> float | None:
         """When the earliest NEW row becomes claimable (due time or lease expiry), or None."""
-        rows = list(
-            await self._db.execute_fetchall(
-                "SELECT MIN(CASE WHEN locked_until IS NOT NULL AND locked_until > next_attempt_at"
-                " THEN locked_until ELSE next_attempt_at END) FROM deliveries WHERE state = 'new'"
-            )
-        )
+        rows = list(await self._db.execute_fetchall(_NEXT_DUE))
         return None if not rows or rows[0][0] is None else float(rows[0][0])
 
     async def release_expired(self, *, now: float) -> int:

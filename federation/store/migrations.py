@@ -372,6 +372,18 @@ _0006_SUPPORT_LOG = (
     " WHERE document LIKE '%\"proof\"%' ORDER BY seq",
 )
 
+_0007_DELIVERY_QUEUE_INDEXES = (
+    # The queue's hot queries read only the index (DESIGN.md §6 "claimed atomically"): a claim
+    # walks NEW rows by (due time, id) and skips leased rows and excluded hosts without reading
+    # the row and its body; the earliest due row is the first unleased entry.
+    "CREATE INDEX deliveries_claim ON deliveries (next_attempt_at, id, host, locked_until)"
+    " WHERE state = 'new'",
+    # The earliest lease to run out, among the few leased NEW rows (next_due).
+    "CREATE INDEX deliveries_leased ON deliveries (locked_until, next_attempt_at)"
+    " WHERE state = 'new' AND locked_until IS NOT NULL",
+    "DROP INDEX deliveries_due",
+)
+
 #: The protocol tables every Barri server has: migration 1 of every server's sequence.
 PROTOCOL_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and inbox_messages", _0001_DELIVERIES_AND_INBOX),
@@ -385,6 +397,7 @@ INSTANCE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "instance domain", _0004_INSTANCE_DOMAIN),
     Migration(5, "oauth grants, codes, tokens and client keys", _0005_OAUTH_AND_CLIENT_KEYS),
     Migration(6, "support log for backfill", _0006_SUPPORT_LOG),
+    Migration(7, "delivery queue indexes for claims and next_due", _0007_DELIVERY_QUEUE_INDEXES),
 )
 
 #: The protocol-only sequence, kept for callers that need just the queue and inbox tables.
