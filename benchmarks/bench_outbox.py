@@ -133,6 +133,21 @@ async def deep_cursor(app: web.Application, actor: str) -> str:
     return skipped.next_cursor
 
 
+async def store_costs(app: web.Application, actor: str, calls: int = 20) -> dict[str, float]:
+    """Milliseconds per call of the two store reads a page request makes (in-process)."""
+    store = OutboxStore(app[DB])
+    costs = {}
+    for name, read in (
+        ("count_outbox", lambda: store.count_outbox(actor)),
+        ("page_outbox", lambda: store.page_outbox(actor, PageRequest(None, None, PAGE))),
+    ):
+        start = time.perf_counter()
+        for _ in range(calls):
+            await read()
+        costs[name] = 1000 * (time.perf_counter() - start) / calls
+    return costs
+
+
 def get_request(url: str, signer: LocalKeys | None) -> Request:
     """A GET asking for AS2; signed (RFC 9421) once when ``signer`` is given, then replayed."""
     headers = {"Accept": AS2}
@@ -220,6 +235,7 @@ async def measure_outbox(
                 report = await send([request] * gets, concurrency)
                 name = f"{where} page, {'signed' if signer else 'unsigned'} GET"
                 variants[name] = row(report, page, report.received // max(1, gets))
+        summary["store_ms"] = await store_costs(app, actor)
     summary["variants"] = variants
     summary["bare"] = {where: bare_rates(items, seconds) for where, items in pages.items()}
     for name, variant in variants.items():
@@ -239,6 +255,11 @@ def report(summary: Mapping[str, Any]) -> None:
         f"outbox: {summary['outbox_total']} activities in the resident's outbox (published at"
         f" {summary['setup_comments_per_s']:,.0f} comments/s), {summary['gets']} GETs per"
         f" variant, concurrency {summary['concurrency']}, client in {summary['client']}"
+    )
+    store = summary["store_ms"]
+    print(
+        f"  store reads per page: count_outbox {store['count_outbox']:.2f} ms,"
+        f" page_outbox {store['page_outbox']:.2f} ms"
     )
     for name, v in summary["variants"].items():
         print(
