@@ -63,6 +63,7 @@ async def test_outbox_pages_hold_a_full_page_signed_or_not(tmp_path: Path) -> No
         assert row["page_bytes"] > 0
         assert positive_finite(row["pages_per_s"]) and positive_finite(row["ratio"]), name
     assert positive_finite(summary["setup_comments_per_s"])
+    assert all(positive_finite(ms) for ms in summary["store_ms"].values())
 
 
 def test_recount_sees_every_event_and_counts_what_compute_counts() -> None:
@@ -74,7 +75,8 @@ def test_recount_sees_every_event_and_counts_what_compute_counts() -> None:
     floor = bench_tally.counter_pass(data)
     assert sum(floor.values()) == sum(s.proof_ok for s in data.supports) + len(data.undos)
     assert summary["recount_reverifies_proofs"] is False
-    for key in ("compute_supports_per_s", "ratio_to_counter_pass", "compute_peak_mib"):
+    rates = ("compute_supports_per_s", "compute_gc_frozen_supports_per_s")
+    for key in (*rates, "ratio_to_counter_pass", "compute_peak_mib"):
         assert positive_finite(summary[key]), key
 
 
