@@ -7,6 +7,7 @@ verified is exactly what the caller reads (see reference/activitypub.md §securi
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,8 +73,41 @@ class VerifiedProof:
 
 
 def canonicalize(value: Any) -> bytes:
-    """RFC 8785 JSON Canonicalization Scheme (ES6 number serialisation included)."""
+    """RFC 8785 JSON Canonicalization Scheme (ES6 number serialisation included).
+
+    A tree of dicts, lists, strings, safe integers, booleans and nulls whose keys are ASCII
+    (every activity Barri verifies) is what the standard library's C encoder writes with
+    sorted keys, byte for byte: RFC 8785 §3.2.2.2 escapes exactly what ``json`` escapes with
+    ``ensure_ascii=False``, and ASCII keys sort the same by code point as by UTF-16 unit
+    (§3.2.3). Anything else (floats, non-ASCII keys, other mappings) takes the reference
+    implementation.
+    """
+    if _encoder_safe(value):
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, as rfc8785 refuses it
+            raise rfc8785.CanonicalizationError("input contains non-UTF-8 codepoints") from exc
     return rfc8785.dumps(_plain(value))
+
+
+_SAFE_INTEGER = 2**53 - 1  # RFC 8785 §3.2.2.3: integers beyond are not exact as IEEE doubles
+
+
+def _encoder_safe(value: Any) -> bool:
+    """True when ``json.dumps(value, sort_keys=True)`` is its JCS form (see canonicalize)."""
+    if isinstance(value, str) or value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -_SAFE_INTEGER <= value <= _SAFE_INTEGER
+    if isinstance(value, dict):
+        return all(
+            isinstance(key, str) and key.isascii() and _encoder_safe(item)
+            for key, item in value.items()
+        )
+    if isinstance(value, list | tuple):
+        return all(_encoder_safe(item) for item in value)
+    return False  # a float, a non-dict Mapping, or not JSON at all
 
 
 def _plain(value: Any) -> Any:

@@ -13,7 +13,10 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from activitypub.integrity import (
     CRYPTOSUITE,
@@ -690,6 +693,39 @@ def test_canonicalize_follows_rfc8785() -> None:
         '{"A":true,"a":"\u20ac\\n","b":[1,1e-7,1e+21,0,4.5],"\u00e9":null}'.encode()
     )
     assert canonicalize(MappingProxyType({"z": (1, 2)})) == b'{"z":[1,2]}'
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=6) | st.sampled_from(["a", "A", "é", "\uffff", "𝄞", "\x7f"]),
+                      inner, max_size=5),
+    max_leaves=30,
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON)
+def test_canonicalize_equals_the_reference_implementation(value: Any) -> None:
+    # The C encoder's fast path and rfc8785 agree byte for byte, or refuse alike.
+    try:
+        expected = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(rfc8785.CanonicalizationError):
+            canonicalize(value)
+        return
+    assert canonicalize(value) == expected
+
+
+def test_canonicalize_escapes_and_refuses_as_rfc8785() -> None:
+    controls = "".join(chr(n) for n in range(0x20)) + '"\\\x7f\u2028/'
+    value = {"k": controls, "safe": [2**53 - 1, -(2**53) + 1, True, None]}
+    assert canonicalize(value) == rfc8785.dumps(value)
+    assert b"\\u001f" in canonicalize(value) and b"\\b" in canonicalize(value)
+    for bad in ({"x": "\ud800"}, {"n": 2**53}, {"n": -(2**53)}, {1: "not a string key"}):
+        with pytest.raises(rfc8785.CanonicalizationError):
+            canonicalize(bad)
 
 
 # --- assertion_keys and proof_owner ----------------------------------------------------------
