@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import rdflib
+if TYPE_CHECKING:
+    import rdflib
+
 
 AS2 = "https://www.w3.org/ns/activitystreams"
 _AS = AS2 + "#"
@@ -137,9 +139,11 @@ class _Rules:
     protected: frozenset[str]
     canonical: Mapping[str, str]
     extra: Mapping[str, Any]
+    #: The rules every inbound document is checked under (so their results can be shared).
+    default: bool = False
 
 
-def _extra_context(source: Any) -> Any:
+def extra_context(source: Any) -> Any:
     """A caller-supplied context: a whole context document or just its @context value."""
     return source["@context"] if isinstance(source, Mapping) and "@context" in source else source
 
@@ -236,7 +240,7 @@ def _apply(scope: _Scope, context: Any, rules: _Rules | None, depth: int) -> _Sc
 
 def _apply_url(scope: _Scope, url: str, rules: _Rules | None) -> _Scope:
     if rules is not None and url in rules.extra:
-        added = _apply(_Scope({}), _extra_context(rules.extra[url]), None, 0)
+        added = _apply(_Scope({}), extra_context(rules.extra[url]), None, 0)
     elif url in KNOWN_CONTEXTS:
         added = _bundled_scope(KNOWN_CONTEXTS[url])
     else:
@@ -314,12 +318,32 @@ def _walk(node: Any, scope: _Scope, rules: _Rules, depth: int) -> None:
     if not isinstance(node, Mapping):
         return
     if "@context" in node:
-        scope = _checked_scope(scope, node["@context"], rules, depth)
+        scope = _context_scope(scope, node["@context"], rules, depth)
     for key, value in node.items():
         if key in _FORBIDDEN_KEYS:
             raise JsonLdError(JsonLdFailure.FORBIDDEN_KEYWORD, f"{key} is not accepted")
         if key != "@context":
             _walk(value, scope, rules, depth + 1)
+
+
+def _context_scope(scope: _Scope, context: Any, rules: _Rules, depth: int) -> _Scope:
+    """:func:`_checked_scope`, remembered for a document's top-level @context under the
+    default rules: a city's activities share a handful of contexts, each checked once."""
+    if depth == 0 and rules.default and not scope.terms:
+        try:
+            key = json.dumps(context, ensure_ascii=False)
+        except (TypeError, ValueError):
+            key = None  # not JSON: checked (and refused) below
+        if key is not None:
+            return _top_scope(key)
+    return _checked_scope(scope, context, rules, depth)
+
+
+@functools.lru_cache(maxsize=256)
+def _top_scope(context_json: str) -> _Scope:
+    """The checked scope of one top-level @context (a pure function of its JSON text)."""
+    rules = _Rules(PROTECTED_TERMS, _canonical(), {}, default=True)
+    return _checked_scope(_Scope({}), json.loads(context_json), rules, 0)
 
 
 def check_document(
@@ -331,7 +355,9 @@ def check_document(
     """Refuse what DESIGN.md §5 forbids in inbound JSON-LD; pure, no network (JSON-LD 1.1 §4.1)."""
     if not isinstance(document, Mapping):
         raise JsonLdError(JsonLdFailure.MALFORMED, "a JSON-LD document must be a JSON object")
-    rules = _Rules(frozenset(protected_terms), _canonical(), dict(extra_contexts or {}))
+    protected = frozenset(protected_terms)
+    default = protected == PROTECTED_TERMS and not extra_contexts
+    rules = _Rules(protected, _canonical(), dict(extra_contexts or {}), default)
     _walk(document, _Scope({}), rules, 0)
 
 
@@ -348,58 +374,13 @@ def expand_iri(
     return _expand(term, {}, scope, frozenset())
 
 
-def _inline(context: Any, extra: Mapping[str, Any]) -> Any:
-    """The context with every URL replaced by the bundled document's own @context value."""
-    if isinstance(context, str):
-        if context in extra:
-            return _inline(_extra_context(extra[context]), extra)
-        return _inline(load_context(context)["@context"], extra)
-    if isinstance(context, list):
-        return [_inline(entry, extra) for entry in context]
-    if not isinstance(context, Mapping):
-        return context
-    inlined = dict(context)
-    for term, definition in context.items():
-        if isinstance(definition, Mapping) and "@context" in definition:
-            # Scoped contexts may name URLs too.
-            inlined[term] = {**definition, "@context": _inline(definition["@context"], extra)}
-    return inlined
-
-
-def _inline_document(node: Any, extra: Mapping[str, Any]) -> Any:
-    if isinstance(node, list):
-        return [_inline_document(item, extra) for item in node]
-    if isinstance(node, Mapping):
-        return {
-            key: _inline(value, extra) if key == "@context" else _inline_document(value, extra)
-            for key, value in node.items()
-        }
-    return node
-
-
 def to_graph(
     document: Mapping[str, Any],
     *,
     extra_contexts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> rdflib.Graph:
     """JSON-LD to RDF (JSON-LD 1.1 API §8.4) with every context served from memory."""
-    check_document(document, extra_contexts=extra_contexts)
-    # rdflib fetches any context URL it meets; after inlining, it meets none.
-    inlined = _inline_document(document, dict(extra_contexts or {}))
-    try:
-        data = json.dumps(inlined)
-    except (TypeError, ValueError) as exc:
-        raise JsonLdError(JsonLdFailure.MALFORMED, f"not JSON: {exc}") from exc
-    doc_id = document.get("id", document.get("@id"))
-    dataset = rdflib.Dataset(default_union=True)
-    try:
-        dataset.parse(data=data, format="json-ld", base=doc_id if isinstance(doc_id, str) else None)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        # rdflib reports odd shapes (e.g. a number as a language tag) with built-in errors.
-        raise JsonLdError(JsonLdFailure.MALFORMED, f"rdflib could not read it: {exc}") from exc
-    # One plain graph: statements a graph container (data-integrity's proof) puts in a named
-    # graph are merged in. rdflib 7.6 links `proof` to a fresh blank node, not the proof node.
-    graph = rdflib.Graph()
-    for triple in dataset.triples((None, None, None)):
-        graph.add(triple)
-    return graph
+    # rdflib is loaded only when a graph is asked for (tests, exports), never by the hot path.
+    from activitypub.jsonld_rdf import graph_of
+
+    return graph_of(document, extra_contexts)

@@ -750,3 +750,37 @@ def test_to_graph_checks_first(network_off: list[str]) -> None:
 def test_bundled_files_live_where_the_package_says() -> None:
     assert Path(CONTEXTS_DIR).is_dir()
     assert all((CONTEXTS_DIR / name).is_file() for name in KNOWN_CONTEXTS.values())
+
+
+# --- the checked top-level contexts are remembered, and only what is safe to remember -------
+
+INLINE_SENSITIVE = [AS2, {"sensitive": "https://evil.example/s", "barri": "https://w3id.org/x#"}]
+
+
+def test_a_remembered_context_still_refuses_and_checks_nested_ones() -> None:
+    good = {"@context": INLINE_SENSITIVE, "type": "Note", "content": "hola"}
+    check_document(good)
+    check_document(copy.deepcopy(good))  # the same context again: the same answer
+    nested = {**good, "object": {"@context": {"name": "https://evil.example/name"}, "x": 1}}
+    with pytest.raises(JsonLdError) as caught:
+        check_document(nested)
+    assert caught.value.reason is JsonLdFailure.TERM_REDEFINED
+    bad = {"@context": [AS2, {"actor": "https://evil.example/actor"}], "type": "Like"}
+    for _ in range(2):  # a refusal is not remembered as a success
+        with pytest.raises(JsonLdError) as caught:
+            check_document(bad)
+        assert caught.value.reason is JsonLdFailure.TERM_REDEFINED
+
+
+def test_other_rules_are_not_answered_from_what_the_default_ones_remembered() -> None:
+    document = {"@context": INLINE_SENSITIVE, "type": "Note"}
+    check_document(document)
+    with pytest.raises(JsonLdError) as caught:
+        check_document(document, protected_terms=PROTECTED_TERMS | {"sensitive"})
+    assert caught.value.reason is JsonLdFailure.TERM_REDEFINED
+    lemmy = {"@context": [AS2, "https://example.org/ctx"], "type": "Note"}
+    with pytest.raises(JsonLdError):
+        check_document(lemmy)
+    check_document(lemmy, extra_contexts={"https://example.org/ctx": {"@context": {}}})
+    with pytest.raises(JsonLdError):
+        check_document(lemmy)  # what the extra context allowed is not remembered
