@@ -43,7 +43,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from bench_libs import best_rate
+from bench_libs import best_rate, rounded
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -452,17 +452,6 @@ def report(summary: Mapping[str, Any]) -> None:
             f" ingested {row['ingested_per_s']:7,.0f}/s ratio {row['ratio_ingested']:.2f}"
         )
     print(f"  counted by the tally at the end: {summary['counted']}")
-
-
-def rounded(value: Any) -> Any:
-    """Floats to four significant digits, recursively (for the JSON results files)."""
-    if isinstance(value, float):
-        return float(f"{value:.4g}")
-    if isinstance(value, dict):
-        return {key: rounded(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [rounded(item) for item in value]
-    return value
 
 
 def main() -> None:

@@ -95,6 +95,17 @@ def best_rate(operation: Callable[[], object], seconds: float, repeats: int = 5)
     return max(rate(operation, seconds / repeats) for _ in range(repeats))
 
 
+def rounded(value: Any) -> Any:
+    """Floats to four significant digits, recursively (for the JSON results files)."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(item) for item in value]
+    return value
+
+
 def pair(
     current: Callable[[], object], candidate: Callable[[], object], seconds: float
 ) -> dict[str, float]:
@@ -222,7 +233,7 @@ def main() -> None:
     summary["load_average_1min"] = [load, os.getloadavg()[0]]  # other work skews it all
     report(summary)
     RESULTS.mkdir(exist_ok=True)
-    text = json.dumps(summary, indent=2) + "\n"
+    text = json.dumps(rounded(summary), indent=2) + "\n"
     (RESULTS / "libs.json").write_text(text, encoding="utf-8")
 
 

@@ -40,10 +40,9 @@ from bench_inbox import (
     Request,
     load_client,
     loopback_socket,
-    rounded,
     serve,
 )
-from bench_libs import best_rate
+from bench_libs import best_rate, rounded
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
