@@ -43,7 +43,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from bench_libs import best_rate, rounded
+from bench_libs import best_rate, code_version, rounded
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -472,6 +472,7 @@ def main() -> None:
             )
         )  # fmt: skip
     summary["load_average_1min"] = [load, os.getloadavg()[0]]  # other work skews it all
+    summary["code"] = code_version()
     report(summary)
     RESULTS.mkdir(exist_ok=True)
     text = json.dumps(rounded(summary), indent=2) + "\n"

@@ -22,6 +22,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -87,6 +88,19 @@ def outbox_page(key: ed25519.Ed25519PrivateKey, items: int = 20) -> dict[str, An
         "type": "OrderedCollectionPage", "partOf": f"{ACTOR}/outbox",
         "next": f"{ACTOR}/outbox?after=abc", "orderedItems": created,
     }  # fmt: skip
+
+
+def code_version() -> str:
+    """The commit measured, with ``+dirty`` when tracked files differ from it (others may be
+    editing the same tree while a benchmark runs)."""
+
+    def git(*args: str) -> str:
+        found = subprocess.run(["git", *args], cwd=RESULTS.parent, capture_output=True,
+                               text=True, check=False)  # fmt: skip
+        return found.stdout.strip()
+
+    dirty = "+dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return (git("rev-parse", "--short", "HEAD") or "unknown") + dirty
 
 
 def best_rate(operation: Callable[[], object], seconds: float, repeats: int = 5) -> float:
@@ -231,6 +245,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     summary = measure_libs(args.seconds)
     summary["load_average_1min"] = [load, os.getloadavg()[0]]  # other work skews it all
+    summary["code"] = code_version()
     report(summary)
     RESULTS.mkdir(exist_ok=True)
     text = json.dumps(rounded(summary), indent=2) + "\n"

@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench_libs import best_rate
+from bench_libs import best_rate, code_version
 
 from federation.model import (
     LangText,
@@ -278,6 +278,7 @@ def recompute_million(args: argparse.Namespace) -> None:
         "stream_build_s": time.perf_counter() - built,
         **measure_recompute(data),
         "load_average_1min": [load, os.getloadavg()[0]],  # other work on the machine skews it
+        "code": code_version(),
     }
     for key, value in summary.items():
         shown = f"{value:,.2f}" if isinstance(value, float) else value
