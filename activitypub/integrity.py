@@ -95,19 +95,29 @@ _SAFE_INTEGER = 2**53 - 1  # RFC 8785 §3.2.2.3: integers beyond are not exact a
 
 
 def _encoder_safe(value: Any) -> bool:
-    """True when ``json.dumps(value, sort_keys=True)`` is its JCS form (see canonicalize)."""
-    if isinstance(value, str) or value is None or isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return -_SAFE_INTEGER <= value <= _SAFE_INTEGER
-    if isinstance(value, dict):
-        return all(
-            isinstance(key, str) and key.isascii() and _encoder_safe(item)
-            for key, item in value.items()
-        )
-    if isinstance(value, list | tuple):
-        return all(_encoder_safe(item) for item in value)
-    return False  # a float, a non-dict Mapping, or not JSON at all
+    """True when ``json.dumps(value, sort_keys=True)`` is its JCS form (see canonicalize).
+
+    Exact types only (a subclass takes the reference implementation), walked without
+    recursion: this runs on every proof verified.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is int:
+            if not -_SAFE_INTEGER <= item <= _SAFE_INTEGER:
+                return False
+        elif kind is dict:
+            if not all(type(key) is str and key.isascii() for key in item):
+                return False
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        else:
+            return False  # a float, another Mapping, or not JSON at all
+    return True
 
 
 def _plain(value: Any) -> Any:

@@ -307,43 +307,53 @@ def _checked_scope(scope: _Scope, context: Any, rules: _Rules, depth: int) -> _S
     return result
 
 
-def _walk(node: Any, scope: _Scope, rules: _Rules, depth: int) -> None:
+#: The @contexts met on the way from a document's root to a node, each with its depth: what
+#: the scope at that node is a pure function of (under the default rules).
+_Path = tuple[tuple[int, str], ...]
+
+
+def _walk(node: Any, scope: _Scope, rules: _Rules, depth: int, path: _Path | None = ()) -> None:
     """Check every nested @context under the scope it extends, and every key."""
     if depth > _MAX_DEPTH:
         raise JsonLdError(JsonLdFailure.MALFORMED, "document nested too deeply")
     if isinstance(node, list):
         for item in node:
-            _walk(item, scope, rules, depth + 1)
+            _walk(item, scope, rules, depth + 1, path)
         return
     if not isinstance(node, Mapping):
         return
     if "@context" in node:
-        scope = _context_scope(scope, node["@context"], rules, depth)
+        scope, path = _context_scope(scope, node["@context"], rules, depth, path)
     for key, value in node.items():
         if key in _FORBIDDEN_KEYS:
             raise JsonLdError(JsonLdFailure.FORBIDDEN_KEYWORD, f"{key} is not accepted")
         if key != "@context":
-            _walk(value, scope, rules, depth + 1)
+            _walk(value, scope, rules, depth + 1, path)
 
 
-def _context_scope(scope: _Scope, context: Any, rules: _Rules, depth: int) -> _Scope:
-    """:func:`_checked_scope`, remembered for a document's top-level @context under the
-    default rules: a city's activities share a handful of contexts, each checked once."""
-    if depth == 0 and rules.default and not scope.terms:
+def _context_scope(
+    scope: _Scope, context: Any, rules: _Rules, depth: int, path: _Path | None
+) -> tuple[_Scope, _Path | None]:
+    """:func:`_checked_scope`, remembered under the default rules: a city's activities share
+    a handful of contexts (and a proof repeats its document's), each path checked once."""
+    if rules.default and path is not None:
         try:
-            key = json.dumps(context, ensure_ascii=False)
+            text = json.dumps(context, ensure_ascii=False)
         except (TypeError, ValueError):
-            key = None  # not JSON: checked (and refused) below
-        if key is not None:
-            return _top_scope(key)
-    return _checked_scope(scope, context, rules, depth)
+            text = None  # not JSON: checked (and refused) below
+        if text is not None:
+            longer = (*path, (depth, text))
+            return _remembered_scope(longer), longer
+    return _checked_scope(scope, context, rules, depth), None
 
 
 @functools.lru_cache(maxsize=256)
-def _top_scope(context_json: str) -> _Scope:
-    """The checked scope of one top-level @context (a pure function of its JSON text)."""
+def _remembered_scope(path: _Path) -> _Scope:
+    """The checked scope after the @contexts of ``path`` (a pure function of them)."""
     rules = _Rules(PROTECTED_TERMS, _canonical(), {}, default=True)
-    return _checked_scope(_Scope({}), json.loads(context_json), rules, 0)
+    outer = _remembered_scope(path[:-1]) if len(path) > 1 else _Scope({})
+    depth, text = path[-1]
+    return _checked_scope(outer, json.loads(text), rules, depth)
 
 
 def check_document(

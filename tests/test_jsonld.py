@@ -784,3 +784,15 @@ def test_other_rules_are_not_answered_from_what_the_default_ones_remembered() ->
     check_document(lemmy, extra_contexts={"https://example.org/ctx": {"@context": {}}})
     with pytest.raises(JsonLdError):
         check_document(lemmy)  # what the extra context allowed is not remembered
+
+
+def test_a_nested_context_is_remembered_under_the_contexts_around_it() -> None:
+    nested = {"@context": {"foo": "https://b.example/foo"}, "foo": 1}
+    plain = {"@context": [AS2], "type": "Note", "object": nested}
+    check_document(plain)
+    check_document(plain)
+    # The same nested context, where the outer one gave "foo" another meaning: refused.
+    redefined = {"@context": [AS2, {"foo": "https://a.example/foo"}], "object": nested}
+    with pytest.raises(JsonLdError) as caught:
+        check_document(redefined)
+    assert caught.value.reason is JsonLdFailure.TERM_REDEFINED
