@@ -135,7 +135,7 @@ async def deliver(
     base_url = bench.city.aggregator.base_url
     before = await agg.counted(session, base_url)
     pid = agg.pid(bench.city)
-    cpu = agg.cpu_seconds(pid)
+    cpu, threads = agg.cpu_seconds(pid), agg.thread_cpu(pid)
     site = bench.city.aggregator
     blaster = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -152,6 +152,8 @@ async def deliver(
     accepted = int(blast["statuses"].get("202", 0))
     seen_at, seen = await agg.wait_counted(session, base_url, before + accepted, WAIT, before)
     cpu = agg.cpu_seconds(pid) - cpu
+    spent = {k: v - threads.get(k, 0.0) for k, v in agg.thread_cpu(pid).items()}
+    main_thread = spent.pop("main", 0.0)
     seconds = seen_at - blast["start"]
     return {
         "supports": len(items),
@@ -164,6 +166,8 @@ async def deliver(
         "supports_per_s": round(accepted / seconds, 1),
         "aggregator_cpu_seconds": round(cpu, 2),
         "cpu_ms_per_support": round(1000 * cpu / max(1, accepted), 3),
+        "event_loop_cpu_ms_per_support": round(1000 * main_thread / max(1, accepted), 3),
+        "other_threads_cpu_ms_per_support": round(1000 * sum(spent.values()) / max(1, accepted), 3),
         "build_seconds": round(built, 1),
     }
 

@@ -86,6 +86,21 @@ def cpu_seconds(process_id: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(process_id: int) -> dict[str, float]:
+    """CPU seconds of each thread of a live process: the event loop ("main") and the others
+    (aiosqlite's connection thread, the default executor), by thread id."""
+    found: dict[str, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{process_id}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        name = "main" if int(task.name) == process_id else f"thread-{task.name}"
+        found[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
 def peak_rss_mb(process_id: int) -> float:
     """VmHWM of a live process, in MB."""
     for line in Path(f"/proc/{process_id}/status").read_text().splitlines():
