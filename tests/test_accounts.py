@@ -13,6 +13,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from federation.instance.accounts import (
+    TOUCH_INTERVAL,
     AccountError,
     Accounts,
     CensusRefused,
@@ -233,6 +234,24 @@ async def test_tokens_are_stored_hashed_and_authenticate(
     owner = await accounts.authenticate_token(token)
     assert owner is not None and owner.user.username == "alice" and owner.scope is TokenScope.READ
     found = await SqliteTokenStore(db).find_token(token_hash(token))
+    assert found is not None and found.last_used_at == clock.now
+
+
+async def test_a_tokens_last_use_is_written_at_most_once_a_minute(
+    accounts: Accounts, db: aiosqlite.Connection, clock: Clock
+) -> None:
+    await accounts.create_user("alice", PASSWORD)
+    token = await accounts.create_token("alice", TokenScope.WRITE)
+    store = SqliteTokenStore(db)
+    first = clock.now
+    assert await accounts.authenticate_token(token) is not None
+    clock.now += TOUCH_INTERVAL - 1
+    assert await accounts.authenticate_token(token) is not None  # still authenticates
+    found = await store.find_token(token_hash(token))
+    assert found is not None and found.last_used_at == first
+    clock.now += 1
+    assert await accounts.authenticate_token(token) is not None
+    found = await store.find_token(token_hash(token))
     assert found is not None and found.last_used_at == clock.now
 
 

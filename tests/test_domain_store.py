@@ -18,6 +18,7 @@ from federation.model import (
     LangText,
     Process,
     Proposal,
+    ProposalState,
     Support,
     Tombstone,
 )
@@ -27,7 +28,7 @@ from federation.store.domain import DomainStore
 from federation.store.migrations import INSTANCE_MIGRATIONS
 from federation.store.outbox import OutboxStore, activity_body
 from federation.store.paging import page_rows
-from federation.store.proposals import ProposalStore
+from federation.store.proposals import ProposalStore, SupportFacts
 from federation.store.sqlite import applied_versions, open_database, transaction
 from federation.vocab.comment import comment_to_ap
 from federation.vocab.comment_vote import comment_vote_to_ap
@@ -200,6 +201,46 @@ async def test_supports_one_active_per_actor_and_counts_follow_states(
         )
     ids = (await store.page_support_ids(f"{BASE}/proposals/1", PageRequest(None, None, 10))).items
     assert ids == [f"{BASE}/supports/10", f"{BASE}/supports/3"]
+
+
+async def test_support_facts_and_settled_states_in_one_statement_each(
+    db: aiosqlite.Connection,
+) -> None:
+    store = ProposalStore(db)
+    p1, p2 = f"{BASE}/proposals/1", f"{BASE}/proposals/2"
+    async with transaction(db):
+        for n in (1, 2):
+            await store.put_proposal(make_proposal(n), proposal_to_ap(make_proposal(n)), local=True)
+        for n, actor, proposal, state in ((1, ALICE, 1, "temporary"), (2, ALICE, 2, "temporary"),
+                                          (3, BOB, 1, "final")):  # fmt: skip
+            support = make_support(n, actor, proposal)
+            await store.add_support(
+                support, support_to_ap(support), process_id=PROCESS_ID, local=True, state=state
+            )
+    assert await store.process_of(p1) == PROCESS_ID
+    assert await store.process_of(f"{BASE}/proposals/9") is None
+    facts = await store.support_facts(ALICE, p1, PROCESS_ID)
+    assert facts == SupportFacts(ProposalState.NOT_ANSWERED, 1, 2, True)
+    assert await store.support_facts(BOB, p2, PROCESS_ID) == SupportFacts(
+        ProposalState.NOT_ANSWERED, 0, 1, False
+    )
+    assert await store.support_facts(ALICE, f"{BASE}/proposals/9", PROCESS_ID) is None
+    assert await store.count_active(ALICE, PROCESS_ID) == 2
+    async with transaction(db):
+        moved = await store.settle_states(ALICE, PROCESS_ID, "final")
+        assert await store.settle_states(ALICE, PROCESS_ID, "final") == []  # nothing left to move
+        await store.refresh_counts(moved)
+    assert sorted(moved) == [p1, p2]
+    bob = await store.active_support(BOB, p1)
+    assert bob is not None and bob.state == "final"  # only Alice's rows were hers to move
+    facts = await store.support_facts(BOB, p1, PROCESS_ID)
+    assert facts is not None and facts.final_supports == 2
+    async with transaction(db):
+        assert await store.withdraw_support(f"{BASE}/supports/2", f"{BASE}/activities/u1")
+        assert await store.settle_states(ALICE, PROCESS_ID, "temporary") == [p1]
+    withdrawn = await store.get_support(f"{BASE}/supports/2")
+    assert withdrawn is not None and withdrawn.state == "withdrawn"  # withdrawn stays so
+    assert await store.count_active(ALICE, PROCESS_ID) == 1
 
 
 async def test_undo_before_like_is_remembered(db: aiosqlite.Connection) -> None:

@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from federation.config import InstanceConfig
+from federation.instance.accounts import TOUCH_INTERVAL, token_hash
 from federation.instance.app import ACCOUNTS, DB
 from federation.instance.oauth import OAUTH
 from federation.instance.ports import TokenScope
@@ -486,6 +487,26 @@ async def test_expired_tokens_and_codes(world: World) -> None:
         world, "GET", world.actor("ana") + "/outbox", refreshed["access_token"]
     )
     assert status == 200
+
+
+async def test_an_access_tokens_last_use_is_written_at_most_once_a_minute(world: World) -> None:
+    service = world.app[OAUTH]
+    start = service.clock()
+    issued = await tokens(world)
+    hashed = token_hash(issued["access_token"])
+
+    async def last_used() -> float | None:
+        record = await service.store.find_token(hashed)
+        assert record is not None
+        return record.last_used_at
+
+    for offset in (0.0, TOUCH_INTERVAL - 1, TOUCH_INTERVAL):
+        service.clock = lambda offset=offset: start + offset  # type: ignore[misc]
+        status, _, _ = await api(
+            world, "GET", world.actor("ana") + "/outbox", issued["access_token"]
+        )
+        assert status == 200
+        assert await last_used() == (start if offset < TOUCH_INTERVAL else start + offset)
 
 
 async def test_a_read_token_cannot_write_nor_another_residents_token(world: World) -> None:

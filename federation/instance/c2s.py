@@ -96,6 +96,11 @@ async def _person(request: web.Request, suffix: str) -> LocalActor:
 
 async def _owner(request: web.Request, suffix: str, need: str) -> tuple[Bearer, LocalActor]:
     bearer = await authenticate(request, need)
+    path_actor = request.app[instance_app.CONFIG].base_url + request.path.removesuffix(suffix)
+    if path_actor == bearer.actor_id:
+        # The token's own resident, just read with the token: no second lookup.
+        user = bearer.user
+        return bearer, LocalActor(ActorKind.PERSON, bearer.actor_id, user.username, user)
     actor = await _person(request, suffix)
     if bearer.actor_id != actor.id:
         raise refusal(

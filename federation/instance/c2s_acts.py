@@ -173,13 +173,13 @@ class ClientActs:
 
     async def _like(self, user: User, actor: str, object_id: str, *, up: bool) -> dict[str, Any]:
         service = self.service
-        if await service.proposals.get_proposal(object_id) is not None:
+        if await service.proposals.process_of(object_id) is not None:
             if not up:
                 raise refusal(
                     422, "unsupported_activity", "a support is a Like; withdraw it by Undo"
                 )
-            support = await service.support(user, object_id)
-            return await self._activity(support.id)
+            # The Like as proved, stored and queued: what a read of it back would give.
+            return (await service.support_published(user, object_id))[1]
         if await service.comments.get_comment(object_id) is not None:
             vote = await service.vote_comment(user, object_id, up=up)
             return await self._activity(vote.id)
@@ -191,8 +191,7 @@ class ClientActs:
         if support is not None:
             if support.actor != actor:
                 raise refusal(403, "not_author", "only the supporter may withdraw a support")
-            undo = await service.withdraw_support(user, support.proposal_id)
-            return await self._activity(undo.id)
+            return (await service.withdraw_published(user, support.proposal_id))[1]
         vote = await service.comments.get_vote(object_id)
         if vote is not None:
             if vote.actor != actor:

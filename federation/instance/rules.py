@@ -280,6 +280,11 @@ def supports_are_final(minimum: int, active_supports: int) -> bool:
     return minimum <= 0 or active_supports >= minimum
 
 
+def support_state(minimum: int, active_supports: int) -> SupportState:
+    """The state every active support of a participant in a process has, given how many."""
+    return "final" if supports_are_final(minimum, active_supports) else "temporary"
+
+
 def support_states(
     minimum: int, active_supports_in_order: Sequence[str]
 ) -> dict[str, SupportState]:

@@ -20,7 +20,7 @@ from federation.instance.rules import (
     SupportContext,
     check_can_support,
     check_can_withdraw_support,
-    support_states,
+    support_state,
 )
 from federation.instance.rules import remaining_supports as remaining_for
 from federation.model import Process, Support, UndoSupport
@@ -39,24 +39,33 @@ class SupportActs(ActsBase):
     async def support_context(
         self, actor: str, proposal_id: str, process: Process, now: datetime
     ) -> SupportContext:
-        """What the support rules need, read from the store (inside or outside a transaction)."""
-        record = await self.proposal_record(proposal_id)
-        active = await self.proposals.active_support_ids(actor, process.id)
+        """What the support rules need, read in one query (inside or outside a transaction)."""
+        facts = await self.proposals.support_facts(actor, proposal_id, process.id)
+        if facts is None:
+            not_found("proposal", proposal_id)
         return SupportContext(
             process=process,
-            proposal_state=record.proposal.state,
-            proposal_final_supports=await self.proposals.final_supports(proposal_id),
-            resident_active_supports=len(active),
-            already_supported=await self.proposals.active_support(actor, proposal_id) is not None,
+            proposal_state=facts.proposal_state,
+            proposal_final_supports=facts.final_supports,
+            resident_active_supports=facts.resident_active_supports,
+            already_supported=facts.already_supported,
             now=now,
         )
 
     async def _process_of_proposal(self, proposal_id: str) -> Process:
-        record = await self.proposal_record(proposal_id)
-        return (await self.process_record(record.proposal.process)).process
+        process_id = await self.proposals.process_of(proposal_id)
+        if process_id is None:
+            not_found("proposal", proposal_id)
+        return (await self.process_record(process_id)).process
 
     async def support(self, resident: User, proposal_id: str) -> Support:
         """Support a proposal (Decidim's vote rules), published as a private ``Like``."""
+        return (await self.support_published(resident, proposal_id))[0]
+
+    async def support_published(
+        self, resident: User, proposal_id: str
+    ) -> tuple[Support, dict[str, Any]]:
+        """:meth:`support`, and the ``Like`` as proved, stored and queued (for a C2S answer)."""
         process = await self._process_of_proposal(proposal_id)
         support = Support(
             id=self.new_id("supports"),
@@ -65,8 +74,7 @@ class SupportActs(ActsBase):
             published=self.now(),
             to=tuple(dict.fromkeys([process.owner, *self.config.report_to])),
         )
-        await self._give(resident, support, support_to_ap(support), process)
-        return support
+        return support, await self._give(resident, support, support_to_ap(support), process)
 
     async def support_signed(self, resident: User, signed: Mapping[str, Any]) -> Support:
         """A support whose ``Like`` the resident's own client proved (DESIGN.md §6 "C2S").
@@ -84,7 +92,7 @@ class SupportActs(ActsBase):
 
     async def _give(
         self, resident: User, support: Support, doc: dict[str, Any], process: Process
-    ) -> None:
+    ) -> dict[str, Any]:
         who, now = self.resident(resident), self.now()
         check_can_support(
             who, await self.support_context(who.actor_id, support.proposal, process, now)
@@ -96,9 +104,11 @@ class SupportActs(ActsBase):
             # Checked again under the write lock: the state may have moved since.
             ctx = await self.support_context(who.actor_id, support.proposal, process, now)
             check_can_support(who, ctx)
-            await self.record_support(support, proved, process, local=True)
+            await self.record_support(
+                support, proved, process, local=True, active=ctx.resident_active_supports
+            )
 
-        await self.publisher.publish(
+        return await self.publisher.publish(
             proved,
             actor=who.actor_id,
             public=False,
@@ -109,20 +119,37 @@ class SupportActs(ActsBase):
         )
 
     async def record_support(
-        self, support: Support, doc: dict[str, Any], process: Process, *, local: bool
+        self,
+        support: Support,
+        doc: dict[str, Any],
+        process: Process,
+        *,
+        local: bool,
+        active: int | None = None,
     ) -> None:
-        """Insert an active support and settle its resident's temporary/final states."""
-        active = await self.proposals.active_support_ids(support.actor, process.id)
+        """Insert an active support and settle its resident's temporary/final states.
+
+        ``active``: the resident's active supports in the process before this one, when the
+        caller read it in this transaction already.
+        """
+        if active is None:
+            active = await self.proposals.count_active(support.actor, process.id)
         minimum = process.rules.minimum_supports_per_participant
-        states = support_states(minimum, [*active, support.id])
+        state = support_state(minimum, active + 1)
         await self.proposals.add_support(
-            support, doc, process_id=process.id, local=local, state=states[support.id]
+            support, doc, process_id=process.id, local=local, state=state
         )
-        moved = await self.proposals.set_support_states(states)
+        moved = await self.proposals.settle_states(support.actor, process.id, state)
         await self.proposals.refresh_counts([*moved, support.proposal])
 
     async def withdraw_support(self, resident: User, proposal_id: str) -> UndoSupport:
         """Withdraw the resident's support, published as ``Undo{Like}`` to the same recipients."""
+        return (await self.withdraw_published(resident, proposal_id))[0]
+
+    async def withdraw_published(
+        self, resident: User, proposal_id: str
+    ) -> tuple[UndoSupport, dict[str, Any]]:
+        """:meth:`withdraw_support`, and the ``Undo`` as proved, stored and queued."""
         process = await self._process_of_proposal(proposal_id)
         who, now = self.resident(resident), self.now()
         active = await self.proposals.active_support(who.actor_id, proposal_id)
@@ -133,8 +160,8 @@ class SupportActs(ActsBase):
             id=self.new_id("activities"), actor=who.actor_id, support=like, published=now,
             to=like.to,
         )  # fmt: skip
-        await self._withdraw(resident, active, process, undo.id, undo_support_to_ap(undo))
-        return undo
+        stored = await self._withdraw(resident, active, process, undo.id, undo_support_to_ap(undo))
+        return undo, stored
 
     async def withdraw_signed(self, resident: User, signed: Mapping[str, Any]) -> UndoSupport:
         """A withdrawal whose ``Undo{Like}`` the resident's client proved: kept as signed."""
@@ -159,7 +186,7 @@ class SupportActs(ActsBase):
         process: Process,
         undo_id: str,
         doc: dict[str, Any],
-    ) -> None:
+    ) -> dict[str, Any]:
         who, now = self.resident(resident), self.now()
         proved = await self.publisher.prove(doc, who.actor_id)
 
@@ -169,7 +196,7 @@ class SupportActs(ActsBase):
             check_can_withdraw_support(who, process, now, is_active)
             await self.settle_withdrawal(active, undo_id, process, proved)
 
-        await self.publisher.publish(
+        return await self.publisher.publish(
             proved,
             actor=who.actor_id,
             public=False,
@@ -188,9 +215,10 @@ class SupportActs(ActsBase):
     ) -> None:
         """Withdraw a support and flip the resident's others back to temporary if below minimum."""
         await self.proposals.withdraw_support(active.support_id, undo_id, undo)
-        left = await self.proposals.active_support_ids(active.actor, process.id)
+        left = await self.proposals.count_active(active.actor, process.id)
         minimum = process.rules.minimum_supports_per_participant
-        moved = await self.proposals.set_support_states(support_states(minimum, left))
+        state = support_state(minimum, left)
+        moved = await self.proposals.settle_states(active.actor, process.id, state)
         await self.proposals.refresh_counts([*moved, active.proposal_id])
 
     async def remaining_supports(self, resident: User, process_id: str) -> int | None:

@@ -47,6 +47,7 @@ class TokenRecord:
     expires_at: float
     used_at: float | None
     revoked: bool
+    last_used_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class ClientKeyRecord:
 
 _SELECT_TOKENS = (
     "SELECT t.token_hash, t.grant_id, t.kind, g.user_id, g.client_id, t.scope, t.expires_at,"
-    " t.used_at, (t.revoked_at IS NOT NULL OR g.revoked_at IS NOT NULL)"
+    " t.used_at, (t.revoked_at IS NOT NULL OR g.revoked_at IS NOT NULL), t.last_used_at"
     " FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id"
 )
 
@@ -72,6 +73,7 @@ def _token(row: Sequence[Any]) -> TokenRecord:
         token_hash=str(row[0]), grant_id=str(row[1]), kind=str(row[2]), user_id=int(row[3]),
         client_id=str(row[4]), scope=str(row[5]), expires_at=float(row[6]),
         used_at=None if row[7] is None else float(row[7]), revoked=bool(row[8]),
+        last_used_at=None if row[9] is None else float(row[9]),
     )  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import aiosqlite
 
 from activitypub.collections import PageRequest, PageResult
-from federation.model import Proposal, Support
+from federation.model import Proposal, ProposalState, Support
 from federation.store.domain import dump, fetch_int, fetch_one, load
 from federation.store.paging import page_rows
 from federation.vocab.context import format_datetime
@@ -47,6 +47,16 @@ class SupportRecord:
     local: bool
     undo_id: str | None
     document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SupportFacts:
+    """What the support rules need about a proposal and a resident, read together."""
+
+    proposal_state: ProposalState
+    final_supports: int
+    resident_active_supports: int
+    already_supported: bool
 
 
 _PROPOSAL_COLUMNS = "seq, document, local, final_supports"
@@ -116,6 +126,13 @@ class ProposalStore:
         )
         return None if row is None else _proposal(row)
 
+    async def process_of(self, proposal_id: str) -> str | None:
+        """The process a proposal belongs to, without reading its document; None if unknown."""
+        row = await fetch_one(
+            self.db, "SELECT process_id FROM proposals WHERE id = ?", (proposal_id,)
+        )
+        return None if row is None else str(row[0])
+
     async def page_proposals(self, process_id: str, page: PageRequest) -> PageResult:
         """A process's proposals, newest first; items are ``Proposal``s."""
         rows, after, before = await page_rows(
@@ -156,6 +173,44 @@ class ProposalStore:
             (actor, proposal_id),
         )
         return None if row is None else _support(row)
+
+    async def support_facts(
+        self, actor: str, proposal_id: str, process_id: str
+    ) -> SupportFacts | None:
+        """What the support rules read, in one query; None when the proposal is unknown."""
+        row = await fetch_one(
+            self.db,
+            "SELECT p.state,"
+            " (SELECT COUNT(*) FROM supports s WHERE s.proposal_id = p.id AND s.state = 'final'),"
+            " (SELECT COUNT(*) FROM supports s WHERE s.actor = ?1 AND s.process_id = ?3"
+            " AND s.state != 'withdrawn'),"
+            " EXISTS (SELECT 1 FROM supports s WHERE s.actor = ?1 AND s.proposal_id = p.id"
+            " AND s.state != 'withdrawn')"
+            " FROM proposals p WHERE p.id = ?2",
+            (actor, proposal_id, process_id),
+        )
+        if row is None:
+            return None
+        return SupportFacts(ProposalState(row[0]), int(row[1]), int(row[2]), bool(row[3]))
+
+    async def count_active(self, actor: str, process_id: str) -> int:
+        """How many active supports the actor has in a process."""
+        return await fetch_int(
+            self.db,
+            "SELECT COUNT(*) FROM supports WHERE actor = ? AND process_id = ?"
+            " AND state != 'withdrawn'",
+            (actor, process_id),
+        )
+
+    async def settle_states(self, actor: str, process_id: str, state: str) -> list[str]:
+        """Put every active support of the actor in the process in ``state``, in one statement;
+        returns the proposal ids whose rows moved."""
+        rows = await self.db.execute_fetchall(
+            "UPDATE supports SET state = ?1 WHERE actor = ?2 AND process_id = ?3"
+            " AND state != 'withdrawn' AND state != ?1 RETURNING proposal_id",
+            (state, actor, process_id),
+        )
+        return [str(row[0]) for row in rows]
 
     async def active_support_ids(self, actor: str, process_id: str) -> list[str]:
         """The actor's active supports in a process, oldest first (Like ids)."""
@@ -319,4 +374,4 @@ class ProposalStore:
         return None if row is None or row[0] is None else load(row[0])
 
 
-__all__ = ["ACTIVE", "ProposalRecord", "ProposalStore", "SupportRecord"]
+__all__ = ["ACTIVE", "ProposalRecord", "ProposalStore", "SupportFacts", "SupportRecord"]

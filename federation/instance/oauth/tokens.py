@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from federation.instance.accounts import token_hash
+from federation.instance.accounts import TOUCH_INTERVAL, token_hash
 from federation.instance.ports import User
 from federation.store.oauth import CodeRecord, OAuthStore, TokenRecord
 
@@ -193,7 +193,8 @@ class OAuthService:
         now = self.clock()
         if now >= record.expires_at:
             raise TokenRefused("token_expired", "the access token has expired; refresh it")
-        await self.store.touch_token(record.token_hash, now=now)
+        if record.last_used_at is None or now - record.last_used_at >= TOUCH_INTERVAL:
+            await self.store.touch_token(record.token_hash, now=now)
         return record
 
 
