@@ -92,10 +92,11 @@ def test_library_comparison_agrees_byte_for_byte() -> None:
     assert summary["ed25519"]["identical_signatures"] is True
     found = summary["json"]
     assert found["jcs_same_from_both_parsers"] is True
+    assert found["canonicalize_equals_jcs"] is True
     assert found["support_body_bytes"] > 1000 and found["page_bytes"] > 20 * 1000
     rows = [summary["ed25519"]["sign"], summary["ed25519"]["verify"]]
     rows += [row for row in found.values() if isinstance(row, dict)]
-    assert len(rows) == 7
+    assert len(rows) == 8
     for row in rows:
         assert all(positive_finite(row[k]) for k in ("current_per_s", "candidate_per_s", "ratio"))
     assert summary["recommendation"].startswith("Ed25519 verify: ")
