@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo bench lint typecheck clean
+.PHONY: test demo bench bench-micro lint typecheck clean
 PROFILE ?= ci
 SCALE   ?= 1
 FAULTS  ?=
@@ -23,6 +23,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.citysim --profile $(PROFILE) --scale $(SCALE) $(FAULTS)
+
+bench-micro: $(STAMP)
+	$(PY) benchmarks/run_micro.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check activitypub federation schemas tests
