@@ -110,3 +110,21 @@ async def test_only_a_row_recorded_on_its_proof_skips_the_second_check(
         await s.city.aggregator.state.sync()
         assert await s.supports() == {s.proposals[0]: 1}
         assert (await s.anomalies())[s.a.origin] == {"forged": 2}
+
+
+async def test_which_ids_are_held_is_one_question_per_page(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        anna, berta = s.a.add_resident("anna"), s.a.add_resident("berta")
+        genuine = s.a.support(anna, s.proposals[0])
+        broken = s.a.support(berta, s.proposals[0])
+        del broken["proof"]
+        for like in (genuine, broken):
+            assert await s.a.deliver(like, s.city.inbox) == 202
+        await s.city.settle()
+        log = s.city.aggregator.log
+        unknown = [f"{anna}/supports/nothing-{n}" for n in range(450)]  # several statements
+        held = await log.verified_among([genuine["id"], broken["id"], *unknown])
+        assert held == {genuine["id"]}  # the copy without a proof is stored, not verified
+        assert await log.verified_among([]) == set()

@@ -12,7 +12,7 @@ another task (a backfill pass) using the same ingest at that moment writes as us
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -27,6 +27,8 @@ class VoteBatch:
     """Verified copies waiting for the batch's transaction, with their metric label."""
 
     owner: object
+    #: Ids the caller found no verified copy of before the batch (no need to ask again).
+    unheld: frozenset[str] = frozenset()
     rows: dict[Key, tuple[ActivityRow, str]] = field(default_factory=dict)
 
     def add(self, row: ActivityRow, label: str) -> bool:
@@ -50,11 +52,14 @@ def open_batch(owner: object) -> VoteBatch | None:
 
 @asynccontextmanager
 async def vote_batch(
-    owner: object, log: ActivityLog, counts: Counter[tuple[str, str]]
+    owner: object,
+    log: ActivityLog,
+    counts: Counter[tuple[str, str]],
+    unheld: Collection[str] = (),
 ) -> AsyncIterator[VoteBatch]:
     """Open a batch for ``owner``; on a normal exit write it and correct the metric of any
     copy that turned out to be stored already (counted "stored" when buffered)."""
-    batch = VoteBatch(owner)
+    batch = VoteBatch(owner, frozenset(unheld))
     token = _OPEN.set(batch)
     try:
         yield batch

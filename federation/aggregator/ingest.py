@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,10 +109,11 @@ class Ingest:
         return outcome
 
     @asynccontextmanager
-    async def batch(self) -> AsyncIterator[None]:
+    async def batch(self, *, unheld: Collection[str] = ()) -> AsyncIterator[None]:
         """Votes stored in this task until the end are written then, in one transaction
-        (:mod:`.batch`); a vote handed over twice meanwhile is stored once."""
-        async with vote_batch(self, self.log, self.counts):
+        (:mod:`.batch`); a vote handed over twice meanwhile is stored once. ``unheld``: ids
+        the caller just found no verified copy of."""
+        async with vote_batch(self, self.log, self.counts, unheld):
             yield
 
     async def _accept(
@@ -178,7 +179,9 @@ class Ingest:
         home = normal_origin(vote.actor) or vote.actor
         raw = _dumps(document)
         proved = provenance.proved and provenance.via == vote.actor
-        if not proved and await self.log.has_genuine_copy(vote.id, home, raw):
+        batch = open_batch(self)
+        unheld = batch is not None and vote.id in batch.unheld
+        if not (proved or unheld) and await self.log.has_genuine_copy(vote.id, home, raw):
             # This very copy verified before: nothing to check again. Any other copy is
             # verified, so a forgery is flagged whether it comes before or after the original.
             return Outcome.DUPLICATE
@@ -215,7 +218,6 @@ class Ingest:
             via=provenance.via,
             document=raw,
         )
-        batch = open_batch(self)
         if batch is not None:
             # Written with the rest of the inbox batch; a copy stored already is found then.
             return Outcome.STORED if batch.add(row, _label(document)) else Outcome.DUPLICATE

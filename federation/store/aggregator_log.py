@@ -8,7 +8,7 @@ instances publish, each row stamped with a ``rev`` so that readers find what cha
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,6 +199,21 @@ class ActivityLog:
             "SELECT 1 FROM activities WHERE id = ? AND proof_ok = 1 LIMIT 1", (activity_id,)
         )
         return bool(list(rows))
+
+    async def verified_among(self, activity_ids: Collection[str]) -> set[str]:
+        """Which of ``activity_ids`` have a stored copy whose proof verified (one query per
+        few hundred ids: a backfill page asks once for all its items)."""
+        wanted = list(activity_ids)
+        found: set[str] = set()
+        for start in range(0, len(wanted), _GROUP):
+            chunk = wanted[start : start + _GROUP]
+            marks = ", ".join("?" * len(chunk))
+            rows = await self.db.execute_fetchall(
+                f"SELECT DISTINCT id FROM activities WHERE proof_ok = 1 AND id IN ({marks})",  # noqa: S608 (placeholders only)
+                chunk,
+            )
+            found.update(str(row[0]) for row in rows)
+        return found
 
     async def max_seq(self) -> int:
         """The newest stored activity's ``seq`` (0 when none)."""
