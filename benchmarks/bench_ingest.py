@@ -184,12 +184,14 @@ async def c2s(bench: BenchCity, items: list[Planned], session: aiohttp.ClientSes
     return seen
 
 
-async def cold(bench: BenchCity, session: aiohttp.ClientSession, want: int) -> dict[str, Any]:
+async def cold(
+    bench: BenchCity, session: aiohttp.ClientSession, want: int, profile_to: Path | None
+) -> dict[str, Any]:
     """Empty the aggregator and restart it: time and CPU until backfill counts ``want``."""
     await agg.stop(bench.city)
     agg.wipe(bench.city.aggregator.directory / "barri.sqlite3")
     started = time.time()
-    await agg.start(bench.city, session, None)
+    await agg.start(bench.city, session, profile_to, from_start=True)
     healthy = time.time()
     seen_at, seen = await agg.wait_counted(session, bench.city.aggregator.base_url, want, WAIT)
     pid = agg.pid(bench.city)
@@ -231,6 +233,29 @@ def profile_text(path: Path, top: int = 45) -> str:
     return out.getvalue()
 
 
+async def _live(bench: BenchCity, session: aiohttp.ClientSession,
+                queues: dict[str, list[Planned]], args: argparse.Namespace,
+                results: dict[str, Any], prof: Path | None) -> None:  # fmt: skip
+    """Warm-up, the measured batch, and the profiled one when asked."""
+    directory = args.dir.resolve()
+    warm = take(queues, 2 * len(bench.residents))
+    results["warmup"] = await deliver(
+        bench, session, warm, directory / "warm.bin", args.concurrency, args.scheme
+    )
+    main = take(queues, args.supports)
+    live = await deliver(
+        bench, session, main, directory / "main.bin", args.concurrency, args.scheme
+    )
+    results["live"] = live | ratios(live, results["ceiling"])
+    if prof is not None:
+        batch = take(queues, args.profile_supports)
+        agg.profile(bench.city, True)
+        results["profiled"] = await deliver(
+            bench, session, batch, directory / "prof.bin", args.concurrency, args.scheme
+        )
+        agg.profile(bench.city, False)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole benchmark; its results."""
     shape = Shape(args.hoods, args.residents, args.proposals, args.proposals, args.limit)
@@ -254,49 +279,44 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             bench = await build(directory, shape, session, prof)
         try:
             queues = plan(bench, args.limit)
-            if args.cold:
+            if args.cold and not args.reuse:
                 results["c2s_counted"] = await c2s(bench, take(queues, args.cold), session)
-            warm = take(queues, 2 * len(bench.residents))
-            results["warmup"] = await deliver(
-                bench, session, warm, directory / "warm.bin", args.concurrency, args.scheme
-            )
-            main = take(queues, args.supports)
-            live = await deliver(
-                bench, session, main, directory / "main.bin", args.concurrency, args.scheme
-            )
-            results["live"] = live | ratios(live, crypto)
-            if prof is not None:
-                batch = take(queues, args.profile_supports)
-                agg.profile(bench.city, True)
-                results["profiled"] = await deliver(
-                    bench, session, batch, directory / "prof.bin", args.concurrency, args.scheme
-                )
-                agg.profile(bench.city, False)
+            elif args.cold:
+                results["c2s_counted"] = args.cold  # made by the run that set the city up
+            if args.supports:
+                await _live(bench, session, queues, args, results, prof)
             if args.cold:
-                rebuilt = await cold(bench, session, results["c2s_counted"])
+                cold_prof = RESULTS / "ingest-cold.prof" if prof is not None else None
+                rebuilt = await cold(bench, session, results["c2s_counted"], cold_prof)
                 results["cold"] = rebuilt | ratios(rebuilt, crypto)
         finally:
             await bench.city.servers.stop()
     if prof is not None:
-        (RESULTS / "ingest-profile.txt").write_text(profile_text(prof))
+        if args.supports:
+            (RESULTS / "ingest-profile.txt").write_text(profile_text(prof))
+        if args.cold:
+            cold_text = profile_text(RESULTS / "ingest-cold.prof")
+            (RESULTS / "ingest-cold-profile.txt").write_text(cold_text)
     return results
 
 
 def summary(results: dict[str, Any]) -> str:
     """A few readable lines."""
-    live = results["live"]
-    lines = [
-        f"live: {live['accepted']} supports in {live['seconds']} s = {live['supports_per_s']}/s,"
-        f" {live['cpu_ms_per_support']} ms CPU each; ratio {live['ratio_to_ceiling']}"
-        f" (2 verifications/support; per CPU second {live['ratio_to_ceiling_cpu']}),"
-        f" ceiling {results['ceiling']}",
-    ]
+    lines = [f"ceiling {results['ceiling']}"]
+    if "live" in results:
+        live = results["live"]
+        lines.append(
+            f"live: {live['accepted']} supports in {live['seconds']} s ="
+            f" {live['supports_per_s']}/s, {live['cpu_ms_per_support']} ms CPU each; ratio"
+            f" {live['ratio_to_ceiling']} (2 verifications/support; per CPU second"
+            f" {live['ratio_to_ceiling_cpu']})"
+        )
     if "cold" in results:
         cold_ = results["cold"]
         lines.append(
             f"cold rebuild: {cold_['supports']} supports in {cold_['seconds']} s ="
             f" {cold_['supports_per_s']}/s, {cold_['cpu_ms_per_support']} ms CPU each;"
-            f" ratio {cold_['ratio_to_ceiling']}"
+            f" ratio {cold_['ratio_to_ceiling']} (per CPU second {cold_['ratio_to_ceiling_cpu']})"
         )
     return "\n".join(lines)
 
@@ -323,7 +343,8 @@ def main() -> int:
         type=int,
         default=0,
         metavar="M",
-        help="M supports through C2S first, then a cold rebuild",
+        help="M supports through C2S first, then a cold rebuild"
+        " (with --reuse: the M that the run which set the city up made)",
     )
     parser.add_argument(
         "--reuse",

@@ -34,14 +34,17 @@ LEARNT = (
 STOP_WAIT = 60.0
 
 
-async def start(city: City, session: aiohttp.ClientSession, profile_to: Path | None) -> None:
+async def start(
+    city: City, session: aiohttp.ClientSession, profile_to: Path | None, *, from_start: bool = False
+) -> None:
     """Start ``barri serve`` for the aggregator (under :mod:`.profiled` when profiling)."""
     site = city.aggregator
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BARRI_")}
     environment["PYTHONPATH"] = str(ROOT)
-    module = (
-        ["benchmarks.ingestkit.profiled", str(profile_to)] if profile_to else ["federation.cli"]
-    )
+    module = ["federation.cli"]
+    if profile_to is not None:
+        module = ["benchmarks.ingestkit.profiled", str(profile_to)]
+        module += ["--from-start"] if from_start else []
     with (site.directory / "serve.log").open("ab") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,

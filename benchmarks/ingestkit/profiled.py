@@ -1,9 +1,10 @@
 """``barri`` under a cProfile that the benchmark switches on and off by signal.
 
-``python -m benchmarks.ingestkit.profiled OUT serve --config …`` runs ``federation.cli.main``;
-SIGUSR1 starts profiling the main thread (the event loop), SIGUSR2 stops it, and the stats
-are written to OUT when the server exits (SIGTERM/SIGINT end ``barri serve`` cleanly). So the
-profile covers exactly the measured window, not the start-up nor the set-up of the city.
+``python -m benchmarks.ingestkit.profiled OUT [--from-start] serve --config …`` runs
+``federation.cli.main``; SIGUSR1 starts profiling the main thread (the event loop), SIGUSR2
+stops it, and the stats are written to OUT when the server exits (SIGTERM/SIGINT end ``barri
+serve`` cleanly). So the profile covers exactly the measured window, not the start-up nor the
+set-up of the city; ``--from-start`` profiles from the start (a cold rebuild begins there).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from federation.cli import main as barri
 
 
 def main(argv: list[str]) -> int:
-    """OUT, then the ``barri`` arguments."""
+    """OUT, then ``--from-start`` or not, then the ``barri`` arguments."""
     out, args = argv[0], argv[1:]
     profiler = cProfile.Profile()
+    if args[:1] == ["--from-start"]:
+        args = args[1:]
+        profiler.enable()
 
     def on(_signum: int, _frame: FrameType | None) -> None:
         profiler.enable()
