@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -19,8 +19,15 @@ from aiohttp import web
 from activitypub import as2
 from activitypub.errors import Problem
 from activitypub.httpsig import KeyResolver, SignatureError, verify_request
-from activitypub.integrity import ActorFetcher, ProofError, ProofFailure, verify_document
+from activitypub.integrity import (
+    ActorFetcher,
+    ContextMemo,
+    ProofError,
+    ProofFailure,
+    verify_document,
+)
 from activitypub.jsonld import JsonLdError, check_document
+from activitypub.memo import EqualMemo
 from activitypub.origin import same_origin
 from activitypub.storage import InboxStore
 
@@ -60,6 +67,9 @@ class InboxPipeline:
     clock: Callable[[], float] = time.time
     on_recorded: Callable[[Received], Awaitable[None]] | None = None
     owner_exception: OwnerException | None = None
+    #: The @contexts this inbox has checked and canonicalised, found again by equality.
+    scopes: EqualMemo[Any] = field(default_factory=EqualMemo)
+    canonical: ContextMemo = field(default_factory=EqualMemo)
 
     async def handle(self, request: web.Request) -> web.Response:
         """POST inbox: 202 once recorded; problem+json (400/401/403/409/413/415) otherwise."""
@@ -72,7 +82,7 @@ class InboxPipeline:
         """Run the pipeline in order and return the recorded activity, or raise a Problem."""
         _check_content_type(request.headers.get("Content-Type", ""))
         body = await _read_bounded(request, self.max_body)
-        activity = _parse_activity(body)
+        activity = _parse_activity(body, self.scopes)
         actor = as2.first_id(activity, "actor") or ""
         auth = await self._authenticate(request, body, activity, actor)
         authorise(activity, actor, self.owner_exception)
@@ -90,7 +100,7 @@ class InboxPipeline:
         """A valid proof by the actor wins; else an HTTP signature by a key the actor lists."""
         if "proof" in activity:
             try:
-                await verify_document(activity, self.fetch_actor, owner=actor)
+                await verify_document(activity, self.fetch_actor, owner=actor, memo=self.canonical)
                 return "proof"
             except ProofError as exc:
                 # A suite we do not implement (a legacy Mitra one, say) is no evidence either
@@ -174,7 +184,7 @@ async def _read_bounded(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _parse_activity(body: bytes) -> dict[str, Any]:
+def _parse_activity(body: bytes, scopes: EqualMemo[Any] | None = None) -> dict[str, Any]:
     """JSON object with an absolute id, a type and an actor, passing the JSON-LD checks."""
     try:
         activity = json.loads(body)
@@ -183,7 +193,7 @@ def _parse_activity(body: bytes) -> dict[str, Any]:
     if not isinstance(activity, dict):
         raise refused(400, "invalid_activity", "the body must be a JSON object")
     try:
-        check_document(activity)
+        check_document(activity, memo=scopes)
     except JsonLdError as exc:
         raise refused(400, str(exc.reason), exc.detail) from exc
     for key in ("id", "actor"):

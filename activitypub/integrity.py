@@ -7,7 +7,6 @@ verified is exactly what the caller reads (see reference/activitypub.md §securi
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from activitypub.jcs import ContextMemo, canonical_object, canonicalize, plain_json
 from activitypub.keys import KeyFormatError, base58btc_decode, base58btc_encode, multikey_decode
 from activitypub.origin import same_origin
 
@@ -72,68 +72,13 @@ class VerifiedProof:
     created: str | None
 
 
-def canonicalize(value: Any) -> bytes:
-    """RFC 8785 JSON Canonicalization Scheme (ES6 number serialisation included).
-
-    A tree of dicts, lists, strings, safe integers, booleans and nulls whose keys are ASCII
-    (every activity Barri verifies) is what the standard library's C encoder writes with
-    sorted keys, byte for byte: RFC 8785 §3.2.2.2 escapes exactly what ``json`` escapes with
-    ``ensure_ascii=False``, and ASCII keys sort the same by code point as by UTF-16 unit
-    (§3.2.3). Anything else (floats, non-ASCII keys, other mappings) takes the reference
-    implementation.
-    """
-    if _encoder_safe(value):
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        try:
-            return text.encode("utf-8")
-        except UnicodeEncodeError as exc:  # a lone surrogate, as rfc8785 refuses it
-            raise rfc8785.CanonicalizationError("input contains non-UTF-8 codepoints") from exc
-    return rfc8785.dumps(_plain(value))
-
-
-_SAFE_INTEGER = 2**53 - 1  # RFC 8785 §3.2.2.3: integers beyond are not exact as IEEE doubles
-
-
-def _encoder_safe(value: Any) -> bool:
-    """True when ``json.dumps(value, sort_keys=True)`` is its JCS form (see canonicalize).
-
-    Exact types only (a subclass takes the reference implementation), walked without
-    recursion: this runs on every proof verified.
-    """
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is str or item is None or kind is bool:
-            continue
-        if kind is int:
-            if not -_SAFE_INTEGER <= item <= _SAFE_INTEGER:
-                return False
-        elif kind is dict:
-            if not all(type(key) is str and key.isascii() for key in item):
-                return False
-            stack.extend(item.values())
-        elif kind is list or kind is tuple:
-            stack.extend(item)
-        else:
-            return False  # a float, another Mapping, or not JSON at all
-    return True
-
-
-def _plain(value: Any) -> Any:
-    """Turn any Mapping into a dict, recursively, since rfc8785 accepts only dicts."""
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _hash_data(proof_options: Mapping[str, Any], unsecured: Mapping[str, Any]) -> bytes:
+def _hash_data(
+    proof_options: Mapping[str, Any], unsecured: Mapping[str, Any], memo: ContextMemo | None = None
+) -> bytes:
     """vc-di-eddsa §3.3.4 hashing: SHA-256(JCS(proof options)) ‖ SHA-256(JCS(document))."""
     return (
-        hashlib.sha256(canonicalize(proof_options)).digest()
-        + hashlib.sha256(canonicalize(unsecured)).digest()
+        hashlib.sha256(canonical_object(proof_options, memo)).digest()
+        + hashlib.sha256(canonical_object(unsecured, memo)).digest()
     )
 
 
@@ -168,11 +113,11 @@ def create_proof(
     }
     if "@context" in document:
         # An exact copy: Mastodon compares the proof @context with the document's by equality.
-        options["@context"] = _plain(document["@context"])
+        options["@context"] = plain_json(document["@context"])
     unsecured = _unsecured(document)
     signature = private_key.sign(_hash_data(options, unsecured))
     return {
-        **_plain(unsecured),
+        **plain_json(unsecured),
         "proof": {**options, "proofValue": "z" + base58btc_encode(signature)},
     }
 
@@ -230,14 +175,17 @@ def _signature_bytes(proof: Mapping[str, Any]) -> bytes:
 
 
 def _verify_one(
-    proof: Mapping[str, Any], document: Mapping[str, Any], public_key: Ed25519PublicKey
+    proof: Mapping[str, Any],
+    document: Mapping[str, Any],
+    public_key: Ed25519PublicKey,
+    memo: ContextMemo | None = None,
 ) -> None:
     """Verify one proof over ``document`` with ``public_key`` (vc-di-eddsa §3.3.2)."""
     _check_options(proof, document)
     signature = _signature_bytes(proof)
     options = {key: value for key, value in proof.items() if key != "proofValue"}
     try:
-        hash_data = _hash_data(options, _unsecured(document))
+        hash_data = _hash_data(options, _unsecured(document), memo)
     except rfc8785.CanonicalizationError as exc:
         raise ProofError(ProofFailure.MALFORMED, f"not canonicalisable JSON: {exc}") from exc
     try:
@@ -355,12 +303,17 @@ def _owner_key(actor: Mapping[str, Any], method: str, owner: str) -> Ed25519Publ
 
 
 async def verify_document(
-    document: Mapping[str, Any], fetch_actor: ActorFetcher, *, owner: str | None = None
+    document: Mapping[str, Any],
+    fetch_actor: ActorFetcher,
+    *,
+    owner: str | None = None,
+    memo: ContextMemo | None = None,
 ) -> VerifiedProof:
     """Verify the owner's FEP-8b32 proof on ``document``, refetching the actor once on failure.
 
     Implements FEP-8b32 §Proof verification with the FEP-fe34 origin and ownership rules;
-    the refetch covers key rotation. Errors of ``fetch_actor`` propagate unchanged.
+    the refetch covers key rotation. Errors of ``fetch_actor`` propagate unchanged. ``memo``
+    (the caller's) keeps the canonical form of the @context values it met.
     """
     owner = owner if owner is not None else proof_owner(document)
     if owner is None:
@@ -376,7 +329,7 @@ async def verify_document(
             failure = ProofError(ProofFailure.KEY_UNKNOWN, f"{owner} lists no Ed25519 key {method}")
             continue
         try:
-            _verify_one(proof, document, key)
+            _verify_one(proof, document, key, memo)
         except ProofError as exc:
             if exc.reason is not ProofFailure.SIGNATURE:
                 raise
@@ -386,3 +339,10 @@ async def verify_document(
         return VerifiedProof(method, owner, created if isinstance(created, str) else None)
     assert failure is not None
     raise failure
+
+
+__all__ = [
+    "ACTOR_TYPES", "CRYPTOSUITE", "PROOF_PURPOSE", "PROOF_TYPE", "ActorFetcher", "ContextMemo",
+    "ProofError", "ProofFailure", "VerifiedProof", "assertion_keys", "canonicalize",
+    "create_proof", "proof_owner", "verify_document", "verify_proof_with_key",
+]  # fmt: skip

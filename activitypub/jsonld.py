@@ -30,6 +30,8 @@ from importlib import resources
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from activitypub.memo import EqualMemo
+
 if TYPE_CHECKING:
     import rdflib
 
@@ -139,8 +141,8 @@ class _Rules:
     protected: frozenset[str]
     canonical: Mapping[str, str]
     extra: Mapping[str, Any]
-    #: The rules every inbound document is checked under (so their results can be shared).
-    default: bool = False
+    #: Checked scopes by path of @contexts; only under the default rules (see check_document).
+    memo: EqualMemo[_Scope] | None = None
 
 
 def extra_context(source: Any) -> Any:
@@ -307,9 +309,9 @@ def _checked_scope(scope: _Scope, context: Any, rules: _Rules, depth: int) -> _S
     return result
 
 
-#: The @contexts met on the way from a document's root to a node, each with its depth: what
-#: the scope at that node is a pure function of (under the default rules).
-_Path = tuple[tuple[int, str], ...]
+#: The @contexts met on the way from a document's root to a node, each with its depth (as a
+#: string: see :mod:`.memo`): what the scope at that node is a pure function of.
+_Path = tuple[tuple[str, Any], ...]
 
 
 def _walk(node: Any, scope: _Scope, rules: _Rules, depth: int, path: _Path | None = ()) -> None:
@@ -334,26 +336,15 @@ def _walk(node: Any, scope: _Scope, rules: _Rules, depth: int, path: _Path | Non
 def _context_scope(
     scope: _Scope, context: Any, rules: _Rules, depth: int, path: _Path | None
 ) -> tuple[_Scope, _Path | None]:
-    """:func:`_checked_scope`, remembered under the default rules: a city's activities share
-    a handful of contexts (and a proof repeats its document's), each path checked once."""
-    if rules.default and path is not None:
-        try:
-            text = json.dumps(context, ensure_ascii=False)
-        except (TypeError, ValueError):
-            text = None  # not JSON: checked (and refused) below
-        if text is not None:
-            longer = (*path, (depth, text))
-            return _remembered_scope(longer), longer
-    return _checked_scope(scope, context, rules, depth), None
-
-
-@functools.lru_cache(maxsize=256)
-def _remembered_scope(path: _Path) -> _Scope:
-    """The checked scope after the @contexts of ``path`` (a pure function of them)."""
-    rules = _Rules(PROTECTED_TERMS, _canonical(), {}, default=True)
-    outer = _remembered_scope(path[:-1]) if len(path) > 1 else _Scope({})
-    depth, text = path[-1]
-    return _checked_scope(outer, json.loads(text), rules, depth)
+    """:func:`_checked_scope`, remembered in the caller's memo under the default rules: a
+    city's activities share a handful of contexts (and a proof repeats its document's)."""
+    if rules.memo is None or path is None:
+        return _checked_scope(scope, context, rules, depth), None
+    longer = (*path, (str(depth), context))
+    known = rules.memo.get(longer)
+    if known is None:
+        known = rules.memo.put(longer, _checked_scope(scope, context, rules, depth))
+    return known, longer
 
 
 def check_document(
@@ -361,13 +352,18 @@ def check_document(
     *,
     protected_terms: Collection[str] = PROTECTED_TERMS,
     extra_contexts: Mapping[str, Mapping[str, Any]] | None = None,
+    memo: EqualMemo[Any] | None = None,
 ) -> None:
-    """Refuse what DESIGN.md §5 forbids in inbound JSON-LD; pure, no network (JSON-LD 1.1 §4.1)."""
+    """Refuse what DESIGN.md §5 forbids in inbound JSON-LD; pure, no network (JSON-LD 1.1 §4.1).
+
+    ``memo`` (the caller's, used only with the default rules) remembers the scopes of the
+    @contexts it has checked, so a context seen before costs a comparison.
+    """
     if not isinstance(document, Mapping):
         raise JsonLdError(JsonLdFailure.MALFORMED, "a JSON-LD document must be a JSON object")
     protected = frozenset(protected_terms)
     default = protected == PROTECTED_TERMS and not extra_contexts
-    rules = _Rules(protected, _canonical(), dict(extra_contexts or {}), default)
+    rules = _Rules(protected, _canonical(), dict(extra_contexts or {}), memo if default else None)
     _walk(document, _Scope({}), rules, 0)
 
 

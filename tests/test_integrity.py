@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from activitypub.integrity import (
     CRYPTOSUITE,
+    ContextMemo,
     ProofError,
     ProofFailure,
     VerifiedProof,
@@ -30,6 +31,7 @@ from activitypub.integrity import (
     verify_document,
     verify_proof_with_key,
 )
+from activitypub.jcs import canonical_object
 from activitypub.keys import (
     base58btc_decode,
     base58btc_encode,
@@ -37,6 +39,7 @@ from activitypub.keys import (
     multikey_decode,
     multikey_encode,
 )
+from activitypub.memo import EqualMemo
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 JCS = VECTORS / "vc-di-eddsa" / "eddsa-jcs-2022"
@@ -778,3 +781,50 @@ def test_assertion_keys_ignores_non_conforming_entries() -> None:
 )
 def test_proof_owner(document: dict[str, Any], owner: str | None) -> None:
     assert proof_owner(document) == owner
+
+
+# --- the caller's memo of canonical @contexts --------------------------------------------------
+
+_CONTEXTS = st.lists(
+    st.text(max_size=8) | st.dictionaries(st.sampled_from(["a", "b", "@id", "é"]), st.text()),
+    max_size=3,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_CONTEXTS, _JSON, st.sampled_from(["type", "Z", "0", "!x", "@id", "é"]))
+def test_canonical_object_equals_canonicalize(context: Any, value: Any, key: str) -> None:
+    memo: ContextMemo = EqualMemo()
+    document = {"@context": context, key: value, "id": "https://server.example/x"}
+    try:
+        expected = canonicalize(document)
+    except rfc8785.CanonicalizationError:
+        return
+    assert canonical_object(document, memo) == expected
+    assert canonical_object(copy.deepcopy(document), memo) == expected  # from the memo
+    assert canonical_object({"@context": context}, memo) == canonicalize({"@context": context})
+
+
+async def test_a_remembered_context_never_stands_for_a_different_one() -> None:
+    # Python's == takes true for 1: a document whose context says 1 where the signed one
+    # said true must not be hashed with the remembered canonical form of the signed one.
+    unsigned = {k: v for k, v in _fep()["unsigned_document"].items() if k != "@context"}
+    signed_context = ["https://www.w3.org/ns/activitystreams", {"@protected": True, "x": "y"}]
+    signed = create_proof({"@context": signed_context, **unsigned}, _w3c_private(), ALICE_KEY)
+    memo: ContextMemo = EqualMemo()
+    actors = Actors({ALICE: _actor()})
+    await verify_document(signed, actors, memo=memo)
+    await verify_document(signed, actors, memo=memo)
+    forged = copy.deepcopy(signed)
+    forged["@context"][1]["@protected"] = 1
+    forged["proof"]["@context"][1]["@protected"] = 1
+    assert forged == signed  # as far as Python's == can tell
+    with pytest.raises(ProofError) as caught:
+        await verify_document(forged, actors, memo=memo)
+    assert caught.value.reason is ProofFailure.SIGNATURE
+    # A context of strings only is remembered, and gives the same answer.
+    plain = create_proof({"@context": ["https://www.w3.org/ns/activitystreams"], **unsigned},
+                         _w3c_private(), ALICE_KEY)  # fmt: skip
+    for _ in range(2):
+        assert (await verify_document(plain, actors, memo=memo)).controller == ALICE
+    assert len(memo) == 1

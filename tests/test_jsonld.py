@@ -28,6 +28,7 @@ from activitypub.jsonld import (
     load_context,
     to_graph,
 )
+from activitypub.memo import EqualMemo
 from schemas import CONTEXTS_DIR
 from tests.conftest import SHARED, VECTORS
 
@@ -752,47 +753,54 @@ def test_bundled_files_live_where_the_package_says() -> None:
     assert all((CONTEXTS_DIR / name).is_file() for name in KNOWN_CONTEXTS.values())
 
 
-# --- the checked top-level contexts are remembered, and only what is safe to remember -------
+# --- a caller's memo remembers checked contexts, and only what is safe to remember -----------
 
 INLINE_SENSITIVE = [AS2, {"sensitive": "https://evil.example/s", "barri": "https://w3id.org/x#"}]
 
 
 def test_a_remembered_context_still_refuses_and_checks_nested_ones() -> None:
+    memo: EqualMemo[Any] = EqualMemo()
     good = {"@context": INLINE_SENSITIVE, "type": "Note", "content": "hola"}
-    check_document(good)
-    check_document(copy.deepcopy(good))  # the same context again: the same answer
+    check_document(good, memo=memo)
+    assert len(memo) == 1
+    check_document(copy.deepcopy(good), memo=memo)  # the same context again: the same answer
+    assert len(memo) == 1
     nested = {**good, "object": {"@context": {"name": "https://evil.example/name"}, "x": 1}}
     with pytest.raises(JsonLdError) as caught:
-        check_document(nested)
+        check_document(nested, memo=memo)
     assert caught.value.reason is JsonLdFailure.TERM_REDEFINED
     bad = {"@context": [AS2, {"actor": "https://evil.example/actor"}], "type": "Like"}
     for _ in range(2):  # a refusal is not remembered as a success
         with pytest.raises(JsonLdError) as caught:
-            check_document(bad)
+            check_document(bad, memo=memo)
         assert caught.value.reason is JsonLdFailure.TERM_REDEFINED
 
 
 def test_other_rules_are_not_answered_from_what_the_default_ones_remembered() -> None:
+    memo: EqualMemo[Any] = EqualMemo()
     document = {"@context": INLINE_SENSITIVE, "type": "Note"}
-    check_document(document)
+    check_document(document, memo=memo)
     with pytest.raises(JsonLdError) as caught:
-        check_document(document, protected_terms=PROTECTED_TERMS | {"sensitive"})
+        check_document(document, protected_terms=PROTECTED_TERMS | {"sensitive"}, memo=memo)
     assert caught.value.reason is JsonLdFailure.TERM_REDEFINED
     lemmy = {"@context": [AS2, "https://example.org/ctx"], "type": "Note"}
     with pytest.raises(JsonLdError):
-        check_document(lemmy)
-    check_document(lemmy, extra_contexts={"https://example.org/ctx": {"@context": {}}})
+        check_document(lemmy, memo=memo)
+    extra = {"https://example.org/ctx": {"@context": {}}}
+    check_document(lemmy, extra_contexts=extra, memo=memo)
     with pytest.raises(JsonLdError):
-        check_document(lemmy)  # what the extra context allowed is not remembered
+        check_document(lemmy, memo=memo)  # what the extra context allowed is not remembered
 
 
 def test_a_nested_context_is_remembered_under_the_contexts_around_it() -> None:
+    memo: EqualMemo[Any] = EqualMemo()
     nested = {"@context": {"foo": "https://b.example/foo"}, "foo": 1}
     plain = {"@context": [AS2], "type": "Note", "object": nested}
-    check_document(plain)
-    check_document(plain)
+    check_document(plain, memo=memo)
+    check_document(plain, memo=memo)
+    assert len(memo) == 2  # the top-level path, and the nested one under it
     # The same nested context, where the outer one gave "foo" another meaning: refused.
     redefined = {"@context": [AS2, {"foo": "https://a.example/foo"}], "object": nested}
     with pytest.raises(JsonLdError) as caught:
-        check_document(redefined)
+        check_document(redefined, memo=memo)
     assert caught.value.reason is JsonLdFailure.TERM_REDEFINED

@@ -31,6 +31,8 @@ from datetime import datetime
 from typing import Any
 
 from activitypub import as2
+from activitypub.integrity import ContextMemo
+from activitypub.memo import EqualMemo
 from activitypub.origin import same_origin
 from federation.aggregator.batch import open_batch, vote_batch
 from federation.aggregator.documents import DocumentFetch, Documents, read_process, read_proposal
@@ -99,6 +101,8 @@ class Ingest:
         self._fetch, self._clock = fetch, clock
         #: Activities handled since start, by (first type, outcome): the /metrics counter.
         self.counts: Counter[tuple[str, str]] = Counter()
+        #: Canonical forms of the @contexts met, for the proofs verified here (backfill).
+        self.canonical: ContextMemo = EqualMemo()
 
     async def accept(
         self, activity: Mapping[str, Any], provenance: Provenance, *, depth: int = 0
@@ -188,7 +192,7 @@ class Ingest:
         if proved:
             check = ProofCheck(True, home)  # the inbox verified this very proof (FEP-8b32)
         else:
-            check = await check_proof(document, vote.actor, self.documents.actor)
+            check = await check_proof(document, vote.actor, self.documents.actor, self.canonical)
         if not check.ok and provenance.trusted_origin != home:
             # Unverifiable, and not handed over by the actor's own instance: it is evidence
             # against nobody but the relay that authenticated itself, so it is filed there.

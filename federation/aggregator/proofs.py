@@ -17,6 +17,7 @@ from urllib.parse import urldefrag
 from activitypub.fetch import FetchError, FetchFailure
 from activitypub.integrity import (
     ActorFetcher,
+    ContextMemo,
     ProofError,
     ProofFailure,
     assertion_keys,
@@ -95,14 +96,20 @@ async def _true_signer(document: Mapping[str, Any], fetch: ActorFetcher) -> str 
     return None
 
 
-async def check_proof(document: Mapping[str, Any], actor_id: str, actor: ActorFetch) -> ProofCheck:
-    """Verify the actor's proof on ``document`` (FEP-8b32, FEP-fe34) and name the signer."""
+async def check_proof(
+    document: Mapping[str, Any],
+    actor_id: str,
+    actor: ActorFetch,
+    memo: ContextMemo | None = None,
+) -> ProofCheck:
+    """Verify the actor's proof on ``document`` (FEP-8b32, FEP-fe34) and name the signer
+    (``memo``: the caller's canonical forms of the @contexts it met)."""
     home = normal_origin(actor_id) or actor_id
     if "proof" not in document or not await _reachable(actor, actor_id):
         return ProofCheck(False, home)
     fetch = proof_fetcher(actor)
     try:
-        await verify_document(document, fetch, owner=actor_id)
+        await verify_document(document, fetch, owner=actor_id, memo=memo)
         return ProofCheck(True, home)
     except ProofError as exc:
         if exc.reason is not ProofFailure.NOT_OWNER:
