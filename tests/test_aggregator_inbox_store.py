@@ -8,6 +8,7 @@ same group included); a write that fails fails every caller of its group and sto
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -108,3 +109,25 @@ async def test_mark_done_many(db: aiosqlite.Connection) -> None:
     assert last is not None and last.state is InboxState.DONE
     with pytest.raises(KeyError):
         await store.mark_done_many([987654])
+
+
+async def test_a_row_recorded_here_is_handed_over_with_its_stored_json(
+    db: aiosqlite.Connection,
+) -> None:
+    store = GroupCommitInboxStore(db)
+    likes = [_like(n) for n in range(3)]
+    for like in likes:
+        assert await store.record(SHARED, like["id"], ACTOR, like, auth="proof", now=T0)
+    compact = [json.dumps(like, ensure_ascii=False, separators=(",", ":")) for like in likes]
+    first, second, third = await store.claim(now=T0, limit=10, lease=30)
+    assert first.activity is likes[0]  # no parse of what this process just wrote
+    assert [store.text_of(r.id) for r in (first, second, third)] == compact
+    await store.mark_done_many([first.id])
+    await store.mark_done(second.id)
+    await store.mark_failed(third.id, "later", retry_at=T0 + 60, now=T0)
+    assert [store.text_of(r.id) for r in (first, second, third)] == [None, None, None]
+    # Another store on the same file (a restart): the row is read back from the database.
+    again = await GroupCommitInboxStore(db).claim(now=T0 + 60, limit=10, lease=30)
+    assert [r.id for r in again] == [third.id]
+    assert again[0].activity == likes[2] and again[0].activity is not likes[2]
+    assert again[0].attempts == 1 and again[0].error == "later"

@@ -39,7 +39,7 @@ from federation.aggregator.documents import DocumentFetch, Documents, read_proce
 from federation.aggregator.followers import Followers
 from federation.aggregator.merge import Merger, deletion_time
 from federation.aggregator.proofs import ProofCheck, check_proof
-from federation.aggregator.provenance import Outcome, Provenance, Route
+from federation.aggregator.provenance import COUNTED_TYPES, Outcome, Provenance, Route, metric_label
 from federation.store.aggregator import AggregatorStore, Refusal
 from federation.store.aggregator_log import ActivityLog, ActivityRow
 from federation.tally.records import normal_origin
@@ -51,8 +51,6 @@ from federation.vocab.deletion import deletion_from_ap
 from federation.vocab.support import support_from_ap, undo_support_from_ap
 
 log = logging.getLogger(__name__)
-
-COUNTED_TYPES = frozenset("Like Undo Announce Create Update Delete Accept Reject Follow".split())
 
 
 @dataclass(frozen=True)
@@ -75,11 +73,6 @@ def _framed(inner: Mapping[str, Any], outer: Mapping[str, Any]) -> dict[str, Any
 
 def _dumps(document: Mapping[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-
-
-def _label(activity: Mapping[str, Any]) -> str:
-    """The activity's metric label: only known types, so a sender cannot grow the metrics."""
-    return next((k for k in as2.types(activity) if k in COUNTED_TYPES), "other")
 
 
 class Ingest:
@@ -105,11 +98,17 @@ class Ingest:
         self.canonical: ContextMemo = EqualMemo()
 
     async def accept(
-        self, activity: Mapping[str, Any], provenance: Provenance, *, depth: int = 0
+        self,
+        activity: Mapping[str, Any],
+        provenance: Provenance,
+        *,
+        depth: int = 0,
+        text: str | None = None,
     ) -> Outcome:
-        """Validate, verify and store one activity; the Outcome says what happened."""
-        outcome = await self._accept(activity, provenance, depth)
-        self.counts[(_label(activity), outcome.value)] += 1
+        """Validate, verify and store one activity; the Outcome says what happened.
+        ``text``: the activity as compact JSON (:func:`_dumps`), when the caller has it."""
+        outcome = await self._accept(activity, provenance, depth, text)
+        self.counts[(metric_label(activity), outcome.value)] += 1
         return outcome
 
     @asynccontextmanager
@@ -121,15 +120,15 @@ class Ingest:
             yield
 
     async def _accept(
-        self, activity: Mapping[str, Any], provenance: Provenance, depth: int
+        self, activity: Mapping[str, Any], provenance: Provenance, depth: int, text: str | None
     ) -> Outcome:
         kinds = set(as2.types(activity))
         if kinds & {"Follow", "Undo"} and (follows := await self._follows(activity, provenance)):
             return follows
         if "Delete" in kinds:
-            return await self._delete(activity, provenance)
+            return await self._delete(activity, provenance, text)
         if "Like" in kinds or "Undo" in kinds:
-            return await self._vote(activity, provenance)
+            return await self._vote(activity, provenance, text)
         if "Announce" in kinds and depth == 0:
             return await self._announce(activity, provenance)
         if kinds & {"Create", "Update"}:
@@ -150,7 +149,9 @@ class Ingest:
 
     # --- supports and undos -----------------------------------------------------------------
 
-    async def _vote(self, document: Mapping[str, Any], provenance: Provenance) -> Outcome:
+    async def _vote(
+        self, document: Mapping[str, Any], provenance: Provenance, text: str | None = None
+    ) -> Outcome:
         shape = shape_of(document)
         if shape not in ("support", "undo-support"):
             return Outcome.IGNORED  # a comment vote (Lemmy-style): shown, never counted
@@ -169,7 +170,7 @@ class Ingest:
             activity_id = as2.first_id(document, "id") or "(no id)"
             await self.refuse(provenance, activity_id, f"invalid_{shape}", str(exc))
             return Outcome.INVALID
-        return await self._store_vote(document, vote, provenance)
+        return await self._store_vote(document, vote, provenance, text=text)
 
     async def _store_vote(
         self,
@@ -178,10 +179,11 @@ class Ingest:
         provenance: Provenance,
         *,
         now: float | None = None,
+        text: str | None = None,
     ) -> Outcome:
         """Verify the vote's own proof, resolve what the tally needs, store the raw copy."""
         home = normal_origin(vote.actor) or vote.actor
-        raw = _dumps(document)
+        raw = _dumps(document) if text is None else text
         proved = provenance.proved and provenance.via == vote.actor
         batch = open_batch(self)
         unheld = batch is not None and vote.id in batch.unheld
@@ -224,7 +226,7 @@ class Ingest:
         )
         if batch is not None:
             # Written with the rest of the inbox batch; a copy stored already is found then.
-            return Outcome.STORED if batch.add(row, _label(document)) else Outcome.DUPLICATE
+            return Outcome.STORED if batch.add(row, metric_label(document)) else Outcome.DUPLICATE
         stored = await self.log.add_activity(row)
         return Outcome.STORED if stored else Outcome.DUPLICATE
 
@@ -344,7 +346,9 @@ class Ingest:
 
     # --- deletions --------------------------------------------------------------------------
 
-    async def _delete(self, document: Mapping[str, Any], provenance: Provenance) -> Outcome:
+    async def _delete(
+        self, document: Mapping[str, Any], provenance: Provenance, text: str | None = None
+    ) -> Outcome:
         """Hide the deleted object; a resident's proved ``Delete`` of a support withdraws it."""
         hidden = self.merger is not None and await self.merger.deleted(
             document, self._vouch(provenance)
@@ -359,7 +363,7 @@ class Ingest:
         now = self._clock()
         published = deletion_time(document, now)
         vote = _Vote(deletion.id, "undo", deletion.actor, deletion.object_id, published)
-        outcome = await self._store_vote(document, vote, provenance, now=now)
+        outcome = await self._store_vote(document, vote, provenance, now=now, text=text)
         return Outcome.STORED if hidden else outcome
 
     # --- follows ----------------------------------------------------------------------------

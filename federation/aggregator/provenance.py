@@ -7,10 +7,16 @@ a backfilled collection speaks for its owner's origin, an announcing Group for n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
+from activitypub import as2
 from federation.tally.records import normal_origin
+
+#: The activity types the ingest metrics name; any other is counted as "other".
+COUNTED_TYPES = frozenset("Like Undo Announce Create Update Delete Accept Reject Follow".split())
 
 
 class Route(StrEnum):
@@ -54,4 +60,9 @@ class Provenance:
         return cls(Route.INBOX, sender, normal_origin(sender), proved)
 
 
-__all__ = ["Outcome", "Provenance", "Route"]
+def metric_label(activity: Mapping[str, Any]) -> str:
+    """The activity's metric label: only known types, so a sender cannot grow the metrics."""
+    return next((k for k in as2.types(activity) if k in COUNTED_TYPES), "other")
+
+
+__all__ = ["COUNTED_TYPES", "Outcome", "Provenance", "Route", "metric_label"]

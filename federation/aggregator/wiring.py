@@ -186,12 +186,15 @@ def register_handlers(aggregator: Aggregator, runtime: Runtime) -> None:
     """Run ingest for every recorded inbox row; each batch's votes are written together,
     then the tally is fed what the batch stored."""
     dispatcher = runtime.federation.dispatcher
+    store = runtime.federation.inbox_store
 
     @dispatcher.on(*HANDLED_TYPES)
     async def handle(record: InboxRecord) -> None:
         # auth "proof": the pipeline verified this very activity's proof by its actor.
         provenance = Provenance.inbox(record.actor, proved=record.auth == "proof")
-        await runtime.ingest.accept(record.activity, provenance)
+        # The row's stored JSON is the compact text ingest keeps: no need to serialise again.
+        text = store.text_of(record.id) if isinstance(store, ReplayRecordingStore) else None
+        await runtime.ingest.accept(record.activity, provenance, text=text)
 
     @dispatcher.around_batch
     @asynccontextmanager

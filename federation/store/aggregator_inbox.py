@@ -6,24 +6,37 @@ multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (group commit: each ca
 its own answer, and its 202 only once its row is committed), and a handled batch is marked done
 by one ``UPDATE`` (:meth:`mark_done_many`, which :class:`activitypub.dispatch.InboxProcessor`
 uses when a store has it).
+
+A row claimed soon after it was recorded by this process is handed over as it was recorded:
+the activity is the very object given to :meth:`record` (so callers must not change it
+afterwards) instead of a parse of its stored JSON, and :meth:`text_of` gives that stored JSON
+(the compact serialisation ingest would otherwise compute again). Rows from before a restart,
+or beyond ``HANDOVER`` waiting ones, are read from the database as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
 
-from activitypub.storage import INBOX_AUTH, RecordId
+from activitypub.storage import INBOX_AUTH, InboxRecord, InboxState, RecordId
 from federation.store.inbox import SqliteInboxStore
 from federation.store.sqlite import transaction, write_lock
 
 #: Rows per INSERT statement (7 parameters each: well under SQLite's 32,766).
 GROUP = 200
+#: Recorded-but-unclaimed (and claimed-but-unfinished) rows kept in memory for the handover.
+HANDOVER = 1024
+_COLUMNS = (
+    "id, inbox, activity_id, actor, activity, auth, state, attempts, error, received_at,"
+    " next_attempt_at, locked_until"
+)
 
 _Row = tuple[str, str, str, str, str, float, float]
 
@@ -33,7 +46,17 @@ class _Waiting:
     """Rows waiting for the next group write, each with the future its caller awaits."""
 
     rows: list[_Row] = field(default_factory=list)
+    activities: list[Mapping[str, Any]] = field(default_factory=list)
     futures: list[asyncio.Future[bool]] = field(default_factory=list)
+
+
+class _Bounded(OrderedDict[RecordId, Any]):
+    """Forgets the oldest entry beyond ``HANDOVER``."""
+
+    def put(self, key: RecordId, value: Any) -> None:
+        self[key] = value
+        if len(self) > HANDOVER:
+            self.popitem(last=False)
 
 
 class GroupCommitInboxStore(SqliteInboxStore):
@@ -43,6 +66,8 @@ class GroupCommitInboxStore(SqliteInboxStore):
         super().__init__(db)
         self._waiting = _Waiting()
         self._writer: asyncio.Task[None] | None = None
+        self._recorded = _Bounded()  # id -> (activity, its stored JSON), not yet claimed
+        self._texts = _Bounded()  # id -> stored JSON of a claimed row, until it is finished
 
     async def record(
         self,
@@ -61,6 +86,7 @@ class GroupCommitInboxStore(SqliteInboxStore):
         doc = json.dumps(activity, ensure_ascii=False, separators=(",", ":"))
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.rows.append((inbox, activity_id, actor, doc, auth, now, now))
+        self._waiting.activities.append(activity)
         self._waiting.futures.append(future)
         if self._writer is None or self._writer.done():
             # A task of its own: a caller that goes away must not strand the others' rows.
@@ -80,16 +106,19 @@ class GroupCommitInboxStore(SqliteInboxStore):
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for row, future in zip(group.rows, group.futures, strict=True):
+            parts = zip(group.rows, group.activities, group.futures, strict=True)
+            for row, activity, future in parts:
                 # A pair twice in one group: the first is recorded, the others are replays.
-                recorded = (row[0], row[1]) in inserted
-                inserted.discard((row[0], row[1]))
+                record_id = inserted.pop((row[0], row[1]), None)
+                if record_id is not None:
+                    self._recorded.put(record_id, (activity, row[3]))
                 if not future.done():
-                    future.set_result(recorded)
+                    future.set_result(record_id is not None)
 
-    async def _insert(self, rows: list[_Row]) -> set[tuple[str, str]]:
-        """One transaction of multi-row INSERTs; the (inbox, activity_id) pairs inserted."""
-        inserted: set[tuple[str, str]] = set()
+    async def _insert(self, rows: list[_Row]) -> dict[tuple[str, str], int]:
+        """One transaction of multi-row INSERTs; the ids of the (inbox, activity_id) pairs
+        inserted."""
+        inserted: dict[tuple[str, str], int] = {}
         async with transaction(self._db) as db:
             for start in range(0, len(rows), GROUP):
                 chunk = rows[start : start + GROUP]
@@ -97,15 +126,60 @@ class GroupCommitInboxStore(SqliteInboxStore):
                 found = await db.execute_fetchall(
                     "INSERT INTO inbox_messages (inbox, activity_id, actor, activity, auth,"  # noqa: S608 (placeholders only)
                     f" state, attempts, next_attempt_at, received_at) VALUES {values}"
-                    " ON CONFLICT (inbox, activity_id) DO NOTHING RETURNING inbox, activity_id",
+                    " ON CONFLICT (inbox, activity_id) DO NOTHING RETURNING inbox, activity_id, id",
                     [value for row in chunk for value in row],
                 )
-                inserted.update((str(a), str(b)) for a, b in found)
+                inserted.update(((str(a), str(b)), int(c)) for a, b, c in found)
         return inserted
+
+    async def claim(self, *, now: float, limit: int, lease: float) -> list[InboxRecord]:
+        """InboxStore.claim (one atomic UPDATE … RETURNING), rows recorded here handed over."""
+        if limit <= 0:
+            return []
+        async with write_lock(self._db):
+            rows = await self._db.execute_fetchall(
+                "UPDATE inbox_messages SET locked_until = ? WHERE id IN ("  # noqa: S608
+                "SELECT id FROM inbox_messages WHERE state = 'new' AND next_attempt_at <= ?"
+                " AND (locked_until IS NULL OR locked_until < ?)"
+                f" ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}",
+                (now + lease, now, now, limit),
+            )
+        return sorted(map(self._claimed, rows), key=lambda r: (r.next_attempt_at, r.id))
+
+    def _claimed(self, row: Sequence[Any]) -> InboxRecord:
+        record_id, text = int(row[0]), str(row[4])
+        handed = self._recorded.pop(record_id, None)
+        activity = handed[0] if handed is not None else json.loads(text)
+        self._texts.put(record_id, text)
+        return InboxRecord(
+            id=record_id, inbox=row[1], activity_id=row[2], actor=row[3], activity=activity,
+            auth=row[5], state=InboxState(row[6]), attempts=int(row[7]), error=row[8],
+            received_at=float(row[9]), next_attempt_at=float(row[10]),
+            locked_until=None if row[11] is None else float(row[11]),
+        )  # fmt: skip
+
+    def text_of(self, record_id: RecordId) -> str | None:
+        """The stored JSON of a claimed, unfinished row, while it is at hand (None if not)."""
+        found = self._texts.get(record_id)
+        return None if found is None else str(found)
+
+    async def mark_done(self, record_id: RecordId) -> None:
+        """InboxStore.mark_done."""
+        self._texts.pop(record_id, None)
+        await super().mark_done(record_id)
+
+    async def mark_failed(
+        self, record_id: RecordId, error: str, *, retry_at: float | None, now: float
+    ) -> None:
+        """InboxStore.mark_failed."""
+        self._texts.pop(record_id, None)
+        await super().mark_failed(record_id, error, retry_at=retry_at, now=now)
 
     async def mark_done_many(self, record_ids: Sequence[RecordId]) -> None:
         """NEW → DONE for every row of ``record_ids``, in one statement per group of rows."""
         missed: list[RecordId] = []
+        for record_id in record_ids:
+            self._texts.pop(record_id, None)
         for start in range(0, len(record_ids), GROUP):
             chunk = list(record_ids[start : start + GROUP])
             marks = ", ".join("?" * len(chunk))
