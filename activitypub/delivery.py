@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import aiohttp
 
 from activitypub.backoff import MAX_ATTEMPTS, CircuitBreaker, retry_delay, retryable
-from activitypub.storage import Delivery, DeliveryId, DeliveryStore, inbox_host
+from activitypub.deliveryrecorder import AnswerRecorder, Outcome, delivery_fields
+from activitypub.storage import Delivery, DeliveryStore, inbox_host
 from activitypub.waiting import wait_event
 
 log = logging.getLogger(__name__)
@@ -52,13 +53,6 @@ class InboxTarget:
 def recipients_to_inboxes(recipients: Iterable[InboxTarget]) -> list[str]:
     """Inboxes to deliver to: once per sharedInbox, else the actor's inbox (AP §7.1.3), deduped."""
     return list(dict.fromkeys(r.shared_inbox or r.inbox for r in recipients))
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    status: int | None
-    error: str | None
-    blames_host: bool  # counts against the host's circuit breaker
 
 
 #: Rows held (sending or waiting) per sending slot: one claim feeds several sends.
@@ -88,6 +82,7 @@ class DeliveryWorker:
             raise ValueError("concurrency, per_host and max_attempts must be >= 1, lease > 0")
         self._store, self._sender = store, sender
         self._concurrency, self._per_host, self._lease = concurrency, per_host, lease
+        self._host_hold = per_host * HOLD_PER_SLOT
         self._clock, self._rand = clock, rand
         self._breaker = breaker if breaker is not None else CircuitBreaker()
         self._max_attempts, self._retry_base, self._retry_cap = max_attempts, retry_base, retry_cap
@@ -100,7 +95,7 @@ class DeliveryWorker:
         self._load: Counter[str] = Counter()  # sends in flight per host
         self._held: Counter[str] = Counter()  # rows leased per host: in flight or waiting
         self._waiting: dict[str, deque[Delivery]] = {}
-        self._answers = _Answers(store, clock, self._record_failure, self._settled.set)
+        self._answers = AnswerRecorder(store, clock, self._record_failure, self._settled.set)
         self._dirty = True  # a claim may find rows
         self._excluded: frozenset[str] = frozenset()  # hosts the last claim left out
         self._runner: asyncio.Task[None] | None = None
@@ -193,10 +188,6 @@ class DeliveryWorker:
         full = {h for h, n in self._held.items() if n >= self._host_hold // 2}
         return self._breaker.blocked_hosts() | full
 
-    @property
-    def _host_hold(self) -> int:
-        return self._per_host * HOLD_PER_SLOT
-
     def _claim_limit(self, excluded: frozenset[str]) -> int:
         """How many rows one claim may lease without any host going over its share.
 
@@ -239,7 +230,7 @@ class DeliveryWorker:
             await self._store.release(row.id)
         except Exception:
             # The lease ends by itself; the row is claimable again then.
-            log.exception("could not release a delivery", extra=_fields(row))
+            log.exception("could not release a delivery", extra=delivery_fields(row))
 
     async def _idle_timeout(self) -> float:
         """Seconds to sleep: until the next row is due, a breaker half-opens, or a poll."""
@@ -298,24 +289,29 @@ class DeliveryWorker:
             self._breaker.record_success(host)  # it answered, even if this recipient is gone
         self._answers.add(row, outcome, self._clock())
 
-    async def _attempt(self, row: Delivery) -> _Outcome:
+    async def _attempt(self, row: Delivery) -> Outcome:
         """Call the sender; map network failures and local bugs to an outcome."""
         try:
             status = await self._sender(row)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return _Outcome(None, f"{type(exc).__name__}: {exc}".rstrip(": "), blames_host=True)
+            return Outcome(None, f"{type(exc).__name__}: {exc}".rstrip(": "), blames_host=True)
         except Exception as exc:
             # A bug or a local failure (no signing key, say): retry, but do not blame the host.
-            log.exception("delivery sender failed", extra=_fields(row))
-            return _Outcome(None, f"local error: {exc!r}", blames_host=False)
+            log.exception("delivery sender failed", extra=delivery_fields(row))
+            return Outcome(None, f"local error: {exc!r}", blames_host=False)
         if 200 <= status < 300:
-            return _Outcome(status, None, blames_host=False)
-        return _Outcome(status, f"HTTP {status}", blames_host=retryable(status))
+            return Outcome(status, None, blames_host=False)
+        return Outcome(status, f"HTTP {status}", blames_host=retryable(status))
 
-    async def _record_failure(self, row: Delivery, outcome: _Outcome, now: float) -> None:
+    async def _record_failure(self, row: Delivery, outcome: Outcome, now: float) -> None:
         """Store one non-2xx outcome: a scheduled retry, GONE or FAILED."""
         attempt, status, error = row.attempts + 1, outcome.status, outcome.error or ""
-        fields = {**_fields(row), "status": status, "attempt": attempt, "error": outcome.error}
+        fields = {
+            **delivery_fields(row),
+            "status": status,
+            "attempt": attempt,
+            "error": outcome.error,
+        }
         if status is not None and not retryable(status):
             await self._store.mark_gone(row.id, error=error, status=status, now=now)
             log.info("delivery gone", extra=fields)
@@ -330,92 +326,3 @@ class DeliveryWorker:
                 row.id, next_attempt_at=now + delay, error=error, status=status, now=now
             )
             log.info("delivery will be retried", extra={**fields, "retry_in": delay})
-
-
-class _Answers:
-    """The answers not yet written, and the task that writes them in batches."""
-
-    def __init__(
-        self,
-        store: DeliveryStore,
-        clock: Callable[[], float],
-        record_failure: Callable[[Delivery, _Outcome, float], Awaitable[None]],
-        on_written: Callable[[], None],
-    ) -> None:
-        self._store, self._clock = store, clock
-        self._record_failure, self._on_written = record_failure, on_written
-        self._queue: list[tuple[Delivery, _Outcome, float]] = []
-        self._more = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._writing = 0
-
-    @property
-    def pending(self) -> bool:
-        """Answers waiting or being written."""
-        return bool(self._queue or self._writing)
-
-    def start(self) -> None:
-        """Start the recorder task."""
-        if self._task is None:
-            self._closing = False
-            self._task = asyncio.create_task(self._run(), name="delivery-recorder")
-
-    def add(self, row: Delivery, outcome: _Outcome, now: float) -> None:
-        """Queue one answer for the next batch."""
-        self._queue.append((row, outcome, now))
-        self._more.set()
-
-    async def stop(self) -> None:
-        """Write what is queued, then end the task."""
-        task, self._task = self._task, None
-        if task is not None:
-            self._closing = True
-            self._more.set()
-            await task
-
-    async def _run(self) -> None:
-        while True:
-            await self._more.wait()
-            self._more.clear()
-            await self._write()
-            if self._closing and not self._queue:
-                return
-
-    async def _write(self) -> None:
-        """SENT rows in one statement per status; every other outcome on its own."""
-        batch, self._queue = self._queue, []
-        self._writing = len(batch)
-        try:
-            sent: dict[int, list[Delivery]] = {}
-            for row, outcome, now in batch:
-                if outcome.status is not None and 200 <= outcome.status < 300:
-                    sent.setdefault(outcome.status, []).append(row)
-                else:
-                    await _guarded(self._record_failure(row, outcome, now), row)
-            for status, rows in sent.items():
-                await _guarded(self._mark_sent([r.id for r in rows], status), rows[0])
-        finally:
-            self._writing = 0
-            self._on_written()
-
-    async def _mark_sent(self, ids: list[DeliveryId], status: int) -> None:
-        moved = await self._store.mark_sent_many(ids, status=status, now=self._clock())
-        if moved < len(ids):
-            # Typically a lease that ran out, and another worker finished those rows first.
-            log.warning("sent deliveries were no longer NEW", extra={"rows": len(ids) - moved})
-        log.info("delivered", extra={"deliveries": len(ids), "status": status})
-
-
-async def _guarded(write: Awaitable[None], row: Delivery) -> None:
-    """Run one write of an outcome; a failure is logged (the row's lease ends by itself)."""
-    try:
-        await write
-    except Exception:
-        # Typically the lease ran out and another worker finished the row first.
-        log.exception("could not record delivery outcome", extra=_fields(row))
-
-
-def _fields(row: Delivery) -> dict[str, object]:
-    """Structured log fields for one delivery."""
-    return {"delivery_id": row.id, "activity_id": row.activity_id, "inbox": row.inbox}
