@@ -16,6 +16,8 @@ from collections.abc import Iterable
 
 import http_sf
 
+from activitypub.sfields import parse_dictionary
+
 _HASHES = {"sha-256": "sha256", "sha-512": "sha512"}  # RFC 9530 name -> hashlib name
 _SIZES = {"sha-256": 32, "sha-512": 64}
 
@@ -74,8 +76,9 @@ def make_content_digest(body: bytes, algorithms: Iterable[str] = ("sha-256",)) -
 
 def parse_content_digest(value: str) -> dict[str, bytes]:
     """Parse an RFC 9530 ``Content-Digest`` Dictionary into {algorithm: digest bytes}."""
+    fast = parse_dictionary(value)  # the strict serialisation every sender writes
     try:
-        parsed = http_sf.parse(value.encode("ascii"), tltype="dictionary")
+        parsed = fast[0] if fast else http_sf.parse(value.encode("ascii"), tltype="dictionary")
     except (ValueError, UnicodeEncodeError) as exc:
         raise DigestFormatError(f"Content-Digest is not a structured dictionary: {exc}") from exc
     if not isinstance(parsed, dict):  # pragma: no cover - tltype="dictionary" guarantees it

@@ -329,7 +329,7 @@ async def _verify_label(
     _check_expires(request, expires if isinstance(expires, int | float) else None)
     message = rfc9421.Message(method=request.method, url=request.url, fields=request.fields)
     try:
-        base = rfc9421.signature_base(message, signature_input)
+        base = rfc9421.signature_base(message, signature_input, request.combined)
     except rfc9421.ComponentError as exc:
         raise SignatureError(SignatureFailure.MALFORMED, str(exc)) from exc
 

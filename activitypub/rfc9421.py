@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from http_sf.innerlist import ser_innerlist
 from http_sf.item import ser_item
 
 from activitypub.keys import PrivateKey, PublicKey
+from activitypub.sfields import parse_dictionary
 
 Params = dict[str, Any]
 Component = tuple[str, Params]  # a component identifier: name and its parameters (§2)
@@ -34,6 +36,7 @@ Component = tuple[str, Params]  # a component identifier: name and its parameter
 ALGORITHMS = ("rsa-pss-sha512", "rsa-v1_5-sha256", "hmac-sha256", "ecdsa-p256-sha256", "ed25519")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _FIELD_PARAMS = {"sf", "key", "bs"}
+_PLAIN_STRING = re.compile(r'[ !#-\[\]-~]*')  # an sf-string with nothing to escape
 # Structured fields that http_sf's retrofit table does not know (RFC 9530, RFC 9421 §4, §5).
 _SF_TYPES = dict.fromkeys(
     ("content-digest", "repr-digest", "signature", "signature-input", "accept-signature"),
@@ -78,6 +81,9 @@ class SignatureInput:
     label: str
     components: tuple[Component, ...]
     params: Params = field(default_factory=dict)
+    #: The member's text when it was read in the strict serialisation (:mod:`.sfields`):
+    #: then it *is* :meth:`serialise`'s result, and need not be built again.
+    text: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def keyid(self) -> str | None:
@@ -91,6 +97,8 @@ class SignatureInput:
 
     def serialise(self) -> str:
         """The ``@signature-params`` value: the inner list with its parameters (§2.3)."""
+        if self.text is not None:
+            return self.text
         return ser_innerlist(([(n, dict(p)) for n, p in self.components], dict(self.params)))
 
 
@@ -105,7 +113,9 @@ def combine_fields(fields: Iterable[tuple[str, str]]) -> dict[str, str]:
 def parse_signature_input(value: str) -> dict[str, SignatureInput]:
     """Parse a ``Signature-Input`` Dictionary (RFC 9421 §4.1)."""
     out: dict[str, SignatureInput] = {}
-    for label, (member, params) in _parse_dictionary(value, "Signature-Input").items():
+    fast = parse_dictionary(value)
+    members, texts = fast if fast is not None else (_parse_dictionary(value, "Signature-Input"), {})
+    for label, (member, params) in members.items():
         if not isinstance(member, list):
             raise Rfc9421FormatError(f"Signature-Input {label!r} is not an inner list")
         components: list[Component] = []
@@ -113,14 +123,16 @@ def parse_signature_input(value: str) -> dict[str, SignatureInput]:
             if not isinstance(name, str):
                 raise Rfc9421FormatError(f"component {name!r} is not a string")
             components.append((name, dict(item_params)))
-        out[label] = SignatureInput(label, tuple(components), dict(params))
+        out[label] = SignatureInput(label, tuple(components), dict(params), texts.get(label))
     return out
 
 
 def parse_signature(value: str) -> dict[str, bytes]:
     """Parse a ``Signature`` Dictionary into {label: signature bytes} (RFC 9421 §4.2)."""
     out: dict[str, bytes] = {}
-    for label, (member, _) in _parse_dictionary(value, "Signature").items():
+    fast = parse_dictionary(value)
+    members = fast[0] if fast is not None else _parse_dictionary(value, "Signature")
+    for label, (member, _) in members.items():
         if not isinstance(member, bytes):
             raise Rfc9421FormatError(f"Signature {label!r} is not a byte sequence")
         out[label] = member
@@ -137,13 +149,16 @@ def _parse_dictionary(value: str, name: str) -> dict[str, Any]:
     return parsed
 
 
-def signature_base(message: Message, signature_input: SignatureInput) -> str:
-    """The signature base: one line per component, then ``@signature-params`` (§2.5)."""
-    fields = combine_fields(message.fields)
+def signature_base(
+    message: Message, signature_input: SignatureInput, fields: Mapping[str, str] | None = None
+) -> str:
+    """The signature base: one line per component, then ``@signature-params`` (§2.5).
+    ``fields``: the message's :func:`combine_fields`, when the caller has them already."""
+    fields = combine_fields(message.fields) if fields is None else fields
     lines: list[str] = []
     seen: set[str] = set()
     for name, params in signature_input.components:
-        identifier = ser_item((name, dict(params)))
+        identifier = _identifier(name, params)
         if identifier in seen or name != name.lower():
             raise ComponentError(f"component {identifier} is repeated or not lowercase")
         seen.add(identifier)
@@ -153,6 +168,13 @@ def signature_base(message: Message, signature_input: SignatureInput) -> str:
             lines.append(f"{identifier}: {value}")
     lines.append(f'"@signature-params": {signature_input.serialise()}')
     return "\n".join(lines)
+
+
+def _identifier(name: str, params: Params) -> str:
+    """A component identifier, serialised (§2): a plain name needs no structured-field work."""
+    if not params and _PLAIN_STRING.fullmatch(name):
+        return f'"{name}"'
+    return ser_item((name, dict(params)))
 
 
 def _component_values(

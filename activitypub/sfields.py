@@ -1,0 +1,97 @@
+"""A fast path for the Structured Field Dictionaries that HTTP signatures carry (RFC 8941).
+
+``Signature-Input``, ``Signature`` and ``Content-Digest`` come, from every implementation we
+federate with, in the strict serialisation RFC 8941 §4.1 defines: members ``key=(...)`` or
+``key=:base64:``, items separated by one space, parameters ``;key=value``. For exactly that
+subset :func:`parse_dictionary` gives what ``http_sf.parse`` gives (a test compares them on
+generated fields), an order of magnitude faster, and each member's text, which in that subset
+*is* its serialisation (RFC 9421 §2.3 signs the serialised ``@signature-params``). Anything
+else (tokens, decimals, escapes, other whitespace, padding-free base64, repeated keys) returns
+None, and the caller parses with ``http_sf`` as before.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+_KEY = r"[a-z*][a-z0-9_\-.*]*"
+_STRING = r'"[ !#-\[\]-~]*"'  # printable ASCII but " and \: nothing to unescape
+_INTEGER = r"-?(?:0|[1-9][0-9]{0,14})"  # no leading zeros: written as serialised
+_BYTES = r":(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?:"
+# A true parameter is written bare (``;sf``), as serialised; ``?0`` is false.
+_PARAM = rf";({_KEY})(?:=({_STRING}|{_INTEGER}|\?0))?"
+_PARAMS = rf"(?:{_PARAM})*"
+_ITEM = rf"{_STRING}{_PARAMS}"
+_INNER = rf"\((?:{_ITEM}(?: {_ITEM})*)?\){_PARAMS}"
+_MEMBER = re.compile(rf"({_KEY})=({_INNER}|{_BYTES}{_PARAMS})(?:, ?|\Z)")
+_PARAM_RE = re.compile(_PARAM)
+_ITEM_RE = re.compile(rf"({_STRING})({_PARAMS})")
+_LIST_RE = re.compile(rf"\((?:{_ITEM}(?: {_ITEM})*)?\)")
+
+#: A member's value (an inner list of (item, parameters), or bytes) and its parameters.
+Member = tuple[Any, dict[str, Any]]
+
+
+def parse_dictionary(value: str) -> tuple[dict[str, Member], dict[str, str]] | None:
+    """The members of a strictly serialised Dictionary and the text of each (RFC 8941 §3.2),
+    or None when ``value`` is outside the subset this parser takes."""
+    members: dict[str, Member] = {}
+    texts: dict[str, str] = {}
+    position = 0
+    while position < len(value):
+        match = _MEMBER.match(value, position)
+        if match is None or match.group(1) in members:
+            return None
+        key, text = match.group(1), match.group(2)
+        member = _member(text)
+        if member is None:
+            return None
+        members[key], texts[key] = member, text
+        position = match.end()
+        if position == len(value) and value.endswith((",", " ")):
+            return None  # a trailing comma is no member
+    return (members, texts) if members else None
+
+
+def _member(text: str) -> Member | None:
+    """A member's value and parameters; None if a parameter repeats (then the text would not
+    be the serialisation, which keeps one)."""
+    if text.startswith(":"):
+        end = text.index(":", 1)
+        params = _params(text[end + 1 :])
+        return None if params is None else (base64.b64decode(text[1:end]), params)
+    listed = _LIST_RE.match(text)
+    if listed is None:  # pragma: no cover - _MEMBER matched the same pattern
+        return None
+    close = listed.end() - 1
+    items: list[tuple[str, dict[str, Any]]] = []
+    for match in _ITEM_RE.finditer(text, 1, close):
+        item_params = _params(match.group(2))
+        if item_params is None:
+            return None
+        items.append((match.group(1)[1:-1], item_params))
+    params = _params(text[close + 1 :])
+    return None if params is None else (items, params)
+
+
+def _params(text: str) -> dict[str, Any] | None:
+    params: dict[str, Any] = {}
+    for match in _PARAM_RE.finditer(text):
+        key, raw = match.group(1), match.group(2)
+        if key in params:
+            return None
+        params[key] = True if raw is None else _bare(raw)
+    return params
+
+
+def _bare(raw: str) -> Any:
+    if raw.startswith('"'):
+        return raw[1:-1]
+    if raw == "?0":
+        return False
+    return int(raw)
+
+
+__all__ = ["Member", "parse_dictionary"]
