@@ -36,7 +36,7 @@ Component = tuple[str, Params]  # a component identifier: name and its parameter
 ALGORITHMS = ("rsa-pss-sha512", "rsa-v1_5-sha256", "hmac-sha256", "ecdsa-p256-sha256", "ed25519")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _FIELD_PARAMS = {"sf", "key", "bs"}
-_PLAIN_STRING = re.compile(r'[ !#-\[\]-~]*')  # an sf-string with nothing to escape
+_PLAIN_STRING = re.compile(r"[ !#-\[\]-~]*")  # an sf-string with nothing to escape
 # Structured fields that http_sf's retrofit table does not know (RFC 9530, RFC 9421 §4, §5).
 _SF_TYPES = dict.fromkeys(
     ("content-digest", "repr-digest", "signature", "signature-input", "accept-signature"),
