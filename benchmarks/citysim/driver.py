@@ -47,8 +47,10 @@ class Driver:
                                              headers=headers) as response:  # fmt: skip
                     answer = await response.json(content_type=None)
                     status = response.status
-            except aiohttp.ClientConnectorError:
-                status, answer = 0, "connection refused"  # the instance is down
+            except aiohttp.ClientConnectionError as exc:
+                # Down, or a pooled connection it closed on its way down (before the request
+                # was read: a graceful stop finishes the requests it has read).
+                status, answer = 0, f"connection lost: {exc}"
             # 503: an instance down, or a recipient it must reach first (the process owner).
             if status not in (0, 502, 503) or time.monotonic() > deadline:
                 break
