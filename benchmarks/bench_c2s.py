@@ -10,6 +10,7 @@ and the instance's peak RSS. ``--profile`` repeats the run with the instance und
 (switched on for the acts and the drain only) and writes the top of pstats.
 
     .venv/bin/python -m benchmarks.bench_c2s [--supports 6000] [--profile]
+        [--baseline OTHER_CHECKOUT --rounds 3]   # alternate runs of two versions, medians
 
 Results: ``benchmarks/results/c2s.json`` (and ``c2s-profile.txt``). Nothing asserts timings.
 """
@@ -26,6 +27,7 @@ import pstats
 import random
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -77,6 +79,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--code", type=Path, default=ROOT, help="checkout whose barri serve runs (a worktree)"
     )
+    parser.add_argument("--baseline", type=Path, help="another checkout to run alternately")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each checkout")
     return parser.parse_args(argv)
 
 
@@ -159,7 +163,9 @@ async def _drain(
         await asyncio.sleep(0.02)
 
 
-async def one_run(args: argparse.Namespace, template: Template, profile_to: Path | None) -> Any:
+async def one_run(
+    args: argparse.Namespace, template: Template, profile_to: Path | None, code: Path
+) -> Any:
     """A fresh copy of the template, the sink, the acts, the drain: one result record."""
     workdir = Path(tempfile.mkdtemp(prefix="barri-c2s-"))
     try:
@@ -167,7 +173,7 @@ async def one_run(args: argparse.Namespace, template: Template, profile_to: Path
         run = dataclasses.replace(template, directory=workdir / "instance")
         sink_process, sink = await _start_sink()
         server = await start_server(
-            run, report_to=sink + "/actor", profile_to=profile_to, code=args.code
+            run, report_to=sink + "/actor", profile_to=profile_to, code=code
         )
         try:
             await wait_healthy(run.base_url, server)
@@ -316,11 +322,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     if not args.profile_only:
-        result["run"] = await one_run(args, template, None)
-        _print(result["run"])
+        result |= await _rounds(args, template)
     if args.profile or args.profile_only:
         stats_path = Path(tempfile.gettempdir()) / "barri-c2s.pstats"
-        result["profiled_run"] = await one_run(args, template, stats_path)
+        result["profiled_run"] = await one_run(args, template, stats_path, args.code)
         text = _profile_text(stats_path)
         header = (
             f"cProfile of barri serve (main thread: the event loop) during the acts and the"
@@ -330,6 +335,31 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         (RESULTS / "c2s-profile.txt").write_text(header + text)
         print(f"c2s: profile -> {RESULTS / 'c2s-profile.txt'}")
     return result
+
+
+async def _rounds(args: argparse.Namespace, template: Template) -> dict[str, Any]:
+    """``--rounds`` runs of ``--code``, each after one of ``--baseline`` when given (the
+    machine's load drifts: alternating keeps the two comparable); medians of both."""
+    runs: list[dict[str, Any]] = []
+    baseline: list[dict[str, Any]] = []
+    for _ in range(args.rounds):
+        if args.baseline is not None:
+            baseline.append(await one_run(args, template, None, args.baseline))
+            _print(baseline[-1], "baseline")
+        runs.append(await one_run(args, template, None, args.code))
+        _print(runs[-1], "code")
+    found: dict[str, Any] = {"median": _medians(runs), "runs": runs}
+    if baseline:
+        found["baseline"] = {"code": str(args.baseline), "median": _medians(baseline),
+                             "runs": baseline}  # fmt: skip
+    return found
+
+
+def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of every number the runs share (phases left out)."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    values = {k: [r[k] for r in runs if r.get(k) is not None] for k in keys}
+    return {k: round(statistics.median(v), 3) for k, v in values.items() if v}
 
 
 def _summary(run: dict[str, Any]) -> str:
@@ -343,8 +373,8 @@ def _summary(run: dict[str, Any]) -> str:
     )
 
 
-def _print(run: dict[str, Any]) -> None:
-    print("c2s: " + _summary(run))
+def _print(run: dict[str, Any], which: str = "code") -> None:
+    print(f"c2s ({which}): " + _summary(run))
     for phase in run["phases"]:
         print(
             f"  {phase['phase']:<12} {phase['acts']:>6} acts {phase['acts_per_s']:>8}/s"
