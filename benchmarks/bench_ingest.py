@@ -30,6 +30,7 @@ import io
 import json
 import pstats
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -40,9 +41,11 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from benchmarks.citysim import measure
+from benchmarks.citysim.cluster import ROOT
 from benchmarks.citysim.workload import Act
 from benchmarks.ingestkit import aggregator as agg
 from benchmarks.ingestkit import deliveries
+from benchmarks.ingestkit import spy as ingestkit_spy
 from benchmarks.ingestkit.city import BenchCity, Resident, Shape, build, reuse
 from benchmarks.ingestkit.deliveries import Planned
 
@@ -120,8 +123,12 @@ async def deliver(
     path: Path,
     concurrency: int,
     scheme: str,
+    *,
+    spy: str | None = None,
+    spy_seconds: float = 10.0,
 ) -> dict[str, Any]:
-    """Build, POST and wait until counted; what it took."""
+    """Build, POST and wait until counted; what it took (``spy``: py-spy's binary, to sample
+    the aggregator for ``spy_seconds`` from the first POST)."""
     built = time.monotonic()
     await asyncio.to_thread(
         deliveries.build,
@@ -137,6 +144,9 @@ async def deliver(
     pid = agg.pid(bench.city)
     cpu, threads = agg.cpu_seconds(pid), agg.thread_cpu(pid)
     site = bench.city.aggregator
+    spying = None
+    if spy is not None:
+        spying = await ingestkit_spy.record(spy, pid, spy_seconds, path.with_suffix(".spy"))
     blaster = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -152,6 +162,11 @@ async def deliver(
     accepted = int(blast["statuses"].get("202", 0))
     seen_at, seen = await agg.wait_counted(session, base_url, before + accepted, WAIT, before)
     cpu = agg.cpu_seconds(pid) - cpu
+    if spying is not None:
+        await spying.wait()
+        raw = path.with_suffix(".spy")
+        if raw.exists():
+            (RESULTS / "ingest-pyspy.txt").write_text(ingestkit_spy.summary(raw))
     spent = {k: v - threads.get(k, 0.0) for k, v in agg.thread_cpu(pid).items()}
     main_thread = spent.pop("main", 0.0)
     seconds = seen_at - blast["start"]
@@ -185,18 +200,31 @@ async def c2s(bench: BenchCity, items: list[Planned], session: aiohttp.ClientSes
 
 
 async def cold(
-    bench: BenchCity, session: aiohttp.ClientSession, want: int, profile_to: Path | None
+    bench: BenchCity,
+    session: aiohttp.ClientSession,
+    want: int,
+    profile_to: Path | None,
+    spy: str | None = None,
+    code: Path = ROOT,
 ) -> dict[str, Any]:
-    """Empty the aggregator and restart it: time and CPU until backfill counts ``want``."""
+    """Empty the aggregator and restart it: time and CPU until backfill counts ``want``
+    (``spy``: py-spy's binary, to sample the rebuild from the aggregator's start)."""
     await agg.stop(bench.city)
     agg.wipe(bench.city.aggregator.directory / "barri.sqlite3")
     started = time.time()
-    await agg.start(bench.city, session, profile_to, from_start=True)
+    await agg.start(bench.city, session, profile_to, from_start=True, code=code)
+    raw = bench.city.directory / "cold.spy"
+    spying = None if spy is None else await ingestkit_spy.record(spy, agg.pid(bench.city), 60, raw)
     healthy = time.time()
     seen_at, seen = await agg.wait_counted(session, bench.city.aggregator.base_url, want, WAIT)
     pid = agg.pid(bench.city)
     cpu = agg.cpu_seconds(pid)
     seconds = seen_at - started
+    if spying is not None:
+        spying.send_signal(signal.SIGINT)  # py-spy writes what it sampled on Ctrl-C
+        await spying.wait()
+        if raw.exists():
+            (RESULTS / "ingest-cold-pyspy.txt").write_text(ingestkit_spy.summary(raw))
     return {
         "supports": want,
         "counted": seen,
@@ -244,8 +272,9 @@ async def _live(bench: BenchCity, session: aiohttp.ClientSession,
     )
     main = take(queues, args.supports)
     live = await deliver(
-        bench, session, main, directory / "main.bin", args.concurrency, args.scheme
-    )
+        bench, session, main, directory / "main.bin", args.concurrency, args.scheme,
+        spy=args.py_spy,
+    )  # fmt: skip
     results["live"] = live | ratios(live, results["ceiling"])
     if prof is not None:
         batch = take(queues, args.profile_supports)
@@ -274,9 +303,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     async with aiohttp.ClientSession() as session:
         if args.reuse:
-            bench = await reuse(directory, session, prof)
+            bench = await reuse(directory, session, prof, args.aggregator_code)
         else:
-            bench = await build(directory, shape, session, prof)
+            bench = await build(directory, shape, session, prof, args.aggregator_code)
         try:
             queues = plan(bench, args.limit)
             if args.cold and not args.reuse:
@@ -287,7 +316,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await _live(bench, session, queues, args, results, prof)
             if args.cold:
                 cold_prof = RESULTS / "ingest-cold.prof" if prof is not None else None
-                rebuilt = await cold(bench, session, results["c2s_counted"], cold_prof)
+                rebuilt = await cold(
+                    bench, session, results["c2s_counted"], cold_prof, args.py_spy,
+                    args.aggregator_code,
+                )  # fmt: skip
                 results["cold"] = rebuilt | ratios(rebuilt, crypto)
         finally:
             await bench.city.servers.stop()
@@ -339,6 +371,9 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="profile one more batch")
     parser.add_argument("--profile-supports", type=int, default=5000)
     parser.add_argument(
+        "--py-spy", metavar="BINARY", help="sample the live batch with py-spy (ingest-pyspy.txt)"
+    )
+    parser.add_argument(
         "--cold",
         type=int,
         default=0,
@@ -351,6 +386,10 @@ def main() -> int:
         action="store_true",
         help="start the city a previous run left in --dir again (its aggregator as set up)",
     )
+    parser.add_argument(
+        "--aggregator-code", type=Path, default=ROOT, metavar="CHECKOUT",
+        help="run the aggregator from another checkout (with benchmarks/ingestkit in it)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS / "ingest.json")
     args = parser.parse_args()
     results = asyncio.run(run(args))

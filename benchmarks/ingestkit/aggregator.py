@@ -35,12 +35,18 @@ STOP_WAIT = 60.0
 
 
 async def start(
-    city: City, session: aiohttp.ClientSession, profile_to: Path | None, *, from_start: bool = False
+    city: City,
+    session: aiohttp.ClientSession,
+    profile_to: Path | None,
+    *,
+    from_start: bool = False,
+    code: Path = ROOT,
 ) -> None:
-    """Start ``barri serve`` for the aggregator (under :mod:`.profiled` when profiling)."""
+    """Start ``barri serve`` for the aggregator (under :mod:`.profiled` when profiling), from
+    the checkout ``code`` (another one than this, to compare two versions on one city)."""
     site = city.aggregator
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BARRI_")}
-    environment["PYTHONPATH"] = str(ROOT)
+    environment["PYTHONPATH"] = str(code)
     module = ["federation.cli"]
     if profile_to is not None:
         module = ["benchmarks.ingestkit.profiled", str(profile_to)]
@@ -58,7 +64,7 @@ async def start(
             stderr=asyncio.subprocess.STDOUT,
             env=environment,
             start_new_session=True,
-            cwd=ROOT,
+            cwd=code,
         )
     city.servers.running["aggregator"] = (site, process)
     await city.servers.healthy(site, session)

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.citysim import cluster
-from benchmarks.citysim.cluster import City, CityError
+from benchmarks.citysim.cluster import ROOT, City, CityError
 from benchmarks.citysim.driver import Driver
 from benchmarks.citysim.profiles import Profile
 from benchmarks.citysim.workload import Act, Hood, city_layout
@@ -94,20 +94,24 @@ class BenchCity:
 
 
 async def build(
-    directory: Path, shape: Shape, session: aiohttp.ClientSession, profile_to: Path | None
+    directory: Path,
+    shape: Shape,
+    session: aiohttp.ClientSession,
+    profile_to: Path | None,
+    code: Path = ROOT,
 ) -> BenchCity:
     """Set the city up and start it (the aggregator under cProfile when ``profile_to``)."""
     hoods = city_layout(shape.profile())
     city = cluster.layout(directory, hoods, [])
     await cluster.prepare(city, shape.profile())
     await cluster.start(city, list(city.sites))
-    await agg_proc.start(city, session, profile_to)
+    await agg_proc.start(city, session, profile_to, code=code)
     await cluster.federate(city, list(city.sites))
     bench = BenchCity(city, hoods, Driver(city, session))
     await _propose(bench, shape)
     await _owners(bench, session)
     await _residents(bench, session)
-    await _snapshot(bench, session, profile_to)
+    await _snapshot(bench, session, profile_to, code)
     return bench
 
 
@@ -116,7 +120,7 @@ SNAPSHOT = "aggregator-snapshot.sqlite3"
 
 
 async def _snapshot(
-    bench: BenchCity, session: aiohttp.ClientSession, profile_to: Path | None
+    bench: BenchCity, session: aiohttp.ClientSession, profile_to: Path | None, code: Path
 ) -> None:
     """Keep the set-up (ports, ids, keys) and the aggregator's database as it is now, so that
     ``reuse`` can start the same city again without setting it up."""
@@ -134,11 +138,11 @@ async def _snapshot(
     (city.directory / STATE).write_text(json.dumps(state))
     await agg_proc.stop(city)
     shutil.copyfile(city.aggregator.directory / "barri.sqlite3", city.directory / SNAPSHOT)
-    await agg_proc.start(city, session, profile_to)
+    await agg_proc.start(city, session, profile_to, code=code)
 
 
 async def reuse(
-    directory: Path, session: aiohttp.ClientSession, profile_to: Path | None
+    directory: Path, session: aiohttp.ClientSession, profile_to: Path | None, code: Path = ROOT
 ) -> BenchCity:
     """The city a previous :func:`build` left in ``directory``, started again, with the
     aggregator's database as it was at the end of that set-up."""
@@ -165,7 +169,7 @@ async def reuse(
         database.with_name(database.name + suffix).unlink(missing_ok=True)
     shutil.copyfile(directory / SNAPSHOT, database)
     await cluster.start(city, list(city.sites))
-    await agg_proc.start(city, session, profile_to)
+    await agg_proc.start(city, session, profile_to, code=code)
     bench = BenchCity(city, hoods, Driver(city, session))
     bench.driver.ids = state["ids"]
     bench.proposals = state["proposals"]
