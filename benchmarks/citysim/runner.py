@@ -7,6 +7,7 @@ import json
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,17 @@ class Timeline:
         self.events.append((what, round(time.monotonic() - self.started, 2)))
 
 
-async def _outages(city: City, faults: Faults, victim: str, timeline: Timeline) -> None:
-    """Kill the aggregator and stop one instance while the stream runs."""
-    await asyncio.sleep(3.0)
+async def _when(progress: Callable[[], float], share: float) -> None:
+    """Until ``progress()`` (the stream's share done) reaches ``share``."""
+    while progress() < share:  # noqa: ASYNC110 (a counter the driver bumps, no event to wait on)
+        await asyncio.sleep(0.05)
+
+
+async def _outages(city: City, faults: Faults, victim: str, timeline: Timeline,
+                   progress: Callable[[], float]) -> None:  # fmt: skip
+    """Kill the aggregator at 15 % of the stream and stop one instance at 45 %."""
     if faults.kill_aggregator:
+        await _when(progress, 0.15)
         city.servers.running["aggregator"][1].send_signal(signal.SIGKILL)
         await city.servers.running["aggregator"][1].wait()
         timeline.mark("aggregator killed")
@@ -110,6 +118,7 @@ async def _outages(city: City, faults: Faults, victim: str, timeline: Timeline) 
         await cluster.start(city, ["aggregator"])
         timeline.mark("aggregator back")
     if faults.instance_down:
+        await _when(progress, 0.45)
         process = city.servers.running[victim][1]
         process.send_signal(signal.SIGTERM)
         await process.wait()
@@ -210,7 +219,12 @@ async def _drive(
             proxy.armed = True
         started = time.monotonic()
         timeline = Timeline(started)
-        injector = asyncio.create_task(_outages(city, faults, victim, timeline))
+        before = len(driver.done)
+
+        def progress() -> float:
+            return (len(driver.done) - before) / max(1, len(work.stream))
+
+        injector = asyncio.create_task(_outages(city, faults, victim, timeline, progress))
         await driver.run(work.stream, profile.concurrency)
         await injector
         burst_started = time.monotonic()
