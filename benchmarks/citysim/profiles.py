@@ -28,9 +28,9 @@ class Profile:
 
 
 PROFILES = {
-    "ci": Profile("ci", districts=2, hoods=5, residents=40, city_residents=6,
-                  hood_proposals=20, city_proposals=30, supports=2600, withdrawals=250,
-                  comments=250, answers=12, burst=400),
+    "ci": Profile("ci", districts=2, hoods=5, residents=60, city_residents=6,
+                  hood_proposals=20, city_proposals=30, supports=3600, withdrawals=300,
+                  comments=350, answers=12, limit=20, burst=600),
     "district": Profile("district", districts=3, hoods=10, residents=100, city_residents=10,
                         hood_proposals=60, city_proposals=80, supports=12000,
                         withdrawals=1000, comments=1200, answers=30, limit=20,
