@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import re
 import socket
 import sys
@@ -41,15 +42,37 @@ class CityError(Exception):
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` ports free on 127.0.0.1 right now (the OS picks them)."""
-    sockets = [socket.socket() for _ in range(count)]
+    """``count`` ports free on 127.0.0.1 now, below the kernel's ephemeral range.
+
+    A big city's setup takes minutes between choosing its ports and listening on them; ports
+    the kernel hands out to other programs' connections (the ephemeral range) could be taken
+    meanwhile, so they are drawn from below it.
+    """
+    low, _high = _ephemeral_range()
+    rng = random.Random()
+    found: list[int] = []
+    while len(found) < count:
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port not in found and _bindable(port):
+            found.append(port)
+    return found
+
+
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def make_city_spawn(skews: dict[str, float]) -> Spawn:
@@ -195,17 +218,20 @@ def pid_of(city: City, key: str) -> int:
 
 async def federate(city: City, rostered: list[str]) -> None:
     """Neighbourhoods join the city's process; the aggregator adds ``rostered`` instances."""
-    cli = make_cli(make_spawn())
     hoods = [s for s in city.sites.values() if s.place and not s.place.is_city]
     city_process = city.processes["city"]
-    await asyncio.gather(*(cli("admin", "--config", str(s.config), "process", "follow",
-                               city_process) for s in hoods))  # fmt: skip
+    # Each batch runs in one CLI worker process, not one interpreter per command.
+    await _run_worker([{"argv": ["admin", "--config", str(s.config), "process", "follow",
+                                 city_process]} for s in hoods])  # fmt: skip
+    adds = []
     for key in rostered:
         site = city.sites[key]
         assert site.place is not None
         district = site.place.district or site.place.territory
-        await cli("roster", "--config", str(city.aggregator.config), "add", site.base_url,
-                  "--territory", site.place.territory, "--district", district)  # fmt: skip
+        adds.append({"argv": ["roster", "--config", str(city.aggregator.config), "add",
+                              site.base_url, "--territory", site.place.territory,
+                              "--district", district]})  # fmt: skip
+    await _run_worker(adds)
     await wait_followed(city, len(rostered))
 
 
