@@ -38,6 +38,8 @@ class MemoryDeliveryStore:
     def __init__(self) -> None:
         self._rows: dict[DeliveryId, Delivery] = {}  # insertion order is id order
         self._keys: dict[tuple[str, str], int] = {}
+        # One body per activity, shared by its rows; the first enqueue's body wins, as in SQL.
+        self._bodies: dict[str, bytes] = {}
         self._next_id = 1
 
     async def enqueue(
@@ -47,6 +49,9 @@ class MemoryDeliveryStore:
         targets = list(dict.fromkeys(inboxes))
         for inbox in targets:
             inbox_host(inbox)  # validate them all before changing anything
+        if not targets:
+            return 0
+        shared = self._bodies.setdefault(activity_id, bytes(body))
         created = 0
         for inbox in targets:
             if (activity_id, inbox) in self._keys:
@@ -56,7 +61,7 @@ class MemoryDeliveryStore:
                 activity_id=activity_id,
                 inbox=inbox,
                 sender=sender,
-                body=bytes(body),
+                body=shared,
                 state=DeliveryState.NEW,
                 attempts=0,
                 next_attempt_at=now,

@@ -78,7 +78,10 @@ def inbox_host(url: str) -> str:
 
 @dataclass(frozen=True)
 class Delivery:
-    """One (activity, inbox) delivery row; ``body`` is the unsigned JSON, signed at send time."""
+    """One (activity, inbox) delivery row; ``body`` is the unsigned JSON, signed at send time.
+
+    Stores keep one body per activity, shared by all its rows (DESIGN.md §6).
+    """
 
     id: DeliveryId
     activity_id: str
@@ -102,7 +105,9 @@ class DeliveryStore(Protocol):
     ) -> int:
         """Add one NEW row per inbox, due at ``now``; return how many rows were new.
 
-        Idempotent on (activity_id, inbox). Raises ``ValueError`` for a non-http(s) inbox URL.
+        Idempotent on (activity_id, inbox). The body is stored once per activity: rows a later
+        call adds for the same activity id send the body stored first (an id is one activity).
+        Raises ``ValueError`` for a non-http(s) inbox URL.
         """
         ...
 

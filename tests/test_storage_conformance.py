@@ -7,6 +7,7 @@ recorded, a failing migration leaves nothing behind, and claims stay disjoint ac
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -345,6 +346,48 @@ async def test_list_filters(stores: Stores) -> None:
     assert await q.list(activity_id="nope") == []
 
 
+async def test_rows_of_one_activity_share_its_body_and_send_its_exact_bytes(
+    stores: Stores,
+) -> None:
+    q = stores.deliveries
+    big = b'{"type":"Announce","pad":"' + bytes(range(32, 127)) * 150 + b'","n":"\xc3\xa9"}'
+    other = b'{"type":"Like"}'
+    followers = [u for h in range(37) for u in _inboxes(2, f"h{h}.example")]  # 74 inboxes
+    assert await q.enqueue("announce", SENDER, big, followers, now=T0) == 74
+    assert await q.enqueue("like", SENDER, other, followers[:3], now=T0) == 3
+    # A later enqueue of the same activity adds rows, and they send the body stored first.
+    late = _inboxes(1, "late.example")
+    assert await q.enqueue("announce", SENDER, b"{}", [*followers[:5], *late], now=T0 + 1) == 1
+    claimed = await q.claim(now=T0 + 1, limit=100, lease=60)
+    assert len(claimed) == 78
+    assert {d.inbox for d in claimed if d.activity_id == "announce"} == {*followers, *late}
+    assert all(d.body == big for d in claimed if d.activity_id == "announce")
+    assert [d.body for d in claimed if d.activity_id == "like"] == [other] * 3
+    await q.mark_sent_many([d.id for d in claimed[:10]], status=202, now=T0 + 2)
+    assert all(d.body == big for d in await q.list(activity_id="announce"))
+    assert {d.body for d in await q.list(state=DeliveryState.SENT)} <= {big, other}
+
+
+async def test_pending_rows_keep_their_body_across_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "barri.db"
+    body = json.dumps({"type": "Announce", "content": "é" * 5000}, ensure_ascii=False).encode()
+    db = await open_database(path, migrations=INSTANCE_MIGRATIONS)
+    q = SqliteDeliveryStore(db)
+    await q.enqueue("announce", SENDER, body, _inboxes(74), now=T0)
+    first = await q.claim(now=T0, limit=30, lease=600)
+    await q.mark_sent_many([d.id for d in first[:20]], status=202, now=T0)
+    await db.close()  # 10 rows still leased, 44 never claimed
+    db = await open_database(path, migrations=INSTANCE_MIGRATIONS)
+    try:
+        q = SqliteDeliveryStore(db)
+        rest = await q.claim(now=T0 + 601, limit=100, lease=60)
+        assert len(rest) == 54 and all(d.body == body for d in rest)
+        stored = list(await db.execute_fetchall("SELECT activity_id, body FROM delivery_bodies"))
+        assert [(r[0], bytes(r[1])) for r in stored] == [("announce", body)]  # once, not 74 times
+    finally:
+        await db.close()
+
+
 # --- inbox ----------------------------------------------------------------------------------------
 
 ACT = {"id": "https://n1.example/a/1", "type": "Like", "actor": SENDER, "object": "x", "n": "é"}
@@ -521,12 +564,18 @@ async def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError):
             async with transaction(db):
                 await db.execute(
-                    "INSERT INTO deliveries (activity_id, inbox, host, sender, body,"
-                    " next_attempt_at, created_at, updated_at) VALUES ('a', 'i', 'h', 's', x'00',"
+                    "INSERT INTO delivery_bodies (activity_id, body, created_at)"
+                    " VALUES ('a', x'00', 0)"
+                )
+                await db.execute(
+                    "INSERT INTO deliveries (activity_id, inbox, host, sender,"
+                    " next_attempt_at, created_at, updated_at) VALUES ('a', 'i', 'h', 's',"
                     " 0, 0, 0)"
                 )
                 raise RuntimeError("boom")
         assert await q.list() == []
+        for table in ("deliveries", "delivery_bodies"):
+            assert list(await db.execute_fetchall(f"SELECT * FROM {table}")) == []
         assert not db.in_transaction
         assert await q.enqueue("act1", SENDER, BODY, _inboxes(1), now=T0) == 1  # still usable
     finally:

@@ -9,7 +9,7 @@ append-only and read by ``seq``. SQL stays portable (TEXT/REAL/INTEGER, CHECK, p
 
 from __future__ import annotations
 
-from federation.store.migrations import PROTOCOL_MIGRATIONS, Migration
+from federation.store.migrations import DELIVERY_BODIES, PROTOCOL_MIGRATIONS, Migration
 
 _0002_SERVICE_KEYS = (
     # The Service actor's private keys (PEM, PKCS#8): they never leave this table except to sign.
@@ -220,4 +220,5 @@ AGGREGATOR_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4, "aggregator tallies, followers, merged debates and deletions", _0004_PUBLISH_AND_MERGE
     ),
+    Migration(5, "one delivery body per activity", DELIVERY_BODIES),
 )

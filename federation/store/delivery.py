@@ -2,6 +2,11 @@
 
 Claims are one ``UPDATE … WHERE id IN (SELECT … LIMIT ?) RETURNING``: SQLite has no
 ``SELECT … FOR UPDATE``, and a single statement is atomic, also across processes sharing the file.
+A body is stored once per activity in ``delivery_bodies`` (migration "one delivery body per
+activity"), written in the transaction of its rows; a claim loads the bodies of the activities
+it leased in one more query, so rows of one activity share one ``bytes``. Bodies are kept as
+long as their rows are: the rows of finished deliveries are kept too, and one body costs less
+than the rows of the activity that reference it.
 """
 
 from __future__ import annotations
@@ -23,8 +28,14 @@ from activitypub.storage import (
 from federation.store.sqlite import transaction, write_lock
 
 _COLUMNS = (
-    "id, activity_id, inbox, sender, body, state, attempts, next_attempt_at, locked_until,"
+    "id, activity_id, inbox, sender, state, attempts, next_attempt_at, locked_until,"
     " last_error, last_status, created_at"
+)
+# A row with its activity's body, for get and list.
+_JOINED = (
+    "SELECT d.id, d.activity_id, d.inbox, d.sender, d.state, d.attempts, d.next_attempt_at,"
+    " d.locked_until, d.last_error, d.last_status, d.created_at, b.body"
+    " FROM deliveries d JOIN delivery_bodies b ON b.activity_id = d.activity_id"
 )
 # A row is claimable at its due time, or at the end of a lease that outlasts it. The two cases
 # are two index walks that stop at their first entry (migration 7), not a scan of the queue.
@@ -48,21 +59,42 @@ def _placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def _delivery(row: Sequence[Any]) -> Delivery:
+def _delivery(row: Sequence[Any], body: bytes) -> Delivery:
+    """A row of :data:`_COLUMNS` with its activity's body."""
     return Delivery(
         id=int(row[0]),
         activity_id=row[1],
         inbox=row[2],
         sender=row[3],
-        body=bytes(row[4]),
-        state=DeliveryState(row[5]),
-        attempts=int(row[6]),
-        next_attempt_at=float(row[7]),
-        locked_until=None if row[8] is None else float(row[8]),
-        last_error=row[9],
-        last_status=None if row[10] is None else int(row[10]),
-        created_at=float(row[11]),
+        body=body,
+        state=DeliveryState(row[4]),
+        attempts=int(row[5]),
+        next_attempt_at=float(row[6]),
+        locked_until=None if row[7] is None else float(row[7]),
+        last_error=row[8],
+        last_status=None if row[9] is None else int(row[9]),
+        created_at=float(row[10]),
     )
+
+
+def _joined(row: Sequence[Any]) -> Delivery:
+    """A row of :data:`_JOINED`: the columns, then the body."""
+    return _delivery(row, bytes(row[11]))
+
+
+async def _bodies(db: aiosqlite.Connection, activity_ids: Iterable[str]) -> dict[str, bytes]:
+    """The stored body of each activity, one query per 500 ids."""
+    ids = list(dict.fromkeys(activity_ids))
+    found: dict[str, bytes] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        rows = await db.execute_fetchall(
+            "SELECT activity_id, body FROM delivery_bodies"  # noqa: S608 (placeholders only)
+            f" WHERE activity_id IN ({_placeholders(len(chunk))})",
+            chunk,
+        )
+        found.update((str(r[0]), bytes(r[1])) for r in rows)
+    return found
 
 
 def _sources(target: DeliveryState) -> list[str]:
@@ -82,17 +114,23 @@ async def insert_deliveries(
 
     Takes no lock and opens no transaction: the caller holds ``transaction(db)``, so the rows
     commit (or roll back) together with whatever else it writes (DESIGN.md §6 "Publishing").
+    The body is stored once per activity: a later call for the same id keeps the first body.
     """
     rows = [
-        (activity_id, inbox, inbox_host(inbox), sender, bytes(body), now, now, now)
+        (activity_id, inbox, inbox_host(inbox), sender, now, now, now)
         for inbox in dict.fromkeys(inboxes)
     ]
     if not rows:
         return 0
+    await db.execute(
+        "INSERT INTO delivery_bodies (activity_id, body, created_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (activity_id) DO NOTHING",
+        (activity_id, bytes(body), now),
+    )
     cursor = await db.executemany(
-        "INSERT INTO deliveries (activity_id, inbox, host, sender, body, state, attempts,"
+        "INSERT INTO deliveries (activity_id, inbox, host, sender, state, attempts,"
         " next_attempt_at, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, 'new', 0, ?, ?, ?)"
+        " VALUES (?, ?, ?, ?, 'new', 0, ?, ?, ?)"
         " ON CONFLICT (activity_id, inbox) DO NOTHING",
         rows,
     )
@@ -129,9 +167,14 @@ class SqliteDeliveryStore:
             f" ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}"
         )
         async with write_lock(self._db):
-            rows = await self._db.execute_fetchall(sql, (now + lease, now, now, *excluded, limit))
+            rows = list(
+                await self._db.execute_fetchall(sql, (now + lease, now, now, *excluded, limit))
+            )
+        # Bodies are written with their rows and never deleted before them: no lock needed.
+        bodies = await _bodies(self._db, (r[1] for r in rows))
+        claimed = [_delivery(r, bodies[r[1]]) for r in rows]
         # RETURNING does not keep the subquery's order.
-        return sorted(map(_delivery, rows), key=lambda d: (d.next_attempt_at, d.id))
+        return sorted(claimed, key=lambda d: (d.next_attempt_at, d.id))
 
     async def release(self, delivery_id: DeliveryId) -> None:
         """Unlock a NEW row without counting an attempt."""
@@ -193,13 +236,8 @@ class SqliteDeliveryStore:
 
     async def get(self, delivery_id: DeliveryId) -> Delivery | None:
         """One row by id, or None."""
-        rows = list(
-            await self._db.execute_fetchall(
-                f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?",  # noqa: S608
-                (delivery_id,),
-            )
-        )
-        return _delivery(rows[0]) if rows else None
+        rows = list(await self._db.execute_fetchall(f"{_JOINED} WHERE d.id = ?", (delivery_id,)))
+        return _joined(rows[0]) if rows else None
 
     async def list(
         self, *, activity_id: str | None = None, state: DeliveryState | None = None
@@ -207,17 +245,14 @@ class SqliteDeliveryStore:
         """Rows matching the filters, in id order."""
         clauses, params = ["1 = 1"], builtins.list[Any]()
         if activity_id is not None:
-            clauses.append("activity_id = ?")
+            clauses.append("d.activity_id = ?")
             params.append(activity_id)
         if state is not None:
-            clauses.append("state = ?")
+            clauses.append("d.state = ?")
             params.append(str(state))
         where = " AND ".join(clauses)
-        rows = await self._db.execute_fetchall(
-            f"SELECT {_COLUMNS} FROM deliveries WHERE {where} ORDER BY id",  # noqa: S608
-            params,
-        )
-        return [_delivery(r) for r in rows]
+        rows = await self._db.execute_fetchall(f"{_JOINED} WHERE {where} ORDER BY d.id", params)
+        return [_joined(r) for r in rows]
 
     async def next_due(self) -> float | None:
         """When the earliest NEW row becomes claimable (due time or lease expiry), or None."""

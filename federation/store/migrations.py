@@ -384,6 +384,24 @@ _0007_DELIVERY_QUEUE_INDEXES = (
     "DROP INDEX deliveries_due",
 )
 
+#: One delivery body per activity (DESIGN.md §6): a Group's Announce to 74 follower instances
+#: stored 74 copies of its ~14 KB body. Appended to every server's sequence under its own next
+#: number. Existing rows keep their activity's body (that of its first row: an activity id is
+#: one activity); DROP COLUMN needs SQLite 3.35, which RETURNING already requires.
+DELIVERY_BODIES = (
+    """
+    CREATE TABLE delivery_bodies (
+        activity_id TEXT PRIMARY KEY,
+        body BLOB NOT NULL,
+        created_at REAL NOT NULL
+    )
+    """,
+    "INSERT INTO delivery_bodies (activity_id, body, created_at)"
+    " SELECT d.activity_id, d.body, d.created_at FROM deliveries d"
+    " WHERE d.id = (SELECT MIN(e.id) FROM deliveries e WHERE e.activity_id = d.activity_id)",
+    "ALTER TABLE deliveries DROP COLUMN body",
+)
+
 #: The protocol tables every Barri server has: migration 1 of every server's sequence.
 PROTOCOL_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and inbox_messages", _0001_DELIVERIES_AND_INBOX),
@@ -398,7 +416,11 @@ INSTANCE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "oauth grants, codes, tokens and client keys", _0005_OAUTH_AND_CLIENT_KEYS),
     Migration(6, "support log for backfill", _0006_SUPPORT_LOG),
     Migration(7, "delivery queue indexes for claims and next_due", _0007_DELIVERY_QUEUE_INDEXES),
+    Migration(8, "one delivery body per activity", DELIVERY_BODIES),
 )
 
 #: The protocol-only sequence, kept for callers that need just the queue and inbox tables.
-MIGRATIONS: tuple[Migration, ...] = PROTOCOL_MIGRATIONS
+MIGRATIONS: tuple[Migration, ...] = (
+    *PROTOCOL_MIGRATIONS,
+    Migration(2, "one delivery body per activity", DELIVERY_BODIES),
+)
