@@ -131,3 +131,20 @@ async def test_a_row_recorded_here_is_handed_over_with_its_stored_json(
     assert [r.id for r in again] == [third.id]
     assert again[0].activity == likes[2] and again[0].activity is not likes[2]
     assert again[0].attempts == 1 and again[0].error == "later"
+
+
+async def test_the_body_as_received_is_what_is_kept(db: aiosqlite.Connection) -> None:
+    store = GroupCommitInboxStore(db)
+    like = _like(1)
+    body = json.dumps(like, indent=2)  # as some sender wrote it, spaces and all
+    assert await store.record_text(SHARED, like["id"], ACTOR, like, body, auth="proof", now=T0)
+    again = json.dumps(like)
+    assert not await store.record_text(SHARED, like["id"], ACTOR, like, again, auth="proof", now=T0)
+    (claimed,) = await store.claim(now=T0, limit=10, lease=30)
+    assert store.text_of(claimed.id) == body and json.loads(body) == claimed.activity
+    # Read back after a restart, the stored text parses to the same activity.
+    await store.mark_failed(claimed.id, "retry", retry_at=T0, now=T0)
+    (back,) = await GroupCommitInboxStore(db).claim(now=T0 + 1, limit=10, lease=30)
+    assert back.activity == like
+    with pytest.raises(ValueError):
+        await store.record_text(SHARED, "x", ACTOR, like, body, auth="nope", now=T0)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from activitypub.errors import Problem
-from activitypub.inbox import authorise
+from activitypub.inbox import _utf8_text, authorise
 
 A = "https://a.example/users/alice"
 
@@ -77,3 +78,12 @@ def test_a_domain_owner_exception_admits_only_what_it_names() -> None:
         authorise({**answer, "type": "Delete"}, A, group_answers)  # still refused
     with pytest.raises(Problem):
         authorise({**answer, "id": "https://b.example/act/7"}, A, group_answers)  # origins first
+
+
+def test_the_body_is_kept_as_text_only_when_it_reads_the_same() -> None:
+    activity = {"id": "https://a.example/1", "name": "Plaça del Sol"}
+    utf8 = json.dumps(activity, ensure_ascii=False).encode("utf-8")
+    assert json.loads(_utf8_text(utf8) or "") == json.loads(utf8) == activity
+    # json.loads reads these from bytes, but not as text: they are serialised again instead.
+    assert _utf8_text(b"\xef\xbb\xbf" + utf8) is None
+    assert _utf8_text(json.dumps(activity).encode("utf-16")) is None

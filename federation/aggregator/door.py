@@ -19,7 +19,7 @@ from activitypub import as2
 from activitypub.dispatch import BatchDoneStore
 from activitypub.errors import Problem
 from activitypub.httpsig import SignatureError, verify_request
-from activitypub.inbox import InboxPipeline
+from activitypub.inbox import InboxPipeline, TextRecordingStore
 from activitypub.storage import InboxRecord, InboxStore, RecordId
 from federation.validation import shape_of
 
@@ -57,6 +57,31 @@ class ReplayRecordingStore:
     ) -> bool:
         """InboxStore.record; a duplicate is reported (its actor was just authenticated)."""
         recorded = await self.inner.record(inbox, activity_id, actor, activity, auth=auth, now=now)
+        if not recorded:
+            await self._on_replay(actor, activity_id, "replayed", f"delivered again to {inbox}")
+        return recorded
+
+    async def record_text(
+        self,
+        inbox: str,
+        activity_id: str,
+        actor: str,
+        activity: Mapping[str, Any],
+        text: str,
+        *,
+        auth: str,
+        now: float,
+    ) -> bool:
+        """TextRecordingStore.record_text (the inner store's, or its record); a duplicate is
+        reported as :meth:`record` reports it."""
+        if isinstance(self.inner, TextRecordingStore):
+            recorded = await self.inner.record_text(
+                inbox, activity_id, actor, activity, text, auth=auth, now=now
+            )
+        else:
+            recorded = await self.inner.record(
+                inbox, activity_id, actor, activity, auth=auth, now=now
+            )
         if not recorded:
             await self._on_replay(actor, activity_id, "replayed", f"delivered again to {inbox}")
         return recorded

@@ -106,7 +106,7 @@ class Ingest:
         text: str | None = None,
     ) -> Outcome:
         """Validate, verify and store one activity; the Outcome says what happened.
-        ``text``: the activity as compact JSON (:func:`_dumps`), when the caller has it."""
+        ``text``: the activity's JSON as it came (it parses to ``activity``), if at hand."""
         outcome = await self._accept(activity, provenance, depth, text)
         self.counts[(metric_label(activity), outcome.value)] += 1
         return outcome

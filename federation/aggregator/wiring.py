@@ -192,7 +192,7 @@ def register_handlers(aggregator: Aggregator, runtime: Runtime) -> None:
     async def handle(record: InboxRecord) -> None:
         # auth "proof": the pipeline verified this very activity's proof by its actor.
         provenance = Provenance.inbox(record.actor, proved=record.auth == "proof")
-        # The row's stored JSON is the compact text ingest keeps: no need to serialise again.
+        # The row's stored JSON (the body as received) is kept as is: no need to serialise again.
         text = store.text_of(record.id) if isinstance(store, ReplayRecordingStore) else None
         await runtime.ingest.accept(record.activity, provenance, text=text)
 

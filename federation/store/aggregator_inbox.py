@@ -7,11 +7,12 @@ its own answer, and its 202 only once its row is committed), and a handled batch
 by one ``UPDATE`` (:meth:`mark_done_many`, which :class:`activitypub.dispatch.InboxProcessor`
 uses when a store has it).
 
-A row claimed soon after it was recorded by this process is handed over as it was recorded:
-the activity is the very object given to :meth:`record` (so callers must not change it
-afterwards) instead of a parse of its stored JSON, and :meth:`text_of` gives that stored JSON
-(the compact serialisation ingest would otherwise compute again). Rows from before a restart,
-or beyond ``HANDOVER`` waiting ones, are read from the database as usual.
+The inbox keeps the body as received (:meth:`record_text`; it parses to the activity checked)
+rather than serialising the parsed activity again. A row claimed soon after it was recorded by
+this process is handed over as it was recorded: the activity is the very object given to
+:meth:`record` (so callers must not change it afterwards) instead of a parse of its stored
+JSON, and :meth:`text_of` gives that stored JSON, which ingest keeps as the activity's text.
+Rows from before a restart, or beyond ``HANDOVER`` waiting ones, are read back as usual.
 """
 
 from __future__ import annotations
@@ -81,9 +82,25 @@ class GroupCommitInboxStore(SqliteInboxStore):
     ) -> bool:
         """Insert once per (inbox, activity_id), with whoever else is recording right now;
         False when the pair is already recorded."""
+        doc = json.dumps(activity, ensure_ascii=False, separators=(",", ":"))
+        return await self.record_text(inbox, activity_id, actor, activity, doc, auth=auth, now=now)
+
+    async def record_text(
+        self,
+        inbox: str,
+        activity_id: str,
+        actor: str,
+        activity: Mapping[str, Any],
+        text: str,
+        *,
+        auth: str,
+        now: float,
+    ) -> bool:
+        """:meth:`record`, keeping ``text`` (JSON that parses to ``activity``: the body as
+        received) as the stored activity."""
         if auth not in INBOX_AUTH:
             raise ValueError(f"unknown auth {auth!r}")
-        doc = json.dumps(activity, ensure_ascii=False, separators=(",", ":"))
+        doc = text
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.rows.append((inbox, activity_id, actor, doc, auth, now, now))
         self._waiting.activities.append(activity)
