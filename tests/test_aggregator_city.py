@@ -199,6 +199,11 @@ async def test_stopped_mid_stream_it_catches_up_by_backfill_and_the_instances_re
             "SELECT route FROM activities WHERE actor = ?", (t.d.actor("pep"),)
         )
         assert [row[0] for row in pep] == ["backfill", "backfill"]  # both from A's log
+        # A's log lists every Like its {process}/supports would: that list is not walked too.
+        walked = await t.city.aggregator.db.execute_fetchall("SELECT collection FROM cursors")
+        walked_urls = {row[0] for row in walked}
+        assert t.process.id + "/support-log" in walked_urls
+        assert t.process.id + "/supports" not in walked_urls
         results = await t.city.results(t.process.id)
         assert any(p["id"] == late.id and p["name"] == "Un pipi-can" for p in results["proposals"])
 

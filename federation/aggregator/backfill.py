@@ -6,9 +6,9 @@ For every active roster instance the aggregator walks, with signed GETs (authori
   a live delivery, so a support's own proof is verified whatever route it took);
 - for each process the instance hosts, ``{process}/proposals``, ``{process}/debates`` and
   ``{process}/support-log`` (every signed Like and withdrawal Undo the owner learnt of in the
-  process, embedded with its proof: verified from the page, no request per item) and
-  ``{process}/supports`` (the ids of every support the owner counts in the process, wherever
-  its proposal lives; any withdrawal id listed there is fetched and applied too);
+  process, embedded with its proof: verified from the page, no request per item) or, from an
+  owner that does not serve that log, ``{process}/supports`` (the ids of every support the
+  owner counts in the process, wherever its proposal lives, each fetched unless held);
 - for each proposal it hosts, ``{proposal}/supports`` (the private list of like ids: each one
   not held yet is fetched from its own origin and verified like any other copy);
 - for each proposal and debate it hosts, its FEP-7888 ``context`` collection (the thread).
@@ -155,11 +155,15 @@ class Backfiller:
                 handle=self._merged_item(origin), optional=True,
             )  # fmt: skip
             # The owner's log of signed Likes and Undos: verified from the page, withdrawals too.
+            log_url, started = process.id + "/support-log", self._clock()
             read += await self.collection(
-                origin, process.owner, process.id + "/support-log", progress,
+                origin, process.owner, log_url, progress,
                 handle=self._logged_support_item(process.owner), optional=True,
             )  # fmt: skip
-            # Every support of the process the owner counts, wherever its proposal lives.
+            logged = await self.store.cursor(origin, log_url)
+            if logged is not None and logged.updated_at >= started:
+                continue  # read in this pass: it lists every Like {process}/supports would
+            # An owner without the log: every support it counts, wherever its proposal lives.
             read += await self.collection(
                 origin, process.owner, process.id + "/supports", progress,
                 handle=self._support_item, optional=True,
