@@ -27,11 +27,14 @@ def test_generator_is_seeded_and_within_limits() -> None:
     first, again = generate(profile, 8), generate(profile, 8)
     assert first.stream == again.stream and first.stream != generate(profile, 9).stream
     likes: dict[tuple[str, str, str], int] = {}
-    for act in first.stream:
+    for act in [*first.stream, *first.burst]:
         if act.kind == "support":
             key = (act.place, act.resident, first.process_of[act.proposal])
             likes[key] = likes.get(key, 0) + 1
     assert likes and max(likes.values()) <= profile.limit
+    # Scaling multiplies the acts, never the servers or the concurrency.
+    assert (profile.hoods, profile.concurrency, profile.limit) == (5, 12, 20)
+    assert len(first.burst) == profile.burst == 300
 
 
 async def test_ci_city_ends_exact_with_every_fault(tmp_path: Path) -> None:

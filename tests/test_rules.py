@@ -785,3 +785,19 @@ def test_comment_depth_limit() -> None:
         comment_depth(-1)
     with pytest.raises(ValueError, match="at least 1"):
         check_comment_depth(0)
+
+
+def test_a_rejection_or_withdrawal_binds_only_supports_judged_after_it() -> None:
+    # A remote support is judged at its published time: one given before the proposal was
+    # rejected (or withdrawn) still counts when its delivery arrives after the answer.
+    answered = IN_SUPPORTS + timedelta(minutes=5)
+    for state, rule in ((ProposalState.REJECTED, "proposal_rejected"),
+                        (ProposalState.WITHDRAWN, "proposal_withdrawn")):  # fmt: skip
+        earlier = ctx(proposal_state=state, proposal_state_since=answered)
+        check_can_support(RESIDENT, earlier)
+        for later in (answered, answered + timedelta(seconds=1)):
+            with pytest.raises(RuleViolation) as refused:
+                check_can_support(RESIDENT, dataclasses.replace(earlier, now=later))
+            assert refused.value.rule == rule
+        with pytest.raises(RuleViolation):
+            check_can_support(RESIDENT, ctx(proposal_state=state))  # time unknown: binds

@@ -98,6 +98,8 @@ class Mallory:
 async def attack(mallory: Mallory, proposals: list[tuple[str, str]], owner: str,
                  victims: list[str], limit: int, extra: int = 3) -> Plan:  # fmt: skip
     """Send every kind of bad support; ``proposals`` are (key, id) of one process of ``owner``."""
+    if len(proposals) <= limit:
+        raise ValueError(f"the over-limit attack needs more than {limit} proposals in a process")
     plan = Plan()
     now = datetime.now(UTC).replace(microsecond=0)
     m0, m1, m2 = (mallory.actor(n) for n in RESIDENTS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 CITY_CODE = "08019"
 
@@ -29,7 +29,7 @@ class Profile:
 
 PROFILES = {
     "ci": Profile("ci", districts=2, hoods=5, residents=60, city_residents=6,
-                  hood_proposals=20, city_proposals=30, supports=3600, withdrawals=300,
+                  hood_proposals=20, city_proposals=50, supports=3600, withdrawals=300,
                   comments=350, answers=12, limit=20, burst=600),
     "district": Profile("district", districts=3, hoods=10, residents=100, city_residents=10,
                         hood_proposals=60, city_proposals=80, supports=12000,
@@ -44,12 +44,14 @@ PROFILES = {
 
 def scaled(profile: Profile, factor: float) -> Profile:
     """The same city with every activity count (not the servers) multiplied by ``factor``."""
-    return Profile(
-        profile.name, profile.districts, profile.hoods,
-        max(4, round(profile.residents * factor)), profile.city_residents,
-        max(2, round(profile.hood_proposals * factor)),
-        max(2, round(profile.city_proposals * factor)),
-        round(profile.supports * factor), round(profile.withdrawals * factor),
-        round(profile.comments * factor), max(1, round(profile.answers * factor)),
-        profile.limit, profile.concurrency, round(profile.burst * factor),
-    )  # fmt: skip
+    return replace(
+        profile,
+        residents=max(4, round(profile.residents * factor)),
+        hood_proposals=max(2, round(profile.hood_proposals * factor)),
+        city_proposals=max(2, round(profile.city_proposals * factor)),
+        supports=round(profile.supports * factor),
+        withdrawals=round(profile.withdrawals * factor),
+        comments=round(profile.comments * factor),
+        answers=max(1, round(profile.answers * factor)),
+        burst=round(profile.burst * factor),
+    )

@@ -225,6 +225,15 @@ class SupportContext:
     resident_active_supports: int
     already_supported: bool
     now: datetime
+    # When the proposal took its current state: a support judged earlier (a remote one,
+    # judged at its ``published`` time) is not refused for a rejection or withdrawal that
+    # came after it, so the owner's count does not depend on how fast deliveries travel.
+    proposal_state_since: datetime | None = None
+
+
+def _state_binds(ctx: SupportContext) -> bool:
+    """Whether the proposal's current state already held at ``ctx.now``."""
+    return ctx.proposal_state_since is None or ctx.now >= ctx.proposal_state_since
 
 
 def _check_supports_phase(process: Process, now: datetime) -> None:
@@ -241,9 +250,9 @@ def check_can_support(resident: Resident, ctx: SupportContext) -> None:
     """
     check_territory_eligible(ctx.process, resident)
     _check_supports_phase(ctx.process, ctx.now)
-    if ctx.proposal_state is ProposalState.WITHDRAWN:
+    if ctx.proposal_state is ProposalState.WITHDRAWN and _state_binds(ctx):
         _refuse("proposal_withdrawn", "the proposal was withdrawn by its author")
-    if ctx.proposal_state is ProposalState.REJECTED:
+    if ctx.proposal_state is ProposalState.REJECTED and _state_binds(ctx):
         _refuse("proposal_rejected", "rejected proposals cannot be supported")
     if ctx.already_supported:
         _refuse("already_supported", "you already support this proposal")

@@ -50,6 +50,7 @@ class SupportActs(ActsBase):
             resident_active_supports=facts.resident_active_supports,
             already_supported=facts.already_supported,
             now=now,
+            proposal_state_since=facts.state_since,
         )
 
     async def _process_of_proposal(self, proposal_id: str) -> Process:

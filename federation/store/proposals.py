@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aiosqlite
@@ -57,6 +58,7 @@ class SupportFacts:
     final_supports: int
     resident_active_supports: int
     already_supported: bool
+    state_since: datetime | None = None  # the proposal's last update (answer, withdrawal)
 
 
 _PROPOSAL_COLUMNS = "seq, document, local, final_supports"
@@ -185,13 +187,14 @@ class ProposalStore:
             " (SELECT COUNT(*) FROM supports s WHERE s.actor = ?1 AND s.process_id = ?3"
             " AND s.state != 'withdrawn'),"
             " EXISTS (SELECT 1 FROM supports s WHERE s.actor = ?1 AND s.proposal_id = p.id"
-            " AND s.state != 'withdrawn')"
+            " AND s.state != 'withdrawn'), p.updated"
             " FROM proposals p WHERE p.id = ?2",
             (actor, proposal_id, process_id),
         )
         if row is None:
             return None
-        return SupportFacts(ProposalState(row[0]), int(row[1]), int(row[2]), bool(row[3]))
+        since = datetime.fromisoformat(row[4]) if row[4] else None
+        return SupportFacts(ProposalState(row[0]), int(row[1]), int(row[2]), bool(row[3]), since)
 
     async def count_active(self, actor: str, process_id: str) -> int:
         """How many active supports the actor has in a process."""
