@@ -14,7 +14,11 @@
    separate process; timed from the first POST until ``/api/v1/processes`` counts them all,
    with the aggregator's CPU seconds from /proc.
 5. With ``--profile``: another batch with the aggregator's profiler on (only that window);
-   ``benchmarks/results/ingest.prof`` and the top of pstats in ``ingest-profile.txt``.
+   ``benchmarks/results/ingest.prof`` and the top of pstats in ``ingest-profile.txt`` (and, with
+   ``--cold``, one more rebuild profiled from the start: ``ingest-cold.prof``,
+   ``ingest-cold-profile.txt``). With ``--py-spy BINARY``: the measured live batch and rebuild
+   sampled by py-spy (``ingest-pyspy.txt``, ``ingest-cold-pyspy.txt``), which, unlike
+   cProfile, does not inflate code made of many small calls.
 6. With ``--cold``: the aggregator stopped, emptied of everything it learnt (keys, roster and
    Follows kept), restarted: time and CPU until backfill alone brings the M supports back.
 
@@ -31,6 +35,7 @@ import json
 import pstats
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -79,6 +84,20 @@ def ceiling() -> dict[str, float]:
     signed, verify = key.sign(message), key.verify_key
     found["ed25519_pynacl_verify_per_cpu_s"] = round(_rate(lambda: verify.verify(signed), 1.0))
     return found
+
+
+def code_version(checkout: Path) -> dict[str, Any]:
+    """The commit the aggregator ran from, and the tracked files that differed from it (others
+    may be editing the same tree while a benchmark runs)."""
+
+    def git(*args: str) -> str:
+        found = subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True,
+                               check=False)  # fmt: skip
+        return found.stdout.strip()
+
+    changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
+    return {"commit": git("rev-parse", "--short", "HEAD") or "unknown",
+            "uncommitted": sorted(line[3:] for line in changed)}  # fmt: skip
 
 
 def plan(bench: BenchCity, limit: int) -> dict[str, list[Planned]]:
@@ -300,6 +319,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "scheme": args.scheme,
         "ceiling": crypto,
+        "code": code_version(args.aggregator_code),
     }
     async with aiohttp.ClientSession() as session:
         if args.reuse:
@@ -315,12 +335,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.supports:
                 await _live(bench, session, queues, args, results, prof)
             if args.cold:
-                cold_prof = RESULTS / "ingest-cold.prof" if prof is not None else None
-                rebuilt = await cold(
-                    bench, session, results["c2s_counted"], cold_prof, args.py_spy,
-                    args.aggregator_code,
-                )  # fmt: skip
+                want, code = results["c2s_counted"], args.aggregator_code
+                rebuilt = await cold(bench, session, want, None, args.py_spy, code)
                 results["cold"] = rebuilt | ratios(rebuilt, crypto)
+                if prof is not None:  # once more under cProfile, which slows it: not measured
+                    profiled = RESULTS / "ingest-cold.prof"
+                    results["cold_profiled"] = await cold(
+                        bench, session, want, profiled, None, code
+                    )
         finally:
             await bench.city.servers.stop()
     if prof is not None:
