@@ -38,14 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cold-rebuild", action="store_true",
                         help="then empty the aggregator, time its rebuild")  # fmt: skip
     parser.add_argument("--all-faults", action="store_true",
-                        help="every fault at once (drop 0.05, clock skew 600 s)")  # fmt: skip
+                        help="every fault at once (drop 0.05, clock skew 120 s)")  # fmt: skip
     return parser
 
 
 def faults_of(args: argparse.Namespace) -> Faults:
     """The Faults the flags ask for."""
     if args.all_faults:
-        return Faults(True, True, True, True, 0.05, 600.0, True, args.cold_rebuild)
+        return Faults(True, True, True, True, 0.05, 120.0, True, args.cold_rebuild)
     return Faults(args.kill_aggregator, args.instance_down, args.duplicate, args.reorder,
                   args.drop, args.clock_skew, args.malicious, args.cold_rebuild)  # fmt: skip
 
