@@ -196,7 +196,9 @@ class InboundActs(ChangeActs, SupportActs, CommentActs, ProcessActs, ActsBase):
         if early_undo is None:
             check_can_support(
                 resident,
-                await self.support_context(support.actor, support.proposal, process.process, at),
+                await self.support_context(
+                    support.actor, support.proposal, process.process, at, remote=True
+                ),
             )
         async with transaction(self.db):
             if early_undo is not None and early_undo[1] == support.actor:
@@ -211,7 +213,9 @@ class InboundActs(ChangeActs, SupportActs, CommentActs, ProcessActs, ActsBase):
                         process.process.id, early_undo[0], "undo", undo_doc
                     )
                 return
-            ctx = await self.support_context(support.actor, support.proposal, process.process, at)
+            ctx = await self.support_context(
+                support.actor, support.proposal, process.process, at, remote=True
+            )
             check_can_support(resident, ctx)
             await self.record_support(support, doc, process.process, local=False)
 

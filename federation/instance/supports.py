@@ -37,9 +37,19 @@ class SupportActs(ActsBase):
     """Supports: give, withdraw, read counts."""
 
     async def support_context(
-        self, actor: str, proposal_id: str, process: Process, now: datetime
+        self,
+        actor: str,
+        proposal_id: str,
+        process: Process,
+        now: datetime,
+        *,
+        remote: bool = False,
     ) -> SupportContext:
-        """What the support rules need, read in one query (inside or outside a transaction)."""
+        """What the support rules need, read in one query (inside or outside a transaction).
+
+        ``remote``: a support from another instance, judged at its ``published`` time, so a
+        rejection or withdrawal after that time does not bind it; a local one is judged now.
+        """
         facts = await self.proposals.support_facts(actor, proposal_id, process.id)
         if facts is None:
             not_found("proposal", proposal_id)
@@ -50,7 +60,7 @@ class SupportActs(ActsBase):
             resident_active_supports=facts.resident_active_supports,
             already_supported=facts.already_supported,
             now=now,
-            proposal_state_since=facts.state_since,
+            proposal_state_since=facts.state_since if remote else None,
         )
 
     async def _process_of_proposal(self, proposal_id: str) -> Process:
