@@ -7,7 +7,9 @@ Ed25519 signatures are deterministic and each proof's ``created`` is the documen
 
 What the script adds to a template (schemas/examples/templates/<shape>.json):
 - ``@context``: [AS2, data-integrity/v2, the inline barri object] for objects and activities,
-  ``activitypub.actors.ACTOR_CONTEXT`` + the inline barri object for actors (DESIGN.md §4);
+  [AS2, data-integrity/v2] alone for the shapes that use no Barri term (``PLAIN_SHAPES``:
+  supports, withdrawals, comment votes), ``activitypub.actors.ACTOR_CONTEXT`` + the inline
+  barri object for actors (DESIGN.md §4);
 - actors: the whole document is made by ``actor_document()`` from the template's fields and
   the actor's fixed keys, so the examples show exactly what a server publishes (unsigned);
 - everything else: an FEP-8b32 ``eddsa-jcs-2022`` proof by the owner's Ed25519 key. The
@@ -67,6 +69,10 @@ SHAPES: tuple[str, ...] = (
     "tombstone",
     "tally",
 )
+# Shapes that use no Barri term (only AS2 and the proof's): they carry no Barri context.
+PLAIN_SHAPES: frozenset[str] = frozenset(
+    {"support", "undo-support", "comment-vote", "undo-comment-vote"}
+)
 # A Tombstone names no owner (no actor, no attributedTo): it is signed by the deleted
 # object's author, whom a verifier already knows from the object it had.
 OWNER_OVERRIDES: Mapping[str, str] = {"tombstone": "actor-person"}
@@ -108,8 +114,18 @@ def barri_context() -> dict[str, Any]:
 
 
 def document_context() -> list[Any]:
-    """The ``@context`` of every published object and activity (vocab-spec, DESIGN.md §4)."""
+    """The ``@context`` of an object or activity that uses our terms (DESIGN.md §4)."""
     return [AS2, DATA_INTEGRITY_V2, barri_context()]
+
+
+def plain_context() -> list[Any]:
+    """The ``@context`` of a document that uses no Barri term (DESIGN.md §4): AS2 + DI only."""
+    return [AS2, DATA_INTEGRITY_V2]
+
+
+def context_for(shape: str) -> list[Any]:
+    """The ``@context`` a published document of ``shape`` carries."""
+    return plain_context() if shape in PLAIN_SHAPES else document_context()
 
 
 def actor_context() -> list[Any]:
@@ -185,9 +201,11 @@ def _created(document: Mapping[str, Any]) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-def sign(document: Mapping[str, Any], owner: str, keys: ExampleKeys) -> dict[str, Any]:
-    """Add the document context and the owner's FEP-8b32 proof (DESIGN.md §5)."""
-    with_context = {"@context": document_context(), **document}
+def sign(
+    document: Mapping[str, Any], owner: str, keys: ExampleKeys, context: list[Any]
+) -> dict[str, Any]:
+    """Add ``context`` and the owner's FEP-8b32 proof (DESIGN.md §5)."""
+    with_context = {"@context": context, **document}
     return create_proof(
         with_context, keys.ed25519, ed25519_key_id(owner), created=_created(document)
     )
@@ -203,9 +221,10 @@ def build_document(
     if shape in SIGNED_INNER:
         inner = document["object"]
         inner_owner = _owner(inner, shape, signers)
-        document["object"] = sign(inner, inner_owner, signers[inner_owner])
+        # The announced activity is a Create of a Proposal: it uses our terms.
+        document["object"] = sign(inner, inner_owner, signers[inner_owner], document_context())
     owner = _owner(document, shape, signers)
-    return sign(document, owner, signers[owner])
+    return sign(document, owner, signers[owner], context_for(shape))
 
 
 def _check_tally_inputs(tally: Mapping[str, Any]) -> None:

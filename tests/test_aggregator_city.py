@@ -11,19 +11,26 @@ delivery retries (withdrawals made while it was down, which no collection it may
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from activitypub import as2
+from activitypub.integrity import verify_proof_with_key
 from federation.aggregator.app import BACKFILL_TASK
 from federation.aggregator.recompute import recompute
+from federation.instance.app import ACCOUNTS
+from federation.instance.ports import TokenScope
 from federation.store.aggregator import RosterRow
-from federation.vocab.context import document_context
+from federation.vocab.context import document_context, format_datetime, plain_context
 from tests.aggregator_city import Hood, Town, deliver, town
 from tests.aggregator_env import City, inbox_quiet, make_config
 
@@ -231,3 +238,79 @@ def _active(t: Town) -> dict[tuple[str, str, str], None]:
 
 def _far() -> float:
     return time.time() + 3600.0
+
+
+async def c2s_like(hood: Hood, name: str, proposal: str) -> dict[str, Any]:
+    """The resident's client POSTs a bare ``Like`` to its outbox; the stored Like (C2S §6)."""
+    token = await hood.app[ACCOUNTS].create_token(name, TokenScope.WRITE)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/activity+json"}
+    body = json.dumps({"type": "Like", "object": proposal})
+    async with aiohttp.ClientSession() as http:
+        async with http.post(hood.actor(name) + "/outbox", data=body, headers=headers) as response:
+            assert response.status == 201, await response.text()
+            like: dict[str, Any] = await response.json(content_type=None)
+    return like
+
+
+async def old_like(t: Town, hood: Hood, name: str, proposal: str) -> dict[str, Any]:
+    """A support as an older version stored it: the whole inline Barri object in its @context
+    (and so in its proof's), stored and delivered by the instance exactly as signed."""
+    user = await hood.resident(name)
+    keys = await hood.keys(hood.actor(name))
+    like = keys.prove({
+        "@context": document_context(), "id": f"{hood.origin}/supports/{uuid.uuid4().hex}",
+        "type": "Like", "actor": hood.actor(name), "object": proposal,
+        "published": format_datetime(datetime.now(UTC)), "to": [t.process.owner, t.city.actor],
+    })  # fmt: skip
+    await hood.deliberation.support_signed(user, like)
+    t.acts.append((hood.name, hood.actor(name), proposal, 1))
+    return like
+
+
+async def test_a_c2s_support_carries_no_barri_context_and_old_full_context_likes_still_count(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    """DESIGN.md §4: a support uses no Barri term, so it carries AS2 + data-integrity only; a
+    Like stored with the whole Barri context by an older version counts live and by backfill."""
+    async with town(tmp_path, unused_tcp_port_factory) as t:
+        ideas = await proposals(t)
+        a = t.a
+        await a.resident("a1")
+        like = await c2s_like(a, "a1", ideas[0])
+        t.acts.append(("a", a.actor("a1"), ideas[0], 1))
+        assert like["@context"] == like["proof"]["@context"] == plain_context()
+        assert len(json.dumps(like, separators=(",", ":"))) < 1_000
+        verify_proof_with_key(like, (await a.keys(a.actor("a1"))).ed25519.public_key())
+        live_old = await old_like(t, a, "a2", ideas[1])
+        await t.settle()
+        assert await t.counted() == t.truth() == {ideas[0]: {"31": 1}, ideas[1]: {"31": 1}}
+        rows = await t.city.aggregator.db.execute_fetchall(
+            "SELECT id, route, document FROM activities WHERE proof_ok = 1 ORDER BY seq"
+        )
+        stored = {row[0]: (row[1], json.loads(row[2])) for row in rows}
+        assert stored[like["id"]] == ("inbox", like)  # as the instance published it
+        assert stored[live_old["id"]][1]["@context"] == document_context()
+
+        # Down while an older version stores one more: it comes back by backfill alone.
+        await t.city.stop()
+        late_old = await old_like(t, a, "a3", ideas[2])
+        await t.settle()
+        await t.retries(due=_far())
+        await t.city.start(backfill_on_start=True)
+        assert t.city.server is not None
+        await t.city.server.app[BACKFILL_TASK]
+        await inbox_quiet(t.city.runtime.federation)
+        assert await t.counted() == t.truth()
+        route = await t.city.aggregator.db.execute_fetchall(
+            "SELECT route, document FROM activities WHERE id = ?", (late_old["id"],)
+        )
+        assert [(r[0], json.loads(r[1])) for r in route] == [("backfill", late_old)]
+
+        # This version withdraws an old Like with an Undo that carries no Barri context.
+        await t.retries(due=0.0)
+        await t.withdraw(a, "a2", ideas[1])
+        await t.settle()
+        undo = (await a.published(a.actor("a2")))[-1]
+        assert as2.has_type(undo, "Undo") and undo["@context"] == plain_context()
+        assert await t.counted() == t.truth() == {ideas[0]: {"31": 1}, ideas[2]: {"31": 1}}
+        assert (await recompute(t.city.aggregator)).agree

@@ -20,7 +20,7 @@ from typing import Any
 
 from activitypub import as2
 from federation.aggregator.recompute import recompute
-from federation.vocab.context import document_context, format_datetime
+from federation.vocab.context import format_datetime, plain_context
 from tests.aggregator_city import Hood, Town, deliver, town
 from tests.test_aggregator_city import proposals
 
@@ -32,7 +32,7 @@ async def crafted_like(
     if name not in hood.users:
         await hood.resident(name)
     return {
-        "@context": document_context(),
+        "@context": plain_context(),
         "id": f"{hood.origin}/supports/{uuid.uuid4().hex}",
         "type": "Like",
         "actor": hood.actor(name),

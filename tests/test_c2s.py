@@ -24,6 +24,7 @@ from federation.instance.app import ACCOUNTS, DB
 from federation.instance.ports import Role, TokenScope, User
 from federation.instance.rules import RULES
 from federation.model import LangText, Process, ProposalState
+from federation.vocab.context import plain_context
 from tests.html_browser import Browser, log_in
 from tests.instance_fixtures import count_rows
 from tests.test_handlers import draft
@@ -183,6 +184,7 @@ async def test_a_c2s_support_counts_at_the_city_and_its_undo_removes_it(net: Net
     like = await post(net, "pau", {"type": "Like", "object": proposal["id"]}, token)
     assert like["id"].startswith(a.config.base_url + "/supports/")
     assert like["to"] == [c.group] and not as2.is_addressed_publicly(like)
+    assert like["@context"] == like["proof"]["@context"] == plain_context()
     await c.observer.wait(of_type("Like", object=proposal["id"]))
     assert await c.deliberation.support_count(proposal["id"]) == 1
 
@@ -258,6 +260,9 @@ async def test_bare_objects_comments_debates_edits_votes_and_deletion(net: Net) 
     assert as2.types(vote) == ["Dislike"]
     undone = await post(net, "ana", {"type": "Undo", "object": vote["id"]})
     assert as2.first_id(undone, "object") == vote["id"]
+    # A vote and its Undo use no Barri term: AS2 + data-integrity only (DESIGN.md §4).
+    for doc in (vote, undone):
+        assert doc["@context"] == doc["proof"]["@context"] == plain_context()
 
     deleted = await post(net, "pau", {"type": "Delete", "object": comment["id"]})
     assert as2.types(deleted) == ["Delete"]

@@ -21,7 +21,7 @@ from activitypub.integrity import create_proof, verify_proof_with_key
 from activitypub.keys import generate_ed25519, multikey_encode
 from federation.instance.app import ACTORS, DB
 from federation.validation import validate
-from federation.vocab.context import document_context
+from federation.vocab.context import document_context, plain_context
 from tests.instance_fixtures import count_rows
 from tests.test_c2s import LD, PROBLEM, Net, call, net, post, propose
 from tests.test_handlers import now, stamp
@@ -49,7 +49,7 @@ def like(net: Net, proposal_id: str, **changes: Any) -> dict[str, Any]:
     """A support Like as a client builds it: its own fresh id, now, to the owning Group."""
     base = net.gracia.config.base_url
     doc = {
-        "@context": document_context(),
+        "@context": plain_context(),
         "id": f"{base}/supports/{uuid.uuid4().hex}",
         "type": "Like",
         "actor": net.gracia.actor("ana"),
@@ -151,7 +151,7 @@ async def test_a_client_signed_support_keeps_its_proof_through_delivery(net: Net
     assert await c.deliberation.support_count(proposal_id) == 1
 
     undo_doc = {
-        "@context": document_context(),
+        "@context": plain_context(),
         "id": f"{a.config.base_url}/activities/{uuid.uuid4().hex}",
         "type": "Undo",
         "actor": a.actor("ana"),

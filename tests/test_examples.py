@@ -52,6 +52,8 @@ SIGNED_SHAPES = (
     "tally",
 )
 SHAPES = ACTOR_SHAPES + SIGNED_SHAPES
+# Shapes that use no Barri term: AS2 + data-integrity only (DESIGN.md §4, VOCABULARY.md).
+PLAIN_SHAPES = ("support", "undo-support", "comment-vote", "undo-comment-vote")
 KEY_STEMS = {"actor-person": "ana", "actor-group": "association"} | {
     "actor-application": "instance",
     "actor-service": "aggregator",
@@ -132,7 +134,20 @@ def test_templates_are_the_examples_without_context_and_proof(shape: str) -> Non
 # --- (1) the exact inline context, never a context URL of ours --------------------------------
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+def _contexts(node: Any) -> Iterator[tuple[Any, Any]]:
+    """(the node, its own @context) for every JSON object in the tree that has one."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _contexts(item)
+    elif isinstance(node, dict):
+        if "@context" in node:
+            yield node, node["@context"]
+        for key, value in node.items():
+            if key != "@context":
+                yield from _contexts(value)
+
+
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s not in PLAIN_SHAPES])
 def test_context_is_the_standard_urls_plus_the_exact_inline_object(shape: str) -> None:
     document = load(shape)
     expected = [*ACTOR_CONTEXT, barri_inline()] if shape in ACTOR_SHAPES else [AS2, DI_V2]
@@ -140,11 +155,29 @@ def test_context_is_the_standard_urls_plus_the_exact_inline_object(shape: str) -
         expected.append(barri_inline())
     assert document["@context"] == expected
     assert document["@context"][-1] == barri_inline()
-    contexts = [value for key, value in walk(document) if key == "@context"]
-    for context in contexts:
+    for _node, context in _contexts(document):
         assert context == expected  # the proof's copy, the inner activity's own
         urls = [entry for entry in context if isinstance(entry, str)]
         assert not any("barri" in url for url in urls), urls
+
+
+@pytest.mark.parametrize("shape", PLAIN_SHAPES)
+def test_a_shape_without_barri_terms_carries_as2_and_data_integrity_only(shape: str) -> None:
+    document = load(shape)
+    # The document, the embedded Like/vote (none: it is read in the Undo's) and the proof.
+    contexts = [context for _node, context in _contexts(document)]
+    assert contexts == [[AS2, DI_V2], [AS2, DI_V2]]
+    # Every term it uses is AS2's or the proof's: none of ours would be defined here.
+    ours = set(barri_inline()) - {"barri", "xsd"}
+    assert not ours & {key for key, _ in walk(document)}
+
+
+def test_plain_shapes_are_a_fraction_of_the_size() -> None:
+    # Was 10,205 bytes with the 3 KB inline object in the @context and its copy in the proof.
+    assert len((EXAMPLES / "support.json").read_bytes()) < 1_500
+    for shape in PLAIN_SHAPES:
+        assert len((EXAMPLES / f"{shape}.json").read_bytes()) < 2_000, shape
+        assert json.dumps(barri_inline()) not in json.dumps(load(shape))
 
 
 # --- (2) the inbound JSON-LD rules ------------------------------------------------------------

@@ -51,7 +51,7 @@ from federation.store.proposals import ProposalStore
 from federation.store.sqlite import transaction
 from federation.vocab.actors import person_extras
 from federation.vocab.comment import comment_to_ap
-from federation.vocab.context import document_context, format_datetime
+from federation.vocab.context import document_context, format_datetime, plain_context
 from federation.vocab.process import process_from_ap, process_to_ap
 from federation.vocab.proposal import proposal_to_ap
 from federation.vocab.wire import embed
@@ -244,8 +244,10 @@ def comment_doc(world: World, author: str, parent: str, **changes: Any) -> dict[
 
 def activity(world: World, kind: str, author: str, obj: Any, **extra: Any) -> dict[str, Any]:
     """A remote activity by ``author``; an object document is embedded without its context."""
+    # Supports, withdrawals and votes use no Barri term: AS2 + data-integrity only (DESIGN §4).
+    plain = kind in ("Like", "Dislike", "Undo")
     doc: dict[str, Any] = {
-        "@context": document_context(),
+        "@context": plain_context() if plain else document_context(),
         "id": world.node.new_id(),
         "type": kind,
         "actor": world.node.actor_id(author),
@@ -456,6 +458,10 @@ async def test_a_remote_residents_support_counts(world: World) -> None:
     undo = activity(world, "Undo", "alice", embed(support), to=support["to"])
     await accepted(world, undo)
     assert await world.deliberation.support_count(proposal) == 0
+    # As an older version sent it, with the whole Barri context: it counts the same.
+    old = {**like(world, "alice", proposal), "@context": document_context()}
+    await accepted(world, old)
+    assert await world.deliberation.support_count(proposal) == 1
 
 
 async def test_support_refusals_change_nothing(world: World) -> None:

@@ -438,6 +438,22 @@ def test_published_example_passes(path: Path) -> None:
     assert list(jsonschema_validator(shape).iter_errors(document)) == []
 
 
+PLAIN_CONTEXT = CONTEXT[:2]
+
+
+@pytest.mark.parametrize("shape", ["support", "undo-support", "comment-vote", "undo-comment-vote"])
+def test_supports_and_votes_pass_with_or_without_the_barri_context(
+    shape: str, documents: dict[str, Any]
+) -> None:
+    # Published with AS2 + data-integrity only (no Barri term in them); older versions added the
+    # inline Barri object, and those stored documents must still be read.
+    for context in (PLAIN_CONTEXT, CONTEXT):
+        document = {**documents[shape], "@context": context}
+        validate(shape, document)
+        assert shape_of(document) == shape
+        assert list(jsonschema_validator(shape).iter_errors(document)) == []
+
+
 # Every shape has a published example; none is awaited.
 AWAITING_EXAMPLES: set[str] = set()
 

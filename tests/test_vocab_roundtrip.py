@@ -19,7 +19,7 @@ from referencing.jsonschema import DRAFT7
 from activitypub.actors import AS_CONTEXT, DATA_INTEGRITY_V2
 from activitypub.jsonld import check_document, expand_iri, to_graph
 from federation.model import LangText, Proposal
-from federation.vocab.context import barri_context, document_context
+from federation.vocab.context import barri_context, document_context, plain_context
 from federation.vocab.process import process_from_ap
 from federation.vocab.proposal import proposal_from_ap, proposal_to_ap
 from schemas import SCHEMAS_DIR
@@ -34,6 +34,8 @@ EXAMPLE_SHAPES = list(SHAPES)
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 TIMESTAMP_KEYS = {"published", "updated", "deleted", "startTime", "endTime", "answeredAt"}
 TIMESTAMP_KEYS |= {"closedAt", "asOf"}
+# The shapes that use no Barri term carry AS2 + data-integrity only (DESIGN.md §4).
+PLAIN_SHAPES = frozenset({"support", "undo-support", "comment-vote", "undo-comment-vote"})
 
 CASES = [
     pytest.param(shape, variant, id=f"{name}-{variant}")
@@ -82,7 +84,10 @@ def test_full_and_minimal_samples_differ_so_both_variants_mean_something() -> No
 @pytest.mark.parametrize(("shape", "variant"), CASES)
 def test_to_ap_is_a_complete_document_with_our_context(shape: Shape, variant: str) -> None:
     doc = shape.to_ap(sample(shape, variant))
-    assert doc["@context"] == [AS_CONTEXT, DATA_INTEGRITY_V2, barri_context()]
+    if shape.name in PLAIN_SHAPES:
+        assert doc["@context"] == [AS_CONTEXT, DATA_INTEGRITY_V2] == plain_context()
+    else:
+        assert doc["@context"] == [AS_CONTEXT, DATA_INTEGRITY_V2, barri_context()]
     assert list(doc)[:3] == ["@context", "id", "type"]
     # Never null, never an empty list: an absent value is an absent key.
     for key, value in walk(doc):
@@ -135,6 +140,26 @@ def test_each_call_returns_a_fresh_context() -> None:
     one["@context"].append("https://evil.example/ctx")
     assert document_context() == two["@context"]
     assert barri_context()["Proposal"] == "barri:Proposal"
+    plain = plain_context()
+    plain.append(barri_context())
+    assert plain_context() == [AS_CONTEXT, DATA_INTEGRITY_V2]
+
+
+@pytest.mark.parametrize(("shape", "variant"), CASES)
+def test_supports_and_votes_use_no_barri_term_and_carry_no_barri_context(
+    shape: Shape, variant: str
+) -> None:
+    doc = shape.to_ap(sample(shape, variant))
+    ours = set(barri_context()) - {"barri", "xsd"}
+    # Our terms as keys, or our types as values of ``type`` (formerType: an AS2 IRI, not ours).
+    used = {key for key, _ in walk(doc)} | {
+        kind for key, value in walk(doc) if key == "type"
+        for kind in (value if isinstance(value, list) else [value])
+    }  # fmt: skip
+    carries = barri_context() in doc["@context"]
+    assert carries == (shape.name not in PLAIN_SHAPES)
+    if shape.name in PLAIN_SHAPES:
+        assert not used & ours, sorted(used & ours)
 
 
 # --- every shape AS2 allows ---------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Comment vote ↔ ``Like`` (up) / ``Dislike`` (down) of a Note, and its ``Undo`` (Lemmy-style).
 
 Lemmy's votes are public (``to: [as:Public]``, ``cc: [community]``, ``audience``) and carry no
-``published``; both readers accept that shape as it is.
+``published``; both readers accept that shape as it is. Votes use no Barri term, so they carry
+AS2 + data-integrity only (``plain_context``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from activitypub import as2
 from federation.model import CommentVote, UndoCommentVote
 
 from . import converter, fail, reading
-from .context import document_context, optional_datetime, put_datetime
+from .context import optional_datetime, plain_context, put_datetime
 from .wire import (
     embed,
     new_document,
@@ -27,7 +28,7 @@ from .wire import (
 
 def comment_vote_to_ap(vote: CommentVote) -> dict[str, Any]:
     """The vote as a complete ``Like`` or ``Dislike`` (vocab-spec "comment-vote")."""
-    doc = new_document(document_context(), vote.id, "Like" if vote.up else "Dislike")
+    doc = new_document(plain_context(), vote.id, "Like" if vote.up else "Dislike")
     doc["actor"] = vote.actor
     doc["object"] = vote.comment
     put_datetime(doc, "published", vote.published)
@@ -58,7 +59,7 @@ def comment_vote_from_ap(doc: Mapping[str, Any]) -> CommentVote:
 
 def undo_comment_vote_to_ap(undo: UndoCommentVote) -> dict[str, Any]:
     """The retraction as a complete ``Undo`` with the vote embedded or by id."""
-    doc = new_document(document_context(), undo.id, "Undo")
+    doc = new_document(plain_context(), undo.id, "Undo")
     doc["actor"] = undo.actor
     vote = undo.vote
     doc["object"] = vote if isinstance(vote, str) else embed(comment_vote_to_ap(vote))

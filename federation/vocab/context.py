@@ -2,8 +2,10 @@
 
 Our terms travel inline (never by URL): documents use AS2 + data-integrity/v2 + the object under
 ``@context`` in ``schemas/contexts/barri-v1.jsonld``; actor documents append it to
-``activitypub.actors.ACTOR_CONTEXT``. Also here: multilingual text (``name``/``nameMap``),
-RFC 3339 timestamps, HTML content with its markdown ``source``, and the ``Territory`` object.
+``activitypub.actors.ACTOR_CONTEXT``. A document that uses none of our terms (a support, its
+withdrawal, a comment vote) carries AS2 + data-integrity/v2 only: ``plain_context()``. Also
+here: multilingual text (``name``/``nameMap``), RFC 3339 timestamps, HTML content with its
+markdown ``source``, and the ``Territory`` object.
 """
 
 from __future__ import annotations
@@ -54,8 +56,20 @@ def barri_context() -> dict[str, Any]:
 
 
 def document_context() -> list[Any]:
-    """The ``@context`` of every published Barri object and activity (a fresh list)."""
+    """The ``@context`` of a published object or activity that uses our terms (a fresh list)."""
     return [AS_CONTEXT, DATA_INTEGRITY_V2, barri_context()]
+
+
+def plain_context() -> list[Any]:
+    """AS2 + data-integrity/v2 only: a document that uses no Barri term needs no Barri context.
+
+    DESIGN.md §4 puts our terms in an inline object so that readers know them; a document with
+    none of them (support ``Like``, ``Undo{Like}``, comment ``Like``/``Dislike`` and its
+    ``Undo``: id, type, actor, object, published, addressing, proof) is the AS2 document it
+    looks like, the way Mastodon adds ``toot:`` only for the terms a document uses. It saves
+    ~3 KB per support, twice over (the proof copies the ``@context``), at every hash and hop.
+    """
+    return [AS_CONTEXT, DATA_INTEGRITY_V2]
 
 
 def actor_context() -> list[Any]:

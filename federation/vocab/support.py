@@ -1,7 +1,9 @@
 """Support ↔ ``Like`` of a proposal, and its withdrawal ``Undo{Like}`` (vocab-spec "support").
 
 Supports are private (DESIGN.md §6): addressed to the owning Group and the aggregators,
-never to as:Public. The aggregator checks ``published`` against the supports phase.
+never to as:Public. The aggregator checks ``published`` against the supports phase. Neither
+document uses a Barri term, so both carry AS2 + data-integrity only (``plain_context``); the
+readers take any ``@context``, such as the whole Barri one older versions added.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from activitypub import as2
 from federation.model import Support, UndoSupport
 
 from . import converter, fail, reading
-from .context import document_context, put_datetime, require_datetime
+from .context import plain_context, put_datetime, require_datetime
 from .wire import (
     embed,
     new_document,
@@ -27,7 +29,7 @@ from .wire import (
 
 def support_to_ap(support: Support) -> dict[str, Any]:
     """The support as a complete ``Like`` (vocab-spec "support")."""
-    doc = new_document(document_context(), support.id, "Like")
+    doc = new_document(plain_context(), support.id, "Like")
     doc["actor"] = support.actor
     doc["object"] = support.proposal
     put_datetime(doc, "published", support.published)
@@ -68,7 +70,7 @@ def support_from_ap(doc: Mapping[str, Any]) -> Support:
 
 def undo_support_to_ap(undo: UndoSupport) -> dict[str, Any]:
     """The withdrawal as a complete ``Undo`` with the Like embedded or by id."""
-    doc = new_document(document_context(), undo.id, "Undo")
+    doc = new_document(plain_context(), undo.id, "Undo")
     doc["actor"] = undo.actor
     support = undo.support
     doc["object"] = support if isinstance(support, str) else embed(support_to_ap(support))
