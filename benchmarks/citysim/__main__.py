@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="a rostered instance forges supports")  # fmt: skip
     parser.add_argument("--cold-rebuild", action="store_true",
                         help="then empty the aggregator, time its rebuild")  # fmt: skip
+    parser.add_argument("--py-spy", metavar="BINARY",
+                        help="py-spy the aggregator and the city instance with it")  # fmt: skip
     parser.add_argument("--all-faults", action="store_true",
                         help="every fault at once (drop 0.05, clock skew 120 s)")  # fmt: skip
     return parser
@@ -59,7 +61,8 @@ def main() -> int:
     profile = scaled(PROFILES[args.profile], args.scale)
     try:
         results = asyncio.run(simulate(profile, args.dir.resolve(), seed=args.seed,
-                                       faults=faults_of(args), scale=args.scale))  # fmt: skip
+                                       faults=faults_of(args), scale=args.scale,
+                                       spy=args.py_spy))  # fmt: skip
     except (CityError, DemoError) as exc:
         print(f"citysim: error: {exc}", file=sys.stderr)
         return 2

@@ -59,19 +59,28 @@ def _rate(operation: Callable[[], object], seconds: float) -> float:
 
 
 def crypto_ceiling(seconds: float = 1.0) -> dict[str, float]:
-    """Ed25519 and RSA-2048 (PKCS#1 v1.5, SHA-256) verifications per second on this core."""
+    """Ed25519 (cryptography, and PyNaCl when installed) and RSA-2048 (PKCS#1 v1.5, SHA-256)
+    verifications per second on this core."""
     message = b"x" * 512
     ed_key = ed25519.Ed25519PrivateKey.generate()
     ed_sig, ed_pub = ed_key.sign(message), ed_key.public_key()
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     rsa_sig = rsa_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
     rsa_pub = rsa_key.public_key()
-    return {
+    found = {
         "ed25519_verify_per_s": round(_rate(lambda: ed_pub.verify(ed_sig, message), seconds)),
         "rsa2048_verify_per_s": round(_rate(
             lambda: rsa_pub.verify(rsa_sig, message, padding.PKCS1v15(), hashes.SHA256()),
             seconds)),
     }  # fmt: skip
+    try:
+        import nacl.signing  # the fastest well-kept Ed25519 (libsodium); the bench extra has it
+    except ImportError:
+        return found
+    nacl_key = nacl.signing.SigningKey.generate()
+    signed, verify = nacl_key.sign(message), nacl_key.verify_key
+    found["ed25519_pynacl_verify_per_s"] = round(_rate(lambda: verify.verify(signed), seconds))
+    return found
 
 
 def _delta(act: Act) -> int:
@@ -150,6 +159,7 @@ def summary_of(results: dict[str, Any]) -> str:
         f" (n={lat.get('n')})",
         f"  ingest at the aggregator: {results['ingest_per_s']:.0f} counted acts/s;"
         f" ceiling {results['ceiling']}; ratio {results['ratio_to_ceiling']:.3f}",
+        f"  aggregator CPU: {results.get('aggregator_capacity')}",
         f"  aggregator {results['aggregator']}; one instance {results['instance']};"
         f" idle before the stream {results.get('idle_before_stream')}",
         f"  DB bytes {results['db_bytes']}",
@@ -170,7 +180,8 @@ def summary_of(results: dict[str, Any]) -> str:
     if cold:
         lines.append(f"  cold rebuild: {'exact' if cold['exact'] else 'MISMATCH'},"
                      f" {cold['supports']} supports in {cold['seconds']} s"
-                     f" ({cold['supports_per_s']}/s); aggregator {cold['aggregator']}")  # fmt: skip
+                     f" ({cold['supports_per_s']}/s, {cold.get('supports_per_cpu_s')} per CPU s);"
+                     f" aggregator {cold['aggregator']}")  # fmt: skip
     if results.get("timeline"):
         lines.append("  timeline (s): " + ", ".join(f"{e} {t}" for e, t in results["timeline"]))
     if results.get("recovery_s"):

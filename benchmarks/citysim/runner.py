@@ -21,6 +21,7 @@ from benchmarks.citysim.driver import AS2, Driver
 from benchmarks.citysim.faults import FaultProxy, Faults
 from benchmarks.citysim.malicious import MALLORY, Mallory, Plan, attack
 from benchmarks.citysim.profiles import Profile
+from benchmarks.citysim.sampling import Sampler
 from benchmarks.citysim.workload import Act, Workload, expected, generate, observed
 from benchmarks.ingestkit.aggregator import wipe
 
@@ -129,8 +130,9 @@ async def _outages(city: City, faults: Faults, victim: str, timeline: Timeline,
 
 
 async def cold_rebuild(
-    city: City, session: aiohttp.ClientSession, want: dict[str, Any], answered: set[str]
-) -> dict[str, Any]:
+    city: City, session: aiohttp.ClientSession, want: dict[str, Any], answered: set[str],
+    sampler: Sampler,
+) -> dict[str, Any]:  # fmt: skip
     """Restart the aggregator with everything it learnt deleted (keys, roster and Follows
     kept) and time its backfill until it shows ``want`` again (the instances' word only: what
     the malicious instance sent straight to it is in no collection)."""
@@ -141,13 +143,19 @@ async def cold_rebuild(
     await asyncio.to_thread(wipe, database)
     started = time.monotonic()
     await cluster.start(city, ["aggregator"])
+    await sampler.start("rebuild", cluster.pid_of(city, "aggregator"))
     supports = sum(int(w["supports"]) for w in want.values())
     got = await converge(city, session, want, answered, None, CONVERGE_WAIT + supports / 200)
     seconds = time.monotonic() - started
+    stats = measure.proc_stats(cluster.pid_of(city, "aggregator"))
+    await sampler.stop("rebuild")
+    cpu = stats.get("cpu_seconds") or 0.0
     return {
         "exact": got == want, "seconds": round(seconds, 2), "supports": supports,
         "supports_per_s": round(supports / max(1e-9, seconds), 1),
-        "aggregator": measure.proc_stats(cluster.pid_of(city, "aggregator")),
+        # The restarted aggregator's CPU is the rebuild's own: what one core could sustain.
+        "supports_per_cpu_s": round(supports / cpu, 1) if cpu else None,
+        "aggregator": stats,
     }  # fmt: skip
 
 
@@ -160,9 +168,13 @@ def fresh(directory: Path) -> None:
 
 async def simulate(
     profile: Profile, directory: Path, *, seed: int = 8, faults: Faults | None = None,
-    scale: float = 1.0,
+    scale: float = 1.0, spy: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Run the whole simulation; the results (``exact`` says whether the totals agreed)."""
+    """Run the whole simulation; the results (``exact`` says whether the totals agreed).
+
+    ``spy``: a py-spy binary to sample the aggregator and the city instance during the stream
+    and the aggregator during the cold rebuild (see :mod:`benchmarks.citysim.sampling`).
+    """
     faults = faults or Faults()
     await asyncio.to_thread(fresh, directory)
     work = generate(profile, seed)
@@ -179,7 +191,11 @@ async def simulate(
     try:
         await cluster.start(city)
         await cluster.federate(city, list(city.sites))
-        results = await _drive(city, work, profile, faults, ceiling, proxy)
+        sampler = Sampler(spy, RESULTS, profile.name)
+        try:
+            results = await _drive(city, work, profile, faults, ceiling, proxy, sampler)
+        finally:
+            await sampler.stop_all()
         return results | {"scale": scale, "seed": seed}
     finally:
         await city.servers.stop()
@@ -200,7 +216,7 @@ def _configure(city: City, work: Workload, faults: Faults) -> None:
 
 async def _drive(
     city: City, work: Workload, profile: Profile, faults: Faults, ceiling: dict[str, float],
-    proxy: FaultProxy | None,
+    proxy: FaultProxy | None, sampler: Sampler,
 ) -> dict[str, Any]:  # fmt: skip
     async with aiohttp.ClientSession() as session:
         driver = Driver(city, session)
@@ -225,12 +241,15 @@ async def _drive(
             return (len(driver.done) - before) / max(1, len(work.stream))
 
         injector = asyncio.create_task(_outages(city, faults, victim, timeline, progress))
+        sampling = asyncio.create_task(_sample(city, sampler, progress))
         await driver.run(work.stream, profile.concurrency)
         await injector
         burst_started = time.monotonic()
         timeline.mark("burst")
         await driver.run(work.burst, profile.concurrency * 2)
         burst_seconds = time.monotonic() - burst_started
+        sampling.cancel()
+        await sampler.stop_all()
         await driver.answer(work.answers)
         plan = await _attack(city, session, work, driver, profile) if faults.malicious else None
         sent = time.monotonic()
@@ -251,7 +270,7 @@ async def _drive(
                  "instance": measure.proc_stats(cluster.pid_of(city, victim))}  # fmt: skip
         if faults.cold_rebuild:
             honest = expected(work, driver.ids, city.processes)
-            stats["cold_rebuild"] = await cold_rebuild(city, session, honest, answered)
+            stats["cold_rebuild"] = await cold_rebuild(city, session, honest, answered, sampler)
     counted = measure.latencies(driver.done, driver.ids, polls)
     lat = [seconds for _sent, seconds in counted]
     results = _results(profile, faults, work, driver.done, started, sent, converged, want, got,
@@ -269,6 +288,14 @@ async def _drive(
         "proxy": dict(proxy.counts) if proxy is not None else {},
         "malicious": asdict(plan) if plan is not None else None,
     }
+
+
+async def _sample(city: City, sampler: Sampler, progress: Callable[[], float]) -> None:
+    """py-spy on the aggregator and the city's instance from 20 % of the stream (past warm-up)
+    until the burst ends."""
+    await _when(progress, 0.2)
+    await sampler.start("aggregator", cluster.pid_of(city, "aggregator"))
+    await sampler.start("instance", cluster.pid_of(city, "city"))
 
 
 async def _attack(city: City, session: aiohttp.ClientSession, work: Workload, driver: Driver,
@@ -311,11 +338,29 @@ def _results(profile: Profile, faults: Faults, work: Workload, done: list[tuple[
         "acts_per_s": (len(work.stream) + len(work.burst)) / max(1e-9, sent - started),
         "converge_seconds": converged - sent, "ingest_per_s": ingest,
         "ceiling": ceiling, "ratio_to_ceiling": ingest * 2 / best,
+        "aggregator_capacity": _capacity(stats.get("aggregator", {}), counted, acts, best),
         "latency_s": measure.percentiles(lat), **stats,
         "db_bytes": measure.db_sizes(city.directory),
         "totals": {iri: {"supports": w["supports"], "participants": w["participants"]}
                    for iri, w in want.items() if iri != "mallory"},
     }  # fmt: skip
+
+
+def _capacity(
+    aggregator: dict[str, float], counted: int, acts: int, best: float
+) -> dict[str, float | None]:
+    """What the aggregator's own CPU time says one core of it sustains (the wall-clock rate is
+    bounded by what the instances, sharing the machine, manage to send). Its CPU also went to
+    comments, proposals and answering the latency poller, so these are lower bounds."""
+    cpu = aggregator.get("cpu_seconds") or 0.0
+    if not cpu:
+        return {"cpu_ms_per_act": None, "supports_per_cpu_s": None, "ratio_per_cpu_s": None}
+    per_cpu_s = counted / cpu
+    return {
+        "cpu_ms_per_act": round(1000 * cpu / max(1, acts), 3),
+        "supports_per_cpu_s": round(per_cpu_s, 1),
+        "ratio_per_cpu_s": round(per_cpu_s * 2 / best, 4),
+    }
 
 
 def write(results: dict[str, Any]) -> Path:
