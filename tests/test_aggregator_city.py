@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,12 @@ import aiohttp
 
 from activitypub import as2
 from activitypub.integrity import verify_proof_with_key
+from activitypub.runtime import FEDERATION
 from federation.aggregator.app import BACKFILL_TASK
 from federation.aggregator.recompute import recompute
-from federation.instance.app import ACCOUNTS
+from federation.instance.app import ACCOUNTS, DB
 from federation.instance.ports import TokenScope
+from federation.model import LangText, ProposalState
 from federation.store.aggregator import RosterRow
 from federation.vocab.context import document_context, format_datetime, plain_context
 from tests.aggregator_city import Hood, Town, deliver, town
@@ -197,20 +199,23 @@ async def test_stopped_mid_stream_it_catches_up_by_backfill_and_the_instances_re
         assert t.city.server is not None
         await t.city.server.app[BACKFILL_TASK]
         await inbox_quiet(t.city.runtime.federation)  # (the instances' queues wait: not due)
-        # Backfill brought the new proposal, every support and every withdrawal: the owner A's
-        # ``{process}/support-log`` lists each signed Like and Undo it learnt of (pep's support
-        # of B's proposal went to A and to us only), each verified from the page by its proof.
+        # Backfill brought the new proposal, every support and every withdrawal: each
+        # instance's ``/support-log`` lists each signed Like and Undo it knows (pep's support of
+        # B's proposal is in A's, the owner's, and D's, its author's), each verified from the
+        # page by its proof.
         assert any(t.acts[i][3] < 0 for i in range(before, len(t.acts)))
         assert await t.counted() == t.truth()
         pep = await t.city.aggregator.db.execute_fetchall(
             "SELECT route FROM activities WHERE actor = ?", (t.d.actor("pep"),)
         )
-        assert [row[0] for row in pep] == ["backfill", "backfill"]  # both from A's log
-        # A's log lists every Like its {process}/supports would: that list is not walked too.
+        assert [row[0] for row in pep] == ["backfill", "backfill"]  # from the logs
+        # The instance logs list every Like the per-process and per-proposal support
+        # collections would: those are not walked too.
         walked = await t.city.aggregator.db.execute_fetchall("SELECT collection FROM cursors")
         walked_urls = {row[0] for row in walked}
-        assert t.process.id + "/support-log" in walked_urls
-        assert t.process.id + "/supports" not in walked_urls
+        assert {h.origin + "/support-log" for h in t.hoods.values() if h.rostered} <= walked_urls
+        assert not [url for url in walked_urls if url.endswith("/supports")]
+        assert t.process.id + "/support-log" not in walked_urls
         results = await t.city.results(t.process.id)
         assert any(p["id"] == late.id and p["name"] == "Un pipi-can" for p in results["proposals"])
 
@@ -314,3 +319,48 @@ async def test_a_c2s_support_carries_no_barri_context_and_old_full_context_likes
         assert as2.has_type(undo, "Undo") and undo["@context"] == plain_context()
         assert await t.counted() == t.truth() == {ideas[0]: {"31": 1}, ideas[2]: {"31": 1}}
         assert (await recompute(t.city.aggregator)).agree
+
+
+async def test_a_support_its_owner_refused_is_backfilled_from_its_authors_instance(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    """The owner judges a remote support at its ``published`` time: a client clock two
+    minutes ahead (within the skew both tolerate) puts it after an answer that in fact came
+    later, and the owner refuses it. The aggregator's rules still count it; with its direct
+    delivery lost (the aggregator was down) only the author's instance lists it, in its
+    ``/support-log``, which backfill reads."""
+    async with town(tmp_path, unused_tcp_port_factory) as t:
+        ideas = await proposals(t)
+        await t.city.stop()
+        b, worker = t.b, t.b.app[FEDERATION].worker
+        assert worker is not None
+        rosa = await b.resident("rosa")
+        await worker.stop()  # B's deliveries wait while the answer is given
+        ahead = format_datetime(datetime.now(UTC) + timedelta(minutes=2))
+        like = {
+            "@context": plain_context(), "id": f"{b.origin}/supports/{uuid.uuid4().hex}",
+            "type": "Like", "actor": b.actor("rosa"), "object": ideas[0], "published": ahead,
+            "to": [t.process.owner, t.city.actor],
+        }  # fmt: skip
+        await b.deliberation.support_signed(rosa, (await b.keys(b.actor("rosa"))).prove(like))
+        t.acts.append(("b", b.actor("rosa"), ideas[0], 1))
+        admin = await t.a.app[ACCOUNTS].get("admin")
+        await t.a.deliberation.answer_proposal(
+            admin, ideas[0], state=ProposalState.REJECTED, answer=LangText("=No és viable.")
+        )
+        await worker.start()
+        await t.settle()
+        await t.retries(due=_far())  # B's delivery to the aggregator waits for its retry
+        owned = await t.a.app[DB].execute_fetchall(
+            "SELECT COUNT(*) FROM supports WHERE id = ?", (like["id"],)
+        )
+        assert next(iter(owned))[0] == 0  # the owner refused it as given after the rejection
+
+        await t.city.start(backfill_on_start=True)
+        assert t.city.server is not None
+        await t.city.server.app[BACKFILL_TASK]
+        assert await t.counted() == t.truth()
+        route = await t.city.aggregator.db.execute_fetchall(
+            "SELECT route, via FROM activities WHERE id = ?", (like["id"],)
+        )
+        assert list(route) == [("backfill", b.origin + "/actor")]

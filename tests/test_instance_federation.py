@@ -364,6 +364,20 @@ async def test_supports_collection_is_private_across_instances(city: City) -> No
     assert all(i["proof"]["verificationMethod"].startswith(i["actor"]) for i in items)
     status, refused = await signed_get(log_url, gracia_server)
     assert (status, refused["reason"]) == (403, "supports_private")
+    # /support-log on rita's own instance: what its residents gave in the city's process,
+    # for the aggregator only (the author's word, when the owner's log lacks a support).
+    own_log = b.config.base_url + "/support-log"
+    status, problem, _ = await get(own_log)
+    assert isinstance(problem, dict) and (status, problem["reason"]) == (403, "supports_private")
+    status, refused = await signed_get(own_log, gracia_server)
+    assert (status, refused["reason"]) == (403, "supports_private")
+    status, log = await signed_get(own_log, city.mastodon.keys["instance"])
+    assert (status, log["totalItems"]) == (200, 2)
+    status, page = await signed_get(log["first"], city.mastodon.keys["instance"])
+    assert [(i["type"], i["actor"]) for i in page["orderedItems"]] == [
+        ("Undo", b.actor("rita")), ("Like", b.actor("rita")),
+    ]  # fmt: skip
+    assert page["orderedItems"][1] == items[1]  # the same signed Like as the owner's
     no_refusals(c, a, b)
 
 

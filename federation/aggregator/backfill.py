@@ -4,13 +4,19 @@ For every active roster instance the aggregator walks, with signed GETs (authori
 
 - the ``outbox`` of its instance actor and its Group (activities, handed to ingest exactly like
   a live delivery, so a support's own proof is verified whatever route it took);
-- for each process the instance hosts, ``{process}/proposals``, ``{process}/debates`` and
-  ``{process}/support-log`` (every signed Like and withdrawal Undo the owner learnt of in the
-  process, embedded with its proof: verified from the page, no request per item) or, from an
-  owner that does not serve that log, ``{process}/supports`` (the ids of every support the
-  owner counts in the process, wherever its proposal lives, each fetched unless held);
-- for each proposal it hosts, ``{proposal}/supports`` (the private list of like ids: each one
-  not held yet is fetched from its own origin and verified like any other copy);
+- ``/support-log`` at its origin: every signed Like and Undo the instance knows, embedded with
+  its proof — its own processes' (given there or received) and its residents' in other
+  instances' processes. The author's word matters: an owner may refuse a support the
+  aggregator's rules count (its clock reads the support's ``published`` differently), and then
+  no owner's collection lists it. When that log was read, the per-process and per-proposal
+  support collections below are skipped (it lists everything they would);
+- for each process the instance hosts, ``{process}/proposals`` and ``{process}/debates``; and,
+  from an instance without ``/support-log`` (older versions), ``{process}/support-log`` (every
+  signed Like and withdrawal Undo the owner learnt of in the process, embedded with its proof)
+  or, from an owner that does not serve that log either, ``{process}/supports`` (the ids of
+  every support the owner counts in the process, each fetched unless held), and for each
+  proposal it hosts ``{proposal}/supports`` (the private list of like ids: each one not held
+  yet is fetched from its own origin and verified like any other copy);
 - for each proposal and debate it hosts, its FEP-7888 ``context`` collection (the thread).
 
 Objects listed in a collection are believed when their id is on the collection's origin;
@@ -121,9 +127,24 @@ class Backfiller:
     async def instance(self, row: RosterRow, progress: ProgressHook | None = None) -> int:
         """Walk everything the instance publishes that we may read; returns the items read."""
         read = await self._outboxes(row, progress)
-        read += await self._process_collections(row.origin, progress)
-        read += await self._proposal_collections(row.origin, progress)
+        logged, whole = await self._instance_log(row, progress)
+        read += logged
+        read += await self._process_collections(row.origin, progress, supports=not whole)
+        read += await self._proposal_collections(row.origin, progress, supports=not whole)
         return read
+
+    async def _instance_log(
+        self, row: RosterRow, progress: ProgressHook | None
+    ) -> tuple[int, bool]:
+        """The instance's whole support log; (items read, whether this pass read it)."""
+        url, started = row.origin + "/support-log", self._clock()
+        owner = row.instance_actor or row.origin
+        read = await self.collection(
+            row.origin, owner, url, progress, handle=self._logged_support_item(owner),
+            optional=True,
+        )  # fmt: skip
+        cursor = await self.store.cursor(row.origin, url)
+        return read, cursor is not None and cursor.updated_at >= started
 
     async def _outboxes(self, row: RosterRow, progress: ProgressHook | None) -> int:
         """The outboxes of the instance actor and the Group."""
@@ -140,8 +161,11 @@ class Backfiller:
             read += await self.collection(row.origin, owner, outbox, progress)
         return read
 
-    async def _process_collections(self, origin: str, progress: ProgressHook | None) -> int:
-        """``{process}/proposals`` and ``{process}/debates`` of the processes hosted here."""
+    async def _process_collections(
+        self, origin: str, progress: ProgressHook | None, *, supports: bool
+    ) -> int:
+        """``{process}/proposals`` and ``{process}/debates`` of the processes hosted here, and
+        (``supports``: no instance-wide log was read) their support log or list."""
         read = 0
         for process in await self.log.processes_after(0):
             if process.origin != origin:
@@ -154,6 +178,8 @@ class Backfiller:
                 origin, process.owner, process.id + "/debates", progress,
                 handle=self._merged_item(origin), optional=True,
             )  # fmt: skip
+            if not supports:
+                continue
             # The owner's log of signed Likes and Undos: verified from the page, withdrawals too.
             log_url, started = process.id + "/support-log", self._clock()
             read += await self.collection(
@@ -170,15 +196,19 @@ class Backfiller:
             )  # fmt: skip
         return read
 
-    async def _proposal_collections(self, origin: str, progress: ProgressHook | None) -> int:
-        """Supports of the proposals hosted here; threads of its proposals and debates."""
+    async def _proposal_collections(
+        self, origin: str, progress: ProgressHook | None, *, supports: bool
+    ) -> int:
+        """Threads of the proposals and debates hosted here, and (``supports``: no
+        instance-wide log was read) the supports of its proposals."""
         read = 0
         roots = []
         for proposal in await self.log.proposals_on(origin):
-            read += await self.collection(
-                origin, proposal.id, proposal.id + "/supports", progress,
-                handle=self._support_item, optional=True,
-            )  # fmt: skip
+            if supports:
+                read += await self.collection(
+                    origin, proposal.id, proposal.id + "/supports", progress,
+                    handle=self._support_item, optional=True,
+                )  # fmt: skip
             roots.append((proposal.id, _context_url(proposal.id, proposal.document, origin)))
         merged = self.ingest.merger
         if merged is not None:

@@ -32,6 +32,7 @@ from federation.instance.readpaging import (
     serve_collection,
 )
 from federation.instance.readsupports import (
+    instance_support_log,
     process_support_log,
     process_supports,
     proposal_supports,
@@ -128,6 +129,7 @@ def setup_readside(app: web.Application) -> None:
     app.router.add_get("/proposals/{id}/supports", proposal_supports)
     app.router.add_get("/processes/{id}/supports", process_supports)
     app.router.add_get("/processes/{id}/support-log", process_support_log)
+    app.router.add_get("/support-log", instance_support_log)
 
 
 async def _missing(request: web.Request, object_id: str) -> web.StreamResponse:

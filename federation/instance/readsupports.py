@@ -12,6 +12,11 @@ its server's instance actor, or an aggregator the instance reports to; anyone el
   ``Undo`` of the process, local and received, in the order the owner learnt of them (newest
   first), embedded with their FEP-8b32 proofs. A backfill reads withdrawals from it and
   verifies each item from the page, with no request per item (DESIGN.md §6 "Backfill").
+- ``/support-log`` at the instance's origin, for its aggregators only: the same log for the
+  whole instance, its own processes' items and also every Like and Undo its residents gave in
+  other instances' processes. The aggregator backfills from the author's word as well as the
+  owner's, so a support the owner refused (or never received) but that counts under the
+  aggregator's own rules still reaches it when its direct delivery was lost.
 """
 
 from __future__ import annotations
@@ -71,6 +76,19 @@ async def process_support_log(request: web.Request) -> web.Response:
         return await store.page_support_log(process_id, page)
 
     return await serve_collection(request, process_id + "/support-log", total, load_page)
+
+
+async def instance_support_log(request: web.Request) -> web.Response:
+    """``/support-log``: the instance's whole support log, newest first, for its aggregators."""
+    await require_reader(request, request.app[instance_app.CONFIG].report_to, "supports_private")
+    store = ProposalStore(request.app[instance_app.DB])
+    total = await store.count_instance_support_log()
+
+    async def load_page(page: PageRequest) -> PageResult:
+        return await store.page_instance_support_log(page)
+
+    origin = request.app[instance_app.CONFIG].base_url
+    return await serve_collection(request, origin + "/support-log", total, load_page)
 
 
 async def process_supports(request: web.Request) -> web.Response:

@@ -285,6 +285,19 @@ class ProposalStore:
         )  # fmt: skip
         return PageResult([load(row[1]) for row in rows], after, before)
 
+    async def page_instance_support_log(self, page: PageRequest) -> PageResult:
+        """Every item of the support log, newest first: the instance's own processes' Likes
+        and Undos (local and received) and its residents' in other instances' processes."""
+        rows, after, before = await page_rows(
+            self.db, table="support_log", columns="seq, document", where="1 = 1", params=(),
+            page=page,
+        )  # fmt: skip
+        return PageResult([load(row[1]) for row in rows], after, before)
+
+    async def count_instance_support_log(self) -> int:
+        """How many items the whole support log holds."""
+        return await fetch_int(self.db, "SELECT COUNT(*) FROM support_log", ())
+
     async def count_support_log(self, process_id: str) -> int:
         """How many items a process's support log holds."""
         return await fetch_int(
