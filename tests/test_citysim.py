@@ -3,15 +3,19 @@
 Exactness only (no timing is asserted): residents act through C2S with personal tokens, the
 city answers through its admin pages, and the aggregator's JSON API must then show exactly the
 totals the generator's own model computed, per proposal, neighbourhood, district and process,
-with the same participants and official answers. Scaled to half the ci profile's acts so the
-run stays around a minute on a 2-core machine. The fault flags are exercised by
-``python -m benchmarks.citysim --all-faults`` (not yet reliable enough for the suite).
+with the same participants and official answers — with every fault flag on at once: the
+aggregator SIGKILLed and restarted, an instance stopped, deliveries duplicated, reordered and
+dropped, two instances' clocks 2 minutes off (inside the 5 minutes an instance tolerates), a
+malicious rostered instance whose forged, backdated and over-limit supports must be refused or
+flagged and never counted, and finally the aggregator emptied and rebuilt by backfill alone.
+Scaled to half the ci profile's acts so the run stays around two minutes on a 2-core machine.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks.citysim.faults import Faults
 from benchmarks.citysim.profiles import PROFILES, scaled
 from benchmarks.citysim.runner import simulate
 from benchmarks.citysim.workload import generate
@@ -34,13 +38,28 @@ def test_generator_is_seeded_and_within_limits() -> None:
     assert len(first.burst) == profile.burst == 300
 
 
-async def test_ci_city_ends_exact(tmp_path: Path) -> None:
-    # The fault flags (benchmarks/citysim/faults.py) are not run here yet: with them on, about
-    # one run in three under load ends one support short (cause open, see issue 8's note).
+async def test_ci_city_ends_exact_with_every_fault(tmp_path: Path) -> None:
+    faults = Faults(kill_aggregator=True, instance_down=True, duplicate=True, reorder=True,
+                    drop=0.05, clock_skew=120.0, malicious=True, cold_rebuild=True)  # fmt: skip
     profile = scaled(PROFILES["ci"], SCALE)
-    results = await simulate(profile, tmp_path / "city", seed=8, scale=SCALE)
+    results = await simulate(profile, tmp_path / "city", seed=8, faults=faults, scale=SCALE)
     assert results["mismatches"] == {}
     assert results["exact"] is True
     supports = sum(t["supports"] for t in results["totals"].values())
     assert supports > 500
     assert results["burst"]["supports"] == profile.burst
+    # Every fault really happened, so exactness was earned under it.
+    proxy = results["proxy"]
+    assert proxy["dropped"] > 0 and proxy["duplicated"] > 0 and proxy["undo_before_like"] > 0
+    assert [e for e, _t in results["timeline"]][:4] == [
+        "aggregator killed", "aggregator back", "h01 down", "h01 back",
+    ]  # fmt: skip
+    assert results["driver_retries"] > 0  # residents' acts refused while h01 was down
+    mallory = results["malicious"]
+    assert mallory["forged"] > 0 and mallory["backdated"] > 0 and mallory["over_limit"] > 0
+    assert mallory["statuses"][: mallory["forged"]] == [401] * mallory["forged"]
+    # The emptied aggregator rebuilt the honest instances' totals from their collections (the
+    # malicious instance's supports, sent straight to it, are in no collection).
+    rebuilt = results["cold_rebuild"]
+    assert rebuilt["exact"] is True
+    assert rebuilt["supports"] == supports - len(mallory["counted"])
