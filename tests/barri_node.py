@@ -374,7 +374,7 @@ async def _outbox(request: web.Request) -> web.Response:
     if items is None:
         raise Problem(404, "Not Found", "no such outbox")
     node.hit(request.path)
-    page = parse_page_request(request.query, default_limit=2)
+    page = parse_page_request(request.query, default_limit=2, max_limit=2)  # several pages
     if page is not None and page.after is not None and node.fail_next_pages > 0:
         node.fail_next_pages -= 1
         raise Problem(503, "Service Unavailable", "try again later")

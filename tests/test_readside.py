@@ -412,6 +412,7 @@ async def test_process_proposals_newest_first_with_cursor_paging(seeded: Seeded)
     assert isinstance(first, dict) and "prev" not in first
     status, second, _ = await get(first["next"])
     assert isinstance(second, dict) and second["orderedItems"][0]["id"] == seeded.proposals[1].id
+    assert [len(second["orderedItems"]), "limit=1" in second["next"]] == [1, True]  # kept
     status, back, _ = await get(second["prev"])
     assert isinstance(back, dict) and back["orderedItems"][0]["id"] == seeded.proposals[2].id
     for bad in ("?after=%%%", "?before=a&after=b", "?limit=0"):

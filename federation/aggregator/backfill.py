@@ -39,6 +39,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from yarl import URL
+
 from activitypub import as2
 from activitypub.fetch import FetchError, FetchFailure
 from federation.aggregator.documents import ActorFetch, DocumentFetch, read_proposal
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 
 # A listed like we may not read (403), or that is gone, is skipped; anything else is retried.
 _SKIPPED = (403, 404, 410)
+PAGE_LIMIT = 100  # items per page asked (activitypub.collections' default maximum)
 _MISSING = (FetchFailure.GONE, FetchFailure.ID_MISMATCH, FetchFailure.INVALID)
 
 
@@ -77,6 +80,12 @@ class BackfillError(Exception):
 #: What a walk does with one item of a page (the page for its @context; the ids among the
 #: page's items of which a verified copy was stored before the page was read).
 ItemHandler = Callable[[Any, Mapping[str, Any], frozenset[str]], Awaitable[None]]
+
+
+def _sized(first: str | None) -> str | None:
+    """The first page asked at the largest size an instance serves (Barri keeps it on the
+    ``next`` links; a server that knows no ``limit`` ignores it): fewer signed GETs."""
+    return None if first is None else str(URL(first).update_query(limit=PAGE_LIMIT))
 
 
 def _framed(item: Any, page: Mapping[str, Any]) -> Any:
@@ -268,7 +277,7 @@ class Backfiller:
         first = as2.first_id(collection, "first")
         total = as2.first(collection, "totalItems")
         known = total if isinstance(total, int) and not isinstance(total, bool) else None
-        start = cursor.marker if ascending and cursor.marker else first
+        start = cursor.marker if ascending and cursor.marker else _sized(first)
         # An empty collection's pass is done at once; the marker stays.
         return replace(cursor, next_url=start, pass_newest=None, total=known)
 

@@ -60,8 +60,10 @@ async def serve_collection(
         return instance_app.as2_response(request, doc)
     result = await load_page(page)
     page_id = request.app[instance_app.CONFIG].base_url + request.path_qs
+    # A reader that asked for a page size keeps it on the next/prev links.
+    asked = page.limit if "limit" in request.query else None
     doc = ordered_collection_page(
-        collection_id, page_id, result, page_url=page_url_for(collection_id),
+        collection_id, page_id, result, page_url=page_url_for(collection_id, limit=asked),
         total_items=total, context=context,
     )  # fmt: skip
     return instance_app.as2_response(request, doc)
