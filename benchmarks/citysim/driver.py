@@ -18,7 +18,7 @@ from benchmarks.citysim.workload import ALIGNMENTS, Act
 from federation.demo_web import Browser
 
 AS2 = 'application/ld+json; profile="https://www.w3.org/ns/activitystreams"'
-ARRIVAL_WAIT = 60.0
+ARRIVAL_WAIT = 600.0  # a big city announces hundreds of proposals to every instance
 DOWN_WAIT = 120.0  # how long a resident keeps retrying an act refused while a server is down
 RETRY_PAUSE = 0.5
 
