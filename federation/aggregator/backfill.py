@@ -252,6 +252,8 @@ class Backfiller:
         try:
             if cursor.next_url is None:
                 cursor = await self._start_pass(cursor, ascending)
+                if cursor.next_url is None:
+                    await self.store.save_cursor(cursor)  # an empty collection: read whole
             read, pages = 0, 0
             while cursor.next_url is not None:
                 cursor, count = await self._page(cursor, handle, ascending)
@@ -268,7 +270,8 @@ class Backfiller:
         return read
 
     async def _start_pass(self, cursor: CursorRow, ascending: bool) -> CursorRow:
-        """Read the collection head: ``totalItems`` and its ``first`` page.
+        """Read the collection head: ``totalItems`` and its ``first`` page (none to read when it
+        says it is empty).
 
         An oldest-first collection resumes at the last page the previous pass read, where
         new items appear.
@@ -278,7 +281,13 @@ class Backfiller:
         total = as2.first(collection, "totalItems")
         known = total if isinstance(total, int) and not isinstance(total, bool) else None
         start = cursor.marker if ascending and cursor.marker else _sized(first)
-        # An empty collection's pass is done at once; the marker stays.
+        if known == 0 or start is None:
+            # An empty collection (its own word, as its pages would be): the pass is done at
+            # once, without a signed GET of an empty page; the marker stays.
+            return replace(
+                cursor, next_url=None, pass_newest=None, total=known, passes=cursor.passes + 1,
+                updated_at=self._clock(),
+            )  # fmt: skip
         return replace(cursor, next_url=start, pass_newest=None, total=known)
 
     async def _page(
