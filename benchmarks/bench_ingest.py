@@ -331,7 +331,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.cold and not args.reuse:
                 results["c2s_counted"] = await c2s(bench, take(queues, args.cold), session)
             elif args.cold:
-                results["c2s_counted"] = args.cold  # made by the run that set the city up
+                # Made by the run that set the city up: the live batch takes the ones after.
+                take(queues, args.cold)
+                results["c2s_counted"] = args.cold
             if args.supports:
                 await _live(bench, session, queues, args, results, prof)
             if args.cold:
