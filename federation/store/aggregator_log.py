@@ -125,6 +125,26 @@ def _proposal(row: Sequence[Any]) -> ProposalRow:
     )
 
 
+@dataclass(frozen=True)
+class Heads:
+    """How far each table reaches: a table whose head did not move has nothing new."""
+
+    roster: int
+    residents: int
+    processes: int
+    proposals: int
+    activities: int
+
+
+_HEADS = (
+    "SELECT (SELECT COALESCE(MAX(rev), 0) FROM roster),"
+    " (SELECT COALESCE(MAX(rev), 0) FROM residents),"
+    " (SELECT COALESCE(MAX(rev), 0) FROM processes),"
+    " (SELECT COALESCE(MAX(rev), 0) FROM proposals),"
+    " (SELECT COALESCE(MAX(seq), 0) FROM activities)"
+)
+
+
 class ActivityLog:
     """Verified activities, residents, processes and proposals on the shared connection."""
 
@@ -214,6 +234,12 @@ class ActivityLog:
             )
             found.update(str(row[0]) for row in rows)
         return found
+
+    async def heads(self) -> Heads:
+        """The highest ``rev`` of each table and ``seq`` of the activities, in one query (what a
+        sync compares with what it read; the roster lives in the same database)."""
+        rows = list(await self.db.execute_fetchall(_HEADS))
+        return Heads(*(int(value) for value in rows[0]))
 
     async def max_seq(self) -> int:
         """The newest stored activity's ``seq`` (0 when none)."""
