@@ -152,6 +152,8 @@ async def cold_rebuild(
     cpu = stats.get("cpu_seconds") or 0.0
     return {
         "exact": got == want, "seconds": round(seconds, 2), "supports": supports,
+        "mismatches": {key: {"want": want[key], "got": got.get(key)}
+                       for key in sorted(want) if got.get(key) != want[key]},
         "supports_per_s": round(supports / max(1e-9, seconds), 1),
         # The restarted aggregator's CPU is the rebuild's own: what one core could sustain.
         "supports_per_cpu_s": round(supports / cpu, 1) if cpu else None,

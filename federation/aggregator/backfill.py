@@ -55,7 +55,10 @@ log = logging.getLogger(__name__)
 
 # A listed like we may not read (403), or that is gone, is skipped; anything else is retried.
 _SKIPPED = (403, 404, 410)
-PAGE_LIMIT = 100  # items per page asked (activitypub.collections' default maximum)
+# Items per page asked of support logs (one signed Like is ~1 KB; one stored by an older
+# version with the whole Barri context ~10 KB, so 50 stay under the fetcher's 1 MB cap).
+# Other collections keep the server's default: a Group outbox embeds whole proposals.
+LOG_PAGE_LIMIT = 50
 _MISSING = (FetchFailure.GONE, FetchFailure.ID_MISMATCH, FetchFailure.INVALID)
 
 
@@ -82,10 +85,12 @@ class BackfillError(Exception):
 ItemHandler = Callable[[Any, Mapping[str, Any], frozenset[str]], Awaitable[None]]
 
 
-def _sized(first: str | None) -> str | None:
-    """The first page asked at the largest size an instance serves (Barri keeps it on the
-    ``next`` links; a server that knows no ``limit`` ignores it): fewer signed GETs."""
-    return None if first is None else str(URL(first).update_query(limit=PAGE_LIMIT))
+def _sized(first: str | None, limit: int | None) -> str | None:
+    """The first page asked with ``limit`` items (Barri keeps it on the ``next`` links; a
+    server that knows no ``limit`` ignores it): fewer signed GETs."""
+    if first is None or limit is None:
+        return first
+    return str(URL(first).update_query(limit=limit))
 
 
 def _framed(item: Any, page: Mapping[str, Any]) -> Any:
@@ -150,7 +155,7 @@ class Backfiller:
         owner = row.instance_actor or row.origin
         read = await self.collection(
             row.origin, owner, url, progress, handle=self._logged_support_item(owner),
-            optional=True,
+            optional=True, page_limit=LOG_PAGE_LIMIT,
         )  # fmt: skip
         cursor = await self.store.cursor(row.origin, url)
         return read, cursor is not None and cursor.updated_at >= started
@@ -194,6 +199,7 @@ class Backfiller:
             read += await self.collection(
                 origin, process.owner, log_url, progress,
                 handle=self._logged_support_item(process.owner), optional=True,
+                page_limit=LOG_PAGE_LIMIT,
             )  # fmt: skip
             logged = await self.store.cursor(origin, log_url)
             if logged is not None and logged.updated_at >= started:
@@ -240,10 +246,12 @@ class Backfiller:
         handle: ItemHandler | None = None,
         ascending: bool = False,
         optional: bool = False,
+        page_limit: int | None = None,
     ) -> int:
         """One pass over a collection from its stored cursor; returns the items read.
 
-        An ``optional`` collection the instance does not serve (or not to us) is skipped.
+        An ``optional`` collection the instance does not serve (or not to us) is skipped;
+        ``page_limit`` asks pages of that many items.
         """
         handle = handle or self._activity_item(owner)
         cursor = await self.store.cursor(origin, url) or CursorRow(
@@ -251,7 +259,7 @@ class Backfiller:
         )
         try:
             if cursor.next_url is None:
-                cursor = await self._start_pass(cursor, ascending)
+                cursor = await self._start_pass(cursor, ascending, page_limit)
                 if cursor.next_url is None:
                     await self.store.save_cursor(cursor)  # an empty collection: read whole
             read, pages = 0, 0
@@ -269,7 +277,9 @@ class Backfiller:
             raise BackfillError(f"{url}: {exc}") from exc
         return read
 
-    async def _start_pass(self, cursor: CursorRow, ascending: bool) -> CursorRow:
+    async def _start_pass(
+        self, cursor: CursorRow, ascending: bool, page_limit: int | None = None
+    ) -> CursorRow:
         """Read the collection head: ``totalItems`` and its ``first`` page (none to read when it
         says it is empty).
 
@@ -280,7 +290,7 @@ class Backfiller:
         first = as2.first_id(collection, "first")
         total = as2.first(collection, "totalItems")
         known = total if isinstance(total, int) and not isinstance(total, bool) else None
-        start = cursor.marker if ascending and cursor.marker else _sized(first)
+        start = cursor.marker if ascending and cursor.marker else _sized(first, page_limit)
         if known == 0 or start is None:
             # An empty collection (its own word, as its pages would be): the pass is done at
             # once, without a signed GET of an empty page; the marker stays.
