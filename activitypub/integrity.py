@@ -183,6 +183,16 @@ def _verify_one(
 ) -> None:
     """Verify one proof over ``document`` with ``public_key`` (vc-di-eddsa §3.3.2)."""
     _check_options(proof, document)
+    _verify_checked(proof, document, public_key, memo)
+
+
+def _verify_checked(
+    proof: Mapping[str, Any],
+    document: Mapping[str, Any],
+    public_key: Ed25519PublicKey,
+    memo: ContextMemo | None,
+) -> None:
+    """:func:`_verify_one` of a proof whose options passed :func:`_check_options` already."""
     signature = _signature_bytes(proof)
     options = {key: value for key, value in proof.items() if key != "proofValue"}
     try:
@@ -271,7 +281,10 @@ def _pick_proof(document: Mapping[str, Any], owner: str) -> Mapping[str, Any]:
         owned = isinstance(method, str) and urldefrag(method).url == owner
         return 2 * owned + (proof.get("cryptosuite") == CRYPTOSUITE)
 
-    return max(_proofs(document), key=rank)  # max keeps the first of equal ranks
+    proofs = _proofs(document)
+    if len(proofs) == 1:
+        return proofs[0]  # the usual case: nothing to rank
+    return max(proofs, key=rank)  # max keeps the first of equal ranks
 
 
 def _check_ownership(method: str, document: Mapping[str, Any], owner: str) -> None:
@@ -331,7 +344,7 @@ async def verify_document(
             failure = ProofError(ProofFailure.KEY_UNKNOWN, f"{owner} lists no Ed25519 key {method}")
             continue
         try:
-            _verify_one(proof, document, key, memo)
+            _verify_checked(proof, document, key, memo)  # its options were checked above
         except ProofError as exc:
             if exc.reason is not ProofFailure.SIGNATURE:
                 raise
