@@ -3,7 +3,9 @@
 Rows are claimed and handled in batches. A domain may wrap each batch in a scope
 (:meth:`InboxDispatcher.around_batch`) that does the batch's shared work once, such as one
 transaction for everything the handlers stored (DESIGN.md §8: writes are batched on hot paths);
-a row is marked done only after its batch's scope closed without error.
+a row is marked done only after its batch's scope closed without error. Before that, a
+domain may ready a claimed batch (:meth:`InboxDispatcher.preparing`), e.g. fetch the actors
+its handlers will need concurrently rather than one row at a time.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[InboxRecord], Awaitable[None]]
 #: Opens the scope one batch of rows is handled in; its exit finishes the batch's work.
 BatchScope = Callable[[], AbstractAsyncContextManager[None]]
+#: Readies a claimed batch before its scope opens (best effort: a failure is only logged).
+BatchPrepare = Callable[[Sequence[InboxRecord]], Awaitable[None]]
 
 
 @runtime_checkable
@@ -41,6 +45,7 @@ class InboxDispatcher:
     def __init__(self) -> None:
         self._handlers: dict[str, list[Handler]] = {}
         self._scopes: list[BatchScope] = []
+        self._prepares: list[BatchPrepare] = []
 
     def on(self, *types: str) -> Callable[[Handler], Handler]:
         """Decorator: run the handler for activities of any of ``types``."""
@@ -56,6 +61,20 @@ class InboxDispatcher:
         """Decorator: handle each batch of rows inside ``scope()`` (scopes nest in order)."""
         self._scopes.append(scope)
         return scope
+
+    def preparing(self, prepare: BatchPrepare) -> BatchPrepare:
+        """Decorator: run ``prepare(records)`` on each claimed batch before its scope opens."""
+        self._prepares.append(prepare)
+        return prepare
+
+    async def prepare(self, records: Sequence[InboxRecord]) -> None:
+        """Every registered preparation; one that fails is logged and the batch goes on (its
+        handlers then do that work themselves, and report what really fails)."""
+        for prepare in self._prepares:
+            try:
+                await prepare(records)
+            except Exception:  # best effort by contract: never lose a batch to a warm-up
+                log.warning("inbox batch preparation failed", exc_info=True)
 
     @contextlib.asynccontextmanager
     async def batch_scope(self) -> AsyncIterator[None]:
@@ -128,6 +147,7 @@ class InboxProcessor:
         batch) is recorded and retried with backoff, the others are marked done."""
         done: list[InboxRecord] = []
         failed: list[tuple[InboxRecord, Exception]] = []
+        await self.dispatcher.prepare(records)
         try:
             async with self.dispatcher.batch_scope():
                 for record in records:

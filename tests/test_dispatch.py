@@ -162,3 +162,33 @@ async def test_every_row_is_handled_whatever_the_batch_size(batch: int) -> None:
     assert await _processor(store, dispatcher, batch=batch).process_pending() == 7
     assert seen == [_like(n)["id"] for n in range(7)]
     assert [len(b) for b in store.batches] == [min(batch, 7 - i) for i in range(0, 7, batch)]
+
+
+async def test_each_batch_is_prepared_before_its_scope_and_a_failed_preparation_is_harmless(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, dispatcher = MemoryInboxStore(), InboxDispatcher()
+    events: list[str] = []
+
+    @dispatcher.preparing
+    async def warm(records: Sequence[InboxRecord]) -> None:
+        events.append("prepare " + ",".join(str(r.id) for r in records))
+        if records[0].id == 4:
+            raise ConnectionError("the peer is down")
+
+    @dispatcher.on("Like")
+    async def handle(record: InboxRecord) -> None:
+        events.append(f"like {record.id}")
+
+    @dispatcher.around_batch
+    @asynccontextmanager
+    async def scope() -> AsyncIterator[None]:
+        events.append("open")
+        yield
+
+    await _recorded(store, 5)
+    assert await _processor(store, dispatcher, batch=3).process_pending() == 5
+    assert events == ["prepare 1,2,3", "open", "like 1", "like 2", "like 3",
+                      "prepare 4,5", "open", "like 4", "like 5"]  # fmt: skip
+    assert await _states(store, 5) == [(InboxState.DONE, 1)] * 5  # the batch went on
+    assert "inbox batch preparation failed" in caplog.text

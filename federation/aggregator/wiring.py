@@ -8,9 +8,11 @@ the Service has keys and rebuilds the tally from the stored verified activities.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,8 +20,9 @@ from typing import Any
 
 import aiosqlite
 
-from activitypub.fetch import Fetcher
-from activitypub.runtime import Federation, FederationConfig
+from activitypub import as2
+from activitypub.fetch import Fetcher, FetchError
+from activitypub.runtime import WARM_CONCURRENCY, Federation, FederationConfig
 from activitypub.storage import InboxRecord
 from federation.aggregator.backfill import Backfiller
 from federation.aggregator.config import AggregatorConfig
@@ -46,6 +49,7 @@ from federation.tally.records import normal_origin
 #: Recorded inbox rows handled (and their votes written) together.
 INBOX_BATCH = 128
 #: The activity types the aggregator's inbox handles.
+VOTE_TYPES = frozenset({"Like", "Undo"})
 HANDLED_TYPES = (
     "Like", "Undo", "Announce", "Create", "Update", "Delete", "Accept", "Reject", "Follow",
 )  # fmt: skip
@@ -187,6 +191,24 @@ def register_handlers(aggregator: Aggregator, runtime: Runtime) -> None:
     then the tally is fed what the batch stored."""
     dispatcher = runtime.federation.dispatcher
     store = runtime.federation.inbox_store
+
+    @dispatcher.preparing
+    async def residents(records: Sequence[InboxRecord]) -> None:
+        """The residency of a batch's new voters, fetched a few at a time (ingest would fetch
+        them one by one). Only self-authored votes: the door authenticated their actor."""
+        voters = {
+            r.actor for r in records
+            if VOTE_TYPES & set(as2.types(r.activity))
+            and as2.first_id(r.activity, "actor") == r.actor
+        }  # fmt: skip
+        gate = asyncio.Semaphore(WARM_CONCURRENCY)
+
+        async def one(actor: str) -> None:
+            async with gate:
+                with contextlib.suppress(FetchError):  # ingest meets and reports it
+                    await runtime.documents.known_resident(actor)
+
+        await asyncio.gather(*(one(actor) for actor in voters))
 
     @dispatcher.on(*HANDLED_TYPES)
     async def handle(record: InboxRecord) -> None:

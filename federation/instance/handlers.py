@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -85,6 +85,12 @@ class InboundHandlers(FollowHandlers, AnnounceHandlers):
         self._registered.append(dispatcher)
         for kind, handle in self.routes.items():
             dispatcher.on(kind)(self._recorded(handle))
+        # Remote supports need their actor's residency: fetch a batch's senders together.
+        dispatcher.preparing(self._warm)
+
+    async def _warm(self, records: Sequence[InboxRecord]) -> None:
+        """The batch's senders into the actor cache (the runtime exists by the time rows run)."""
+        await self.federation.warm_actors(records)
 
     def _recorded(self, handle: Handle) -> Callable[[InboxRecord], Awaitable[None]]:
         async def run(record: InboxRecord) -> None:
