@@ -218,6 +218,8 @@ async def test_proofs_by_other_keys_and_broken_rules_are_refused(net: Net) -> No
     accepted = signed()
     status, _, _ = await call(net, "POST", net.outbox("ana"), net.pats["ana"], raw=accepted)
     assert status == 201
+    # The owner handles the delivered support first: its writes are not the refusal's.
+    await c.observer.wait(of_type("Like", actor=a.actor("ana")))
     again = json.loads(accepted)
     await refused(
         net, compact(create_proof({**again, "published": stamp()}, key, key_id)), 409, "id_in_use"
