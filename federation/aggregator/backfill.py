@@ -35,16 +35,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from yarl import URL
 
 from activitypub import as2
-from activitypub.fetch import FetchError, FetchFailure
-from federation.aggregator.documents import ActorFetch, DocumentFetch, read_proposal
-from federation.aggregator.ingest import Ingest, Provenance, Route
+from activitypub.fetch import FetchError
+from federation.aggregator.backfill_items import ItemHandler, ListedItems
+from federation.aggregator.documents import ActorFetch, DocumentFetch
+from federation.aggregator.ingest import Ingest
 from federation.store.aggregator import CursorRow, RosterRow
 from federation.tally.records import normal_origin
 
@@ -53,13 +54,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A listed like we may not read (403), or that is gone, is skipped; anything else is retried.
+# An optional collection we may not read (403), or that is not there, is skipped.
 _SKIPPED = (403, 404, 410)
 # Items per page asked of support logs (one signed Like is ~1 KB; one stored by an older
 # version with the whole Barri context ~10 KB, so 50 stay under the fetcher's 1 MB cap).
 # Other collections keep the server's default: a Group outbox embeds whole proposals.
 LOG_PAGE_LIMIT = 50
-_MISSING = (FetchFailure.GONE, FetchFailure.ID_MISMATCH, FetchFailure.INVALID)
 
 
 @dataclass(frozen=True)
@@ -80,24 +80,12 @@ class BackfillError(Exception):
     """A collection could not be read to its end; the cursor keeps what was done."""
 
 
-#: What a walk does with one item of a page (the page for its @context; the ids among the
-#: page's items of which a verified copy was stored before the page was read).
-ItemHandler = Callable[[Any, Mapping[str, Any], frozenset[str]], Awaitable[None]]
-
-
 def _sized(first: str | None, limit: int | None) -> str | None:
     """The first page asked with ``limit`` items (Barri keeps it on the ``next`` links; a
     server that knows no ``limit`` ignores it): fewer signed GETs."""
     if first is None or limit is None:
         return first
     return str(URL(first).update_query(limit=limit))
-
-
-def _framed(item: Any, page: Mapping[str, Any]) -> Any:
-    """An embedded item read in its page's @context when it has none (JSON-LD §4.1)."""
-    if isinstance(item, Mapping) and "@context" not in item and "@context" in page:
-        return {"@context": page["@context"], **item}
-    return item
 
 
 def _context_url(root_id: str, document: str, origin: str) -> str:
@@ -126,6 +114,7 @@ class Backfiller:
         self.aggregator, self.ingest = aggregator, ingest
         self.store, self.state, self.log = aggregator.store, aggregator.state, aggregator.log
         self._fetch, self._actor, self._clock = fetch, actor, clock
+        self.items = ListedItems(ingest, fetch)
 
     async def run(self, progress: ProgressHook | None = None) -> dict[str, int | str]:
         """Backfill every active instance; per origin, the items read or the error met."""
@@ -154,7 +143,7 @@ class Backfiller:
         url, started = row.origin + "/support-log", self._clock()
         owner = row.instance_actor or row.origin
         read = await self.collection(
-            row.origin, owner, url, progress, handle=self._logged_support_item(owner),
+            row.origin, owner, url, progress, handle=self.items.logged_support(owner),
             optional=True, page_limit=LOG_PAGE_LIMIT,
         )  # fmt: skip
         cursor = await self.store.cursor(row.origin, url)
@@ -186,11 +175,11 @@ class Backfiller:
                 continue
             read += await self.collection(
                 origin, process.owner, process.id + "/proposals", progress,
-                handle=self._proposal_item(origin), optional=True,
+                handle=self.items.proposal(origin), optional=True,
             )  # fmt: skip
             read += await self.collection(
                 origin, process.owner, process.id + "/debates", progress,
-                handle=self._merged_item(origin), optional=True,
+                handle=self.items.merged(origin), optional=True,
             )  # fmt: skip
             if not supports:
                 continue
@@ -198,7 +187,7 @@ class Backfiller:
             log_url, started = process.id + "/support-log", self._clock()
             read += await self.collection(
                 origin, process.owner, log_url, progress,
-                handle=self._logged_support_item(process.owner), optional=True,
+                handle=self.items.logged_support(process.owner), optional=True,
                 page_limit=LOG_PAGE_LIMIT,
             )  # fmt: skip
             logged = await self.store.cursor(origin, log_url)
@@ -207,7 +196,7 @@ class Backfiller:
             # An owner without the log: every support it counts, wherever its proposal lives.
             read += await self.collection(
                 origin, process.owner, process.id + "/supports", progress,
-                handle=self._support_item, optional=True,
+                handle=self.items.support, optional=True,
             )  # fmt: skip
         return read
 
@@ -222,7 +211,7 @@ class Backfiller:
             if supports:
                 read += await self.collection(
                     origin, proposal.id, proposal.id + "/supports", progress,
-                    handle=self._support_item, optional=True,
+                    handle=self.items.support, optional=True,
                 )  # fmt: skip
             roots.append((proposal.id, _context_url(proposal.id, proposal.document, origin)))
         merged = self.ingest.merger
@@ -231,7 +220,7 @@ class Backfiller:
                 roots.append((debate.id, _context_url(debate.id, debate.document, origin)))
         for root, url in roots:
             read += await self.collection(
-                origin, root, url, progress, handle=self._merged_item(origin), ascending=True,
+                origin, root, url, progress, handle=self.items.merged(origin), ascending=True,
                 optional=True,
             )  # fmt: skip
         return read
@@ -253,7 +242,7 @@ class Backfiller:
         An ``optional`` collection the instance does not serve (or not to us) is skipped;
         ``page_limit`` asks pages of that many items.
         """
-        handle = handle or self._activity_item(owner)
+        handle = handle or self.items.activity(owner)
         cursor = await self.store.cursor(origin, url) or CursorRow(
             origin, url, None, None, None, 0, None, 0, self._clock()
         )
@@ -342,73 +331,3 @@ class Backfiller:
         async with self.ingest.batch(unheld=ids - held):
             for item in items:
                 await handle(item, page, held)
-
-    # --- items -----------------------------------------------------------------------------
-
-    def _activity_item(self, owner: str) -> ItemHandler:
-        async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
-            """An outbox item, processed like a live delivery (its proof verified by ingest)."""
-            if isinstance(item, str):
-                document = await self._fetch(item)
-                provenance = Provenance(Route.FETCH, owner, normal_origin(item))
-            elif isinstance(item, Mapping):
-                document = _framed(item, page)
-                provenance = Provenance(Route.BACKFILL, owner, normal_origin(owner))
-            else:
-                return
-            await self.ingest.accept(document, provenance)
-
-        return handle
-
-    def _proposal_item(self, origin: str) -> ItemHandler:
-        async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
-            """A listed proposal: kept as its host says (refetched when listed elsewhere)."""
-            if not isinstance(item, Mapping):
-                return
-            document: Mapping[str, Any] = _framed(item, page)
-            proposal = read_proposal(document)
-            if proposal is not None and normal_origin(proposal.id) != origin:
-                document = await self._fetch(proposal.id)
-                proposal = read_proposal(document)
-            documents = self.ingest.documents
-            if proposal is None or await documents.process(proposal.process) is None:
-                return
-            await documents.store_proposal(proposal, document)
-
-        return handle
-
-    def _merged_item(self, origin: str) -> ItemHandler:
-        async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
-            """A listed debate or comment, merged by id."""
-            if isinstance(item, Mapping) and self.ingest.merger is not None:
-                await self.ingest.merger.listed(_framed(item, page), origin)
-
-        return handle
-
-    def _logged_support_item(self, owner: str) -> ItemHandler:
-        async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
-            """A logged Like or Undo: embedded with its proof, so verified without a fetch."""
-            if not isinstance(item, Mapping):
-                return await self._support_item(item, page, held)
-            item_id = as2.id_of(item)
-            if item_id is None or item_id in held:
-                return None
-            # No trusted origin: only the activity's own proof makes it authentic here.
-            await self.ingest.accept(item, Provenance(Route.BACKFILL, owner, None))
-            return None
-
-        return handle
-
-    async def _support_item(self, item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
-        """A listed support (or withdrawal) id: fetched from its own origin if not held."""
-        like_id = as2.id_of(item)
-        if like_id is None or like_id in held:
-            return
-        try:
-            document = await self._fetch(like_id)
-        except FetchError as exc:
-            if exc.status not in _SKIPPED and exc.reason not in _MISSING:
-                raise  # try again next pass: the cursor stays on this page
-            log.info("cannot fetch support %s: %s", like_id, exc)
-            return
-        await self.ingest.accept(document, Provenance(Route.FETCH, None, normal_origin(like_id)))

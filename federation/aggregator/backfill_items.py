@@ -1,0 +1,114 @@
+"""What backfill does with each item a collection lists (DESIGN.md §6 "Backfill").
+
+Outbox items are processed like live deliveries; listed proposals are kept as their host says;
+debates and comments are merged by id; logged Likes and Undos are verified from the page by
+their own proof; a listed support id is fetched from its own origin unless a verified copy is
+held. :mod:`.backfill` walks the collections and hands each page's items here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from activitypub import as2
+from activitypub.fetch import FetchError, FetchFailure
+from federation.aggregator.documents import DocumentFetch, read_proposal
+from federation.aggregator.ingest import Ingest, Provenance, Route
+from federation.tally.records import normal_origin
+
+log = logging.getLogger(__name__)
+
+#: What a walk does with one item of a page (the page for its @context; the ids among the
+#: page's items of which a verified copy was stored before the page was read).
+ItemHandler = Callable[[Any, Mapping[str, Any], frozenset[str]], Awaitable[None]]
+
+# A listed like we may not read (403), or that is gone, is skipped; anything else is retried.
+_SKIPPED = (403, 404, 410)
+_MISSING = (FetchFailure.GONE, FetchFailure.ID_MISMATCH, FetchFailure.INVALID)
+
+
+def _framed(item: Any, page: Mapping[str, Any]) -> Any:
+    """An embedded item read in its page's @context when it has none (JSON-LD §4.1)."""
+    if isinstance(item, Mapping) and "@context" not in item and "@context" in page:
+        return {"@context": page["@context"], **item}
+    return item
+
+
+class ListedItems:
+    """The item handlers of one backfill: ingest and the fetcher they hand items to."""
+
+    def __init__(self, ingest: Ingest, fetch: DocumentFetch) -> None:
+        self.ingest, self._fetch = ingest, fetch
+
+    def activity(self, owner: str) -> ItemHandler:
+        async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
+            """An outbox item, processed like a live delivery (its proof verified by ingest)."""
+            if isinstance(item, str):
+                document = await self._fetch(item)
+                provenance = Provenance(Route.FETCH, owner, normal_origin(item))
+            elif isinstance(item, Mapping):
+                document = _framed(item, page)
+                provenance = Provenance(Route.BACKFILL, owner, normal_origin(owner))
+            else:
+                return
+            await self.ingest.accept(document, provenance)
+
+        return handle
+
+    def proposal(self, origin: str) -> ItemHandler:
+        async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
+            """A listed proposal: kept as its host says (refetched when listed elsewhere)."""
+            if not isinstance(item, Mapping):
+                return
+            document: Mapping[str, Any] = _framed(item, page)
+            proposal = read_proposal(document)
+            if proposal is not None and normal_origin(proposal.id) != origin:
+                document = await self._fetch(proposal.id)
+                proposal = read_proposal(document)
+            documents = self.ingest.documents
+            if proposal is None or await documents.process(proposal.process) is None:
+                return
+            await documents.store_proposal(proposal, document)
+
+        return handle
+
+    def merged(self, origin: str) -> ItemHandler:
+        async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
+            """A listed debate or comment, merged by id."""
+            if isinstance(item, Mapping) and self.ingest.merger is not None:
+                await self.ingest.merger.listed(_framed(item, page), origin)
+
+        return handle
+
+    def logged_support(self, owner: str) -> ItemHandler:
+        async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
+            """A logged Like or Undo: embedded with its proof, so verified without a fetch."""
+            if not isinstance(item, Mapping):
+                return await self.support(item, page, held)
+            item_id = as2.id_of(item)
+            if item_id is None or item_id in held:
+                return None
+            # No trusted origin: only the activity's own proof makes it authentic here.
+            await self.ingest.accept(item, Provenance(Route.BACKFILL, owner, None))
+            return None
+
+        return handle
+
+    async def support(self, item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
+        """A listed support (or withdrawal) id: fetched from its own origin if not held."""
+        like_id = as2.id_of(item)
+        if like_id is None or like_id in held:
+            return
+        try:
+            document = await self._fetch(like_id)
+        except FetchError as exc:
+            if exc.status not in _SKIPPED and exc.reason not in _MISSING:
+                raise  # try again next pass: the cursor stays on this page
+            log.info("cannot fetch support %s: %s", like_id, exc)
+            return
+        await self.ingest.accept(document, Provenance(Route.FETCH, None, normal_origin(like_id)))
+
+
+__all__ = ["ItemHandler", "ListedItems"]
