@@ -13,6 +13,7 @@ Until the instance domain lands, this is the instance the aggregator tests talk 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -109,6 +110,11 @@ class InstanceNode:
     hits: dict[str, int] = field(default_factory=dict)
     accept_follows: bool = True
     fail_next_pages: int = 0  # answer 503 to this many "next" pages (a backfill interrupted)
+    # Hold each actor or document GET until this many are in flight (or a second passed):
+    # ``peak`` then shows whether a client's fetches overlapped.
+    overlap: int = 0
+    in_flight: int = 0
+    peak: int = 0
 
     def __post_init__(self) -> None:
         for actor in (self.instance_actor, self.group):
@@ -336,6 +342,18 @@ class InstanceNode:
     def hit(self, path: str) -> None:
         self.hits[path] = self.hits.get(path, 0) + 1
 
+    async def held(self) -> None:
+        """Count this GET in flight and wait for ``overlap`` of them (at most a second)."""
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            for _ in range(100):
+                if self.in_flight >= self.overlap:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            self.in_flight -= 1
+
 
 NODE = web.AppKey("barri_node", InstanceNode)
 
@@ -350,6 +368,7 @@ async def _actor(request: web.Request) -> web.Response:
     if actor not in node.keys:
         raise Problem(404, "Not Found", f"no actor {request.path}")
     node.hit(request.path)
+    await node.held()
     return _as2(node.actor_document(actor))
 
 
@@ -359,6 +378,7 @@ async def _document(request: web.Request) -> web.Response:
     if doc is None:
         raise Problem(404, "Not Found", f"nothing at {request.path}")
     node.hit(request.path)
+    await node.held()
     return _as2(doc)
 
 

@@ -203,6 +203,37 @@ async def test_backfill_after_downtime_reaches_the_same_totals_and_resumes(
         assert (await recompute(t.city.aggregator)).agree
 
 
+async def test_backfill_fetches_a_pages_voters_and_proposals_together_and_no_forgers_target(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    async with two(tmp_path, unused_tcp_port_factory) as t:
+        await t.city.stop()
+        author = t.a.person("author")
+        fresh = [t.a.add_proposal(author, t.process, f"N{i}") for i in range(3)]
+        # B's outbox (newest first, two items a page): B forges a support by A's resident for a
+        # proposal the aggregator has never seen; then its residents support A's proposals.
+        ghost = t.a.add_resident("ghost")
+        forged = t.b.keys[t.b.instance_actor].prove(
+            {k: v for k, v in t.a.support(ghost, fresh[2]).items() if k != "proof"}
+        )
+        t.b.publish(t.b.instance_actor, forged)
+        for index, name in enumerate(("b1", "b2", "b3", "b4")):
+            like = t.b.support(t.b.add_resident(name), fresh[index % 2])
+            t.b.publish(t.b.instance_actor, like)
+        await t.city.start()
+        t.a.overlap = t.b.overlap = 2
+        rows = await t.city.aggregator.store.roster()
+        await t.city.runtime.backfill.instance(next(r for r in rows if r.origin == t.b.origin))
+        # Each page's two residents, and the two proposals they support, were fetched at once.
+        assert (t.b.peak, t.a.peak) == (2, 2)
+        body = await t.city.results(t.process)
+        supports = {p["id"]: p["supports"] for p in body["proposals"]}
+        assert (supports[fresh[0]], supports[fresh[1]]) == (2, 2)
+        assert fresh[2] not in supports
+        # The forgery made the aggregator fetch its victim (to verify it), never its target.
+        assert t.a.hits.get(fresh[2].removeprefix(t.a.origin)) is None
+
+
 async def test_a_restart_rebuilds_the_same_totals_from_the_store(
     tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
 ) -> None:

@@ -307,7 +307,7 @@ class Backfiller:
                 break
             newest = newest or item_id
             items.append(item)
-        await self._items(items, page, handle)
+        await self._items(items, page, handle, cursor.origin)
         read = len(items)
         following = None if reached else as2.first_id(page, "next")
         now = self._clock()
@@ -323,11 +323,14 @@ class Backfiller:
             items=cursor.items + read, passes=cursor.passes + 1, updated_at=now,
         ), read  # fmt: skip
 
-    async def _items(self, items: list[Any], page: Mapping[str, Any], handle: ItemHandler) -> None:
+    async def _items(
+        self, items: list[Any], page: Mapping[str, Any], handle: ItemHandler, origin: str
+    ) -> None:
         """Handle a page's items as one ingest batch (its votes written together, DESIGN §8),
-        after one query for which of them are held already."""
+        after one query for which of them are held already and the fetches they need."""
         ids = {item_id for item in items if (item_id := as2.id_of(item)) is not None}
         held = frozenset(await self.log.verified_among(ids))
+        await self.items.warm(items, origin, held)
         async with self.ingest.batch(unheld=ids - held):
             for item in items:
                 await handle(item, page, held)

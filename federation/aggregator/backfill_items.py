@@ -8,12 +8,15 @@ held. :mod:`.backfill` walks the collections and hands each page's items here.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from activitypub import as2
 from activitypub.fetch import FetchError, FetchFailure
+from activitypub.runtime import WARM_CONCURRENCY
 from federation.aggregator.documents import DocumentFetch, read_proposal
 from federation.aggregator.ingest import Ingest, Provenance, Route
 from federation.tally.records import normal_origin
@@ -36,11 +39,60 @@ def _framed(item: Any, page: Mapping[str, Any]) -> Any:
     return item
 
 
+def _votes(items: Iterable[Any], held: frozenset[str]) -> list[Mapping[str, Any]]:
+    """The page's proved Likes and Undos not held yet (embedded, or inside an Announce)."""
+    votes = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        if "Announce" in as2.types(item):
+            item = as2.embedded(item, "object") or {}
+        if (
+            {"Like", "Undo"} & set(as2.types(item))
+            and "proof" in item
+            and as2.id_of(item) not in held
+        ):
+            votes.append(item)
+    return votes
+
+
+async def _gathered(calls: Iterable[Awaitable[Any]]) -> None:
+    """Run the calls a few at a time; a failure is left for ingest to meet and report."""
+    gate = asyncio.Semaphore(WARM_CONCURRENCY)
+
+    async def one(call: Awaitable[Any]) -> None:
+        async with gate:
+            with contextlib.suppress(FetchError):
+                await call
+
+    await asyncio.gather(*(one(call) for call in calls))
+
+
 class ListedItems:
     """The item handlers of one backfill: ingest and the fetcher they hand items to."""
 
     def __init__(self, ingest: Ingest, fetch: DocumentFetch) -> None:
         self.ingest, self._fetch = ingest, fetch
+
+    async def warm(self, items: list[Any], origin: str, held: frozenset[str]) -> None:
+        """Fetch what a page's votes will need a few at a time (ingest would fetch them one
+        by one): every voter's actor, which verifying its proof reads anyway; and, for the
+        votes of the page origin's own residents (its word, as its log is), their residency
+        and the supported proposal. Other origins' votes steer no further fetch."""
+        votes = _votes(items, held)
+        documents = self.ingest.documents
+        actors = {a for v in votes if (a := as2.first_id(v, "actor")) is not None}
+        own = {a for a in actors if normal_origin(a) == origin}
+        await _gathered(
+            [documents.known_resident(a) for a in own]
+            + [documents.actor(a, False) for a in actors - own]
+        )
+        proposals = {
+            target for v in votes
+            if "Like" in as2.types(v) and as2.first_id(v, "actor") in own
+            and (target := as2.first_id(v, "object")) is not None
+        }  # fmt: skip
+        await _gathered(documents.process_of(p) for p in proposals)
 
     def activity(self, owner: str) -> ItemHandler:
         async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
