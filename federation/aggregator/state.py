@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from sys import intern
 
 from federation.model import Territory, TerritoryKind
 from federation.store.aggregator import AggregatorStore, RosterRow
@@ -85,29 +86,32 @@ def genuine(row: ActivityRow) -> bool:
 
 
 def support_event(row: ActivityRow, process: str) -> SupportEvent:
-    """A stored support copy as the tally's event, in ``process`` (its proposal's)."""
+    """A stored support copy as the tally's event, in ``process`` (its proposal's).
+
+    The tally keeps every event: the strings many of them repeat (actor, proposal, process,
+    signer) are interned, one copy each instead of one per row read."""
     return SupportEvent(
         like_id=row.id,
-        actor=row.actor,
-        proposal=row.object,
-        process=process,
+        actor=intern(row.actor),
+        proposal=intern(row.object),
+        process=intern(process),
         published=parse_time(row.published),
         received_at=timestamp(row.received_at),
         proof_ok=row.proof_ok,
-        signer_origin=row.signer_origin,
+        signer_origin=intern(row.signer_origin),
     )
 
 
 def undo_event(row: ActivityRow) -> UndoEvent:
-    """A stored undo copy as the tally's event."""
+    """A stored undo copy as the tally's event (repeated strings interned)."""
     return UndoEvent(
         undo_id=row.id,
-        actor=row.actor,
+        actor=intern(row.actor),
         like_id=row.object,
         published=parse_time(row.published),
         received_at=timestamp(row.received_at),
         proof_ok=row.proof_ok,
-        signer_origin=row.signer_origin,
+        signer_origin=intern(row.signer_origin),
     )
 
 

@@ -7,6 +7,10 @@ proposal record the groups that name it. Each re-evaluation swaps the group's pr
 for the new one in the running ``ProcessCounts``, touching only the supports whose fate changed;
 nothing is recounted globally. A like's per-like verdict (``screen``) is cached until the like,
 its undos or a record it reads changes.
+
+Memory is per like (a city holds hundreds of thousands): a like keeps only its copies (the bare
+event in the common one-copy case) and its cached verdict; its ``LikeView`` is rebuilt when it
+is screened again, and each group's key is one shared tuple.
 """
 
 from __future__ import annotations
@@ -26,9 +30,32 @@ from .records import (
     TallyInputs,
     UndoEvent,
 )
-from .rules import Context, GroupOutcome, LikeView, Origins, Screened, combine, like_view, screen
+from .rules import (
+    Context,
+    Counted,
+    GroupOutcome,
+    LikeView,
+    Origins,
+    Screened,
+    combine,
+    like_view,
+    screen,
+)
 
 Key = tuple[str, str]  # (actor, process)
+#: What is kept of one like: its only copy, or its distinct copies in canonical order.
+Copies = SupportEvent | tuple[SupportEvent, ...]
+
+
+def _as_tuple(kept: Copies | None) -> tuple[SupportEvent, ...]:
+    if kept is None:
+        return ()
+    return (kept,) if isinstance(kept, SupportEvent) else kept
+
+
+def _compact(screened: Screened) -> Screened | Counted:
+    """What to keep of a verdict: a like counted without anomaly is its ``Counted`` alone."""
+    return screened.active if not screened.anomalies and screened.active else screened
 
 
 class IncrementalTally:
@@ -41,10 +68,12 @@ class IncrementalTally:
         # The context reads these dicts live, so updating them updates what the rules see.
         self._ctx = Context(roster, self._residents, self._processes, self._proposals, Origins())
         self._undos: dict[str, set[UndoEvent]] = {}
-        # One view per like id holds its distinct copies; its canonical copy names its group.
-        self._views: dict[str, LikeView] = {}
+        # The distinct copies of each like id; its canonical copy names its group.
+        self._likes: dict[str, Copies] = {}
+        self._keys: dict[Key, Key] = {}  # one shared key object per group
         # Per-like rule results, dropped whenever the like or the records it depends on change.
-        self._screens: dict[str, Screened] = {}
+        # (The common verdict, counted without anomaly, is kept as its bare ``Counted``.)
+        self._screens: dict[str, Screened | Counted] = {}
         self._members: dict[Key, set[str]] = {}
         self._outcomes: dict[Key, GroupOutcome] = {}
         self._counts: dict[str, ProcessCounts] = {}
@@ -80,17 +109,20 @@ class IncrementalTally:
 
     def _bulk_group(self, key: Key, views: list[LikeView]) -> None:
         """Index one group's likes and count its outcome (``from_inputs`` only)."""
-        actor, process = key
+        actor, process = key = self._key(*key)
         members = self._members[key] = set()
+        screened = []
         for view in views:
-            self._views[view.like_id] = view
+            self._keep(view)
             members.add(view.like_id)
             for copy in view.copies:
                 self._by_proposal.setdefault(copy.proposal, set()).add(key)
+            screened.append(found := screen(view, self._ctx))
+            self._screens[view.like_id] = _compact(found)
         self._by_actor.setdefault(actor, set()).add(key)
         self._by_origin.setdefault(self._ctx.origins.blame(actor), set()).add(actor)
         self._by_process.setdefault(process, set()).add(key)
-        outcome = combine(process, [self._screen(v.like_id) for v in views], self._ctx)
+        outcome = combine(process, screened, self._ctx)
         if outcome.counted:
             self._counts.setdefault(process, ProcessCounts()).apply(outcome, 1)
         if outcome.counted or outcome.anomalies:
@@ -107,10 +139,10 @@ class IncrementalTally:
 
     def add_support(self, event: SupportEvent) -> None:
         """Record one received copy of a support; a copy seen before changes nothing."""
-        view = self._views.get(event.like_id)
-        if view is not None and event in view.copies:
+        copies = _as_tuple(self._likes.get(event.like_id))
+        if event in copies:
             return
-        self._index_like(event.like_id, (event,) if view is None else (*view.copies, event))
+        self._index_like(event.like_id, (*copies, event))
 
     def add_undo(self, event: UndoEvent) -> None:
         """Record one received copy of an undo; it applies to its like whenever that arrives."""
@@ -118,9 +150,9 @@ class IncrementalTally:
         if event in undos:
             return
         undos.add(event)
-        view = self._views.get(event.like_id)
-        if view is not None:
-            self._index_like(event.like_id, view.copies)
+        copies = _as_tuple(self._likes.get(event.like_id))
+        if copies:
+            self._index_like(event.like_id, copies)
 
     def set_resident(self, actor: str, territory: Territory | None) -> None:
         """Set the verified residency an actor's own instance states (None: not verified)."""
@@ -185,19 +217,18 @@ class IncrementalTally:
             residents=tuple(ResidentRecord(a, t) for a, t in self._residents.items()),
             processes=tuple(self._processes.values()),
             proposals=tuple(self._proposals.values()),
-            supports=tuple(chain.from_iterable(v.copies for v in self._views.values())),
+            supports=tuple(chain.from_iterable(map(_as_tuple, self._likes.values()))),
             undos=tuple(chain.from_iterable(self._undos.values())),
         )
 
     def _index_like(self, like_id: str, copies: tuple[SupportEvent, ...]) -> None:
         """Rebuild a like's view and re-evaluate its group (and the one it left, if any)."""
-        before = self._views.get(like_id)
-        undos = self._undos.get(like_id, ())
-        view = self._views[like_id] = like_view(like_id, copies, undos, self._ctx.origins)
-        self._screens.pop(like_id, None)
-        actor, process = view.event.actor, view.event.process
-        key = (actor, process)
-        old = None if before is None else (before.event.actor, before.event.process)
+        before = self._likes.get(like_id)
+        old = None if before is None else self._key(*self._group_of(like_id, _as_tuple(before)))
+        view = self._view(like_id, copies)
+        self._keep(view)
+        self._screens[like_id] = _compact(screen(view, self._ctx))
+        actor, process = key = self._key(view.event.actor, view.event.process)
         if old != key:
             if old is not None:
                 self._members[old].discard(like_id)
@@ -234,5 +265,26 @@ class IncrementalTally:
     def _screen(self, like_id: str) -> Screened:
         found = self._screens.get(like_id)
         if found is None:
-            found = self._screens[like_id] = screen(self._views[like_id], self._ctx)
-        return found
+            view = self._view(like_id, _as_tuple(self._likes[like_id]))
+            found = screen(view, self._ctx)
+            self._screens[like_id] = _compact(found)
+        return Screened((), found) if isinstance(found, Counted) else found
+
+    def _view(self, like_id: str, copies: tuple[SupportEvent, ...]) -> LikeView:
+        """The like's view over ``copies`` and the undos naming it."""
+        return like_view(like_id, copies, self._undos.get(like_id, ()), self._ctx.origins)
+
+    def _keep(self, view: LikeView) -> None:
+        """Keep a like's copies only: the bare event when there is one."""
+        copies = view.copies
+        self._likes[view.like_id] = copies[0] if len(copies) == 1 else copies
+
+    def _group_of(self, like_id: str, copies: tuple[SupportEvent, ...]) -> Key:
+        """The group of a like with these copies: its canonical copy's (actor, process)."""
+        event = copies[0] if len(copies) == 1 else self._view(like_id, copies).event
+        return (event.actor, event.process)
+
+    def _key(self, actor: str, process: str) -> Key:
+        """The group's one shared key tuple (a like would otherwise hold its own)."""
+        key = (actor, process)
+        return self._keys.setdefault(key, key)

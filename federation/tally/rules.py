@@ -94,27 +94,23 @@ class LikeView:
 
 
 class Counted(NamedTuple):
-    """A support that counts, with the neighbourhood and district it counts in."""
+    """A like that passed the per-like rules and is not undone: the neighbourhood and district
+    it counts in, when it was published and its actor's roster origin (rules 4 and 5 order and
+    blame by them). One object serves both as the like's verdict and in its group's outcome."""
 
     like_id: str
     proposal: str
     neighbourhood: str
     district: str
-
-
-class Active(NamedTuple):
-    """A like that passed the per-like rules and is not undone: what it would count."""
-
     published: datetime
-    counted: Counted
-    instance: str  # the actor's roster origin
+    instance: str
 
 
 class Screened(NamedTuple):
-    """One like after the per-like rules: its anomalies, and the ``Active`` part if any."""
+    """One like after the per-like rules: its anomalies, and what it counts if anything."""
 
     anomalies: tuple[Anomaly, ...]
-    active: Active | None
+    active: Counted | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,18 +267,17 @@ def _undone(view: LikeView, window: Window, ctx: Context) -> tuple[bool, list[An
     return undone, found
 
 
-def _order(item: Active) -> tuple[datetime, str]:
-    return (item.published, item.counted.like_id)
+def _order(item: Counted) -> tuple[datetime, str]:
+    return (item.published, item.like_id)
 
 
 def _earliest_per_proposal(
-    active: list[Active], instance: str
+    active: list[Counted], instance: str
 ) -> tuple[list[Counted], list[Anomaly]]:
     """Rule 4: one active support per proposal; the earliest by (published, like id) counts."""
     kept: dict[str, str] = {}
     winners, found = [], []
-    for item in sorted(active, key=_order):
-        counted = item.counted
+    for counted in sorted(active, key=_order):
         first = kept.setdefault(counted.proposal, counted.like_id)
         if first == counted.like_id:
             winners.append(counted)
@@ -333,14 +328,17 @@ def screen(view: LikeView, ctx: Context) -> Screened:
     territory = entry.territory
     if undone:
         return Screened(tuple(anomalies), None)
-    counted = Counted(event.like_id, event.proposal, territory.code, territory.district_code or "")
-    return Screened(tuple(anomalies), Active(event.published, counted, entry.origin))
+    counted = Counted(
+        event.like_id, event.proposal, territory.code, territory.district_code or "",
+        event.published, entry.origin,
+    )  # fmt: skip
+    return Screened(tuple(anomalies), counted)
 
 
 def combine(process: str, screened: Iterable[Screened], ctx: Context) -> GroupOutcome:
     """Rules 4 (one support per proposal) and 5 (limit, minimum) over one actor's screened likes."""
     anomalies: list[Anomaly] = []
-    active: list[Active] = []
+    active: list[Counted] = []
     for item in screened:
         anomalies.extend(item.anomalies)
         if item.active is not None:
