@@ -144,6 +144,22 @@ async def test_actor_is_cached(
     assert remote.app[HEADERS][0]["Signature"] == f"test GET {base}/users/alice"
 
 
+async def test_equal_contexts_are_held_once(
+    cache: ActorCache, remote: TestServer, base: str, rsa_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    context = ["https://www.w3.org/ns/activitystreams", {"toot": "http://joinmastodon.org/ns#"}]
+    other = ["https://www.w3.org/ns/activitystreams", {"schema": "http://schema.org#"}]
+    for name, stated in (("alice", context), ("bob", context), ("carol", other)):
+        doc = {"@context": stated, **actor_doc(f"{base}/users/{name}", rsa_keys[0])}
+        publish(remote, f"/users/{name}", doc)
+    alice, bob, carol = [await cache.actor(f"{base}/users/{n}") for n in ("alice", "bob", "carol")]
+    # Each document reads as served; the two equal contexts are one object in memory.
+    assert alice["@context"] == bob["@context"] == context and carol["@context"] == other
+    assert alice["@context"] is bob["@context"]
+    assert carol["@context"] is not alice["@context"]
+    assert bob["id"] == f"{base}/users/bob" and bob["publicKey"]["owner"] == bob["id"]
+
+
 async def test_refresh_bypasses_cache(
     cache: ActorCache, remote: TestServer, base: str, rsa_keys: list[rsa.RSAPrivateKey]
 ) -> None:
