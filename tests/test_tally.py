@@ -671,3 +671,34 @@ def test_a_record_added_after_a_result_was_read_shows_in_the_next_one() -> None:
     tally.set_process(other)
     assert [p.process for p in tally.result().processes] == sorted([PID, f"{A}/processes/q"])
     assert tally.result() == compute(tally.inputs())
+
+
+def test_a_result_read_after_every_kind_of_change_equals_a_recount() -> None:
+    """Each process's totals are rebuilt on read only when they changed: every change must
+    mark what it touches (process, proposal, support, undo, residency, roster, city code)."""
+    q, idle = f"{A}/processes/q", f"{A}/processes/r"  # r: no support ever
+    tally = IncrementalTally.from_inputs(inputs(processes=(process(), process(q), process(idle))))
+    first, second = like("1", ANA), like("2", CAT, P2)
+    steps = [
+        lambda: tally.add_support(first),
+        lambda: tally.add_support(second),
+        lambda: tally.add_support(like("3", BEL, prop(1, q).proposal, pid=q)),
+        lambda: tally.add_proposal(prop(1, q)),
+        lambda: tally.add_undo(undo(second)),
+        lambda: tally.set_resident(ANA, HOODS[C]),
+        lambda: tally.set_resident(ANA, HOODS[A]),
+        lambda: tally.set_process(process(closed_at=at(5))),
+        lambda: tally.set_process(process()),
+        lambda: tally.add_proposal(ProposalRecord(P1, q, A)),
+        lambda: tally.add_proposal(prop(1)),
+        lambda: tally.remove_instance(B),
+        lambda: tally.restore_instance(B),
+        lambda: tally.set_roster(Roster("08001", ROSTER.entries)),
+    ]
+    seen = [tally.result()]
+    for step in steps:
+        step()
+        seen.append(tally.result())
+        assert seen[-1] == compute(tally.inputs())
+    # The steps did change the totals: the cache was not merely equal to stale values.
+    assert len({repr(result) for result in seen}) >= 8

@@ -159,9 +159,10 @@ def _counts(kind: TerritoryKind, counter: Mapping[str, int]) -> list[TerritoryCo
     return [TerritoryCount(kind, code, counter[code]) for code in sorted(counter)]
 
 
-def _process_tally(
+def process_tally(
     record: ProcessRecord, proposals: Iterable[ProposalRecord], counts: ProcessCounts, city: str
 ) -> ProcessTally:
+    """One process's totals from its running counts, listing all its known proposals."""
     results = []
     for proposal in sorted(proposals, key=lambda p: p.proposal):
         per_hood = counts.by_proposal.get(proposal.proposal, {})
@@ -186,7 +187,7 @@ def build_result(
 ) -> TallyResult:
     """The result over every known process, each listing all its known proposals."""
     processes = tuple(
-        _process_tally(
+        process_tally(
             ctx.processes[pid],
             proposals_of.get(pid, ()),
             counts.get(pid) or ProcessCounts(),

@@ -20,8 +20,9 @@ from itertools import chain
 
 from federation.model import Territory
 
-from .engine import ProcessCounts, TallyResult, build_result, context_of, group_views
+from .engine import ProcessCounts, ProcessTally, TallyResult, context_of, group_views, process_tally
 from .records import (
+    Anomaly,
     ProcessRecord,
     ProposalRecord,
     ResidentRecord,
@@ -85,6 +86,11 @@ class IncrementalTally:
         self._by_proposal: dict[str, set[Key]] = {}
         self._proposals_of: dict[str, dict[str, ProposalRecord]] = {}
         self._cached: TallyResult | None = None
+        # The result's parts, rebuilt on read only where something changed: a process's totals
+        # sort all its counted ids (for the digest), so a busy city must not redo every one.
+        self._tallies: dict[str, ProcessTally] = {}
+        self._dirty: set[str] = set()
+        self._anomalies: tuple[Anomaly, ...] | None = None
 
     @classmethod
     def from_inputs(cls, inputs: TallyInputs) -> IncrementalTally:
@@ -166,6 +172,7 @@ class IncrementalTally:
         old, self._ctx.roster = self._ctx.roster, roster
         self._cached = None
         if old.city_code != roster.city_code:
+            self._tallies.clear()  # every process's city total is named by the code
             self._refresh_all(self._members)
             return
         before = {entry.origin: entry for entry in old.entries}
@@ -187,7 +194,7 @@ class IncrementalTally:
         if self._processes.get(record.id) == record:
             return
         self._processes[record.id] = record
-        self._cached = None  # the result lists every known process, counted or not
+        self._changed(record.id)  # the result lists every known process, counted or not
         self._refresh_all(self._by_process.get(record.id, ()))
 
     def add_proposal(self, record: ProposalRecord) -> None:
@@ -199,16 +206,37 @@ class IncrementalTally:
             self._proposals_of[previous.process].pop(record.proposal, None)
         self._proposals[record.proposal] = record
         self._proposals_of.setdefault(record.process, {})[record.proposal] = record
-        self._cached = None  # the result lists every known proposal, supported or not
+        # The result lists every known proposal, supported or not.
+        self._changed(record.process, *(() if previous is None else (previous.process,)))
         self._refresh_all(self._by_proposal.get(record.proposal, ()))
 
     def result(self) -> TallyResult:
         """The totals and anomalies over everything fed so far (equal to ``compute``)."""
         if self._cached is None:
-            anomalies = chain.from_iterable(o.anomalies for o in self._outcomes.values())
-            proposals_of = {pid: found.values() for pid, found in self._proposals_of.items()}
-            self._cached = build_result(self._ctx, proposals_of, self._counts, anomalies)
+            for pid in self._dirty:
+                self._tallies.pop(pid, None)
+            self._dirty.clear()
+            if self._anomalies is None:
+                found = chain.from_iterable(o.anomalies for o in self._outcomes.values())
+                self._anomalies = tuple(sorted(set(found)))
+            processes = tuple(self._process_tally(pid) for pid in sorted(self._processes))
+            self._cached = TallyResult(processes, self._anomalies)
         return self._cached
+
+    def _process_tally(self, pid: str) -> ProcessTally:
+        """A process's totals, from the cache unless it changed since the last read."""
+        found = self._tallies.get(pid)
+        if found is None:
+            proposals = self._proposals_of.get(pid, {}).values()
+            counts = self._counts.get(pid) or ProcessCounts()
+            found = process_tally(self._processes[pid], proposals, counts, self.roster.city_code)
+            self._tallies[pid] = found
+        return found
+
+    def _changed(self, *processes: str) -> None:
+        """The totals of these processes must be rebuilt at the next read."""
+        self._cached = None
+        self._dirty.update(processes)
 
     def inputs(self) -> TallyInputs:
         """Everything fed so far, as the inputs ``compute`` recounts from."""
@@ -253,10 +281,12 @@ class IncrementalTally:
 
     def _refresh(self, key: Key) -> None:
         """Re-evaluate one (actor, process) group and swap its contribution to the counts."""
-        self._cached = None
+        self._changed(key[1])
         old = self._outcomes.pop(key, None)
         members = self._members.get(key, ())
         new = combine(key[1], [self._screen(m) for m in members], self._ctx) if members else None
+        if (old is not None and old.anomalies) or (new is not None and new.anomalies):
+            self._anomalies = None
         if (old is not None and old.counted) or (new is not None and new.counted):
             self._counts.setdefault(key[1], ProcessCounts()).replace(old, new)
         if new is not None and (new.counted or new.anomalies):
