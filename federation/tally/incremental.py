@@ -83,7 +83,9 @@ class IncrementalTally:
         self._by_actor: dict[str, set[Key]] = {}
         self._by_origin: dict[str, set[str]] = {}
         self._by_process: dict[str, set[Key]] = {}
-        self._by_proposal: dict[str, set[Key]] = {}
+        # Groups with a like whose proposal is unknown, or known in another process (rule 3
+        # holds it until the record comes); a proposal the rules know needs no index.
+        self._waiting: dict[str, set[Key]] = {}
         self._proposals_of: dict[str, dict[str, ProposalRecord]] = {}
         self._cached: TallyResult | None = None
         # The result's parts, rebuilt on read only where something changed: a process's totals
@@ -121,8 +123,7 @@ class IncrementalTally:
         for view in views:
             self._keep(view)
             members.add(view.like_id)
-            for copy in view.copies:
-                self._by_proposal.setdefault(copy.proposal, set()).add(key)
+            self._note_waiting(view.event, key)
             screened.append(found := screen(view, self._ctx))
             self._screens[view.like_id] = _compact(found)
         self._by_actor.setdefault(actor, set()).add(key)
@@ -208,7 +209,13 @@ class IncrementalTally:
         self._proposals_of.setdefault(record.process, {})[record.proposal] = record
         # The result lists every known proposal, supported or not.
         self._changed(record.process, *(() if previous is None else (previous.process,)))
-        self._refresh_all(self._by_proposal.get(record.proposal, ()))
+        # Its first record: the likes that waited for it. A record that moves it to another
+        # process (rare): every like naming it, found by a scan, so a like still refused after
+        # this record needs no index either; only another move can change its fate.
+        touched = self._waiting.pop(record.proposal, set())
+        if previous is not None and previous.process != record.process:
+            touched |= self._naming(record.proposal)
+        self._refresh_all(touched)
 
     def result(self) -> TallyResult:
         """The totals and anomalies over everything fed so far (equal to ``compute``)."""
@@ -264,8 +271,7 @@ class IncrementalTally:
             self._by_actor.setdefault(actor, set()).add(key)
             self._by_origin.setdefault(self._ctx.origins.blame(actor), set()).add(actor)
             self._by_process.setdefault(process, set()).add(key)
-        for copy in view.copies:
-            self._by_proposal.setdefault(copy.proposal, set()).add(key)
+        self._note_waiting(view.event, key)
         # The group the like left goes first: its counts must let go of the like before the
         # new group counts it, or the two would cancel out in the same process.
         if old is not None and old != key:
@@ -303,6 +309,22 @@ class IncrementalTally:
     def _view(self, like_id: str, copies: tuple[SupportEvent, ...]) -> LikeView:
         """The like's view over ``copies`` and the undos naming it."""
         return like_view(like_id, copies, self._undos.get(like_id, ()), self._ctx.origins)
+
+    def _note_waiting(self, event: SupportEvent, key: Key) -> None:
+        """Index the group of a like whose proposal the rules cannot place yet."""
+        record = self._proposals.get(event.proposal)
+        if record is None or record.process != event.process:
+            self._waiting.setdefault(event.proposal, set()).add(key)
+
+    def _naming(self, proposal: str) -> set[Key]:
+        """Every group with a like of ``proposal`` (a scan: only when a record changes)."""
+        found = set()
+        for like_id, kept in self._likes.items():
+            copies = _as_tuple(kept)
+            event = copies[0] if len(copies) == 1 else self._view(like_id, copies).event
+            if event.proposal == proposal:
+                found.add(self._key(event.actor, event.process))
+        return found
 
     def _keep(self, view: LikeView) -> None:
         """Keep a like's copies only: the bare event when there is one."""

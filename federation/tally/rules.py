@@ -296,8 +296,8 @@ def _limits(
     rules, found = record.process.rules, []
     limit = rules.supports_per_participant
     if limit and len(winners) > limit:
+        why = f"beyond the limit of {limit} supports per participant"  # one string for all
         for counted in winners[limit:]:
-            why = f"beyond the limit of {limit} supports per participant"
             found.append(Anomaly(instance, Rule.OVER_LIMIT, counted.like_id, why))
         winners = winners[:limit]
     minimum = rules.minimum_supports_per_participant
