@@ -1,29 +1,29 @@
 """The ``barri`` command line: one readable line on error, never a traceback.
 
 ``barri init instance`` writes a commented ``barri.toml``; ``barri serve`` runs the instance it
-describes; ``barri admin`` manages accounts, verification, the census, access tokens and the
-Group's participatory processes.
+describes; ``barri admin`` (:mod:`federation.instance.cli`) manages accounts, verification, the
+census, access tokens and the Group's participatory processes.
+
+Every command builds the whole parser, so the modules that add commands to it import only
+argparse-level things at their top; what a command runs (the aiohttp apps, the instance, the
+aggregator) is imported by its handler: an instance must fit a Raspberry Pi (DESIGN.md §1).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import json
 import secrets
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from activitypub.errors import Problem
 from federation import __doc__ as _about
 from federation.aggregator.cli import add_aggregator_commands, add_init_aggregator
 from federation.backup import add_backup_commands
+from federation.cli_support import CliError, Command, add_config_option, one_line
 from federation.client import add_client_commands
 from federation.config import (
-    CONFIG_FILE,
     DEFAULT_LISTEN,
     TERRITORY_KINDS,
     ConfigError,
@@ -32,21 +32,7 @@ from federation.config import (
     write_instance_config,
 )
 from federation.demo import add_demo_command
-from federation.instance.accounts import AccountError, check_password, parse_census_csv
-from federation.instance.app import create_app
-from federation.instance.deliberation import Deliberation
-from federation.instance.outbox import Publisher
-from federation.instance.ports import Role, TokenScope, User
-from federation.instance.rules import RuleViolation
-from federation.instance.wiring import Instance, open_instance
-from federation.joining import follow_process
-from federation.serving import StartupError, configure_logging, serve_until_signalled
-
-Command = Callable[[argparse.Namespace], int]
-
-
-class CliError(Exception):
-    """A command failed in a way the operator can fix; the message is the one line shown."""
+from federation.instance.cli import add_admin_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,10 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(sub)
     _add_init(sub)
     serve = sub.add_parser("serve", help="run the server a config file describes")
-    _add_config_option(serve)
+    add_config_option(serve)
     serve.add_argument("--verbose", action="store_true", help="log requests and progress")
     serve.set_defaults(run=_serve)
-    _add_admin(sub)
+    add_admin_commands(sub)
     add_aggregator_commands(sub)
     add_backup_commands(sub)
     add_client_commands(sub)
@@ -83,16 +69,6 @@ def _describe(parser: argparse.ArgumentParser) -> None:
                 text = str(helps[name])
                 child.description = text[0].upper() + text[1:] + "."
             _describe(child)
-
-
-def _add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=Path(CONFIG_FILE),
-        metavar="FILE",
-        help=f"the server's config file (default: ./{CONFIG_FILE})",
-    )
 
 
 def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,89 +96,6 @@ def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=_init_instance)
 
 
-def _add_admin(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    admin = sub.add_parser("admin", help="manage accounts, verification, census and tokens")
-    _add_config_option(admin)
-    cmds = admin.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
-    create = cmds.add_parser("create-user", help="create an account")
-    create.add_argument("username", help="lowercase letters, digits and _ (up to 30)")
-    role = create.add_mutually_exclusive_group()
-    role.add_argument(
-        "--admin", action="store_true", help="an administrator (verifies, answers, runs processes)"
-    )
-    role.add_argument("--moderator", action="store_true", help="a moderator (verifies residents)")
-    secret = create.add_mutually_exclusive_group()
-    secret.add_argument(
-        "--password-stdin",
-        action="store_true",
-        help="read the password from standard input instead of asking twice",
-    )
-    secret.add_argument(
-        "--no-password",
-        action="store_true",
-        help="no password: the account cannot sign in on the pages and acts only through"
-        " personal tokens (token create), e.g. members imported for an app",
-    )
-    create.set_defaults(run=_admin(_create_user))
-    verify = cmds.add_parser("verify", help="confirm a resident's residency by hand")
-    verify.add_argument("username", help="the resident's account")
-    verify.add_argument(
-        "--territory", required=True, metavar="CODE", help="official code of where they live"
-    )
-    verify.set_defaults(run=_admin(_verify))
-    census = cmds.add_parser("census", help="the census of identity numbers (stored hashed)")
-    census_cmds = census.add_subparsers(dest="census_command", metavar="ACTION", required=True)
-    imp = census_cmds.add_parser("import", help="import a CSV with id_number,territory")
-    imp.add_argument("csv", type=Path, metavar="CSV", help="file with id_number,territory rows")
-    imp.set_defaults(run=_admin(_census_import))
-    claim = census_cmds.add_parser("claim", help="verify an account by its identity number")
-    claim.add_argument("username", help="the account to verify")
-    claim.add_argument("id_number", metavar="ID_NUMBER", help="their identity document number")
-    claim.set_defaults(run=_admin(_census_claim))
-    token = cmds.add_parser("token", help="personal access tokens")
-    token_cmds = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    create_token = token_cmds.add_parser("create", help="print a new token (last line)")
-    create_token.add_argument("username", help="whose token it is")
-    create_token.add_argument(
-        "--scope",
-        choices=[s.value for s in TokenScope],
-        default="write",
-        help="read: look only; write: also act (default)",
-    )
-    create_token.set_defaults(run=_admin(_token_create))
-    cmds.add_parser("list-users", help="list accounts").set_defaults(run=_admin(_list_users))
-    _add_process(cmds)
-
-
-def _add_process(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    process = cmds.add_parser("process", help="participatory processes owned by the Group")
-    actions = process.add_subparsers(dest="process_command", metavar="ACTION", required=True)
-    create = actions.add_parser(
-        "create", help="create a process from its JSON form without ids (prints its IRI last)"
-    )
-    create.add_argument(
-        "--file",
-        type=Path,
-        required=True,
-        metavar="PROCESS.json",
-        help="the process (see schemas/examples/process.json)",
-    )
-    create.set_defaults(run=_admin(_process_create))
-    actions.add_parser("list", help="list known processes").set_defaults(run=_admin(_process_list))
-    follow = actions.add_parser(
-        "follow",
-        help="join a process of another instance (the city's): cache it for residents and"
-        " follow the Group that owns it (run it while `barri serve` runs)",
-        description="Join a participatory process owned by another instance, such as the"
-        " city's budget: this instance fetches and keeps it, so residents can propose, support"
-        " and comment from here, and the association's Group follows the Group that owns it,"
-        " whose news then arrives. Run it while `barri serve` runs: the server records the"
-        " owner's acceptance.",
-    )
-    follow.add_argument("process", metavar="PROCESS_IRI", help="the process's id (its URL)")
-    follow.set_defaults(run=_admin(_process_follow))
-
-
 def _init_instance(args: argparse.Namespace) -> int:
     options = InitOptions(
         base_url=args.base_url,
@@ -221,11 +114,13 @@ def _init_instance(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- serve ---------------------------------------------------------------------------------
-
-
 def _serve(args: argparse.Namespace) -> int:
+    """``barri serve`` of an instance (the aggregator's commands take over an aggregator's)."""
     config = load_config(args.config)
+    # Imported here, not at the top: every `barri` command would pay its memory and time.
+    from federation.instance.app import create_app
+    from federation.serving import configure_logging, serve_until_signalled
+
     configure_logging(args.verbose)
     app = create_app(config)
     return asyncio.run(
@@ -233,168 +128,18 @@ def _serve(args: argparse.Namespace) -> int:
     )
 
 
-# --- admin ---------------------------------------------------------------------------------
-
-AdminAction = Callable[[Instance, argparse.Namespace], Awaitable[int]]
-
-
-def _admin(action: AdminAction) -> Command:
-    """Wrap an admin action: load the config, open the instance (migrations), run it, close."""
-
-    def run(args: argparse.Namespace) -> int:
-        config = load_config(args.config)
-
-        async def go() -> int:
-            async with open_instance(config) as instance:
-                return await action(instance, args)
-
-        return asyncio.run(go())
-
-    return run
-
-
-def _read_password(args: argparse.Namespace) -> str:
-    if args.password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    password = getpass.getpass("Password: ")
-    check_password(password)  # say so before asking a second time
-    if getpass.getpass("Password (again): ") != password:
-        raise CliError("the two passwords differ")
-    return password
-
-
-async def _create_user(instance: Instance, args: argparse.Namespace) -> int:
-    role = Role.ADMIN if args.admin else Role.MODERATOR if args.moderator else Role.RESIDENT
-    password = None if args.no_password else _read_password(args)
-    user = await instance.accounts.create_user(args.username, password, role)
-    actor_id = instance.actors.person_id(user.username)
-    await instance.actors.keys_for(actor_id)  # keys at creation (DESIGN.md §5)
-    print(f"created {user.role} {user.username}: {actor_id}")
-    return 0
-
-
-async def _verify(instance: Instance, args: argparse.Namespace) -> int:
-    user = await instance.accounts.verify(args.username, args.territory, by="barri admin")
-    print(f"verified {user.username} as a resident of {_territory(user)} (manual)")
-    return 0
-
-
-async def _census_import(instance: Instance, args: argparse.Namespace) -> int:
-    try:
-        with args.csv.open(encoding="utf-8-sig", newline="") as handle:
-            parsed = parse_census_csv(handle)
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise CliError(f"cannot read the census CSV {args.csv}: {reason}") from exc
-    result = await instance.accounts.import_census(parsed.rows)
-    skipped = len(parsed.skipped)
-    lines = f" (lines {', '.join(map(str, parsed.skipped[:10]))})" if skipped else ""
-    print(
-        f"census: {len(parsed.rows)} rows read, {result.added} new, {result.updated} moved,"
-        f" {result.unchanged} unchanged, {skipped} skipped{lines}; id numbers stored hashed only"
-    )
-    return 0
-
-
-async def _census_claim(instance: Instance, args: argparse.Namespace) -> int:
-    user = await instance.accounts.claim_census(args.username, args.id_number)
-    print(f"verified {user.username} as a resident of {_territory(user)} (census)")
-    return 0
-
-
-async def _token_create(instance: Instance, args: argparse.Namespace) -> int:
-    scope = TokenScope(args.scope)
-    token = await instance.accounts.create_token(args.username, scope)
-    print(f"personal access token for {args.username} ({scope}); it is shown only once:")
-    print(token)
-    return 0
-
-
-async def _list_users(instance: Instance, args: argparse.Namespace) -> int:
-    rows = [("USERNAME", "ROLE", "VERIFIED TERRITORY")]
-    rows += [(u.username, str(u.role), _territory(u)) for u in await instance.accounts.list_users()]
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    for name, role, territory in rows:
-        print(f"{name:<{widths[0]}}  {role:<{widths[1]}}  {territory}")
-    return 0
-
-
-def _territory(user: User) -> str:
-    return user.verification.territory if user.verification else "-"
-
-
-# --- admin process ---------------------------------------------------------------------------
-
-#: Who acts for `barri admin process`: the operator, with the config file's authority.
-_OPERATOR = User(0, "barri-admin", None, "", Role.ADMIN, 0.0)
-
-
-def _deliberation(instance: Instance) -> Deliberation:
-    """The service without the network: deliveries wait in the queue for `barri serve`."""
-    publisher = Publisher(instance.db, instance.actors, instance.config)
-    return Deliberation(instance.db, instance.actors, instance.config, publisher)
-
-
-def _read_process_file(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise CliError(f"cannot read the process file {path}: {reason}") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise CliError(f"{path}: not valid JSON ({exc.msg} at {where})") from exc
-
-
-async def _process_create(instance: Instance, args: argparse.Namespace) -> int:
-    draft = _read_process_file(args.file)
-    try:
-        process = await _deliberation(instance).create_process(draft, by=_OPERATOR)
-    except Problem as exc:
-        raise CliError(f"{args.file}: {exc.detail or exc.title}") from exc
-    except RuleViolation as exc:
-        raise CliError(f"{args.file}: {exc.detail}") from exc
-    phases = ", ".join(phase.name.default for phase in process.phases)
-    print(f"created process {process.name.default!r} owned by {process.owner} (phases: {phases})")
-    print(process.id)
-    return 0
-
-
-async def _process_list(instance: Instance, args: argparse.Namespace) -> int:
-    service = _deliberation(instance)
-    rows = [("IRI", "OWNER", "PROPOSALS", "NAME")]
-    for process in await service.list_processes():
-        owner = "local" if process.owner == instance.actors.group_id else process.owner
-        proposals = await service.proposals.count_proposals(process.id)
-        rows.append((process.id, owner, str(proposals), process.name.default))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for iri, owner, shown, name in rows:
-        print(f"{iri:<{widths[0]}}  {owner:<{widths[1]}}  {shown:>{widths[2]}}  {name}")
-    return 0
-
-
-async def _process_follow(instance: Instance, args: argparse.Namespace) -> int:
-    try:
-        joined = await follow_process(instance, args.process)
-    except (Problem, RuleViolation) as exc:
-        raise CliError(f"cannot follow {args.process}: {_one_line(str(exc.detail))}") from exc
-    name, owner = joined.process.name.default, joined.process.owner
-    if joined.state == "local":
-        print(f"{name!r} is this instance's own process; nothing to follow")
-    elif joined.state == "accepted":
-        print(f"joined {name!r}: residents can take part; following {owner} (accepted)")
-    else:
-        print(f"joined {name!r}; the Follow of {owner} awaits its Accept (the server records it)")
-    return 0
-
-
 # --- entry point ---------------------------------------------------------------------------
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def _operator_error(exc: Exception) -> bool:
+    """A CliError, ConfigError, AccountError or StartupError: the operator can fix it."""
+    if isinstance(exc, CliError | ConfigError):
+        return True
+    # The other two live in modules only some commands load; asked only once a command failed.
+    from federation.instance.accounts import AccountError
+    from federation.serving import StartupError
+
+    return isinstance(exc, AccountError | StartupError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -409,12 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except KeyboardInterrupt:
         return 130
-    except (CliError, ConfigError, AccountError, StartupError) as exc:
-        print(f"barri: error: {_one_line(str(exc))}", file=sys.stderr)
-        return 1
     except Exception as exc:
         # Never a traceback for the operator; the type names the bug for a report.
-        detail = f"unexpected {type(exc).__name__}: {_one_line(str(exc))}"
+        detail = one_line(str(exc))
+        if not _operator_error(exc):
+            detail = f"unexpected {type(exc).__name__}: {detail}"
         print(f"barri: error: {detail}", file=sys.stderr)
         return 1
 

@@ -15,32 +15,25 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
-from federation.aggregator.app import create_app
-from federation.aggregator.backfill import BackfillError, Progress
 from federation.aggregator.config import (
     AggregatorInit,
     config_kind,
     load_aggregator_config,
     write_aggregator_config,
 )
-from federation.aggregator.recompute import recompute
-from federation.aggregator.roster import RosterError, RosterService, RosterStatus
-from federation.aggregator.wiring import (
-    Aggregator,
-    build_federation,
-    open_aggregator,
-    running_federation,
-)
 from federation.config import CONFIG_FILE, DEFAULT_LISTEN, ConfigError
-from federation.serving import StartupError, configure_logging, serve_until_signalled
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from federation.aggregator.backfill import Progress
+    from federation.aggregator.roster import RosterStatus
+    from federation.aggregator.wiring import Aggregator
 
 Command = Callable[[argparse.Namespace], int]
-Action = Callable[[Aggregator, argparse.Namespace], Awaitable[int]]
-_ERRORS = (ConfigError, RosterError, StartupError, BackfillError)
+Action = Callable[["Aggregator", argparse.Namespace], Awaitable[int]]
 DELIVERY_WAIT = 30.0  # seconds the CLI waits for its Follow/Undo deliveries before leaving them
 
 
@@ -104,13 +97,27 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _operator_error(exc: Exception) -> bool:
+    """A ConfigError, RosterError, StartupError or BackfillError: the operator can fix it."""
+    if isinstance(exc, ConfigError):
+        return True
+    # Imported only once a command failed: every `barri` command builds this module's parsers.
+    from federation.aggregator.backfill import BackfillError
+    from federation.aggregator.roster import RosterError
+    from federation.serving import StartupError
+
+    return isinstance(exc, RosterError | StartupError | BackfillError)
+
+
 def _guarded(command: Command) -> Command:
     """Operator errors as one ``barri: error:`` line and exit status 1."""
 
     def run(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except _ERRORS as exc:
+        except Exception as exc:
+            if not _operator_error(exc):
+                raise
             print(f"barri: error: {_one_line(str(exc))}", file=sys.stderr)
             return 1
 
@@ -122,6 +129,8 @@ def _with_aggregator(action: Action) -> Command:
 
     def run(args: argparse.Namespace) -> int:
         config = load_aggregator_config(args.config)
+        # Imported here, not at the top: every `barri` command would pay its memory and time.
+        from federation.aggregator.wiring import open_aggregator
 
         async def go() -> int:
             async with open_aggregator(config) as aggregator:
@@ -168,6 +177,8 @@ async def _flush_deliveries(runtime: Any) -> None:
 
 
 async def _roster_add(aggregator: Aggregator, args: argparse.Namespace) -> int:
+    from federation.aggregator.wiring import running_federation
+
     async with running_federation(aggregator) as runtime:
         row, warnings = await runtime.roster.add(
             args.url, args.territory, args.district, group=args.group
@@ -186,6 +197,8 @@ async def _roster_add(aggregator: Aggregator, args: argparse.Namespace) -> int:
 
 
 async def _roster_remove(aggregator: Aggregator, args: argparse.Namespace) -> int:
+    from federation.aggregator.wiring import running_federation
+
     async with running_federation(aggregator) as runtime:
         row = await runtime.roster.remove(args.url)
         print(f"removed {row.origin}: unfollowed; its supports no longer count (data kept)")
@@ -214,6 +227,9 @@ def _row(status: RosterStatus) -> tuple[str, ...]:
 
 
 async def _roster_list(aggregator: Aggregator, args: argparse.Namespace) -> int:
+    from federation.aggregator.roster import RosterService
+    from federation.aggregator.wiring import build_federation
+
     roster = RosterService(aggregator, await build_federation(aggregator))
     header = ("ORIGIN", "TERRITORY", "DISTRICT", "ACTIVE", "FOLLOWS", "LAST ACTIVITY", "BACKLOG")
     rows: list[tuple[str, ...]] = [header]
@@ -234,6 +250,8 @@ async def _tally(aggregator: Aggregator, args: argparse.Namespace) -> int:
             print(f"{tally.process}: {tally.supports} supports, {tally.participants} participants")
         print(f"{len(result.anomalies)} anomalies; {aggregator.state.waiting} supports waiting")
         return 0
+    from federation.aggregator.recompute import recompute
+
     comparison = await recompute(aggregator)
     summary = (
         f"recomputed {comparison.supports} supports and {comparison.undos} undos"
@@ -268,6 +286,9 @@ def _serve_any(instance_serve: Command | None) -> Command:
 def serve_aggregator(path: Path, *, verbose: bool = False) -> int:
     """Run the aggregator a config file describes until SIGINT or SIGTERM."""
     config = load_aggregator_config(path)
+    from federation.aggregator.app import create_app
+    from federation.serving import configure_logging, serve_until_signalled
+
     configure_logging(verbose)
     label = f"aggregator {config.base_url}"
     app = create_app(config)

@@ -15,24 +15,19 @@ import sys
 import webbrowser
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from activitypub.keys import (
-    generate_ed25519,
-    multikey_encode,
-    private_key_from_pem,
-    private_key_to_pem,
-)
 from federation.client import credentials as store
-from federation.client.api import C2SClient, signed_support, signed_undo
 from federation.client.credentials import ClientError, Credentials
-from federation.client.oauth import LoginOptions, login, revoke
+
+if TYPE_CHECKING:
+    import aiohttp
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from federation.client.api import C2SClient
 
 Command = Callable[[argparse.Namespace], int]
-Action = Callable[[argparse.Namespace, aiohttp.ClientSession], Awaitable[int]]
+Action = Callable[[argparse.Namespace, "aiohttp.ClientSession"], Awaitable[int]]
 
 
 def _common(parser: argparse.ArgumentParser, *, server_required: bool = False) -> None:
@@ -104,6 +99,9 @@ def _command(action: Action) -> Command:
     """Run an async action with one HTTP session; errors become one line and status 1."""
 
     def run(args: argparse.Namespace) -> int:
+        # Imported here, not at the top: every `barri` command would pay its memory and time.
+        import aiohttp
+
         async def go() -> int:
             async with aiohttp.ClientSession() as session:
                 return await action(args, session)
@@ -126,6 +124,8 @@ def _path(args: argparse.Namespace) -> Path:
 
 
 def _client(args: argparse.Namespace, session: aiohttp.ClientSession) -> C2SClient:
+    from federation.client.api import C2SClient
+
     path = _path(args)
     credentials = store.select(path, args.server)
     return C2SClient(session, credentials, functools.partial(store.save, path))
@@ -138,6 +138,8 @@ async def _open_in_browser(url: str, *, launch: bool) -> None:
 
 
 async def _login(args: argparse.Namespace, session: aiohttp.ClientSession) -> int:
+    from federation.client.oauth import LoginOptions, login
+
     options = LoginOptions(
         client_id=args.client_id,
         self_hosted=args.self_hosted_metadata,
@@ -152,6 +154,8 @@ async def _login(args: argparse.Namespace, session: aiohttp.ClientSession) -> in
 
 
 async def _logout(args: argparse.Namespace, session: aiohttp.ClientSession) -> int:
+    from federation.client.oauth import revoke
+
     client = _client(args, session)
     await revoke(session, client.credentials)
     store.forget(_path(args), client.credentials.server)
@@ -173,6 +177,10 @@ async def _post_proposal(args: argparse.Namespace, session: aiohttp.ClientSessio
 
 
 def _load_key(args: argparse.Namespace, credentials: Credentials) -> tuple[Ed25519PrivateKey, str]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from activitypub.keys import private_key_from_pem
+
     if credentials.key_name is None:
         raise ClientError("no_client_key", "create one first: barri client key create")
     path = store.key_path(_path(args), credentials.server, credentials.key_name)
@@ -202,6 +210,8 @@ def _object_id(activity: dict[str, Any]) -> str | None:
 
 
 async def _support(args: argparse.Namespace, session: aiohttp.ClientSession) -> int:
+    from federation.client.api import signed_support, signed_undo
+
     client = _client(args, session)
     if not args.sign:
         target = await _active_like(client, args.proposal) if args.undo else args.proposal
@@ -230,6 +240,8 @@ async def _outbox(args: argparse.Namespace, session: aiohttp.ClientSession) -> i
 
 
 async def _key_create(args: argparse.Namespace, session: aiohttp.ClientSession) -> int:
+    from activitypub.keys import generate_ed25519, multikey_encode, private_key_to_pem
+
     client = _client(args, session)
     key = generate_ed25519()
     path = store.key_path(_path(args), client.credentials.server, args.name)
