@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Awaitable, Callable
-from xml.sax.saxutils import quoteattr
 
 from aiohttp import web
 
@@ -29,11 +29,13 @@ def host_meta_xml(origin: str) -> bytes:
     """The XRD 1.0 document with one ``lrdd`` template link (RFC 6415 §2, §3)."""
     # Written by hand: ElementTree can only emit a default namespace by registering it globally.
     # No ``type`` on the link: the template answers JRD (RFC 7033), not RFC 6415's XRD.
-    template = quoteattr(lrdd_template(origin))
+    # html.escape(quote=True) is XML attribute escaping (&, <, >, both quotes); an origin has no
+    # whitespace to keep, and xml.sax.saxutils would be 0.2 MB loaded for this one line.
+    template = html.escape(lrdd_template(origin), quote=True)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<XRD xmlns="{XRD_NS}">\n'
-        f'  <Link rel="lrdd" template={template}/>\n'
+        f'  <Link rel="lrdd" template="{template}"/>\n'
         "</XRD>\n"
     ).encode()
 

@@ -16,8 +16,6 @@ from urllib.parse import urldefrag
 
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from activitypub.jcs import ContextMemo, canonical_object, canonicalize, plain_json
 from activitypub.keys import KeyFormatError, base58btc_decode, base58btc_encode, multikey_decode
@@ -193,6 +191,10 @@ def _verify_checked(
     memo: ContextMemo | None,
 ) -> None:
     """:func:`_verify_one` of a proof whose options passed :func:`_check_options` already."""
+    # Imported by the first proof checked, not at startup: PyNaCl is ~0.8 MB of an idle server.
+    from nacl.exceptions import BadSignatureError
+    from nacl.signing import VerifyKey
+
     signature = _signature_bytes(proof)
     options = {key: value for key, value in proof.items() if key != "proofValue"}
     try:

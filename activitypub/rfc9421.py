@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-import http_sf
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -24,8 +23,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
-from http_sf.innerlist import ser_innerlist
-from http_sf.item import ser_item
 
 from activitypub.keys import PrivateKey, PublicKey
 from activitypub.sfields import parse_dictionary
@@ -37,6 +34,9 @@ ALGORITHMS = ("rsa-pss-sha512", "rsa-v1_5-sha256", "hmac-sha256", "ecdsa-p256-sh
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _FIELD_PARAMS = {"sf", "key", "bs"}
 _PLAIN_STRING = re.compile(r"[ !#-\[\]-~]*")  # an sf-string with nothing to escape
+# http_sf (with decimal, ~0.7 MB) is imported by the functions that need the full structured
+# field parser or serialiser, not at the top: fields in the strict serialisation every sender
+# writes are read by :mod:`.sfields`, so an idle server need not hold it.
 # Structured fields that http_sf's retrofit table does not know (RFC 9530, RFC 9421 §4, §5).
 _SF_TYPES = dict.fromkeys(
     ("content-digest", "repr-digest", "signature", "signature-input", "accept-signature"),
@@ -99,6 +99,8 @@ class SignatureInput:
         """The ``@signature-params`` value: the inner list with its parameters (§2.3)."""
         if self.text is not None:
             return self.text
+        from http_sf.innerlist import ser_innerlist
+
         return ser_innerlist(([(n, dict(p)) for n, p in self.components], dict(self.params)))
 
 
@@ -140,6 +142,8 @@ def parse_signature(value: str) -> dict[str, bytes]:
 
 
 def _parse_dictionary(value: str, name: str) -> dict[str, Any]:
+    import http_sf
+
     try:
         parsed = http_sf.parse(value.encode("ascii"), tltype="dictionary")
     except (ValueError, UnicodeEncodeError) as exc:
@@ -174,6 +178,8 @@ def _identifier(name: str, params: Params) -> str:
     """A component identifier, serialised (§2): a plain name needs no structured-field work."""
     if not params and _PLAIN_STRING.fullmatch(name):
         return f'"{name}"'
+    from http_sf.item import ser_item
+
     return ser_item((name, dict(params)))
 
 
@@ -188,6 +194,8 @@ def _component_values(
     if name not in fields:
         raise ComponentError(f"covered field {name!r} is not in the message")
     if params.get("bs"):
+        import http_sf
+
         lines = [v.strip(" \t") for k, v in message.fields if k.lower() == name]
         try:
             return [", ".join(http_sf.ser((v.encode("latin-1"), {})) for v in lines)]
@@ -202,6 +210,8 @@ def _component_values(
 
 def _dictionary_member(name: str, value: str, key: str) -> str:
     """A Dictionary member, re-serialised (§2.1.2)."""
+    import http_sf
+
     try:
         parsed = http_sf.parse(value.encode("ascii"), tltype="dictionary")
     except (ValueError, UnicodeEncodeError) as exc:
@@ -213,6 +223,8 @@ def _dictionary_member(name: str, value: str, key: str) -> str:
 
 def _reserialise(name: str, value: str) -> str:
     """A structured field in its strict serialisation (§2.1.1), for known field types."""
+    import http_sf
+
     try:
         parsed = http_sf.parse(value.encode("ascii"), name=name, tltype=_SF_TYPES.get(name))
         return http_sf.ser(parsed)

@@ -12,13 +12,14 @@ import functools
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
-
-import fastjsonschema
+from typing import TYPE_CHECKING, Any
 
 from activitypub import as2
 from activitypub.origin import same_origin
 from schemas import SCHEMAS_DIR
+
+if TYPE_CHECKING:
+    import fastjsonschema
 
 # fmt: off
 SHAPES: tuple[str, ...] = (
@@ -87,6 +88,10 @@ def _resolve_ref(uri: str) -> dict[str, Any]:
 @functools.cache
 def validator(shape: str) -> Callable[[Any], None]:
     """The compiled schema check for a shape, built once per process (JSON Schema draft-07)."""
+    # Imported with the first schema compiled: a server that has validated nothing yet
+    # does not hold fastjsonschema (its compiled checks were already built on first use).
+    import fastjsonschema
+
     compiled = fastjsonschema.compile(
         load_schema(shape),
         handlers={scheme: _resolve_ref for scheme in ("http", "https", "file", "ftp", "data")},
@@ -96,10 +101,12 @@ def validator(shape: str) -> Callable[[Any], None]:
         use_formats=False,
     )
 
+    invalid = fastjsonschema.JsonSchemaValueException
+
     def check(document: Any) -> None:
         try:
             compiled(document)
-        except fastjsonschema.JsonSchemaValueException as exc:
+        except invalid as exc:
             raise _from_schema_error(shape, exc) from None
 
     return check

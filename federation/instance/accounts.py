@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import csv
+import functools
 import hashlib
 import hmac
 import re
@@ -18,9 +18,7 @@ import secrets
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from typing import TYPE_CHECKING
 
 from federation.config import TERRITORY_CODE
 from federation.instance.ports import (
@@ -35,6 +33,9 @@ from federation.instance.ports import (
     Verification,
     VerificationMethod,
 )
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 USERNAME = re.compile(r"^[a-z0-9_]{1,30}$")
 MIN_PASSWORD_LENGTH = 10
@@ -127,6 +128,8 @@ def token_hash(token: str) -> str:
 
 def parse_census_csv(lines: Iterable[str]) -> CensusRows:
     """Read ``id_number,territory`` CSV rows; rows with an empty or bad value are skipped."""
+    import csv  # only the census import (an admin's command or page) reads CSV
+
     reader = csv.DictReader(lines)
     header = [name.strip().lower() for name in reader.fieldnames or []]
     missing = [name for name in _CENSUS_COLUMNS if name not in header]
@@ -164,8 +167,18 @@ class Accounts:
         self.users, self.census, self.tokens = users, census, tokens
         self._secret = secret
         self._reserved = frozenset(reserved)
-        self._hasher = hasher or PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+        self._given_hasher = hasher
         self._clock = clock
+
+    @functools.cached_property
+    def _hasher(self) -> PasswordHasher:
+        """argon2id with RFC 9106's low-memory profile, built by the first password handled."""
+        if self._given_hasher is not None:
+            return self._given_hasher
+        # Imported here: argon2-cffi is not needed until someone registers or logs in.
+        from argon2 import PasswordHasher
+
+        return PasswordHasher()
 
     async def create_user(
         self, username: str, password: str | None, role: Role = Role.RESIDENT
@@ -198,6 +211,8 @@ class Accounts:
         user = await self.users.get_user(username.strip().lower())
         if user is None:
             return None
+        from argon2.exceptions import InvalidHashError, VerificationError
+
         try:
             await asyncio.to_thread(self._hasher.verify, user.password_hash, password)
         except (VerificationError, InvalidHashError):

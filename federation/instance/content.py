@@ -17,14 +17,17 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from html.parser import HTMLParser
-from typing import Any
-
-import nh3
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
-from markdown_it.utils import EnvType, OptionsDict
+from typing import TYPE_CHECKING, Any
 
 from activitypub.errors import Problem
+
+if TYPE_CHECKING:
+    # Imported where the sanitiser and the renderer are built: an instance that has shown
+    # and received no content yet does not hold markdown-it and nh3 (~2.3 MB).
+    import nh3
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
+    from markdown_it.utils import EnvType, OptionsDict
 
 # Length limits (vocab-spec "Length limits"; Decidim's default comment length is 1000).
 NAME_MAX = 150
@@ -107,6 +110,8 @@ def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:
 @functools.cache
 def _cleaner() -> nh3.Cleaner:
     """The one sanitiser configuration (built on first use, never at import)."""
+    import nh3
+
     return nh3.Cleaner(
         tags=set(ALLOWED_TAGS),
         clean_content_tags=set(_DROP_WITH_CONTENT),
@@ -149,6 +154,8 @@ def _render_image(
 @functools.cache
 def _markdown() -> MarkdownIt:
     """CommonMark with raw HTML escaped (html=False), no linkify; images become their alt text."""
+    from markdown_it import MarkdownIt
+
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 
     md.add_render_rule("image", _render_image)

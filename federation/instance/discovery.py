@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from activitypub.nodeinfo import NodeInfoData
@@ -19,6 +18,10 @@ Count = Callable[[], Awaitable[int]]
 
 def software_version() -> str:
     """The installed ``barri`` distribution's version (``0+unknown`` when run from a bare tree)."""
+    # Imported by the first NodeInfo request: importlib.metadata (zipfile, email parsing, csv)
+    # is ~1.2 MB that a server nobody has asked for its NodeInfo yet does not need.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version(SOFTWARE_NAME)
     except PackageNotFoundError:

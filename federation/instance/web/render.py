@@ -9,11 +9,12 @@ service already stored it sanitised).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
@@ -22,6 +23,9 @@ from federation.instance.actors import USERS_PATH
 from federation.instance.content import sanitise_html
 from federation.instance.web.i18n import offered_languages
 from federation.instance.web.sessions import SessionCodec
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 #: Pages for objects of other instances known here (a city-wide process, its proposals).
@@ -48,6 +52,9 @@ def sanitised(html_text: str | None) -> Markup:
 
 def make_environment() -> jinja2.Environment:
     """The templates' environment: autoescape on for every template, undefined names fail."""
+    # Imported here: jinja2 is ~2 MB an instance that serves no page yet does not need.
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=True,
@@ -64,9 +71,13 @@ class PageKit:
     """What the page handlers share: config, templates, the session codec and languages."""
 
     config: InstanceConfig
-    env: jinja2.Environment
     sessions: SessionCodec
     offered: tuple[str, ...]
+
+    @functools.cached_property
+    def env(self) -> jinja2.Environment:
+        """The templates' environment, built by the first page rendered (not at startup)."""
+        return make_environment()
 
     @property
     def secure(self) -> bool:
@@ -113,7 +124,6 @@ def make_kit(config: InstanceConfig) -> PageKit:
     """The page kit for an instance (no I/O: templates load on first use)."""
     return PageKit(
         config=config,
-        env=make_environment(),
         sessions=SessionCodec(config.secret),
         offered=offered_languages(config.languages),
     )
