@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from activitypub.keys import PrivateKey, PublicKey
-from activitypub.sfields import parse_dictionary
+from activitypub.sfields import parse_dictionary, serialise_inner_list
 
 Params = dict[str, Any]
 Component = tuple[str, Params]  # a component identifier: name and its parameters (§2)
@@ -99,6 +99,10 @@ class SignatureInput:
         """The ``@signature-params`` value: the inner list with its parameters (§2.3)."""
         if self.text is not None:
             return self.text
+        # What a signer builds (plain names; created, keyid, alg) is in the strict subset.
+        fast = serialise_inner_list(self.components, self.params)
+        if fast is not None:
+            return fast
         from http_sf.innerlist import ser_innerlist
 
         return ser_innerlist(([(n, dict(p)) for n, p in self.components], dict(self.params)))

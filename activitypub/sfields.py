@@ -7,13 +7,15 @@ subset :func:`parse_dictionary` gives what ``http_sf.parse`` gives (a test compa
 generated fields), an order of magnitude faster, and each member's text, which in that subset
 *is* its serialisation (RFC 9421 §2.3 signs the serialised ``@signature-params``). Anything
 else (tokens, decimals, escapes, other whitespace, padding-free base64, repeated keys) returns
-None, and the caller parses with ``http_sf`` as before.
+None, and the caller parses with ``http_sf`` as before. :func:`serialise_inner_list` writes
+that subset (a signer's ``@signature-params``) and returns None for anything else.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 _KEY = r"[a-z*][a-z0-9_\-.*]*"
@@ -29,6 +31,8 @@ _MEMBER = re.compile(rf"({_KEY})=({_INNER}|{_BYTES}{_PARAMS})(?:, ?|\Z)")
 _PARAM_RE = re.compile(_PARAM)
 _ITEM_RE = re.compile(rf"({_STRING})({_PARAMS})")
 _LIST_RE = re.compile(rf"\((?:{_ITEM}(?: {_ITEM})*)?\)")
+_KEY_RE = re.compile(_KEY)
+_PLAIN_RE = re.compile(_STRING[1:-1])  # a string's content with nothing to escape
 
 #: A member's value (an inner list of (item, parameters), or bytes) and its parameters.
 Member = tuple[Any, dict[str, Any]]
@@ -94,4 +98,48 @@ def _bare(raw: str) -> Any:
     return int(raw)
 
 
-__all__ = ["Member", "parse_dictionary"]
+def serialise_inner_list(
+    items: Sequence[tuple[Any, Mapping[str, Any]]], params: Mapping[str, Any]
+) -> str | None:
+    """The RFC 8941 §4.1.1.1 serialisation of an inner list of strings, or None when an item
+    or a parameter is outside the subset :func:`parse_dictionary` reads (then use http_sf)."""
+    parts: list[str] = []
+    for item, item_params in items:
+        text = _string(item)
+        suffix = _serialise_params(item_params)
+        if text is None or suffix is None:
+            return None
+        parts.append(text + suffix)
+    suffix = _serialise_params(params)
+    return None if suffix is None else "(" + " ".join(parts) + ")" + suffix
+
+
+def _serialise_params(params: Mapping[str, Any]) -> str | None:
+    out: list[str] = []
+    for key, value in params.items():
+        if not isinstance(key, str) or _KEY_RE.fullmatch(key) is None:
+            return None
+        if value is True:
+            out.append(";" + key)  # a true parameter is written bare (§4.1.1.2)
+            continue
+        text = "?0" if value is False else _string(value) or _integer(value)
+        if text is None:
+            return None
+        out.append(f";{key}={text}")
+    return "".join(out)
+
+
+def _string(value: Any) -> str | None:
+    if type(value) is str and _PLAIN_RE.fullmatch(value):  # a str subclass: left to http_sf
+        return f'"{value}"'
+    return None
+
+
+def _integer(value: Any) -> str | None:
+    # bool is an int too, but True and False were written above.
+    if type(value) is int and -(10**15) < value < 10**15:
+        return str(value)
+    return None
+
+
+__all__ = ["Member", "parse_dictionary", "serialise_inner_list"]

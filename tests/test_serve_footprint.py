@@ -4,7 +4,8 @@ An instance must fit a Raspberry Pi (DESIGN.md §1): ``barri serve`` of an insta
 answered nothing but ``/healthz`` must not have imported the page templates, the markdown
 renderer and sanitiser, PyNaCl, the JSON Schema compiler, argon2, the full structured-field
 parser, importlib.metadata or rdflib. Each is imported by the code that uses it; these tests
-prove it for the serving process and that the hand-written serialisations equal the library's.
+prove it for the serving process, and that what is now written by hand (Content-Digest, a
+signer's ``@signature-params``, host-meta's attribute) equals what the library wrote.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ from typing import Any
 
 import http_sf
 import pytest
+from http_sf.innerlist import ser_innerlist
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from activitypub.digest import make_content_digest, parse_content_digest
 from activitypub.hostmeta import host_meta_xml
+from activitypub.rfc9421 import Message, SignatureInput, signature_base
+from activitypub.sfields import serialise_inner_list
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Top-level names (or dotted prefixes) an idle instance must not have imported.
@@ -124,3 +130,61 @@ def test_host_meta_attribute_is_what_quoteattr_writes(origin: str) -> None:
     template = f"{origin}/.well-known/webfinger?resource={{uri}}"
     line = f'  <Link rel="lrdd" template={quoteattr(template)}/>\n'.encode()
     assert line in host_meta_xml(origin)
+
+
+KEYS = st.from_regex(r"[a-z*][a-z0-9_\-.*]{0,6}", fullmatch=True)
+# Any sf-string (escapes included), integers, booleans, byte sequences and decimals.
+STRINGS = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12)
+BARE = (
+    STRINGS
+    | st.integers(-(10**15) + 1, 10**15 - 1)
+    | st.booleans()
+    | st.binary(max_size=6)
+    | st.decimals("-999.5", "999.5", places=2)
+)
+PARAMS = st.dictionaries(KEYS, BARE, max_size=3)
+
+
+def _reference(items: Any, params: Any) -> str:
+    """http_sf's serialisation of an inner list (typed loosely: its types are invariant)."""
+    return ser_innerlist((items, params))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(STRINGS, PARAMS), max_size=4), PARAMS)
+def test_inner_lists_are_written_as_http_sf_writes_them_or_left_to_it(
+    items: list[tuple[str, dict[str, Any]]], params: dict[str, Any]
+) -> None:
+    fast = serialise_inner_list(items, params)
+    if fast is not None:
+        assert fast == _reference(items, params)
+
+
+def test_a_signers_signature_params_take_the_fast_path() -> None:
+    components: list[tuple[str, dict[str, Any]]] = [
+        ("@method", {}),
+        ("@target-uri", {}),
+        ("content-digest", {}),
+    ]
+    params = {"created": 1764240000, "keyid": "https://a.example/actor#main-key", "alg": "ed25519"}
+    expected = (
+        '("@method" "@target-uri" "content-digest");created=1764240000;'
+        'keyid="https://a.example/actor#main-key";alg="ed25519"'
+    )
+    assert serialise_inner_list(components, params) == expected == _reference(components, params)
+    # What needs an escape, a token or a decimal is left to http_sf.
+    assert serialise_inner_list([('say "hi"', {})], {}) is None
+    assert serialise_inner_list([("a", {})], {"q": http_sf.Token("tok")}) is None
+
+
+def test_the_signature_base_of_a_built_input_is_unchanged() -> None:
+    built = SignatureInput(
+        "sig1", (("@method", {}), ("@authority", {})), {"created": 1, "nonce": "x y"}
+    )
+    message = Message.request("POST", "https://b.example/inbox", {"Host": "b.example"})
+    base = signature_base(message, built)
+    assert base.splitlines() == [
+        '"@method": POST',
+        '"@authority": b.example',
+        '"@signature-params": ("@method" "@authority");created=1;nonce="x y"',
+    ]
