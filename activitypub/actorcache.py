@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from activitypub.fetch import AS2_ACCEPT, Fetcher, FetchError, FetchFailure, strip_fragment
@@ -35,6 +36,13 @@ from activitypub.origin import OriginError, origin_of, same_origin
 
 Kind = Literal["actor", "pointer"]
 Document = dict[str, Any]
+#: Told of every actor document fetched (its URL, the document), once it is cached.
+ActorObserver = Callable[[str, Document], Awaitable[None]]
+#: A second level behind the cache: a copy of the actor at a URL kept elsewhere, and its age
+#: in seconds (None when there is none).
+StoredActors = Callable[[str], Awaitable[tuple[Document, float] | None]]
+
+log = logging.getLogger(__name__)
 
 
 #: How many distinct @context values the cache shares (least recently met forgotten first).
@@ -175,8 +183,16 @@ class ActorCache:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         min_refresh_interval: float = 0.0,
+        observers: list[ActorObserver] | None = None,
+        stored: StoredActors | None = None,
     ) -> None:
         self._fetcher = fetcher
+        #: Called with each actor document fetched (e.g. to keep what it states elsewhere, so
+        #: that it outlives its cache entry); a failing observer is logged, the fetch stands.
+        self.observers = [] if observers is None else observers
+        #: Asked on a miss before fetching: a stored copy younger than ``ttl`` is used as a
+        #: cached one (a key it does not list is still looked for in a fresh copy).
+        self.stored = stored
         self._ttl = ttl
         self._min_refresh = min_refresh_interval
         self._max_entries = max_entries
@@ -245,7 +261,7 @@ class ActorCache:
             # Every forged signature would otherwise make us refetch its victim's actor.
             refresh = False
         if not refresh:
-            hit = self._cached(slot)
+            hit = self._cached(slot) or await self._from_store(slot)
             if hit is not None:
                 return hit, True
         task = self._inflight.get(slot)
@@ -271,6 +287,27 @@ class ActorCache:
             fetched = await self._fetcher.get_json(url, accept=AS2_ACCEPT, signed=True)
         document = self._contexts.share(fetched.document)
         self._store((kind, url), document)
+        if kind == "actor":
+            await self._observed(url, document)
+        return document
+
+    async def _observed(self, url: str, document: Document) -> None:
+        for observe in self.observers:
+            try:
+                await observe(url, document)
+            except Exception:  # an observer's failure is its own; the document is good
+                log.exception("actor observer failed on %s", url)
+
+    async def _from_store(self, slot: tuple[Kind, str]) -> Document | None:
+        """An actor's stored copy while it is younger than the TTL, cached as of its age."""
+        kind, url = slot
+        if kind != "actor" or self.stored is None:
+            return None
+        found = await self.stored(url)
+        if found is None or found[1] >= self._ttl:
+            return None
+        document = self._contexts.share(found[0])
+        self._store(slot, document, age=found[1])
         return document
 
     def _fetched_within(self, slot: tuple[Kind, str], seconds: float) -> bool:
@@ -288,8 +325,8 @@ class ActorCache:
         self._entries.move_to_end(slot)
         return document
 
-    def _store(self, slot: tuple[Kind, str], document: Document) -> None:
-        self._entries[slot] = (self._clock(), document)
+    def _store(self, slot: tuple[Kind, str], document: Document, *, age: float = 0.0) -> None:
+        self._entries[slot] = (self._clock() - age, document)
         self._entries.move_to_end(slot)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)

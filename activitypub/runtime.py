@@ -21,7 +21,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from activitypub import as2
-from activitypub.actorcache import ActorCache, KeyUnavailable
+from activitypub.actorcache import ActorCache, ActorObserver, KeyUnavailable, StoredActors
 from activitypub.actors import ed25519_key_id, main_key_id
 from activitypub.delivery import DeliveryWorker, InboxTarget, recipients_to_inboxes
 from activitypub.dispatch import InboxDispatcher, InboxProcessor
@@ -105,6 +105,10 @@ class Federation:
         self.session: aiohttp.ClientSession | None = None
         self.fetcher: Fetcher | None = None
         self.actors: ActorCache | None = None
+        #: Told of every actor document the actor cache fetches (ActorCache.observers).
+        self.actor_observers: list[ActorObserver] = []
+        #: The actor cache's second level, if the server keeps actor documents (ActorCache.stored).
+        self.stored_actors: StoredActors | None = None
         self.worker: DeliveryWorker | None = None
         self.pipeline = InboxPipeline(
             store=inbox_store,
@@ -119,7 +123,12 @@ class Federation:
         """Open the guarded session and start the inbox processor and delivery worker."""
         self.session = make_client_session(allow_loopback=self.config.allow_loopback)
         self.fetcher = Fetcher(self.session, self._sign_fetch, allow_http=self.config.allow_http)
-        self.actors = ActorCache(self.fetcher, ttl=self.config.actor_cache_ttl)
+        self.actors = ActorCache(
+            self.fetcher,
+            ttl=self.config.actor_cache_ttl,
+            observers=self.actor_observers,
+            stored=self.stored_actors,
+        )
         self.worker = DeliveryWorker(
             self.delivery_store,
             self._send,

@@ -160,6 +160,54 @@ async def test_equal_contexts_are_held_once(
     assert bob["id"] == f"{base}/users/bob" and bob["publicKey"]["owner"] == bob["id"]
 
 
+async def test_observers_hear_of_fetches_only_and_a_failing_one_is_contained(
+    cache: ActorCache, remote: TestServer, base: str, rsa_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    heard: list[str] = []
+
+    async def note(url: str, document: dict[str, Any]) -> None:
+        heard.append(f"{url} {document['id']}")
+
+    async def broken(url: str, document: dict[str, Any]) -> None:
+        raise RuntimeError("the store is down")
+
+    cache.observers += [broken, note]
+    publish(remote, "/users/alice", actor_doc(f"{base}/users/alice", rsa_keys[0]))
+    alice = f"{base}/users/alice"
+    assert (await cache.actor(alice))["id"] == alice  # the broken observer does not fail it
+    await cache.actor(alice)  # a cache hit is not news
+    await cache.key(f"{alice}#main-key")
+    await cache.actor(alice, True)  # a refresh is
+    assert heard == [f"{alice} {alice}", f"{alice} {alice}"]
+
+
+async def test_a_stored_copy_younger_than_the_ttl_stands_in_for_a_fetch(
+    session: aiohttp.ClientSession,
+    remote: TestServer,
+    base: str,
+    rsa_keys: list[rsa.RSAPrivateKey],
+) -> None:
+    alice, bob = f"{base}/users/alice", f"{base}/users/bob"
+    old = actor_doc(alice, rsa_keys[0])
+    kept = {alice: (old, 10.0), bob: (actor_doc(bob, rsa_keys[0]), 120.0)}
+
+    async def stored(url: str) -> tuple[dict[str, Any], float] | None:
+        return kept.get(url)
+
+    fetcher = Fetcher(session, recording_signer, allow_http=True)
+    cache = ActorCache(fetcher, ttl=60.0, stored=stored)
+    publish(remote, "/users/alice", actor_doc(alice, rsa_keys[1], key_id=f"{alice}#key-2"))
+    publish(remote, "/users/bob", {**actor_doc(bob, rsa_keys[1]), "name": "Bob"})
+    assert await cache.actor(alice) == old  # 10 s old: used as cached, not fetched
+    assert remote.app[HITS]["/users/alice"] == 0
+    assert (await cache.actor(bob))["name"] == "Bob"  # 120 s old: past the TTL, fetched
+    assert remote.app[HITS]["/users/bob"] == 1
+    # The stored copy lists the old key only: a signature by the new one looks once more.
+    found = await cache.key(f"{alice}#key-2")
+    assert found.public_key.public_numbers() == rsa_keys[1].public_key().public_numbers()
+    assert remote.app[HITS]["/users/alice"] == 1
+
+
 async def test_refresh_bypasses_cache(
     cache: ActorCache, remote: TestServer, base: str, rsa_keys: list[rsa.RSAPrivateKey]
 ) -> None:

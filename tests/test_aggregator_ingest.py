@@ -397,3 +397,28 @@ async def test_a_real_barri_instance_reports_to_the_aggregator(
         assert (entry["anomalies"], entry["refused"], entry["backlog"]) == ({}, {}, 0)
         assert (await c.results(process.id))["supports"] == 2
         assert (await recompute(c.aggregator)).agree
+
+
+async def test_a_voter_gone_from_the_actor_cache_is_read_back_from_the_store_not_refetched(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    """A city has more voters than the actor cache holds: the door's fetch leaves the actor's
+    document and residency in the store, where verifying later proofs finds them."""
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        p0, p1, _, _ = s.proposals
+        anna = s.a.add_resident("anna")
+        path = anna.removeprefix(s.a.origin)
+        assert await s.send(s.a, s.a.support(anna, p0)) == 202
+        assert s.a.hits[path] == 1
+        cache = s.city.runtime.federation.actors
+        assert cache is not None
+        cache.forget(anna)  # as a busy city's least recent voters are
+        assert await s.send(s.a, s.a.support(anna, p1)) == 202
+        assert s.a.hits[path] == 1  # both signatures and both proofs checked, one fetch
+        assert await s.supports() == {p0: 1, p1: 1}
+        # A refresh (an Update of the actor) still fetches it, and the store follows.
+        s.a.residents[anna] = None
+        assert await s.send(s.a, s.a.update_actor(anna)) == 202
+        assert s.a.hits[path] == 2
+        assert await s.supports() == {}
+        assert await s.agrees()

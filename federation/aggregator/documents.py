@@ -197,6 +197,35 @@ class Documents:
             self._resident_at.put(actor_id, row.fetched_at)
             return row
         document = await self.actor(actor_id, row is not None or force)
+        known = self._resident_at.get(actor_id)
+        if known is not None and known >= now and (fresh := await self.log.resident(actor_id)):
+            return fresh  # kept by learn() while this fetch ran: the same document
+        return await self._keep_resident(actor_id, document, now)
+
+    async def stored_actor(self, actor_id: str) -> tuple[dict[str, Any], float] | None:
+        """The actor document kept with its residency, and its age in seconds: the actor
+        cache's second level (ActorCache.stored), so a city's worth of voters need not fit in
+        memory for their proofs to be checked without fetching them again."""
+        row = await self.log.resident(actor_id)
+        if row is None:
+            return None
+        try:
+            document = json.loads(row.document)
+        except ValueError:
+            return None
+        return document, max(0.0, self._clock() - row.fetched_at)
+
+    async def learn(self, actor_id: str, document: Mapping[str, Any]) -> None:
+        """Keep the residency an actor document just fetched states, whoever fetched it (the
+        door authenticating a delivery, a proof check): ingest then finds it fresh instead
+        of fetching the actor again once the actor cache has let it go."""
+        if "type" in document and "inbox" in document:  # an actor, not a key stub
+            await self._keep_resident(actor_id, document, self._clock())
+
+    async def _keep_resident(
+        self, actor_id: str, document: Mapping[str, Any], now: float
+    ) -> ResidentRow:
+        """Store the residency ``document`` states (or its absence) as read at ``now``."""
         try:
             territory = resident_territory_from_ap(document)
         except VocabError:

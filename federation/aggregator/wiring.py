@@ -157,6 +157,12 @@ def build_runtime(aggregator: Aggregator, federation: Federation) -> Runtime:
 
     refresh = aggregator.config.refresh_minutes * 60.0
     documents = Documents(aggregator.log, fetch, actor, refresh_seconds=refresh)
+    # Every actor fetched (mostly by the door, to check a signature) leaves its residency and
+    # document in the store, where the actor cache looks before fetching it again.
+    federation.actor_observers.append(documents.learn)
+    federation.stored_actors = documents.stored_actor
+    if federation.actors is not None:
+        federation.actors.stored = documents.stored_actor
     followers = Followers(aggregator, federation)
     ingest = Ingest(
         store=aggregator.store, log=aggregator.log, documents=documents, fetch=fetch,
