@@ -33,8 +33,12 @@ def summary(raw: Path, top: int = 45) -> str:
     inclusive: Counter[str] = Counter()
     threads: Counter[str] = Counter()
     total = 0
+    skipped = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # py-spy sometimes writes a stack without its count
+            skipped += 1
+            continue
         frames = stack.split(";")
         samples = int(count)
         total += samples
@@ -44,7 +48,8 @@ def summary(raw: Path, top: int = 45) -> str:
             own[names[-1]] += samples
         for name in set(names):
             inclusive[name] += samples
-    lines = [f"py-spy: {total} samples (idle left out); by thread root:"]
+    lines = [f"py-spy: {total} samples (idle left out, {skipped} malformed lines skipped);"]
+    lines += ["by thread root:"]
     lines += [f"  {100 * n / total:5.1f}% {name}" for name, n in threads.most_common(4)]
     for title, counts in (("own", own), ("inclusive", inclusive)):
         lines.append(f"===== {title} time, share of samples =====")
