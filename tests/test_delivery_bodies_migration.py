@@ -43,9 +43,8 @@ _OLD_ROWS = [
 
 def _before(migrations: Sequence[Migration]) -> tuple[Migration, ...]:
     """The sequence up to (not including) its delivery bodies migration."""
-    last = migrations[-1]
-    assert last.name == "one delivery body per activity"
-    return tuple(migrations[:-1])
+    names = [migration.name for migration in migrations]
+    return tuple(migrations[: names.index("one delivery body per activity")])
 
 
 async def _old_database(path: Path, migrations: Sequence[Migration]) -> None:

@@ -508,3 +508,37 @@ def no_refusals(*instances: Instance) -> None:
             instance.config.name,
             json.dumps([r.rule for r in instance.handlers.refusals]),
         )
+
+
+async def test_a_remote_resident_is_not_fetched_again_once_out_of_the_memory_cache(
+    city: City,
+) -> None:
+    """The city's instance hears from every resident of the city, more than its actor cache
+    holds: an actor fetched once is kept in the database and read back from there."""
+    c, a = city.city, city.gracia
+    ana, pau = await a.resident("ana", "31"), await a.resident("pau", "31")
+    first, second = [
+        await a.deliberation.create_proposal(ana, city.process.id, name=n, body_markdown=n)
+        for n in ("Fonts", "Arbres")
+    ]
+    await a.deliberation.support(pau, first.id)
+    await c.observer.wait(of_type("Like", actor=a.actor("pau"), object=first.id))
+    federation = c.app[FEDERATION]
+    assert federation.fetcher is not None and federation.actors is not None
+    fetched: list[str] = []
+    real = federation.fetcher.get_activity
+
+    async def counting(url: str, *args: Any, **kwargs: Any) -> Any:
+        fetched.append(url)
+        return await real(url, *args, **kwargs)
+
+    federation.fetcher.get_activity = counting  # type: ignore[method-assign]
+    federation.actors.forget(a.actor("pau"))  # as a busy city's least recent voters are
+    await a.deliberation.support(pau, second.id)
+    await c.observer.wait(of_type("Like", actor=a.actor("pau"), object=second.id))
+    assert await c.deliberation.support_count(second.id) == 1  # signature and residency read
+    assert a.actor("pau") not in fetched
+    rows = await c.app[DB].execute_fetchall(
+        "SELECT COUNT(*) FROM remote_actors WHERE id = ?", (a.actor("pau"),)
+    )
+    assert next(iter(rows))[0] == 1

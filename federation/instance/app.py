@@ -39,6 +39,7 @@ from federation.instance.outbox import Publisher
 from federation.instance.wiring import Instance, open_instance
 from federation.store.delivery import SqliteDeliveryStore
 from federation.store.inbox import SqliteInboxStore
+from federation.store.remote_actors import RemoteActors
 
 AS2_TYPE = "application/activity+json"
 LD_AS2_TYPE = f'application/ld+json; profile="{AS2_PROFILE}"'
@@ -127,6 +128,11 @@ async def _build_federation(app: web.Application) -> Federation:
         local_keys=actors.keys_for,
     )
     federation.pipeline.owner_exception = admits_official_answer
+    # Actors fetched once stay readable past the memory cache (a city process hears from every
+    # resident): kept on fetch, read back on a miss while younger than the cache's TTL.
+    remote = RemoteActors(db)
+    federation.actor_observers.append(remote.keep)
+    federation.stored_actors = remote.stored
     register_handlers(app, federation.dispatcher)
     return federation
 

@@ -402,6 +402,16 @@ DELIVERY_BODIES = (
     "ALTER TABLE deliveries DROP COLUMN body",
 )
 
+_0009_REMOTE_ACTORS = (
+    """
+    CREATE TABLE remote_actors (
+        id TEXT PRIMARY KEY,
+        document TEXT NOT NULL,
+        fetched_at REAL NOT NULL
+    )
+    """,
+)
+
 #: The protocol tables every Barri server has: migration 1 of every server's sequence.
 PROTOCOL_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and inbox_messages", _0001_DELIVERIES_AND_INBOX),
@@ -417,6 +427,7 @@ INSTANCE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "support log for backfill", _0006_SUPPORT_LOG),
     Migration(7, "delivery queue indexes for claims and next_due", _0007_DELIVERY_QUEUE_INDEXES),
     Migration(8, "one delivery body per activity", DELIVERY_BODIES),
+    Migration(9, "remote actor documents as last fetched", _0009_REMOTE_ACTORS),
 )
 
 #: The protocol-only sequence, kept for callers that need just the queue and inbox tables.

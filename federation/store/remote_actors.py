@@ -1,0 +1,60 @@
+"""Remote actor documents as last fetched: the actor cache's second level (DESIGN.md §5).
+
+The in-memory :class:`~activitypub.actorcache.ActorCache` holds 10,000 actors; an instance
+owning a city-wide process hears from every resident of the city. Each actor document the
+cache fetches is kept here (:meth:`RemoteActors.keep`, an ``ActorCache`` observer) and read
+back on a miss while younger than the cache's TTL (:meth:`RemoteActors.stored`), so judging a
+resident's next support needs no signed GET of its actor. One row per actor, overwritten by
+every fetch; nothing here is trusted beyond what a cached copy would be.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiosqlite
+
+from federation.store.sqlite import write_lock
+
+
+class RemoteActors:
+    """The ``remote_actors`` table: ``keep`` observes fetches, ``stored`` serves copies."""
+
+    def __init__(self, db: aiosqlite.Connection, *, clock: Callable[[], float] = time.time) -> None:
+        self._db, self._clock = db, clock
+
+    async def keep(self, actor_id: str, document: dict[str, Any]) -> None:
+        """Store the document just fetched for ``actor_id`` (ActorCache observer)."""
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        async with write_lock(self._db):
+            await self._db.execute(
+                "INSERT INTO remote_actors (id, document, fetched_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET document = excluded.document,"
+                " fetched_at = excluded.fetched_at",
+                (actor_id, text, self._clock()),
+            )
+            await self._db.commit()
+
+    async def stored(self, actor_id: str) -> tuple[dict[str, Any], float] | None:
+        """The stored document and its age in seconds (ActorCache.stored), if any."""
+        rows = list(
+            await self._db.execute_fetchall(
+                "SELECT document, fetched_at FROM remote_actors WHERE id = ?", (actor_id,)
+            )
+        )
+        if not rows:
+            return None
+        text, fetched_at = rows[0]
+        try:
+            document = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(document, dict):
+            return None
+        return document, max(0.0, self._clock() - float(fetched_at))
+
+
+__all__ = ["RemoteActors"]
