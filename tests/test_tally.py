@@ -7,6 +7,7 @@ result, so each rule is also a check of the incremental engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -37,6 +38,8 @@ from federation.tally import (
     compute,
     to_tally,
 )
+from federation.tally.engine import ProcessCounts
+from federation.tally.rules import Counted, GroupOutcome
 from federation.validation import validate
 from federation.vocab.tally import inputs_digest, tally_from_ap, tally_to_ap
 
@@ -679,7 +682,7 @@ def test_a_result_read_after_every_kind_of_change_equals_a_recount() -> None:
     q, idle = f"{A}/processes/q", f"{A}/processes/r"  # r: no support ever
     tally = IncrementalTally.from_inputs(inputs(processes=(process(), process(q), process(idle))))
     first, second = like("1", ANA), like("2", CAT, P2)
-    steps = [
+    steps: list[Callable[[], None]] = [
         lambda: tally.add_support(first),
         lambda: tally.add_support(second),
         lambda: tally.add_support(like("3", BEL, prop(1, q).proposal, pid=q)),
@@ -702,3 +705,20 @@ def test_a_result_read_after_every_kind_of_change_equals_a_recount() -> None:
         assert seen[-1] == compute(tally.inputs())
     # The steps did change the totals: the cache was not merely equal to stale values.
     assert len({repr(result) for result in seen}) >= 8
+
+
+def test_the_sorted_counted_ids_follow_every_addition_and_removal_between_reads() -> None:
+    """ProcessCounts sorts only what changed since the last read; the order must stay exact."""
+
+    def group(*ids: str) -> GroupOutcome:
+        return GroupOutcome(PID, tuple(Counted(i, P1, "31", "06", at(1), A) for i in ids), ())
+
+    counts = ProcessCounts()
+    counts.replace(None, group("c", "a", "b"))
+    assert counts.sorted_counted() == ("a", "b", "c")
+    counts.replace(group("c", "a", "b"), group("d", "a"))  # b and c go, d comes
+    counts.replace(group("d", "a"), group("d"))  # a goes ...
+    counts.replace(group("d"), group("d", "a"))  # ... and comes back before the next read
+    assert counts.sorted_counted() == ("a", "d") and counts.counted == {"a", "d"}
+    counts.replace(group("d", "a"), group("d", "a", "0", "z"))
+    assert counts.sorted_counted() == ("0", "a", "d", "z") == tuple(sorted(counts.counted))

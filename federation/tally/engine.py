@@ -113,7 +113,7 @@ def _bump(counter: dict[str, int], key: str, sign: int) -> None:
 class ProcessCounts:
     """Running counts of one process, updated by adding or subtracting group outcomes."""
 
-    __slots__ = ("by_proposal", "counted", "districts", "hoods", "participants")
+    __slots__ = ("_gone", "_order", "by_proposal", "counted", "districts", "hoods", "participants")
 
     def __init__(self) -> None:
         self.by_proposal: dict[str, dict[str, int]] = {}
@@ -121,6 +121,19 @@ class ProcessCounts:
         self.districts: dict[str, int] = {}
         self.participants = 0
         self.counted: set[str] = set()
+        # The counted ids sorted as of the last read, then those added since; and those removed
+        # since. A read sorts a sorted run plus a short tail (Timsort: nearly linear), not the
+        # whole set again: a busy process is read after every few supports.
+        self._order: list[str] = []
+        self._gone: set[str] = set()
+
+    def sorted_counted(self) -> tuple[str, ...]:
+        """The counted like ids, sorted (what the digest is taken over)."""
+        if self._gone:
+            self._order = [like_id for like_id in self._order if like_id not in self._gone]
+            self._gone.clear()
+        self._order.sort()
+        return tuple(self._order)
 
     def apply(self, outcome: GroupOutcome, sign: int) -> None:
         """Add (sign 1) or remove (sign -1) what one group counted."""
@@ -149,10 +162,16 @@ class ProcessCounts:
             del self.by_proposal[proposal]
         _bump(self.hoods, hood, sign)
         _bump(self.districts, item.district, sign)
-        if sign > 0:
-            self.counted.add(item.like_id)
-        else:
-            self.counted.discard(item.like_id)
+        like_id = item.like_id
+        if sign > 0 and like_id not in self.counted:
+            self.counted.add(like_id)
+            if like_id in self._gone:
+                self._gone.discard(like_id)  # still in the order: removed and back since
+            else:
+                self._order.append(like_id)
+        elif sign < 0 and like_id in self.counted:
+            self.counted.discard(like_id)
+            self._gone.add(like_id)
 
 
 def _counts(kind: TerritoryKind, counter: Mapping[str, int]) -> list[TerritoryCount]:
@@ -175,7 +194,7 @@ def process_tally(
         *_counts(TerritoryKind.DISTRICT, counts.districts),
         *_counts(TerritoryKind.NEIGHBOURHOOD, counts.hoods),
     ]
-    counted = tuple(sorted(counts.counted))
+    counted = counts.sorted_counted()
     return ProcessTally(record.id, tuple(results), tuple(totals), counts.participants, counted)
 
 
