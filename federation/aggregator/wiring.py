@@ -159,7 +159,14 @@ def build_runtime(aggregator: Aggregator, federation: Federation) -> Runtime:
     documents = Documents(aggregator.log, fetch, actor, refresh_seconds=refresh)
     # Every actor fetched (mostly by the door, to check a signature) leaves its residency and
     # document in the store, where the actor cache looks before fetching it again.
-    federation.actor_observers.append(documents.learn)
+    async def learn(actor_id: str, document: dict[str, Any]) -> None:
+        # Only the roster's residents count (rule 1): anyone can make the door fetch actors
+        # it mints, and those must not grow the residents table (and the tally with it).
+        origin = normal_origin(actor_id)
+        if origin is not None and aggregator.state.tally.roster.entry(origin) is not None:
+            await documents.learn(actor_id, document)
+
+    federation.actor_observers.append(learn)
     federation.stored_actors = documents.stored_actor
     if federation.actors is not None:
         federation.actors.stored = documents.stored_actor

@@ -5,7 +5,9 @@ owning a city-wide process hears from every resident of the city. Each actor doc
 cache fetches is kept here (:meth:`RemoteActors.keep`, an ``ActorCache`` observer) and read
 back on a miss while younger than the cache's TTL (:meth:`RemoteActors.stored`), so judging a
 resident's next support needs no signed GET of its actor. One row per actor, overwritten by
-every fetch; nothing here is trusted beyond what a cached copy would be.
+every fetch; nothing here is trusted beyond what a cached copy would be. Rows older than the
+TTL are never served, so they are deleted as writes go (anyone can make a server fetch actors
+it mints, so the table must not grow with them).
 """
 
 from __future__ import annotations
@@ -19,12 +21,22 @@ import aiosqlite
 
 from federation.store.sqlite import write_lock
 
+#: Every this many writes, rows past the TTL are deleted.
+PURGE_EVERY = 256
+
 
 class RemoteActors:
     """The ``remote_actors`` table: ``keep`` observes fetches, ``stored`` serves copies."""
 
-    def __init__(self, db: aiosqlite.Connection, *, clock: Callable[[], float] = time.time) -> None:
-        self._db, self._clock = db, clock
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        *,
+        ttl: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db, self._ttl, self._clock = db, ttl, clock
+        self._writes = 0
 
     async def keep(self, actor_id: str, document: dict[str, Any]) -> None:
         """Store the document just fetched for ``actor_id`` (ActorCache observer)."""
@@ -36,6 +48,11 @@ class RemoteActors:
                 " fetched_at = excluded.fetched_at",
                 (actor_id, text, self._clock()),
             )
+            self._writes += 1
+            if self._writes % PURGE_EVERY == 0:
+                await self._db.execute(
+                    "DELETE FROM remote_actors WHERE fetched_at < ?", (self._clock() - self._ttl,)
+                )
             await self._db.commit()
 
     async def stored(self, actor_id: str) -> tuple[dict[str, Any], float] | None:
@@ -48,13 +65,16 @@ class RemoteActors:
         if not rows:
             return None
         text, fetched_at = rows[0]
+        age = max(0.0, self._clock() - float(fetched_at))
+        if age >= self._ttl:
+            return None
         try:
             document = json.loads(text)
         except ValueError:
             return None
         if not isinstance(document, dict):
             return None
-        return document, max(0.0, self._clock() - float(fetched_at))
+        return document, age
 
 
 __all__ = ["RemoteActors"]
