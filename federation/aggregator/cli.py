@@ -23,7 +23,8 @@ from federation.aggregator.config import (
     load_aggregator_config,
     write_aggregator_config,
 )
-from federation.config import CONFIG_FILE, DEFAULT_LISTEN, ConfigError
+from federation.cli_support import add_config_option, one_line
+from federation.config import DEFAULT_LISTEN, ConfigError
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -35,16 +36,6 @@ if TYPE_CHECKING:
 Command = Callable[[argparse.Namespace], int]
 Action = Callable[["Aggregator", argparse.Namespace], Awaitable[int]]
 DELIVERY_WAIT = 30.0  # seconds the CLI waits for its Follow/Undo deliveries before leaving them
-
-
-def _config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=Path(CONFIG_FILE),
-        metavar="FILE",
-        help=f"the aggregator's config file (default: ./{CONFIG_FILE})",
-    )
 
 
 def add_init_aggregator(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,7 +54,7 @@ def add_init_aggregator(kinds: argparse._SubParsersAction[argparse.ArgumentParse
 def add_aggregator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``barri roster …`` and ``barri tally …``; ``barri serve`` learns to run an aggregator."""
     roster = sub.add_parser("roster", help="the aggregator's roster of instances")
-    _config_option(roster)
+    add_config_option(roster)
     actions = roster.add_subparsers(dest="roster_command", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="discover, follow and backfill an instance")
     add.add_argument("url", metavar="URL", help="the instance's base URL")
@@ -78,7 +69,7 @@ def add_aggregator_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     listing = actions.add_parser("list", help="instances, follow state, last activity, backlog")
     listing.set_defaults(run=_with_aggregator(_roster_list))
     tally = sub.add_parser("tally", help="the aggregator's totals")
-    _config_option(tally)
+    add_config_option(tally)
     tally.add_argument(
         "--recompute",
         action="store_true",
@@ -91,10 +82,6 @@ def add_aggregator_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 # --- plumbing ------------------------------------------------------------------------------
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _operator_error(exc: Exception) -> bool:
@@ -118,7 +105,7 @@ def _guarded(command: Command) -> Command:
         except Exception as exc:
             if not _operator_error(exc):
                 raise
-            print(f"barri: error: {_one_line(str(exc))}", file=sys.stderr)
+            print(f"barri: error: {one_line(str(exc))}", file=sys.stderr)
             return 1
 
     return run
@@ -317,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="write the config of a new server")
     add_init_aggregator(init.add_subparsers(dest="kind", metavar="KIND", required=True))
     serve = sub.add_parser("serve", help="run the aggregator a config file describes")
-    _config_option(serve)
+    add_config_option(serve)
     serve.add_argument("--verbose", action="store_true", help="log requests and progress")
     add_aggregator_commands(sub)
     return parser
