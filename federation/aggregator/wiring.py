@@ -157,6 +157,7 @@ def build_runtime(aggregator: Aggregator, federation: Federation) -> Runtime:
 
     refresh = aggregator.config.refresh_minutes * 60.0
     documents = Documents(aggregator.log, fetch, actor, refresh_seconds=refresh)
+
     # Every actor fetched (mostly by the door, to check a signature) leaves its residency and
     # document in the store, where the actor cache looks before fetching it again.
     async def learn(actor_id: str, document: dict[str, Any]) -> None:
