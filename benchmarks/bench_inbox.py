@@ -352,8 +352,23 @@ async def settled(app: web.Application, target: int, patience: float = 300.0) ->
     return time.perf_counter()
 
 
+async def drained(app: web.Application, patience: float = 300.0) -> None:
+    """Wait until no recorded inbox row waits: a row is marked done only once its batch's
+    votes are written and the tally synced (``ingested`` counts a support when ingest hands
+    it to the batch, before that)."""
+    db, deadline = app[AGGREGATOR].db, time.perf_counter() + patience
+    while True:
+        rows = await db.execute_fetchall("SELECT COUNT(*) FROM inbox_messages WHERE state = 'new'")
+        if next(iter(rows))[0] == 0:
+            return
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the aggregator's inbox did not drain")
+        await asyncio.sleep(0.01)
+
+
 async def counted(app: web.Application, process: str) -> int:
-    """Supports the aggregator's tally counts in ``process`` (after a sync)."""
+    """Supports the aggregator's tally counts in ``process``, once its inbox has drained."""
+    await drained(app)
     return (await app[AGGREGATOR].state.result()).process(process).supports
 
 
