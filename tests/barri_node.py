@@ -115,6 +115,9 @@ class InstanceNode:
     overlap: int = 0
     in_flight: int = 0
     peak: int = 0
+    # Answer the first outbox head only once every node sharing this barrier asked for theirs
+    # (a 503 after 2 s): shows whether a client walks several instances at once.
+    meet: asyncio.Barrier | None = None
 
     def __post_init__(self) -> None:
         for actor in (self.instance_actor, self.group):
@@ -399,6 +402,9 @@ async def _outbox(request: web.Request) -> web.Response:
         node.fail_next_pages -= 1
         raise Problem(503, "Service Unavailable", "try again later")
     if page is None:
+        if node.meet is not None:
+            await _meet(node.meet)
+            node.meet = None
         return _as2(
             ordered_collection(collection_id, len(items), first=first_page_url(collection_id))
         )
@@ -414,6 +420,13 @@ async def _outbox(request: web.Request) -> web.Response:
             total_items=len(items),
         )
     )
+
+
+async def _meet(barrier: asyncio.Barrier) -> None:
+    try:
+        await asyncio.wait_for(barrier.wait(), 2.0)
+    except TimeoutError:
+        raise Problem(503, "Service Unavailable", "nobody else came") from None
 
 
 async def _inbox(request: web.Request) -> web.Response:

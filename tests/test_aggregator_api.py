@@ -3,6 +3,7 @@ restoration; backfill after downtime reaching the same totals as live delivery."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -232,6 +233,23 @@ async def test_backfill_fetches_a_pages_voters_and_proposals_together_and_no_for
         assert fresh[2] not in supports
         # The forgery made the aggregator fetch its victim (to verify it), never its target.
         assert t.a.hits.get(fresh[2].removeprefix(t.a.origin)) is None
+
+
+async def test_backfill_walks_the_roster_instances_at_once(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    async with two(tmp_path, unused_tcp_port_factory) as t:
+        await t.city.stop()
+        for node, name, proposal in ((t.a, "ada", t.proposals[0]), (t.b, "bo", t.proposals[1])):
+            node.publish(node.instance_actor, node.support(node.add_resident(name), proposal))
+        await t.city.start()
+        # Each instance answers its first outbox head only once the other one was asked too:
+        # a walk of one instance after the other fails that head (503 after 2 s).
+        t.a.meet = t.b.meet = barrier = asyncio.Barrier(2)
+        report = await t.city.runtime.backfill.run()
+        assert barrier.n_waiting == 0
+        assert report == {t.a.origin: 1, t.b.origin: 1}
+        assert await counts(t) == {"31": 1, "32": 1}
 
 
 async def test_a_restart_rebuilds_the_same_totals_from_the_store(

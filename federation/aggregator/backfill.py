@@ -1,6 +1,7 @@
 """Backfill: catch up with each instance after any downtime (DESIGN.md §6).
 
-For every active roster instance the aggregator walks, with signed GETs (authorised fetch):
+For every active roster instance (a few instances at once, each walk in its own order) the
+aggregator walks, with signed GETs (authorised fetch):
 
 - the ``outbox`` of its instance actor and its Group (activities, handed to ingest exactly like
   a live delivery, so a support's own proof is verified whatever route it took);
@@ -32,6 +33,7 @@ so there it arrives when the instance's delivery retry does.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -60,6 +62,9 @@ _SKIPPED = (403, 404, 410)
 # version with the whole Barri context ~10 KB, so 50 stay under the fetcher's 1 MB cap).
 # Other collections keep the server's default: a Group outbox embeds whole proposals.
 LOG_PAGE_LIMIT = 50
+# Instances walked at once: each walk mostly waits on its instance's pages, so a few in flight
+# keep the aggregator busy while one instance renders (and spread the load over the city).
+INSTANCES_AT_ONCE = 4
 
 
 @dataclass(frozen=True)
@@ -116,16 +121,24 @@ class Backfiller:
         self._fetch, self._actor, self._clock = fetch, actor, clock
         self.items = ListedItems(ingest, fetch)
 
-    async def run(self, progress: ProgressHook | None = None) -> dict[str, int | str]:
-        """Backfill every active instance; per origin, the items read or the error met."""
-        report: dict[str, int | str] = {}
-        for row in await self.store.roster(active_only=True):
-            try:
-                report[row.origin] = await self.instance(row, progress)
-            except BackfillError as exc:
-                log.warning("backfill of %s stopped: %s", row.origin, exc)
-                report[row.origin] = str(exc)
-        return report
+    async def run(
+        self, progress: ProgressHook | None = None, *, at_once: int = INSTANCES_AT_ONCE
+    ) -> dict[str, int | str]:
+        """Backfill every active instance, ``at_once`` of them concurrently; per origin (in
+        roster order), the items read or the error met."""
+        gate = asyncio.Semaphore(max(1, at_once))
+
+        async def walk(row: RosterRow) -> int | str:
+            async with gate:
+                try:
+                    return await self.instance(row, progress)
+                except BackfillError as exc:
+                    log.warning("backfill of %s stopped: %s", row.origin, exc)
+                    return str(exc)
+
+        rows = await self.store.roster(active_only=True)
+        results = await asyncio.gather(*(walk(row) for row in rows))
+        return {row.origin: result for row, result in zip(rows, results, strict=True)}
 
     async def instance(self, row: RosterRow, progress: ProgressHook | None = None) -> int:
         """Walk everything the instance publishes that we may read; returns the items read."""
