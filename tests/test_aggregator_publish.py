@@ -9,6 +9,7 @@ runs the app's own publisher loop with a tiny debounce; the others drive a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ import aiohttp
 from activitypub.integrity import ProofError, verify_document
 from federation.aggregator.publish import TallyPublisher, close_time
 from federation.aggregator.recompute import recompute
+from federation.store.aggregator_publish import TallyRow
 from federation.validation import validate
 from federation.vocab.context import document_context, format_datetime
 from federation.vocab.tally import inputs_digest, tally_from_ap
@@ -187,6 +189,37 @@ async def test_changes_within_the_debounce_go_into_one_tally(
         ]
         assert await pub.tick() == []  # no change since
         assert s.city.config.tally_debounce_seconds == 3600
+
+
+async def test_changes_within_the_debounce_wake_the_loop_once(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    class Counting(TallyPublisher):
+        ticks = 0
+
+        async def tick(self) -> list[TallyRow]:
+            self.ticks += 1
+            return await super().tick()
+
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        runtime = s.city.runtime
+        pub = Counting(
+            s.city.aggregator, runtime.federation, runtime.followers, debounce=30,
+            clock=Clock(NOW.timestamp()),
+        )  # fmt: skip
+        loop = asyncio.create_task(pub.run())
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0.05)  # the start's own round
+            started = pub.ticks
+            for _ in range(20):
+                pub.changed()  # a backfill's pages, each counted before the debounce is over
+                await asyncio.sleep(0.01)
+            assert (started, pub.ticks) == (1, 1)  # the start set the debounce going
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
 
 
 async def test_the_final_tally_closes_the_process_and_nothing_changes_it_later(

@@ -122,10 +122,13 @@ class TallyPublisher:
         self._wake = asyncio.Event()
 
     def changed(self) -> None:
-        """Something was counted: publish within ``debounce`` seconds (TallyState listener)."""
+        """Something was counted: publish within ``debounce`` seconds (TallyState listener).
+
+        Only the first change wakes the loop: it then waits out the debounce, and later
+        changes join that Tally (a backfill reports one per page)."""
         if self._dirty_since is None:
             self._dirty_since = self._clock()
-        self._wake.set()
+            self._wake.set()
 
     async def run(self) -> None:
         """Publish on change (debounced) and close processes on time, until cancelled."""
