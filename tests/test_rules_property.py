@@ -23,12 +23,14 @@ from hypothesis import strategies as st
 from federation.instance.rules import (
     Resident,
     RuleViolation,
-    SupportContext,
     check_can_answer,
-    check_can_support,
     check_can_withdraw_proposal,
-    check_can_withdraw_support,
     check_rules_change,
+)
+from federation.instance.support_rules import (
+    SupportContext,
+    check_can_support,
+    check_can_withdraw_support,
     counted_supports,
     support_states,
 )

@@ -28,11 +28,10 @@ from federation.instance.rules import (
     check_can_comment,
     check_can_debate,
     check_can_propose,
-    check_can_support,
-    check_can_withdraw_support,
     check_comment_depth,
     check_territory_eligible,
 )
+from federation.instance.support_rules import check_can_support, check_can_withdraw_support
 from federation.instance.supports import SupportActs
 from federation.model import (
     Comment,

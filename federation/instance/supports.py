@@ -16,13 +16,13 @@ from typing import Any
 
 from federation.instance.acts import ActsBase, invalid, not_found
 from federation.instance.ports import User
-from federation.instance.rules import (
+from federation.instance.support_rules import (
     SupportContext,
     check_can_support,
     check_can_withdraw_support,
     support_state,
 )
-from federation.instance.rules import remaining_supports as remaining_for
+from federation.instance.support_rules import remaining_supports as remaining_for
 from federation.model import Process, Support, UndoSupport
 from federation.store.proposals import SupportRecord
 from federation.vocab.support import (
