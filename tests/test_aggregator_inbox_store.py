@@ -18,7 +18,7 @@ import pytest
 
 from activitypub.dispatch import BatchDoneStore
 from activitypub.storage import InboxState, InvalidTransition
-from federation.store.aggregator_inbox import GROUP, GroupCommitInboxStore
+from federation.store.aggregator_inbox import DONE_BODY, GROUP, GroupCommitInboxStore
 from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
 from federation.store.sqlite import open_database
 
@@ -107,6 +107,11 @@ async def test_mark_done_many(db: aiosqlite.Connection) -> None:
         await store.mark_done_many([records[-1].id, records[0].id])  # the first is done already
     last = await store.get(records[-1].id)
     assert last is not None and last.state is InboxState.DONE
+    # A handled row keeps its ids, not its body: a replay of it is still refused.
+    bodies = {row[0] for row in await db.execute_fetchall("SELECT activity FROM inbox_messages")}
+    assert bodies == {DONE_BODY}
+    again = _like(0)
+    assert not await store.record(SHARED, again["id"], ACTOR, again, auth="proof", now=T0)
     with pytest.raises(KeyError):
         await store.mark_done_many([987654])
 
@@ -126,6 +131,8 @@ async def test_a_row_recorded_here_is_handed_over_with_its_stored_json(
     await store.mark_done(second.id)
     await store.mark_failed(third.id, "later", retry_at=T0 + 60, now=T0)
     assert [store.text_of(r.id) for r in (first, second, third)] == [None, None, None]
+    kept = await db.execute_fetchall("SELECT id, activity FROM inbox_messages ORDER BY id")
+    assert [text for _id, text in kept] == [DONE_BODY, DONE_BODY, compact[2]]  # failed: kept
     # Another store on the same file (a restart): the row is read back from the database.
     again = await GroupCommitInboxStore(db).claim(now=T0 + 60, limit=10, lease=30)
     assert [r.id for r in again] == [third.id]

@@ -13,6 +13,9 @@ this process is handed over as it was recorded: the activity is the very object 
 :meth:`record` (so callers must not change it afterwards) instead of a parse of its stored
 JSON, and :meth:`text_of` gives that stored JSON, which ingest keeps as the activity's text.
 Rows from before a restart, or beyond ``HANDOVER`` waiting ones, are read back as usual.
+
+A row marked done drops its body (every support would otherwise be stored twice: here and in
+``activities``); a failed row keeps it, for the operator to read.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from federation.store.sqlite import transaction, write_lock
 
 #: Rows per INSERT statement (7 parameters each: well under SQLite's 32,766).
 GROUP = 200
+#: The body a handled row keeps: what it carried is stored by ingest (activities, documents),
+#: and the row's (inbox, activity id) pair still refuses a replay.
+DONE_BODY = "{}"
 #: Recorded-but-unclaimed (and claimed-but-unfinished) rows kept in memory for the handover.
 HANDOVER = 1024
 _COLUMNS = (
@@ -181,9 +187,8 @@ class GroupCommitInboxStore(SqliteInboxStore):
         return None if found is None else str(found)
 
     async def mark_done(self, record_id: RecordId) -> None:
-        """InboxStore.mark_done."""
-        self._texts.pop(record_id, None)
-        await super().mark_done(record_id)
+        """InboxStore.mark_done (the body dropped, as :meth:`mark_done_many` does)."""
+        await self.mark_done_many([record_id])
 
     async def mark_failed(
         self, record_id: RecordId, error: str, *, retry_at: float | None, now: float
@@ -193,7 +198,8 @@ class GroupCommitInboxStore(SqliteInboxStore):
         await super().mark_failed(record_id, error, retry_at=retry_at, now=now)
 
     async def mark_done_many(self, record_ids: Sequence[RecordId]) -> None:
-        """NEW → DONE for every row of ``record_ids``, in one statement per group of rows."""
+        """NEW → DONE for every row of ``record_ids``, in one statement per group of rows;
+        their bodies are dropped (``DONE_BODY``), their ids kept."""
         missed: list[RecordId] = []
         for record_id in record_ids:
             self._texts.pop(record_id, None)
@@ -203,11 +209,11 @@ class GroupCommitInboxStore(SqliteInboxStore):
             async with write_lock(self._db):
                 found = await self._db.execute_fetchall(
                     "UPDATE inbox_messages SET state = 'done', attempts = attempts + 1,"  # noqa: S608 (placeholders only)
-                    " error = NULL, locked_until = NULL"
+                    " error = NULL, locked_until = NULL, activity = ?"
                     f" WHERE id IN ({marks}) AND state = 'new' RETURNING id",
-                    chunk,
+                    [DONE_BODY, *chunk],
                 )
             done = {int(row[0]) for row in found}
             missed += [r for r in chunk if int(r) not in done]
         for record_id in missed:
-            await self.mark_done(record_id)  # raises as the single-row version does
+            await super().mark_done(record_id)  # raises as the single-row version does
