@@ -155,3 +155,31 @@ async def test_the_body_as_received_is_what_is_kept(db: aiosqlite.Connection) ->
     assert back.activity == like
     with pytest.raises(ValueError):
         await store.record_text(SHARED, "x", ACTOR, like, body, auth="nope", now=T0)
+
+
+async def test_an_upgrade_drops_the_bodies_of_rows_handled_before(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    names = [migration.name for migration in AGGREGATOR_MIGRATIONS]
+    before = AGGREGATOR_MIGRATIONS[: names.index("handled inbox rows drop their bodies")]
+    old = await open_database(path, migrations=before)
+    try:
+        for n, state in enumerate(("done", "new", "failed")):
+            text = json.dumps(_like(n))
+            await old.execute(
+                "INSERT INTO inbox_messages (inbox, activity_id, actor, activity, auth, state,"
+                " attempts, next_attempt_at, received_at) VALUES (?, ?, ?, ?, 'proof', ?, 1, ?, ?)",
+                (SHARED, f"https://n1.example/likes/{n}", ACTOR, text, state, T0, T0),
+            )
+    finally:
+        await old.close()
+    db = await open_database(path, migrations=AGGREGATOR_MIGRATIONS)
+    try:
+        rows = await db.execute_fetchall("SELECT state, activity FROM inbox_messages ORDER BY id")
+        assert [(state, json.loads(text)) for state, text in rows] == [
+            ("done", {}), ("new", _like(1)), ("failed", _like(2)),
+        ]  # fmt: skip
+        like = _like(0)  # handled before the upgrade: still refused as a replay
+        store = GroupCommitInboxStore(db)
+        assert not await store.record(SHARED, like["id"], ACTOR, like, auth="proof", now=T0)
+    finally:
+        await db.close()

@@ -212,6 +212,10 @@ _0004_PUBLISH_AND_MERGE = (
     """,
 )
 
+# Handled inbox rows keep their ids only (aggregator_inbox.DONE_BODY): ingest stored what they
+# carried. Rows marked done by earlier versions drop theirs here.
+_0006_DONE_BODIES = ("UPDATE inbox_messages SET activity = '{}' WHERE state = 'done'",)
+
 #: The aggregator's sequence: protocol tables, then its own. Versions 1..n, no gaps.
 AGGREGATOR_MIGRATIONS: tuple[Migration, ...] = (
     *PROTOCOL_MIGRATIONS,
@@ -221,4 +225,5 @@ AGGREGATOR_MIGRATIONS: tuple[Migration, ...] = (
         4, "aggregator tallies, followers, merged debates and deletions", _0004_PUBLISH_AND_MERGE
     ),
     Migration(5, "one delivery body per activity", DELIVERY_BODIES),
+    Migration(6, "handled inbox rows drop their bodies", _0006_DONE_BODIES),
 )
