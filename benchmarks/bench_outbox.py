@@ -50,7 +50,8 @@ from activitypub.collections import PageRequest
 from activitypub.httpsig import Scheme, sign_request
 from activitypub.keys import generate_rsa
 from activitypub.runtime import FEDERATION, LocalKeys
-from federation.config import InitOptions, load_config, write_instance_config
+from federation.config import load_config
+from federation.config_writer import InitOptions, write_instance_config
 from federation.instance.app import ACCOUNTS, ACTORS, CONFIG, DB, PUBLISHER, create_app
 from federation.instance.deliberation import Deliberation
 from federation.instance.ports import Role, User

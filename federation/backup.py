@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from federation.aggregator.config import config_kind, load_aggregator_config
-from federation.config import CONFIG_FILE, ConfigError, load_config
+from federation.config import load_config
+from federation.config_values import CONFIG_FILE, ConfigError
 
 #: A table only each kind of server has: a backup is restored onto a server of its own kind.
 KIND_TABLES = {"instance": "users", "aggregator": "roster"}

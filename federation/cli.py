@@ -23,14 +23,9 @@ from federation.aggregator.cli import add_aggregator_commands, add_init_aggregat
 from federation.backup import add_backup_commands
 from federation.cli_support import CliError, Command, add_config_option, one_line
 from federation.client import add_client_commands
-from federation.config import (
-    DEFAULT_LISTEN,
-    TERRITORY_KINDS,
-    ConfigError,
-    InitOptions,
-    load_config,
-    write_instance_config,
-)
+from federation.config import TERRITORY_KINDS, load_config
+from federation.config_values import DEFAULT_LISTEN, ConfigError
+from federation.config_writer import InitOptions, write_instance_config
 from federation.demo import add_demo_command
 from federation.instance.cli import add_admin_commands
 

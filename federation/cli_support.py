@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from federation.config import CONFIG_FILE
+from federation.config_values import CONFIG_FILE
 
 Command = Callable[[argparse.Namespace], int]
 

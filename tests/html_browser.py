@@ -19,7 +19,8 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from federation.config import InitOptions, InstanceConfig, load_config, write_instance_config
+from federation.config import InstanceConfig, load_config
+from federation.config_writer import InitOptions, write_instance_config
 from federation.instance.app import ACCOUNTS, create_app
 
 PASSWORD = "correct horse battery"

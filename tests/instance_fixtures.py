@@ -9,7 +9,8 @@ from typing import Any
 
 import aiosqlite
 
-from federation.config import InitOptions, InstanceConfig, load_config, write_instance_config
+from federation.config import InstanceConfig, load_config
+from federation.config_writer import InitOptions, write_instance_config
 
 T0 = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
 PROPOSALS_START, PROPOSALS_END = T0, T0 + timedelta(days=28)

@@ -23,7 +23,7 @@ from federation.aggregator.config import (
     parse_aggregator_config,
     write_aggregator_config,
 )
-from federation.config import ConfigError
+from federation.config_values import ConfigError
 from federation.model import TerritoryKind
 from federation.validation import validate
 from federation.vocab.actors import actor_territory_from_ap

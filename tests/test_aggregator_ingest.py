@@ -20,7 +20,8 @@ from aiohttp.test_utils import TestServer
 
 from federation.aggregator.ingest import Outcome, Provenance, Route
 from federation.aggregator.recompute import recompute
-from federation.config import InitOptions, load_config, write_instance_config
+from federation.config import load_config
+from federation.config_writer import InitOptions, write_instance_config
 from federation.instance.app import ACCOUNTS, DELIBERATION
 from federation.instance.app import create_app as create_instance_app
 from federation.instance.ports import Role

@@ -11,15 +11,13 @@ import pytest
 from federation.config import (
     DEFAULT_LANGUAGES,
     KEYS,
-    ConfigError,
-    InitOptions,
     InstanceConfig,
     load_config,
     parse_config,
-    render_instance_config,
     slugify,
-    write_instance_config,
 )
+from federation.config_values import ConfigError
+from federation.config_writer import InitOptions, render_instance_config, write_instance_config
 
 SECRET = "s" * 40
 OPTIONS = InitOptions(

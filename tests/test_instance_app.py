@@ -20,7 +20,8 @@ from activitypub.keys import public_key_to_pem
 from activitypub.nodeinfo import INSTANCE_ACTOR_REL, NODEINFO_2_1_TYPE, SCHEMA_2_1
 from activitypub.runtime import FEDERATION
 from activitypub.storage import InboxRecord
-from federation.config import InitOptions, InstanceConfig, load_config, write_instance_config
+from federation.config import InstanceConfig, load_config
+from federation.config_writer import InitOptions, write_instance_config
 from federation.instance.actors import instance_territory, resident_territory
 from federation.instance.app import ACCOUNTS, ACTORS, DB, NODEINFO, create_app
 from federation.model import Territory, TerritoryKind

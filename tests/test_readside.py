@@ -23,7 +23,8 @@ from aiohttp.test_utils import TestServer
 from activitypub import as2
 from activitypub.httpsig import sign_request
 from activitypub.runtime import FEDERATION, LocalKeys
-from federation.config import InitOptions, InstanceConfig, load_config, write_instance_config
+from federation.config import InstanceConfig, load_config
+from federation.config_writer import InitOptions, write_instance_config
 from federation.instance.app import ACCOUNTS, ACTORS, DB, create_app
 from federation.instance.readside import (
     HTML_RENDERERS,

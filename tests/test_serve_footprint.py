@@ -48,7 +48,8 @@ LAZY = (
 # /healthz on 127.0.0.1, then prints every module in LAZY that got imported.
 _SERVE = """
 import asyncio, sys
-from federation.config import InitOptions, load_config, write_instance_config
+from federation.config import load_config
+from federation.config_writer import InitOptions, write_instance_config
 path = write_instance_config(sys.argv[1], InitOptions(
     base_url="http://127.0.0.1:8080", name="Raval", secret="s" * 43, allow_loopback=True))
 config = load_config(path)

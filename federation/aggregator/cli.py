@@ -24,7 +24,7 @@ from federation.aggregator.config import (
     write_aggregator_config,
 )
 from federation.cli_support import add_config_option, one_line
-from federation.config import DEFAULT_LISTEN, ConfigError
+from federation.config_values import DEFAULT_LISTEN, ConfigError
 
 if TYPE_CHECKING:
     from aiohttp import web

@@ -1,14 +1,15 @@
 """The aggregator's ``barri.toml`` (DESIGN.md §7, §8): ``kind = "aggregator"``, validated.
 
-Same conventions as :mod:`federation.config` (whose checks it reuses): one-line
-:class:`~federation.config.ConfigError` naming the file and key, ``BARRI_<KEY>`` variables
-overriding the file (``kind`` excepted), a commented template written 0600 by
-``barri init aggregator``.
+Same conventions as the instance's :mod:`federation.config`, through the reading and checks of
+:mod:`federation.config_values` they share: one-line
+:class:`~federation.config_values.ConfigError` naming the file and key, ``BARRI_<KEY>``
+variables overriding the file (``kind`` excepted). ``barri init aggregator`` writes a commented
+template, saved 0600 by :func:`federation.config_writer.save_config`. This module keeps the
+aggregator's keys, its minute and second bounds, and its template.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
@@ -18,19 +19,24 @@ from pathlib import Path
 from typing import Any
 
 from activitypub.origin import origin_of
-from federation.config import (
+from federation.config_values import (
     CONFIG_FILE,
     DEFAULT_DATABASE,
     DEFAULT_LISTEN,
-    ConfigError,
-    _boolean,
-    _Builder,
-    _listen,
-    _name,
-    _relative_file,
-    _territory_code,
+    Builder,
+    apply_environment,
     check_base_url,
+    check_boolean,
+    check_kind,
+    check_listen,
+    check_minutes,
+    check_name,
+    check_relative_file,
+    check_territory_code,
+    parse_toml,
+    read_config_text,
 )
+from federation.config_writer import save_config, toml_string
 
 KIND = "aggregator"
 DEFAULT_CITY = "08019"  # Barcelona's INE code (vocab-spec)
@@ -101,18 +107,7 @@ def load_aggregator_config(
 ) -> AggregatorConfig:
     """Read and validate an aggregator's TOML file, then apply ``BARRI_*`` overrides (§8)."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            path, None, "no such file (write one with `barri init aggregator`)"
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError(path, None, "is a directory, not a config file") from None
-    except OSError as exc:
-        raise ConfigError(path, None, f"cannot read it: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(path, None, "is not UTF-8 text") from None
+    text = read_config_text(path, KIND)
     return parse_aggregator_config(text, path, environ=os.environ if environ is None else environ)
 
 
@@ -121,37 +116,27 @@ def parse_aggregator_config(
 ) -> AggregatorConfig:
     """Validate TOML text as an aggregator config; relative paths start at ``path``'s folder."""
     path = Path(path)
-    try:
-        raw: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, None, f"not valid TOML ({exc})") from None
-    for key in raw:
-        if key not in KEYS:
-            raise ConfigError(path, key, f"unknown key (known keys: {', '.join(KEYS)})")
-    sources: dict[str, str] = {}
-    for key in KEYS[1:]:
-        variable = f"BARRI_{key.upper()}"
-        value = (environ or {}).get(variable, "").strip()
-        if value:
-            raw[key], sources[key] = value, variable
-    return _AggregatorBuilder(raw, path, sources).build_aggregator()
+    raw = parse_toml(text, path, KEYS)
+    sources = apply_environment(raw, environ or {}, KEYS)
+    return _AggregatorBuilder(raw, path, sources).build()
 
 
-class _AggregatorBuilder(_Builder):
-    """The instance config's key-by-key reader, with the aggregator's keys."""
+class _AggregatorBuilder(Builder):
+    """The key-by-key reader of an aggregator's file."""
 
-    def build_aggregator(self) -> AggregatorConfig:
-        self.get("kind", _check_kind)
-        loopback = self.get("allow_loopback", _boolean, False)
-        data_dir = self.get("data_dir", self._directory, self.path.parent)
-        host, port = self.get("listen", _listen, _listen(DEFAULT_LISTEN))
+    def build(self) -> AggregatorConfig:
+        """Every key checked, in the order whose first wrong key is the one reported."""
+        self.get("kind", lambda v: check_kind(v, KIND))
+        loopback = self.get("allow_loopback", check_boolean, False)
+        data_dir = self.get("data_dir", self.directory, self.path.parent)
+        host, port = self.get("listen", check_listen, check_listen(DEFAULT_LISTEN))
         return AggregatorConfig(
             base_url=self.get("base_url", lambda v: check_base_url(v, allow_loopback=loopback)),
-            name=self.get("name", _name),
-            city=self.get("city", _territory_code, DEFAULT_CITY),
-            city_name=self.get("city_name", _name, None),
+            name=self.get("name", check_name),
+            city=self.get("city", check_territory_code, DEFAULT_CITY),
+            city_name=self.get("city_name", check_name, None),
             data_dir=data_dir,
-            database=data_dir / self.get("database", _relative_file, Path(DEFAULT_DATABASE)),
+            database=data_dir / self.get("database", check_relative_file, Path(DEFAULT_DATABASE)),
             listen_host=host,
             listen_port=port,
             allow_loopback=loopback,
@@ -164,18 +149,8 @@ class _AggregatorBuilder(_Builder):
         )
 
 
-def _check_kind(value: Any) -> str:
-    if value != KIND:
-        raise ValueError(f'this server reads kind = "aggregator" files, not {value!r}')
-    return KIND
-
-
 def _minutes(value: Any) -> int:
-    text = value.strip() if isinstance(value, str) else None
-    number = int(text) if text is not None and re.fullmatch(r"\d{1,6}", text) else value
-    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 43200:
-        raise ValueError(f"must be a whole number of minutes from 0 to 43200, not {value!r}")
-    return number
+    return check_minutes(value, maximum=43200, max_digits=6)  # up to 30 days
 
 
 def _seconds(value: Any) -> float:
@@ -199,10 +174,6 @@ class AggregatorInit:
     listen: str = DEFAULT_LISTEN
 
 
-def _toml(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
 def render_aggregator_config(options: AggregatorInit) -> str:
     """The commented ``barri.toml`` of a new aggregator (every key explained)."""
     o = options
@@ -216,21 +187,21 @@ kind = "aggregator"
 
 # The public origin of the aggregator: scheme://host[:port], no path. Its Service actor is
 # {{base_url}}/actor; instances name that id in their report_to. NEVER change it once in use.
-base_url = {_toml(o.base_url)}
+base_url = {toml_string(o.base_url)}
 
 # The name shown on the Service actor and on the results pages.
-name = {_toml(o.name)}
+name = {toml_string(o.name)}
 
 # The city's official code (INE code, e.g. "08019" for Barcelona) and, optionally, its name.
-city = {_toml(o.city)}
+city = {toml_string(o.city)}
 # city_name = "Barcelona"
 
 # Where the data lives: data_dir (relative to this file) holds the SQLite database.
 data_dir = "."
-database = {_toml(DEFAULT_DATABASE)}
+database = {toml_string(DEFAULT_DATABASE)}
 
 # Address and port the HTTP server listens on (put a TLS reverse proxy in front of it).
-listen = {_toml(o.listen)}
+listen = {toml_string(o.listen)}
 
 # Allow plain http and loopback addresses. Only for tests and demos on one machine.
 allow_loopback = {"true" if o.allow_loopback else "false"}
@@ -264,20 +235,7 @@ def write_aggregator_config(
     config = parse_aggregator_config(text, path, environ={})
     if config.base_url != options.base_url:
         text = render_aggregator_config(replace(options, base_url=config.base_url))
-    if path.exists() and not force:
-        raise ConfigError(path, None, "already exists (use --force to overwrite it)")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if force else os.O_EXCL)
-        fd = os.open(path, flags, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write(text)
-    except FileExistsError:
-        raise ConfigError(path, None, "already exists (use --force to overwrite it)") from None
-    except OSError as exc:
-        raise ConfigError(path, None, f"cannot write it: {exc.strerror}") from None
-    return path
+    return save_config(path, text, force=force)
 
 
 __all__ = [

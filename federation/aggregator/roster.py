@@ -26,7 +26,7 @@ from activitypub.nodeinfo import INSTANCE_ACTOR_REL, SCHEMA_2_1, WELL_KNOWN_PATH
 from activitypub.origin import same_origin
 from activitypub.runtime import Federation
 from activitypub.webfinger import WebFingerError, self_link
-from federation.config import TERRITORY_CODE
+from federation.config_values import TERRITORY_CODE
 from federation.store.aggregator import FollowRow, RosterRow
 from federation.tally.records import normal_origin
 from federation.vocab.context import format_datetime

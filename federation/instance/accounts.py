@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from federation.config import TERRITORY_CODE
+from federation.config_values import TERRITORY_CODE
 from federation.instance.ports import (
     CensusImport,
     CensusStore,
