@@ -182,18 +182,11 @@ def check_listen(value: Any) -> tuple[str, int]:
     return host, int(port)
 
 
-def check_minutes(value: Any, *, maximum: int, max_digits: int | None = None) -> int:
-    """Whole minutes from 0 to ``maximum``: a TOML integer, or a string of digits (variables)."""
+def check_minutes(value: Any, *, maximum: int) -> int:
+    """Whole minutes from 0 to ``maximum``: a TOML integer, or up to 6 ASCII digits (a
+    ``BARRI_*`` variable)."""
     text = value.strip() if isinstance(value, str) else None
-    if text is None:
-        digits = False
-    elif max_digits is None:
-        # The instance's rule: any str.isdigit() string goes to int(), so "0000005" is 5 and a
-        # digit int() cannot read ("²") is reported in int()'s own words.
-        digits = text.isdigit()
-    else:
-        # The aggregator's rule: 1 to max_digits decimal digits, anything else refused as is.
-        digits = re.fullmatch(rf"\d{{1,{max_digits}}}", text) is not None
+    digits = text is not None and re.fullmatch(r"[0-9]{1,6}", text) is not None
     number = int(value) if digits else value
     if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= maximum:
         raise ValueError(f"must be a whole number of minutes from 0 to {maximum}, not {value!r}")

@@ -182,6 +182,8 @@ def test_bad_environment_value_names_key_and_variable(tmp_path: Path) -> None:
         ("report_to", '["https://city.example/actor#main"]', "fragment"),
         ("edit_window_minutes", "-1", "minutes"),
         ("edit_window_minutes", "true", "minutes"),
+        ("edit_window_minutes", '"\u00b2"', "minutes"),  # str.isdigit() says yes, int() no
+        ("edit_window_minutes", '"' + "0" * 400 + '"', "minutes"),
         ("languages", "[]", "non-empty"),
         ("languages", '["Catalan"]', "language tag"),
         ("secret", '"short"', "at least 32"),

@@ -150,7 +150,7 @@ class _AggregatorBuilder(Builder):
 
 
 def _minutes(value: Any) -> int:
-    return check_minutes(value, maximum=43200, max_digits=6)  # up to 30 days
+    return check_minutes(value, maximum=43200)  # up to 30 days
 
 
 def _seconds(value: Any) -> float:
