@@ -7,5 +7,4 @@
   tokens, a process in its supports phase, proposals made over C2S) and copied for every run;
 - :mod:`.load`: residents' clients POSTing Likes, Undos and comments to their outboxes with K
   requests in flight, each answer's latency recorded;
-- :mod:`.profiled`: ``barri serve`` under a cProfile switched on and off by signal.
 """

@@ -213,14 +213,14 @@ async def run_commands(commands: list[dict[str, Any]]) -> list[str]:
 async def start_server(
     template: Template, *, report_to: str, profile_to: Path | None = None, code: Path = ROOT
 ) -> asyncio.subprocess.Process:
-    """``barri serve`` of the template (under :mod:`.profiled` when ``profile_to``).
+    """``barri serve`` of the template (under :mod:`benchmarks.profiled` when ``profile_to``).
 
     ``code``: the checkout whose ``federation`` runs (another worktree, to compare versions).
     """
     config = str(template.directory / "barri.toml")
     head = ["-m", "federation.cli"]
     if profile_to is not None:
-        head = [str(Path(__file__).with_name("profiled.py")), str(profile_to)]
+        head = [str(Path(__file__).parents[1] / "profiled.py"), str(profile_to)]
     log = (template.directory / "serve.log").open("ab")
     try:
         return await asyncio.create_subprocess_exec(

@@ -16,6 +16,9 @@ import aiohttp
 
 from benchmarks.citysim.cluster import ROOT, City, CityError
 
+#: ``barri serve`` under a signal-switched cProfile, run by path in the checkout measured.
+PROFILED = Path(__file__).parents[1] / "profiled.py"
+
 #: Tables a cold rebuild starts without: everything learnt from the instances. The Service's
 #: keys, the roster and the Follows stay (the instances know that actor and its key).
 LEARNT = (
@@ -42,20 +45,20 @@ async def start(
     from_start: bool = False,
     code: Path = ROOT,
 ) -> None:
-    """Start ``barri serve`` for the aggregator (under :mod:`.profiled` when profiling), from
-    the checkout ``code`` (another one than this, to compare two versions on one city)."""
+    """Start ``barri serve`` for the aggregator (under :mod:`benchmarks.profiled` when
+    profiling), from the checkout ``code`` (another one than this, to compare two versions on
+    one city)."""
     site = city.aggregator
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BARRI_")}
     environment["PYTHONPATH"] = str(code)
-    module = ["federation.cli"]
+    command = ["-m", "federation.cli"]
     if profile_to is not None:
-        module = ["benchmarks.ingestkit.profiled", str(profile_to)]
-        module += ["--from-start"] if from_start else []
+        command = [str(PROFILED), str(profile_to)]
+        command += ["--from-start"] if from_start else []
     with (site.directory / "serve.log").open("ab") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            *module,
+            *command,
             "serve",
             "--config",
             str(site.config),

@@ -1,10 +1,13 @@
 """``barri`` under a cProfile that the benchmark switches on and off by signal.
 
-``python -m benchmarks.ingestkit.profiled OUT [--from-start] serve --config …`` runs
-``federation.cli.main``; SIGUSR1 starts profiling the main thread (the event loop), SIGUSR2
-stops it, and the stats are written to OUT when the server exits (SIGTERM/SIGINT end ``barri
-serve`` cleanly). So the profile covers exactly the measured window, not the start-up nor the
-set-up of the city; ``--from-start`` profiles from the start (a cold rebuild begins there).
+``python benchmarks/profiled.py OUT [--from-start] serve --config …`` runs the
+``federation.cli.main`` its environment imports (the benchmarks set ``PYTHONPATH`` to the
+checkout measured, which may be another worktree; the file is run by path). SIGUSR1 starts
+profiling the main thread (the event loop), SIGUSR2 stops it, and the stats are written to OUT
+when the server exits (SIGTERM/SIGINT end ``barri serve`` cleanly). So the profile covers
+exactly the measured window, not the start-up nor the set-up of the city; ``--from-start``
+profiles from the start (a cold rebuild begins there). Used by ``bench_ingest`` and
+``bench_c2s``.
 """
 
 from __future__ import annotations
