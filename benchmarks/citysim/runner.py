@@ -341,7 +341,7 @@ def _results(profile: Profile, faults: Faults, work: Workload, done: list[tuple[
         "converge_seconds": converged - sent, "ingest_per_s": ingest,
         "ceiling": ceiling, "ratio_to_ceiling": ingest * 2 / best,
         "aggregator_capacity": _capacity(stats.get("aggregator", {}), counted, acts, best),
-        "latency_s": measure.percentiles(lat), **stats,
+        "latency_s": measure.percentiles(lat), "instance_nice": cluster.INSTANCE_NICE, **stats,
         "db_bytes": measure.db_sizes(city.directory),
         "totals": {iri: {"supports": w["supports"], "participants": w["participants"]}
                    for iri, w in want.items() if iri != "mallory"},
