@@ -162,9 +162,9 @@ class TallyState:
         """The first sync: read every table in batches, hand it all to the tally at once."""
         roster_rev = await self.store.roster_rev()  # before the rows: a later change shows next
         roster_rows = await self.store.roster()
-        residents = await self.log.residents_after(0)
+        residents = await self.log.residents_after(0, documents=False)
         processes = await self.log.processes_after(0)
-        proposals = await self.log.proposals_after(0)
+        proposals = await self.log.proposals_after(0, documents=False)
         self._process_of = {row.id: row.process_id for row in proposals}
         supports: list[SupportEvent] = []
         undos: list[UndoEvent] = []
@@ -223,7 +223,7 @@ class TallyState:
         return len(rows)
 
     async def _residents(self) -> int:
-        rows = await self.log.residents_after(self._marks.residents)
+        rows = await self.log.residents_after(self._marks.residents, documents=False)
         for row in rows:
             self.tally.set_resident(row.actor, resident_territory(row))
             self._marks.residents = max(self._marks.residents, row.rev)
@@ -244,7 +244,7 @@ class TallyState:
         return sum(len(rows) for rows in self._waiting.values())
 
     async def _proposals(self) -> int:
-        rows = await self.log.proposals_after(self._marks.proposals)
+        rows = await self.log.proposals_after(self._marks.proposals, documents=False)
         for row in rows:
             self.tally.add_proposal(ProposalRecord(row.id, row.process_id, row.origin))
             self._process_of[row.id] = row.process_id

@@ -92,6 +92,10 @@ _PROCESS = "SELECT id, owner, origin, document, closed_at, fetched_at, rev FROM 
 _PROPOSAL = (
     "SELECT id, process_id, origin, name, state, version, document, fetched_at, rev FROM proposals"
 )
+# The same rows with an empty document, for readers that need none (the tally): a city's actor
+# and proposal documents are hundreds of megabytes.
+_RESIDENT_BARE = _RESIDENT.replace("document", "''")
+_PROPOSAL_BARE = _PROPOSAL.replace("document", "''")
 
 
 def _activity(row: Sequence[Any]) -> ActivityRow:
@@ -297,9 +301,11 @@ class ActivityLog:
             await cursor.close()
         return changed
 
-    async def residents_after(self, rev: int) -> list[ResidentRow]:
-        """Residencies written with a ``rev`` above ``rev``."""
-        rows = await self.db.execute_fetchall(f"{_RESIDENT} WHERE rev > ? ORDER BY rev", (rev,))
+    async def residents_after(self, rev: int, *, documents: bool = True) -> list[ResidentRow]:
+        """Residencies written with a ``rev`` above ``rev`` (``documents`` False: each with
+        an empty document)."""
+        select = _RESIDENT if documents else _RESIDENT_BARE
+        rows = await self.db.execute_fetchall(f"{select} WHERE rev > ? ORDER BY rev", (rev,))
         return [_resident(row) for row in rows]
 
     # --- processes --------------------------------------------------------------------------
@@ -365,9 +371,11 @@ class ActivityLog:
             await cursor.close()
         return written
 
-    async def proposals_after(self, rev: int) -> list[ProposalRow]:
-        """Proposals written with a ``rev`` above ``rev``."""
-        rows = await self.db.execute_fetchall(f"{_PROPOSAL} WHERE rev > ? ORDER BY rev", (rev,))
+    async def proposals_after(self, rev: int, *, documents: bool = True) -> list[ProposalRow]:
+        """Proposals written with a ``rev`` above ``rev`` (``documents`` False: each with an
+        empty document)."""
+        select = _PROPOSAL if documents else _PROPOSAL_BARE
+        rows = await self.db.execute_fetchall(f"{select} WHERE rev > ? ORDER BY rev", (rev,))
         return [_proposal(row) for row in rows]
 
     async def proposals_on(self, origin: str) -> list[ProposalRow]:

@@ -20,7 +20,7 @@ from itertools import chain
 
 from federation.model import Territory
 
-from .engine import ProcessCounts, ProcessTally, TallyResult, context_of, group_views, process_tally
+from .engine import ProcessCounts, ProcessTally, TallyResult, context_of, process_tally
 from .records import (
     Anomaly,
     ProcessRecord,
@@ -111,9 +111,28 @@ class IncrementalTally:
             tally._proposals_of.setdefault(record.process, {})[record.proposal] = record
         for undo in inputs.undos:
             tally._undos.setdefault(undo.like_id, set()).add(undo)
-        for key, views in group_views(inputs.supports, inputs.undos, tally._ctx.origins).items():
+        # One group's views at a time: a city's would be hundreds of megabytes all at once.
+        for key, like_ids in tally._gather(inputs.supports).items():
+            views = [tally._view(like_id, _as_tuple(tally._likes[like_id])) for like_id in like_ids]
             tally._bulk_group(key, views)
         return tally
+
+    def _gather(self, supports: Iterable[SupportEvent]) -> dict[Key, list[str]]:
+        """Keep every like's distinct copies; the like ids by the (actor, process) of their
+        canonical copy, in the order first met (``from_inputs`` only)."""
+        likes = self._likes
+        for event in supports:
+            kept = likes.get(event.like_id)
+            if kept is None:
+                likes[event.like_id] = event
+            elif event not in _as_tuple(kept):
+                likes[event.like_id] = (*_as_tuple(kept), event)
+        groups: dict[Key, list[str]] = {}
+        for like_id, kept in likes.items():
+            # A lone copy is its like's canonical copy; several are ordered by the rules.
+            event = kept if isinstance(kept, SupportEvent) else self._view(like_id, kept).event
+            groups.setdefault((event.actor, event.process), []).append(like_id)
+        return groups
 
     def _bulk_group(self, key: Key, views: list[LikeView]) -> None:
         """Index one group's likes and count its outcome (``from_inputs`` only)."""
