@@ -678,7 +678,8 @@ def test_a_record_added_after_a_result_was_read_shows_in_the_next_one() -> None:
 
 def test_a_result_read_after_every_kind_of_change_equals_a_recount() -> None:
     """Each process's totals are rebuilt on read only when they changed: every change must
-    mark what it touches (process, proposal, support, undo, residency, roster, city code)."""
+    mark what it touches (process, proposal, support, undo, residency, roster, city code),
+    and a proposal's totals kept from the last read must still be right (its host moved)."""
     q, idle = f"{A}/processes/q", f"{A}/processes/r"  # r: no support ever
     tally = IncrementalTally.from_inputs(inputs(processes=(process(), process(q), process(idle))))
     first, second = like("1", ANA), like("2", CAT, P2)
@@ -693,6 +694,8 @@ def test_a_result_read_after_every_kind_of_change_equals_a_recount() -> None:
         lambda: tally.set_process(process(closed_at=at(5))),
         lambda: tally.set_process(process()),
         lambda: tally.add_proposal(ProposalRecord(P1, q, A)),
+        lambda: tally.add_proposal(prop(1)),
+        lambda: tally.add_proposal(replace(prop(1), host=B)),  # its host only: counts stay
         lambda: tally.add_proposal(prop(1)),
         lambda: tally.remove_instance(B),
         lambda: tally.restore_instance(B),

@@ -113,7 +113,10 @@ def _bump(counter: dict[str, int], key: str, sign: int) -> None:
 class ProcessCounts:
     """Running counts of one process, updated by adding or subtracting group outcomes."""
 
-    __slots__ = ("_gone", "_order", "by_proposal", "counted", "districts", "hoods", "participants")
+    __slots__ = (
+        "_gone", "_order", "by_proposal", "counted", "districts", "hoods", "participants",
+        "touched",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.by_proposal: dict[str, dict[str, int]] = {}
@@ -126,6 +129,9 @@ class ProcessCounts:
         # whole set again: a busy process is read after every few supports.
         self._order: list[str] = []
         self._gone: set[str] = set()
+        #: Proposals whose counts moved since the owner last cleared it (a reader keeping
+        #: the previous totals rebuilds only theirs).
+        self.touched: set[str] = set()
 
     def sorted_counted(self) -> tuple[str, ...]:
         """The counted like ids, sorted (what the digest is taken over)."""
@@ -154,6 +160,7 @@ class ProcessCounts:
 
     def _count(self, item: Counted, sign: int) -> None:
         proposal, hood = item.proposal, item.neighbourhood
+        self.touched.add(proposal)
         per_hood = self.by_proposal.get(proposal)
         if per_hood is None:
             per_hood = self.by_proposal[proposal] = {}
@@ -179,16 +186,27 @@ def _counts(kind: TerritoryKind, counter: Mapping[str, int]) -> list[TerritoryCo
 
 
 def process_tally(
-    record: ProcessRecord, proposals: Iterable[ProposalRecord], counts: ProcessCounts, city: str
+    record: ProcessRecord,
+    proposals: Iterable[ProposalRecord],
+    counts: ProcessCounts,
+    city: str,
+    previous: Mapping[str, ProposalTotals] | None = None,
 ) -> ProcessTally:
-    """One process's totals from its running counts, listing all its known proposals."""
+    """One process's totals from its running counts, listing all its known proposals.
+
+    ``previous``: the totals of an earlier read of these counts; a proposal whose counts did
+    not move since (``counts.touched``) and whose host is the same keeps them."""
     results = []
+    kept = previous or {}
     for proposal in sorted(proposals, key=lambda p: p.proposal):
-        per_hood = counts.by_proposal.get(proposal.proposal, {})
-        breakdown = tuple(_counts(TerritoryKind.NEIGHBOURHOOD, per_hood))
-        results.append(
-            ProposalTotals(proposal.proposal, proposal.host, sum(per_hood.values()), breakdown)
-        )
+        row = kept.get(proposal.proposal)
+        if row is None or row.host != proposal.host or proposal.proposal in counts.touched:
+            per_hood = counts.by_proposal.get(proposal.proposal, {})
+            breakdown = tuple(_counts(TerritoryKind.NEIGHBOURHOOD, per_hood))
+            row = ProposalTotals(
+                proposal.proposal, proposal.host, sum(per_hood.values()), breakdown
+            )
+        results.append(row)
     totals = [
         TerritoryCount(TerritoryKind.CITY, city, len(counts.counted)),
         *_counts(TerritoryKind.DISTRICT, counts.districts),

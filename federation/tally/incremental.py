@@ -91,6 +91,7 @@ class IncrementalTally:
         # The result's parts, rebuilt on read only where something changed: a process's totals
         # sort all its counted ids (for the digest), so a busy city must not redo every one.
         self._tallies: dict[str, ProcessTally] = {}
+        self._stale: dict[str, ProcessTally] = {}  # a changed process's last totals read
         self._dirty: set[str] = set()
         self._anomalies: tuple[Anomaly, ...] | None = None
 
@@ -240,7 +241,8 @@ class IncrementalTally:
         """The totals and anomalies over everything fed so far (equal to ``compute``)."""
         if self._cached is None:
             for pid in self._dirty:
-                self._tallies.pop(pid, None)
+                if (stale := self._tallies.pop(pid, None)) is not None:
+                    self._stale[pid] = stale
             self._dirty.clear()
             if self._anomalies is None:
                 found = chain.from_iterable(o.anomalies for o in self._outcomes.values())
@@ -255,7 +257,13 @@ class IncrementalTally:
         if found is None:
             proposals = self._proposals_of.get(pid, {}).values()
             counts = self._counts.get(pid) or ProcessCounts()
-            found = process_tally(self._processes[pid], proposals, counts, self.roster.city_code)
+            # The previous read's per-proposal totals stand where the counts did not move.
+            stale = self._stale.pop(pid, None)
+            previous = None if stale is None else {r.proposal: r for r in stale.results}
+            found = process_tally(
+                self._processes[pid], proposals, counts, self.roster.city_code, previous
+            )
+            counts.touched.clear()
             self._tallies[pid] = found
         return found
 
