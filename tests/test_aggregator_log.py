@@ -1,5 +1,6 @@
-"""The aggregator's activity log read without documents: what the tally reads at every sync and
-restart, equal to the full rows but for their (large) documents."""
+"""The aggregator's activity log read without documents (what the tally reads at every sync and
+restart, and the results API and Tallies read of a process's proposals), equal to the full rows
+but for their (large) documents."""
 
 from __future__ import annotations
 
@@ -48,3 +49,6 @@ async def test_rows_read_without_documents_equal_the_full_rows_but_for_them(
         assert full.document == BIG and bare.document == ""
         assert bare == dataclasses.replace(full, document="")
         assert await read(full.rev, documents=False) == []  # nothing newer
+    [full] = await log.proposals_of("https://n1.example/processes/1")
+    [bare] = await log.proposals_of("https://n1.example/processes/1", documents=False)
+    assert bare == dataclasses.replace(full, document="") and full.document == BIG

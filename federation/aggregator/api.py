@@ -147,11 +147,14 @@ def add_api_routes(
 
     async def processes(request: web.Request) -> web.Response:
         agg = aggregator(request)
-        entries = [process_summary(agg, view) for view in await process_views(agg)]
+        views = await process_views(agg, documents=False)  # names and states are enough
+        entries = [process_summary(agg, view) for view in views]
         return _json({"asOf": _iso(agg.state.synced_at), "processes": entries})
 
     async def results(request: web.Request) -> web.Response:
-        view = await process_view(aggregator(request), request.match_info["process"])
+        view = await process_view(
+            aggregator(request), request.match_info["process"], documents=False
+        )
         return _json(process_results(view))
 
     async def instances(request: web.Request) -> web.Response:

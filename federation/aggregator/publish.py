@@ -213,7 +213,7 @@ class TallyPublisher:
         tally = self.state.tally.result().process(process_id)
         now = datetime.fromtimestamp(self._clock(), UTC)
         as_of = self.state.synced_at or now
-        names = {p.id: p.name for p in await self.log.proposals_of(process_id)}
+        names = {p.id: p.name for p in await self.log.proposals_of(process_id, documents=False)}
         name = await self._process_name(process_id)
         followers = service.id + "/followers"
         model = to_tally(

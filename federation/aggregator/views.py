@@ -54,8 +54,11 @@ async def process_row(aggregator: Aggregator, process_id: str) -> ProcessRow:
     return row
 
 
-async def process_view(aggregator: Aggregator, process_id: str) -> ProcessView:
-    """The view of one process (404 problem when unknown)."""
+async def process_view(
+    aggregator: Aggregator, process_id: str, *, documents: bool = True
+) -> ProcessView:
+    """The view of one process (404 problem when unknown); ``documents`` False: its proposal
+    rows without their documents (a city process's are tens of megabytes)."""
     row = await process_row(aggregator, process_id)
     process = read_process(json.loads(row.document))
     closed = await closed_result(aggregator.published, process_id)
@@ -69,14 +72,18 @@ async def process_view(aggregator: Aggregator, process_id: str) -> ProcessView:
         except KeyError:
             raise Problem(404, "Not Found", f"No totals for {process_id} yet.") from None
         as_of = aggregator.state.synced_at
-    proposals = {p.id: p for p in await aggregator.log.proposals_of(process_id)}
+    cached = await aggregator.log.proposals_of(process_id, documents=documents)
+    proposals = {p.id: p for p in cached}
     return ProcessView(row, process, tally, proposals, as_of, closed is not None)
 
 
-async def process_views(aggregator: Aggregator) -> list[ProcessView]:
+async def process_views(aggregator: Aggregator, *, documents: bool = True) -> list[ProcessView]:
     """Every counted process's view, by IRI."""
     result = await aggregator.state.result()
-    return [await process_view(aggregator, tally.process) for tally in result.processes]
+    return [
+        await process_view(aggregator, tally.process, documents=documents)
+        for tally in result.processes
+    ]
 
 
 __all__ = ["ProcessView", "process_row", "process_view", "process_views"]

@@ -385,10 +385,12 @@ class ActivityLog:
         )
         return [_proposal(row) for row in rows]
 
-    async def proposals_of(self, process_id: str) -> list[ProposalRow]:
-        """The cached proposals of one process, by id."""
+    async def proposals_of(self, process_id: str, *, documents: bool = True) -> list[ProposalRow]:
+        """The cached proposals of one process, by id (``documents`` False: each with an empty
+        document)."""
+        select = _PROPOSAL if documents else _PROPOSAL_BARE
         rows = await self.db.execute_fetchall(
-            f"{_PROPOSAL} WHERE process_id = ? ORDER BY id",
+            f"{select} WHERE process_id = ? ORDER BY id",
             (process_id,),
         )
         return [_proposal(row) for row in rows]
