@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from federation.config import DEFAULT_EDIT_WINDOW_MINUTES, DEFAULT_LANGUAGES, parse_config, slugify
+from federation.config import (
+    DEFAULT_EDIT_WINDOW_MINUTES,
+    DEFAULT_LANGUAGES,
+    InstanceConfig,
+    parse_config,
+    slugify,
+)
 from federation.config_values import CONFIG_FILE, DEFAULT_DATABASE, DEFAULT_LISTEN, ConfigError
 
 
@@ -39,6 +47,37 @@ def save_config(path: Path, text: str, *, force: bool) -> Path:
     except OSError as exc:
         raise ConfigError(path, None, f"cannot write it: {exc.strerror}") from None
     return path
+
+
+class _Options(Protocol):
+    """What a config's init options are: a dataclass with the base URL its config normalises."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def base_url(self) -> str: ...
+
+
+_O = TypeVar("_O", bound=_Options)
+
+
+def write_checked(
+    directory: str | Path,
+    options: _O,
+    render: Callable[[_O], str],
+    check: Callable[[str, Path], _Options],
+    *,
+    force: bool,
+) -> Path:
+    """Render ``options`` into ``directory``'s ``barri.toml`` (mode 0600), checked by parsing
+    the text first: a bad option fails there, naming its key."""
+    path = Path(directory) / CONFIG_FILE
+    text = render(options)
+    config = check(text, path)
+    if config.base_url != options.base_url:
+        # Write the normalised origin (no trailing slash, lowercase host), as ids will use it.
+        text = render(replace(options, base_url=config.base_url))
+    return save_config(path, text, force=force)
 
 
 @dataclass(frozen=True)
@@ -128,11 +167,8 @@ def write_instance_config(
     directory: str | Path, options: InitOptions, *, force: bool = False
 ) -> Path:
     """Create ``directory`` and write its ``barri.toml`` (mode 0600); checked before writing."""
-    directory = Path(directory)
-    path = directory / CONFIG_FILE
-    text = render_instance_config(options)
-    config = parse_config(text, path, environ={})  # a bad option fails here, naming its key
-    if config.base_url != options.base_url:
-        # Write the normalised origin (no trailing slash, lowercase host), as ids will use it.
-        text = render_instance_config(replace(options, base_url=config.base_url))
-    return save_config(path, text, force=force)
+
+    def check(text: str, path: Path) -> InstanceConfig:
+        return parse_config(text, path, environ={})
+
+    return write_checked(directory, options, render_instance_config, check, force=force)

@@ -14,13 +14,12 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from activitypub.origin import origin_of
 from federation.config_values import (
-    CONFIG_FILE,
     DEFAULT_DATABASE,
     DEFAULT_LISTEN,
     Builder,
@@ -36,7 +35,7 @@ from federation.config_values import (
     parse_toml,
     read_config_text,
 )
-from federation.config_writer import save_config, toml_string
+from federation.config_writer import toml_string, write_checked
 
 KIND = "aggregator"
 DEFAULT_CITY = "08019"  # Barcelona's INE code (vocab-spec)
@@ -229,13 +228,11 @@ def write_aggregator_config(
     directory: str | Path, options: AggregatorInit, *, force: bool = False
 ) -> Path:
     """Create ``directory`` and write its ``barri.toml`` (mode 0600); checked before writing."""
-    directory = Path(directory)
-    path = directory / CONFIG_FILE
-    text = render_aggregator_config(options)
-    config = parse_aggregator_config(text, path, environ={})
-    if config.base_url != options.base_url:
-        text = render_aggregator_config(replace(options, base_url=config.base_url))
-    return save_config(path, text, force=force)
+
+    def check(text: str, path: Path) -> AggregatorConfig:
+        return parse_aggregator_config(text, path, environ={})
+
+    return write_checked(directory, options, render_aggregator_config, check, force=force)
 
 
 __all__ = [
