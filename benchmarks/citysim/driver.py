@@ -31,6 +31,7 @@ class Driver:
     session: aiohttp.ClientSession
     ids: dict[str, str] = field(default_factory=dict)  # proposal key -> IRI
     likes: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    liked_at: dict[str, float] = field(default_factory=dict)  # Like id -> its 201 (wall clock)
     done: list[tuple[float, Act]] = field(default_factory=list)
     retries: int = 0  # POSTs repeated because an instance was down
 
@@ -73,6 +74,7 @@ class Driver:
         elif act.kind == "support":
             like = await self.post(act, {"type": "Like", "object": self.ids[act.proposal]})
             self.likes[(act.place, act.resident, act.proposal)] = str(like["id"])
+            self.liked_at[str(like["id"])] = time.time()
         elif act.kind == "withdraw":
             like_id = self.likes[(act.place, act.resident, act.proposal)]
             await self.post(act, {"type": "Undo", "object": like_id})

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+from benchmarks.citysim.cluster import City
 from benchmarks.citysim.workload import Act
 
 
@@ -145,6 +149,48 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": pick(0.5), "p99": pick(0.99), "max": round(ordered[-1], 3), "n": len(values)}
 
 
+def _hops(found: dict[str, dict[str, float | None]]) -> str:
+    parts = [f"{name.removesuffix('_s')} p50 {v.get('p50')} / p99 {v.get('p99')} s"
+             for name, v in found.items()]  # fmt: skip
+    return "; ".join(parts) or "no hops measured"
+
+
+def _rows(database: Path, sql: str, *params: str) -> list[tuple[str, float]]:
+    """Rows of a server's database, read-only (none when it has no such file or table)."""
+    if not database.exists():
+        return []
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            return [(str(key), float(when)) for key, when in db.execute(sql, params)]
+    except sqlite3.Error:
+        return []
+
+
+def hops(city: City, liked_at: dict[str, float]) -> dict[str, dict[str, float | None]]:
+    """Where supports' act→counted time went, from the servers' own records (wall clock):
+    ``delivered_s`` from the resident's 201 until its instance's delivery to the aggregator was
+    accepted (the instance's outgoing queue), ``ingested_s`` from then until the aggregator
+    handled it (its inbox queue). Read before a cold rebuild empties the aggregator."""
+    target = urlsplit(city.aggregator.base_url).netloc
+    delivered: dict[str, float] = {}
+    for site in city.sites.values():
+        delivered.update(_rows(
+            site.directory / "barri.sqlite3",
+            "SELECT activity_id, updated_at FROM deliveries WHERE host = ? AND state = 'sent'",
+            target,
+        ))  # fmt: skip
+    ingested = dict(_rows(
+        city.aggregator.directory / "barri.sqlite3",
+        "SELECT id, MIN(received_at) FROM activities WHERE kind = 'support' GROUP BY id",
+    ))  # fmt: skip
+    sent = [(like, at) for like, at in liked_at.items() if like in delivered]
+    return {
+        "delivered_s": percentiles([delivered[like] - at for like, at in sent]),
+        "ingested_s": percentiles([ingested[like] - delivered[like]
+                                   for like, _ in sent if like in ingested]),
+    }  # fmt: skip
+
+
 def summary_of(results: dict[str, Any]) -> str:
     """A readable few lines of a run's results."""
     lat = results.get("latency_s", {})
@@ -156,7 +202,7 @@ def summary_of(results: dict[str, Any]) -> str:
         f"  acts sent in {results['send_seconds']:.1f} s ({results['acts_per_s']:.0f}/s);"
         f" converged {results['converge_seconds']:.1f} s after the last act",
         f"  act→counted p50 {lat.get('p50')} s, p99 {lat.get('p99')} s, max {lat.get('max')} s"
-        f" (n={lat.get('n')})",
+        f" (n={lat.get('n')}); of which {_hops(results.get('latency_hops') or {})}",
         f"  ingest at the aggregator: {results['ingest_per_s']:.0f} counted acts/s;"
         f" ceiling {results['ceiling']}; ratio {results['ratio_to_ceiling']:.3f}",
         f"  aggregator CPU: {results.get('aggregator_capacity')}",

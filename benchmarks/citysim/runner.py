@@ -270,6 +270,7 @@ async def _drive(
         await poller
         stats = {"aggregator": measure.proc_stats(cluster.pid_of(city, "aggregator")),
                  "instance": measure.proc_stats(cluster.pid_of(city, victim))}  # fmt: skip
+        stats["latency_hops"] = await asyncio.to_thread(measure.hops, city, driver.liked_at)
         if faults.cold_rebuild:
             honest = expected(work, driver.ids, city.processes)
             stats["cold_rebuild"] = await cold_rebuild(city, session, honest, answered, sampler)
