@@ -33,6 +33,23 @@ def proc_stats(pid: int) -> dict[str, float]:
     return {"peak_rss_mb": round(hwm / 1024, 1), "cpu_seconds": round(cpu, 2)}
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) clock ticks of the whole machine since boot (Linux /proc/stat)."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0, 0
+    ticks = [int(value) for value in first[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """Share of the machine's CPU time in use between two :func:`cpu_jiffies` readings (1.0:
+    every core busy): near 1, a process that got little CPU was starved, not idle."""
+    total = after[1] - before[1]
+    return round((after[0] - before[0]) / total, 3) if total > 0 else None
+
+
 def rss_mb(pid: int) -> float | None:
     """Resident set size (MB, VmRSS) of a live process right now (Linux /proc)."""
     try:
@@ -71,7 +88,7 @@ def crypto_ceiling(seconds: float = 1.0) -> dict[str, float]:
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     rsa_sig = rsa_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
     rsa_pub = rsa_key.public_key()
-    found = {
+    found: dict[str, float] = {
         "ed25519_verify_per_s": round(_rate(lambda: ed_pub.verify(ed_sig, message), seconds)),
         "rsa2048_verify_per_s": round(_rate(
             lambda: rsa_pub.verify(rsa_sig, message, padding.PKCS1v15(), hashes.SHA256()),
@@ -205,7 +222,9 @@ def summary_of(results: dict[str, Any]) -> str:
         f" (n={lat.get('n')}); of which {_hops(results.get('latency_hops') or {})}",
         f"  ingest at the aggregator: {results['ingest_per_s']:.0f} counted acts/s;"
         f" ceiling {results['ceiling']}; ratio {results['ratio_to_ceiling']:.3f}",
-        f"  aggregator CPU: {results.get('aggregator_capacity')}",
+        f"  aggregator CPU: {results.get('aggregator_capacity')}; the machine's cores were"
+        f" {results.get('machine_busy')} busy from the stream's start to convergence"
+        f" (instances at nice {results.get('instance_nice')})",
         f"  aggregator {results['aggregator']}; one instance {results['instance']};"
         f" idle before the stream {results.get('idle_before_stream')}",
         f"  DB bytes {results['db_bytes']}",
@@ -227,7 +246,8 @@ def summary_of(results: dict[str, Any]) -> str:
         lines.append(f"  cold rebuild: {'exact' if cold['exact'] else 'MISMATCH'},"
                      f" {cold['supports']} supports in {cold['seconds']} s"
                      f" ({cold['supports_per_s']}/s, {cold.get('supports_per_cpu_s')} per CPU s);"
-                     f" aggregator {cold['aggregator']}")  # fmt: skip
+                     f" aggregator {cold['aggregator']};"
+                     f" cores {cold.get('machine_busy')} busy")  # fmt: skip
     if results.get("timeline"):
         lines.append("  timeline (s): " + ", ".join(f"{e} {t}" for e, t in results["timeline"]))
     if results.get("recovery_s"):
