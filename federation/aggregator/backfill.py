@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from yarl import URL
 
 from activitypub import as2
-from activitypub.fetch import FetchError
+from activitypub.fetch import FetchError, FetchFailure
 from federation.aggregator.backfill_items import ItemHandler, ListedItems
 from federation.aggregator.documents import ActorFetch, DocumentFetch
 from federation.aggregator.ingest import Ingest
@@ -58,10 +58,12 @@ log = logging.getLogger(__name__)
 
 # An optional collection we may not read (403), or that is not there, is skipped.
 _SKIPPED = (403, 404, 410)
-# Items per page asked of support logs (one signed Like is ~1 KB; one stored by an older
-# version with the whole Barri context ~10 KB, so 50 stay under the fetcher's 1 MB cap).
-# Other collections keep the server's default: a Group outbox embeds whole proposals.
-LOG_PAGE_LIMIT = 50
+# Items per page asked of support logs: a Barri instance's largest (one signed Like is ~1 KB,
+# so a page is ~100 KB; each page costs a signed GET, a cursor write and a sync). A page over
+# the fetcher's 1 MB cap (items stored by an older version inline the whole Barri context,
+# ~10 KB) is asked again with half the limit (:func:`_halved`). Other collections keep the
+# server's default: a Group outbox embeds whole proposals.
+LOG_PAGE_LIMIT = 100
 # Instances walked at once: each walk mostly waits on its instance's pages, so a few in flight
 # keep the aggregator busy while one instance renders (and spread the load over the city).
 INSTANCES_AT_ONCE = 4
@@ -91,6 +93,33 @@ def _sized(first: str | None, limit: int | None) -> str | None:
     if first is None or limit is None:
         return first
     return str(URL(first).update_query(limit=limit))
+
+
+def _halved(url: str) -> str | None:
+    """The page ``url`` asked with half its ``limit`` (None: it names no limit above 1)."""
+    parsed = URL(url)
+    try:
+        limit = int(parsed.query.get("limit", ""))
+    except ValueError:
+        return None
+    return str(parsed.update_query(limit=limit // 2)) if limit > 1 else None
+
+
+async def fetch_page(
+    fetch: DocumentFetch, cursor: CursorRow
+) -> tuple[Mapping[str, Any], CursorRow]:
+    """The page at the cursor; one too large for the fetcher is asked again with half its
+    ``limit`` (which Barri keeps on its ``next`` links), the cursor moved to that page."""
+    while True:
+        assert cursor.next_url is not None
+        try:
+            return await fetch(cursor.next_url), cursor
+        except FetchError as exc:
+            smaller = _halved(cursor.next_url)
+            if exc.reason is not FetchFailure.TOO_LARGE or smaller is None:
+                raise
+            log.info("backfill asks %s again, smaller: %s", cursor.next_url, exc)
+            cursor = replace(cursor, next_url=smaller)
 
 
 def _context_url(root_id: str, document: str, origin: str) -> str:
@@ -310,7 +339,7 @@ class Backfiller:
         if normal_origin(cursor.next_url) != cursor.origin:
             # The page's items are believed as the instance's word: only from its origin.
             raise BackfillError(f"{cursor.next_url} is not on {cursor.origin}")
-        page = await self._fetch(cursor.next_url)
+        page, cursor = await fetch_page(self._fetch, cursor)
         newest, reached = cursor.pass_newest, False
         items: list[Any] = []
         for item in as2.values(page, "orderedItems") or as2.values(page, "items"):
