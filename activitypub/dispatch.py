@@ -6,6 +6,9 @@ transaction for everything the handlers stored (DESIGN.md §8: writes are batche
 a row is marked done only after its batch's scope closed without error. Before that, a
 domain may ready a claimed batch (:meth:`InboxDispatcher.preparing`), e.g. fetch the actors
 its handlers will need concurrently rather than one row at a time.
+
+:attr:`InboxProcessor.seconds` adds up the wall time of each phase of batch handling (claim,
+prepare, handle, commit, finish), so an operator sees where a lagging inbox waits.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any, Protocol, runtime_checkable
@@ -97,6 +101,18 @@ class InboxDispatcher:
             await handler(record)
 
 
+class _Phases:
+    """Adds the wall time since the previous mark to a phase's total."""
+
+    def __init__(self, seconds: defaultdict[str, float]) -> None:
+        self.seconds, self.mark = seconds, time.perf_counter()
+
+    def end(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] += now - self.mark
+        self.mark = now
+
+
 class InboxProcessor:
     """Claims recorded inbox rows and dispatches them; woken on receipt, retries with backoff."""
 
@@ -114,6 +130,10 @@ class InboxProcessor:
         self.batch, self.lease, self.max_attempts, self.clock = batch, lease, max_attempts, clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: Wall seconds spent per phase: claim, prepare, handle (the handlers), commit (the
+        #: batch scope's exit), finish (marking rows done or failed); and rows handled.
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+        self.rows = 0
 
     def wake(self) -> None:
         """Signal that a new row was recorded."""
@@ -135,19 +155,24 @@ class InboxProcessor:
     async def process_pending(self) -> int:
         """Process every claimable row now; return how many were handled."""
         handled = 0
-        while records := await self.store.claim(
-            now=self.clock(), limit=self.batch, lease=self.lease
-        ):
+        while True:
+            began = time.perf_counter()
+            records = await self.store.claim(now=self.clock(), limit=self.batch, lease=self.lease)
+            self.seconds["claim"] += time.perf_counter() - began
+            if not records:
+                return handled
             await self._process_batch(records)
             handled += len(records)
-        return handled
+            self.rows += len(records)
 
     async def _process_batch(self, records: list[InboxRecord]) -> None:
         """Dispatch a batch in its scope; a failed row (or a failed scope: every row of the
         batch) is recorded and retried with backoff, the others are marked done."""
         done: list[InboxRecord] = []
         failed: list[tuple[InboxRecord, Exception]] = []
+        phase = _Phases(self.seconds)
         await self.dispatcher.prepare(records)
+        phase.end("prepare")
         try:
             async with self.dispatcher.batch_scope():
                 for record in records:
@@ -157,10 +182,20 @@ class InboxProcessor:
                         failed.append((record, exc))
                     else:
                         done.append(record)
+                phase.end("handle")
         except Exception as error:
             # The batch's shared work did not finish: nothing of it may count as done.
             failed += [(record, error) for record in done]
             done = []
+        phase.end("commit")
+        await self._finish(done, failed)
+        phase.end("finish")
+
+    async def _finish(
+        self, done: list[InboxRecord], failed: list[tuple[InboxRecord, Exception]]
+    ) -> None:
+        """Mark the handled rows done (in one write when the store can) and the failed ones
+        for a retry."""
         if isinstance(self.store, BatchDoneStore):
             await self.store.mark_done_many([record.id for record in done])
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -143,6 +144,15 @@ def parse_json_object(url: str, body: bytes) -> dict[str, Any]:
     return document
 
 
+@dataclass
+class FetchStats:
+    """Fetches a :class:`Fetcher` made, how many failed, and their wall seconds in all."""
+
+    fetches: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+
 class Fetcher:
     """GETs JSON documents through a guarded session, signing and checking every hop."""
 
@@ -160,6 +170,7 @@ class Fetcher:
         self._max_bytes = max_bytes
         self._max_redirects = max_redirects
         self._schemes = frozenset({"https", "http"} if allow_http else {"https"})
+        self.stats = FetchStats()
 
     async def get_json(
         self, url: str, *, accept: str = "application/json", signed: bool = False
@@ -180,6 +191,18 @@ class Fetcher:
         return fetched
 
     async def _follow(self, url: str, accept: str, signed: bool, *, as2: bool) -> Fetched:
+        """:meth:`_hops`, counted and timed in :attr:`stats`."""
+        began = time.perf_counter()
+        self.stats.fetches += 1
+        try:
+            return await self._hops(url, accept, signed, as2=as2)
+        except BaseException:
+            self.stats.failed += 1
+            raise
+        finally:
+            self.stats.seconds += time.perf_counter() - began
+
+    async def _hops(self, url: str, accept: str, signed: bool, *, as2: bool) -> Fetched:
         """Follow at most ``max_redirects`` redirects by hand, vetting and signing each hop."""
         current = self._vet_url(strip_fragment(url))
         seen = {current}

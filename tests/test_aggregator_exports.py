@@ -158,6 +158,14 @@ async def test_metrics_are_prometheus_text(
         assert samples[f'barri_supports_counted{{process="{t.process.id}"}}'] == 5
         assert 0 <= samples[f'barri_tally_age_seconds{{process="{t.process.id}"}}'] < 3600
         assert "barri_tally_sync_age_seconds" in samples
+        # Where the inbox's time went: every phase of its batches, and the fetches it made.
+        assert samples["barri_inbox_rows_total"] >= 6
+        phases = {"claim", "prepare", "handle", "commit", "finish"}
+        named = {p for p in phases if f'barri_inbox_phase_seconds_total{{phase="{p}"}}' in samples}
+        assert named == phases
+        assert samples['barri_inbox_phase_seconds_total{phase="handle"}'] > 0
+        assert samples['barri_fetches_total{outcome="ok"}'] > 0
+        assert samples["barri_fetch_seconds_total"] > 0
 
 
 def test_plain_text_and_label_escaping() -> None:

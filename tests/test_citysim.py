@@ -48,6 +48,9 @@ async def test_ci_city_ends_exact_with_every_fault(tmp_path: Path) -> None:
     supports = sum(t["supports"] for t in results["totals"].values())
     assert supports > 500
     assert results["burst"]["supports"] == profile.burst
+    # The aggregator's own account of its wall time was read (its /metrics).
+    work = results["aggregator_work"]
+    assert work["inbox_rows_total"] > 0 and work['fetches_total{outcome="ok"}'] > 0
     # Every fault really happened, so exactness was earned under it.
     proxy = results["proxy"]
     assert proxy["dropped"] > 0 and proxy["duplicated"] > 0 and proxy["undo_before_like"] > 0

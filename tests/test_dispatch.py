@@ -6,6 +6,7 @@ retries that row alone, a failed scope (the batch's shared write) retries every 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -192,3 +193,34 @@ async def test_each_batch_is_prepared_before_its_scope_and_a_failed_preparation_
                       "prepare 4,5", "open", "like 4", "like 5"]  # fmt: skip
     assert await _states(store, 5) == [(InboxState.DONE, 1)] * 5  # the batch went on
     assert "inbox batch preparation failed" in caplog.text
+
+
+async def test_each_phase_of_a_batch_adds_its_wall_time() -> None:
+    store, dispatcher = CountingStore(), InboxDispatcher()
+
+    @dispatcher.preparing
+    async def warm(records: Sequence[InboxRecord]) -> None:
+        await asyncio.sleep(0.05)  # a warm-up fetch
+
+    @dispatcher.on("Like")
+    async def handle(record: InboxRecord) -> None:
+        await asyncio.sleep(0.02)  # a fetch a handler waits on
+
+    @dispatcher.around_batch
+    @asynccontextmanager
+    async def scope() -> AsyncIterator[None]:
+        yield
+        await asyncio.sleep(0.03)  # the batch's write
+
+    await _recorded(store, 4)
+    processor = _processor(store, dispatcher, batch=2)
+    assert await processor.process_pending() == 4
+    assert processor.rows == 4
+    seconds = processor.seconds
+    assert set(seconds) == {"claim", "prepare", "handle", "commit", "finish"}
+    # Two batches: twice the warm-up, four handled rows, two commits. Lower bounds only (a
+    # busy machine only adds time), which still catch a wait put in the wrong phase: that
+    # phase would get about nothing.
+    assert seconds["prepare"] >= 0.1
+    assert seconds["handle"] >= 0.08
+    assert seconds["commit"] >= 0.06

@@ -227,6 +227,7 @@ def summary_of(results: dict[str, Any]) -> str:
         f" (instances at nice {results.get('instance_nice')})",
         f"  aggregator {results['aggregator']}; one instance {results['instance']};"
         f" idle before the stream {results.get('idle_before_stream')}",
+        f"  aggregator's wall time by /metrics: {results.get('aggregator_work')}",
         f"  DB bytes {results['db_bytes']}",
     ]
     if burst.get("supports"):

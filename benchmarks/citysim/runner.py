@@ -98,6 +98,24 @@ async def _round(
     return got == want
 
 
+async def aggregator_work(city: City, session: aiohttp.ClientSession) -> dict[str, float]:
+    """Where the aggregator's inbox and fetcher spent their wall time since it started (from
+    its /metrics): inbox rows, seconds per batch phase, fetches and their seconds."""
+    wanted = ("barri_inbox_rows_total", "barri_inbox_phase_seconds_total",
+              "barri_fetches_total", "barri_fetch_seconds_total")  # fmt: skip
+    try:
+        async with session.get(city.aggregator.base_url + "/metrics") as response:
+            text = await response.text()
+    except (aiohttp.ClientError, OSError):
+        return {}
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(wanted):
+            name, value = line.rsplit(" ", 1)
+            found[name.removeprefix("barri_")] = float(value)
+    return found
+
+
 async def mallory_flags(city: City, session: aiohttp.ClientSession) -> dict[str, int]:
     """What the aggregator reports about the malicious instance (GET /api/v1/instances)."""
     origin = city.sites[MALLORY].base_url
@@ -171,6 +189,7 @@ async def cold_rebuild(
     supports = sum(int(w["supports"]) for w in want.values())
     got = await converge(city, session, want, answered, None, CONVERGE_WAIT + supports / 200)
     seconds = time.monotonic() - started
+    work = await aggregator_work(city, session)
     stats = measure.proc_stats(cluster.pid_of(city, "aggregator"))
     await sampler.stop("rebuild")
     await sampler.stop("rebuild-instance")
@@ -183,6 +202,7 @@ async def cold_rebuild(
         # The restarted aggregator's CPU is the rebuild's own: what one core could sustain.
         "supports_per_cpu_s": round(supports / cpu, 1) if cpu else None,
         "aggregator": stats, "machine_busy": measure.busy_share(jiffies, measure.cpu_jiffies()),
+        "aggregator_work": work,
     }  # fmt: skip
 
 
@@ -297,6 +317,7 @@ async def _drive(
             "aggregator": measure.proc_stats(cluster.pid_of(city, "aggregator")),
             "instance": measure.proc_stats(cluster.pid_of(city, victim)),
             "machine_busy": measure.busy_share(jiffies, measure.cpu_jiffies()),
+            "aggregator_work": await aggregator_work(city, session),
         }
         stats["latency_hops"] = await asyncio.to_thread(measure.hops, city, driver.liked_at)
         if faults.cold_rebuild:

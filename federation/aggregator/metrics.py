@@ -9,7 +9,12 @@
   known but not read;
 - ``barri_supports_counted{process}``, ``barri_participants{process}``;
 - ``barri_tally_age_seconds{process}``: since the process's newest published Tally;
-- ``barri_tally_sync_age_seconds``: since the tally last read the store.
+- ``barri_tally_sync_age_seconds``: since the tally last read the store;
+- ``barri_inbox_rows_total`` and ``barri_inbox_phase_seconds_total{phase}``: inbox rows
+  handled, and the wall time batches spent claiming, preparing (warm-up fetches), handling,
+  committing and finishing them: where a lagging inbox waits;
+- ``barri_fetches_total{outcome}`` and ``barri_fetch_seconds_total``: outbound GETs (actors,
+  objects, collection pages) and their wall time in all.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from activitypub.fetch import FetchStats
 from federation.aggregator.wiring import Aggregator, Runtime
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -109,7 +115,29 @@ async def collect(aggregator: Aggregator, runtime: Runtime, now: float) -> str:
         age.append(({}, now - synced.timestamp()))
     out.family("barri_tally_sync_age_seconds", "gauge",
                "Seconds since the tally last read the store.", age)  # fmt: skip
+    _work(out, runtime)
     return out.text()
+
+
+def _work(out: Exposition, runtime: Runtime) -> None:
+    """Where the inbox's and the fetcher's wall time went since start."""
+    processor = runtime.federation.processor
+    out.family("barri_inbox_rows_total", "counter", "Inbox rows handled since start.",
+               [({}, processor.rows)])  # fmt: skip
+    out.family(
+        "barri_inbox_phase_seconds_total", "counter",
+        "Wall seconds inbox batches spent per phase since start.",
+        [({"phase": phase}, seconds) for phase, seconds in processor.seconds.items()],
+    )  # fmt: skip
+    fetcher = runtime.federation.fetcher
+    stats = fetcher.stats if fetcher is not None else FetchStats()
+    out.family(
+        "barri_fetches_total", "counter", "Outbound GETs since start, by outcome.",
+        [({"outcome": "ok"}, stats.fetches - stats.failed), ({"outcome": "failed"}, stats.failed)],
+    )  # fmt: skip
+    out.family("barri_fetch_seconds_total", "counter",
+               "Wall seconds of outbound GETs since start (concurrent ones add up).",
+               [({}, stats.seconds)])  # fmt: skip
 
 
 def metrics_handler(aggregator: Getter, runtime: Getter) -> Callable[[web.Request], Any]:
