@@ -33,6 +33,14 @@ def proc_stats(pid: int) -> dict[str, float]:
     return {"peak_rss_mb": round(hwm / 1024, 1), "cpu_seconds": round(cpu, 2)}
 
 
+def autogroup(pid: int) -> str | None:
+    """The scheduler autogroup of ``pid`` and its niceness ("/autogroup-12 nice 19"), if any."""
+    try:
+        return Path(f"/proc/{pid}/autogroup").read_text().strip()
+    except OSError:
+        return None
+
+
 def cpu_jiffies() -> tuple[int, int]:
     """(busy, total) clock ticks of the whole machine since boot (Linux /proc/stat)."""
     try:
@@ -224,7 +232,8 @@ def summary_of(results: dict[str, Any]) -> str:
         f" ceiling {results['ceiling']}; ratio {results['ratio_to_ceiling']:.3f}",
         f"  aggregator CPU: {results.get('aggregator_capacity')}; the machine's cores were"
         f" {results.get('machine_busy')} busy from the stream's start to convergence"
-        f" (instances at nice {results.get('instance_nice')})",
+        f" (instances at nice {results.get('instance_nice')}; autogroups"
+        f" {results.get('autogroups')})",
         f"  aggregator {results['aggregator']}; one instance {results['instance']};"
         f" idle before the stream {results.get('idle_before_stream')}",
         f"  aggregator's wall time by /metrics: {results.get('aggregator_work')}",
@@ -248,7 +257,8 @@ def summary_of(results: dict[str, Any]) -> str:
                      f" {cold['supports']} supports in {cold['seconds']} s"
                      f" ({cold['supports_per_s']}/s, {cold.get('supports_per_cpu_s')} per CPU s);"
                      f" aggregator {cold['aggregator']};"
-                     f" cores {cold.get('machine_busy')} busy")  # fmt: skip
+                     f" cores {cold.get('machine_busy')} busy; started after the instances"
+                     f" settled ({cold.get('instances_settled_s')} s)")  # fmt: skip
     if results.get("timeline"):
         lines.append("  timeline (s): " + ", ".join(f"{e} {t}" for e, t in results["timeline"]))
     if results.get("recovery_s"):

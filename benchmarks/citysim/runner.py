@@ -180,6 +180,9 @@ async def cold_rebuild(
     process = city.servers.running["aggregator"][1]
     process.send_signal(signal.SIGTERM)
     await process.wait()
+    # A finished city: the instances done with their own queues, so their pages are served
+    # at once rather than after the stream's leftovers.
+    settled = await settle(city)
     database = city.aggregator.directory / "barri.sqlite3"
     await asyncio.to_thread(wipe, database)
     started, jiffies = time.monotonic(), measure.cpu_jiffies()
@@ -202,8 +205,26 @@ async def cold_rebuild(
         # The restarted aggregator's CPU is the rebuild's own: what one core could sustain.
         "supports_per_cpu_s": round(supports / cpu, 1) if cpu else None,
         "aggregator": stats, "machine_busy": measure.busy_share(jiffies, measure.cpu_jiffies()),
+        "instances_settled_s": settled,
         "aggregator_work": work,
     }  # fmt: skip
+
+
+async def settle(city: City, idle: float = 0.1, hold: float = 3.0, limit: float = 600.0) -> float:
+    """Wait until the instances together use under ``idle`` of a core for ``hold`` s (at most
+    ``limit`` s); the seconds waited."""
+    pids = [cluster.pid_of(city, key) for key in city.sites if key in city.servers.running]
+
+    def cpu() -> float:
+        return sum(measure.proc_stats(pid).get("cpu_seconds", 0.0) for pid in pids)
+
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        before = cpu()
+        await asyncio.sleep(hold)
+        if cpu() - before < idle * hold:
+            break
+    return round(time.monotonic() - started, 1)
 
 
 def fresh(directory: Path) -> None:
@@ -317,6 +338,9 @@ async def _drive(
             "aggregator": measure.proc_stats(cluster.pid_of(city, "aggregator")),
             "instance": measure.proc_stats(cluster.pid_of(city, victim)),
             "machine_busy": measure.busy_share(jiffies, measure.cpu_jiffies()),
+            "autogroups": {
+                key: measure.autogroup(cluster.pid_of(city, key)) for key in ("aggregator", victim)
+            },
             "aggregator_work": await aggregator_work(city, session),
         }
         stats["latency_hops"] = await asyncio.to_thread(measure.hops, city, driver.liked_at)
