@@ -49,6 +49,7 @@ async def test_ci_city_ends_exact_with_every_fault(tmp_path: Path) -> None:
     assert supports > 500
     assert results["burst"]["supports"] == profile.burst
     # The aggregator's own account of its wall time was read (its /metrics).
+    assert results["latency_hops"]["handled_s"]["n"] > 500  # act→handled from the records
     work = results["aggregator_work"]
     assert work["inbox_rows_total"] > 0 and work['fetches_total{outcome="ok"}'] > 0
     # Every fault really happened, so exactness was earned under it.

@@ -195,7 +195,9 @@ def hops(city: City, liked_at: dict[str, float]) -> dict[str, dict[str, float | 
     """Where supports' act→counted time went, from the servers' own records (wall clock):
     ``delivered_s`` from the resident's 201 until its instance's delivery to the aggregator was
     accepted (the instance's outgoing queue), ``ingested_s`` from then until the aggregator
-    handled it (its inbox queue). Read before a cold rebuild empties the aggregator."""
+    handled it (its inbox queue), and ``handled_s`` the whole way: the act→counted latency
+    without the latency poller's interval (counted is the handling batch's commit, moments
+    later). Read before a cold rebuild empties the aggregator."""
     target = urlsplit(city.aggregator.base_url).netloc
     delivered: dict[str, float] = {}
     for site in city.sites.values():
@@ -213,6 +215,8 @@ def hops(city: City, liked_at: dict[str, float]) -> dict[str, dict[str, float | 
         "delivered_s": percentiles([delivered[like] - at for like, at in sent]),
         "ingested_s": percentiles([ingested[like] - delivered[like]
                                    for like, _ in sent if like in ingested]),
+        "handled_s": percentiles([ingested[like] - at
+                                  for like, at in liked_at.items() if like in ingested]),
     }  # fmt: skip
 
 
