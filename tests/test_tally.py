@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -36,9 +37,10 @@ from federation.tally import (
     TallyResult,
     UndoEvent,
     compute,
+    incremental,
     to_tally,
 )
-from federation.tally.engine import ProcessCounts
+from federation.tally.engine import ProcessCounts, process_tally
 from federation.tally.rules import Counted, GroupOutcome
 from federation.validation import validate
 from federation.vocab.tally import inputs_digest, tally_from_ap, tally_to_ap
@@ -725,3 +727,29 @@ def test_the_sorted_counted_ids_follow_every_addition_and_removal_between_reads(
     assert counts.sorted_counted() == ("a", "d") and counts.counted == {"a", "d"}
     counts.replace(group("d", "a"), group("d", "a", "0", "z"))
     assert counts.sorted_counted() == ("0", "a", "d", "z") == tuple(sorted(counts.counted))
+
+
+def test_one_process_is_read_without_rebuilding_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other = "https://a.example/processes/2"
+    data = replace(inputs(), processes=(process(), process(other)),
+                   proposals=(*inputs().proposals, prop(1, other)))  # fmt: skip
+    tally = IncrementalTally.from_inputs(data)
+    tally.result()
+    built: list[str] = []
+
+    def counting(record: ProcessRecord, *rest: Any) -> Any:
+        built.append(record.id)
+        return process_tally(record, *rest)
+
+    monkeypatch.setattr(incremental, "process_tally", counting)
+    tally.add_support(like("1", ANA))
+    tally.add_support(like("2", BEL, proposal=prop(1, other).proposal, pid=other))
+    assert tally.process(PID).supports == 1
+    assert built == [PID]  # the other busy process waits for its own reader
+    assert tally.process(PID).inputs_digest == compute(tally.inputs()).process(PID).inputs_digest
+    assert tally.result() == compute(tally.inputs())
+    assert built == [PID, other]
+    with pytest.raises(KeyError):
+        tally.process("https://a.example/processes/unknown")

@@ -29,6 +29,7 @@ from federation.store.aggregator_log import (
 from federation.tally import (
     IncrementalTally,
     ProcessRecord,
+    ProcessTally,
     ProposalRecord,
     ResidentRecord,
     Roster,
@@ -199,6 +200,11 @@ class TallyState:
         """The current totals, after a sync (so changes made by other processes show)."""
         await self.sync()
         return self.tally.result()
+
+    async def process(self, process_id: str) -> ProcessTally:
+        """One process's current totals, after a sync (KeyError when it has none)."""
+        await self.sync()
+        return self.tally.process(process_id)
 
     async def _update(self, heads: Heads) -> int:
         """Read the tables whose head moved past what was read (one query spared for each

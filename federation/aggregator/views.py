@@ -66,9 +66,8 @@ async def process_view(
     if closed is not None:
         tally, as_of = closed
     else:
-        result = await aggregator.state.result()
         try:
-            tally = result.process(process_id)
+            tally = await aggregator.state.process(process_id)
         except KeyError:
             raise Problem(404, "Not Found", f"No totals for {process_id} yet.") from None
         as_of = aggregator.state.synced_at

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
@@ -51,6 +51,8 @@ class ProcessTally:
     totals: tuple[TerritoryCount, ...]
     participants: int
     counted: tuple[str, ...]
+    #: The digest once taken (a hash over every counted id: a big process's take time).
+    _digest: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def supports(self) -> int:
@@ -59,8 +61,11 @@ class ProcessTally:
 
     @property
     def inputs_digest(self) -> str:
-        """The ``inputsDigest`` over the counted like ids (vocab "tally")."""
-        return inputs_digest(self.counted)
+        """The ``inputsDigest`` over the counted like ids (vocab "tally"), taken once."""
+        if self._digest is None:
+            object.__setattr__(self, "_digest", inputs_digest(self.counted))
+        assert self._digest is not None
+        return self._digest
 
     def result(self, proposal: str) -> ProposalTotals:
         """The totals of one proposal."""

@@ -251,6 +251,19 @@ class IncrementalTally:
             self._cached = TallyResult(processes, self._anomalies)
         return self._cached
 
+    def process(self, pid: str) -> ProcessTally:
+        """One process's totals (equal to ``result().process(pid)``), rebuilding only that one
+        when it changed: a reader of one process does not pay for every other busy one."""
+        if self._cached is not None:
+            return self._cached.process(pid)
+        if pid not in self._processes:
+            raise KeyError(pid)
+        if pid in self._dirty:
+            self._dirty.discard(pid)
+            if (stale := self._tallies.pop(pid, None)) is not None:
+                self._stale[pid] = stale
+        return self._process_tally(pid)
+
     def _process_tally(self, pid: str) -> ProcessTally:
         """A process's totals, from the cache unless it changed since the last read."""
         found = self._tallies.get(pid)
