@@ -33,6 +33,7 @@ from federation.store.delivery import SqliteDeliveryStore
 from federation.store.inbox import SqliteInboxStore
 from federation.store.migrations import INSTANCE_MIGRATIONS, MIGRATIONS, Migration
 from federation.store.sqlite import (
+    WAL_SIZE_LIMIT,
     SchemaError,
     applied_versions,
     apply_migrations,
@@ -476,6 +477,7 @@ async def test_pragmas_are_set(tmp_path: Path) -> None:
         assert await pragma("foreign_keys") == 1
         assert await pragma("synchronous") == 1  # NORMAL
         assert await pragma("busy_timeout") == 2500
+        assert await pragma("journal_size_limit") == WAL_SIZE_LIMIT  # a WAL shrinks back
     finally:
         await db.close()
 

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 #: RETURNING (used by every claim) needs SQLite 3.35.
 MIN_SQLITE = (3, 35, 0)
 _LOCK_ATTR = "_barri_write_lock"
+#: Bytes a WAL file is cut back to after a checkpoint: without a limit SQLite keeps it at its
+#: largest size for good (a cold rebuild's VACUUM left a 366 MB WAL beside a 217 MB database).
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 class SchemaError(RuntimeError):
@@ -89,6 +92,7 @@ async def _set_pragmas(db: aiosqlite.Connection, path: str | Path) -> None:
         log.warning("SQLite WAL unavailable", extra={"db_path": str(path), "journal_mode": mode})
     await db.execute("PRAGMA synchronous = NORMAL")  # durable in WAL mode, without fsync per commit
     await db.execute("PRAGMA foreign_keys = ON")
+    await db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
 
 
 async def apply_migrations(db: aiosqlite.Connection, migrations: Sequence[Migration]) -> list[int]:
