@@ -196,7 +196,7 @@ class Fetcher:
         self.stats.fetches += 1
         try:
             return await self._hops(url, accept, signed, as2=as2)
-        except BaseException:
+        except Exception:  # a cancelled fetch did not fail: it only counts its seconds
             self.stats.failed += 1
             raise
         finally:
