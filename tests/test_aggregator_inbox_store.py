@@ -18,8 +18,8 @@ import pytest
 
 from activitypub.dispatch import BatchDoneStore
 from activitypub.storage import InboxState, InvalidTransition
-from federation.store.aggregator_inbox import DONE_BODY, GROUP, GroupCommitInboxStore
 from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
+from federation.store.group_inbox import DONE_BODY, GROUP, GroupCommitInboxStore
 from federation.store.sqlite import open_database
 
 T0 = 1_700_000_000.0
@@ -114,6 +114,23 @@ async def test_mark_done_many(db: aiosqlite.Connection) -> None:
     assert not await store.record(SHARED, again["id"], ACTOR, again, auth="proof", now=T0)
     with pytest.raises(KeyError):
         await store.mark_done_many([987654])
+
+
+async def test_an_instance_keeps_the_bodies_of_handled_rows(db: aiosqlite.Connection) -> None:
+    # An instance's inbox rows are also its residents' C2S inbox: done, each keeps its JSON.
+    store = GroupCommitInboxStore(db, keep_bodies=True)
+    likes = [_like(n) for n in range(5)]
+    for like in likes:
+        await store.record(SHARED, like["id"], ACTOR, like, auth="proof", now=T0)
+    records = await store.claim(now=T0, limit=10, lease=30)
+    await store.mark_done_many([r.id for r in records[:3]])
+    await store.mark_done(records[3].id)
+    rows = await db.execute_fetchall("SELECT activity, state FROM inbox_messages ORDER BY id")
+    assert [(json.loads(text), state) for text, state in rows] == [
+        *((like, "done") for like in likes[:4]), (likes[4], "new"),
+    ]  # fmt: skip
+    again = _like(0)
+    assert not await store.record(SHARED, again["id"], ACTOR, again, auth="proof", now=T0)
 
 
 async def test_a_row_recorded_here_is_handed_over_with_its_stored_json(

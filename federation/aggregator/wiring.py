@@ -37,12 +37,12 @@ from federation.aggregator.service import ServiceActor
 from federation.aggregator.state import TallyState
 from federation.serving import StartupError
 from federation.store.aggregator import AggregatorStore, Refusal
-from federation.store.aggregator_inbox import GroupCommitInboxStore
 from federation.store.aggregator_log import ActivityLog
 from federation.store.aggregator_merge import MergeStore
 from federation.store.aggregator_publish import PublishStore
 from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
 from federation.store.delivery import SqliteDeliveryStore
+from federation.store.group_inbox import GroupCommitInboxStore
 from federation.store.sqlite import SchemaError, open_database
 from federation.tally.records import normal_origin
 

@@ -38,7 +38,7 @@ from federation.instance.inbound import admits_official_answer
 from federation.instance.outbox import Publisher
 from federation.instance.wiring import Instance, open_instance
 from federation.store.delivery import SqliteDeliveryStore
-from federation.store.inbox import SqliteInboxStore
+from federation.store.group_inbox import GroupCommitInboxStore
 from federation.store.remote_actors import RemoteActors
 
 AS2_TYPE = "application/activity+json"
@@ -123,7 +123,9 @@ async def _build_federation(app: web.Application) -> Federation:
             allow_http=config.allow_loopback,
         ),
         delivery_store=SqliteDeliveryStore(db),
-        inbox_store=SqliteInboxStore(db),
+        # Deliveries waiting at the same moment share one INSERT (group commit); handled rows
+        # keep their bodies: they are the residents' C2S inbox too.
+        inbox_store=GroupCommitInboxStore(db, keep_bodies=True),
         instance_keys=await actors.keys_for(actors.application_id),
         local_keys=actors.keys_for,
     )

@@ -212,7 +212,7 @@ _0004_PUBLISH_AND_MERGE = (
     """,
 )
 
-# Handled inbox rows keep their ids only (aggregator_inbox.DONE_BODY): ingest stored what they
+# Handled inbox rows keep their ids only (group_inbox.DONE_BODY): ingest stored what they
 # carried. Rows marked done by earlier versions drop theirs here.
 _0006_DONE_BODIES = ("UPDATE inbox_messages SET activity = '{}' WHERE state = 'done'",)
 

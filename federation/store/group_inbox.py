@@ -1,4 +1,5 @@
-"""The aggregator's inbox rows, written in groups (DESIGN.md §6 "Inbox", §8 batched writes).
+"""Inbox rows written in groups, for the aggregator and the instances (DESIGN.md §6 "Inbox",
+§8 batched writes).
 
 :class:`GroupCommitInboxStore` is the SQLite ``InboxStore`` with two batched writes for the
 hot path of a city's ingest: every ``record`` waiting at the same moment goes into one
@@ -14,8 +15,9 @@ this process is handed over as it was recorded: the activity is the very object 
 JSON, and :meth:`text_of` gives that stored JSON, which ingest keeps as the activity's text.
 Rows from before a restart, or beyond ``HANDOVER`` waiting ones, are read back as usual.
 
-A row marked done drops its body (every support would otherwise be stored twice: here and in
-``activities``); a failed row keeps it, for the operator to read.
+At the aggregator a row marked done drops its body (every support would otherwise be stored
+twice: here and in ``activities``); a failed row keeps it, for the operator to read. An
+instance keeps every body (``keep_bodies``): its inbox rows are also its residents' C2S inbox.
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ class _Bounded(OrderedDict[RecordId, Any]):
 class GroupCommitInboxStore(SqliteInboxStore):
     """``InboxStore`` whose ``record`` calls share transactions; plus ``mark_done_many``."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, *, keep_bodies: bool = False) -> None:
         super().__init__(db)
+        self._done_body = None if keep_bodies else DONE_BODY
         self._waiting = _Waiting()
         self._writer: asyncio.Task[None] | None = None
         self._recorded = _Bounded()  # id -> (activity, its stored JSON), not yet claimed
@@ -199,7 +202,7 @@ class GroupCommitInboxStore(SqliteInboxStore):
 
     async def mark_done_many(self, record_ids: Sequence[RecordId]) -> None:
         """NEW → DONE for every row of ``record_ids``, in one statement per group of rows;
-        their bodies are dropped (``DONE_BODY``), their ids kept."""
+        their bodies are dropped (``DONE_BODY``, unless ``keep_bodies``), their ids kept."""
         missed: list[RecordId] = []
         for record_id in record_ids:
             self._texts.pop(record_id, None)
@@ -209,9 +212,9 @@ class GroupCommitInboxStore(SqliteInboxStore):
             async with write_lock(self._db):
                 found = await self._db.execute_fetchall(
                     "UPDATE inbox_messages SET state = 'done', attempts = attempts + 1,"  # noqa: S608 (placeholders only)
-                    " error = NULL, locked_until = NULL, activity = ?"
+                    " error = NULL, locked_until = NULL, activity = COALESCE(?, activity)"
                     f" WHERE id IN ({marks}) AND state = 'new' RETURNING id",
-                    [DONE_BODY, *chunk],
+                    [self._done_body, *chunk],
                 )
             done = {int(row[0]) for row in found}
             missed += [r for r in chunk if int(r) not in done]
