@@ -131,9 +131,9 @@ class InboxProcessor:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         #: Wall seconds spent per phase: claim, prepare, handle (the handlers), commit (the
-        #: batch scope's exit), finish (marking rows done or failed); and rows handled.
+        #: batch scope's exit), finish (marking rows done or failed); rows and batches handled.
         self.seconds: defaultdict[str, float] = defaultdict(float)
-        self.rows = 0
+        self.rows = self.batches = 0
 
     def wake(self) -> None:
         """Signal that a new row was recorded."""
@@ -164,6 +164,7 @@ class InboxProcessor:
             await self._process_batch(records)
             handled += len(records)
             self.rows += len(records)
+            self.batches += 1
 
     async def _process_batch(self, records: list[InboxRecord]) -> None:
         """Dispatch a batch in its scope; a failed row (or a failed scope: every row of the

@@ -160,6 +160,7 @@ async def test_metrics_are_prometheus_text(
         assert "barri_tally_sync_age_seconds" in samples
         # Where the inbox's time went: every phase of its batches, and the fetches it made.
         assert samples["barri_inbox_rows_total"] >= 6
+        assert 1 <= samples["barri_inbox_batches_total"] <= samples["barri_inbox_rows_total"]
         phases = {"claim", "prepare", "handle", "commit", "finish"}
         named = {p for p in phases if f'barri_inbox_phase_seconds_total{{phase="{p}"}}' in samples}
         assert named == phases

@@ -103,7 +103,8 @@ async def _round(
 async def aggregator_work(city: City, session: aiohttp.ClientSession) -> dict[str, float]:
     """Where the aggregator's inbox and fetcher spent their wall time since it started (from
     its /metrics): inbox rows, seconds per batch phase, fetches and their seconds."""
-    wanted = ("barri_inbox_rows_total", "barri_inbox_phase_seconds_total",
+    wanted = ("barri_inbox_rows_total", "barri_inbox_batches_total",
+              "barri_inbox_phase_seconds_total",
               "barri_fetches_total", "barri_fetch_seconds_total")  # fmt: skip
     try:
         async with session.get(city.aggregator.base_url + "/metrics") as response:

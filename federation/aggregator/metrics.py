@@ -10,8 +10,9 @@
 - ``barri_supports_counted{process}``, ``barri_participants{process}``;
 - ``barri_tally_age_seconds{process}``: since the process's newest published Tally;
 - ``barri_tally_sync_age_seconds``: since the tally last read the store;
-- ``barri_inbox_rows_total`` and ``barri_inbox_phase_seconds_total{phase}``: inbox rows
-  handled, and the wall time batches spent claiming, preparing (warm-up fetches), handling,
+- ``barri_inbox_rows_total``, ``barri_inbox_batches_total`` and
+  ``barri_inbox_phase_seconds_total{phase}``: inbox rows and batches handled, and the wall
+  time batches spent claiming, preparing (warm-up fetches), handling,
   committing and finishing them: where a lagging inbox waits;
 - ``barri_fetches_total{outcome}`` and ``barri_fetch_seconds_total``: outbound GETs (actors,
   objects, collection pages) and their wall time in all.
@@ -124,6 +125,8 @@ def _work(out: Exposition, runtime: Runtime) -> None:
     processor = runtime.federation.processor
     out.family("barri_inbox_rows_total", "counter", "Inbox rows handled since start.",
                [({}, processor.rows)])  # fmt: skip
+    out.family("barri_inbox_batches_total", "counter", "Inbox batches handled since start.",
+               [({}, processor.batches)])  # fmt: skip
     out.family(
         "barri_inbox_phase_seconds_total", "counter",
         "Wall seconds inbox batches spent per phase since start.",
