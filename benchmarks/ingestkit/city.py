@@ -195,6 +195,10 @@ async def _propose(bench: BenchCity, shape: Shape) -> None:
         iri = bench.driver.ids[act.proposal]
         bench.proposals.setdefault(act.process, []).append(iri)
         bench.keys_of[iri] = act.proposal
+    # Residents support city-wide proposals through their own instances: each must know them
+    # (the city Group's Announces) first, whatever the instances' pace.
+    city_keys = [act.proposal for act in acts if act.process == "city"]
+    await bench.driver.wait_arrivals(city_keys, [hood.key for hood in bench.hoods[1:]])
 
 
 async def _owners(bench: BenchCity, session: aiohttp.ClientSession) -> None:
