@@ -124,9 +124,10 @@ class InboxProcessor:
         batch: int = 32,
         lease: float = 60.0,
         max_attempts: int = 8,
+        linger: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.store, self.dispatcher = store, dispatcher
+        self.store, self.dispatcher, self.linger = store, dispatcher, linger
         self.batch, self.lease, self.max_attempts, self.clock = batch, lease, max_attempts, clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -219,8 +220,11 @@ class InboxProcessor:
         await self.store.mark_failed(record.id, repr(exc), retry_at=retry_at, now=self.clock())
 
     async def _run(self) -> None:
-        """Loop: process what is due, then sleep until woken or a minute passes."""
+        """Loop: process what is due, then sleep until woken or a minute passes; once woken,
+        linger ``linger`` seconds so the rows arriving meanwhile join the batch (a backlog is
+        worked through without lingering)."""
         while True:
             self._wake.clear()  # clear first: a wake during processing is not lost
             await self.process_pending()
-            await wait_event(self._wake, 60.0)
+            if await wait_event(self._wake, 60.0) and self.linger > 0:
+                await asyncio.sleep(self.linger)

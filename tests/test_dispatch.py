@@ -224,3 +224,30 @@ async def test_each_phase_of_a_batch_adds_its_wall_time() -> None:
     assert seconds["prepare"] >= 0.1
     assert seconds["handle"] >= 0.08
     assert seconds["commit"] >= 0.06
+
+
+async def test_a_woken_processor_lingers_so_rows_arriving_meanwhile_share_a_batch() -> None:
+    store, dispatcher = CountingStore(), InboxDispatcher()
+    handled: list[int] = []
+
+    @dispatcher.on("Like")
+    async def handle(record: InboxRecord) -> None:
+        handled.append(record.id)
+
+    processor = InboxProcessor(store, dispatcher, batch=32, linger=0.2, clock=lambda: T0)
+    await processor.start()
+    try:
+        await asyncio.sleep(0.05)  # the loop found nothing and waits to be woken
+        for n in range(5):
+            like = _like(n)
+            assert await store.record(INBOX, like["id"], ACTOR, like, auth="proof", now=T0)
+            processor.wake()
+            await asyncio.sleep(0.01)  # each arrives after the first woke the loop
+        for _ in range(100):
+            if len(handled) == 5:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await processor.stop()
+    assert handled == [1, 2, 3, 4, 5]
+    assert store.batches == [[1, 2, 3, 4, 5]]  # one batch, not one per wake

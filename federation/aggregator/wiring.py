@@ -48,6 +48,10 @@ from federation.tally.records import normal_origin
 
 #: Recorded inbox rows handled (and their votes written) together.
 INBOX_BATCH = 128
+#: Seconds the inbox waits once woken, so deliveries arriving meanwhile share a batch: keeping
+#: up with the ci city at 171 acts/s it handled 1.45 rows per batch, and each batch's claim,
+#: commit (with a tally sync) and marking done cost more than its rows (2.6 ms CPU per act).
+INBOX_LINGER = 0.05
 #: The activity types the aggregator's inbox handles.
 VOTE_TYPES = frozenset({"Like", "Undo"})
 HANDLED_TYPES = (
@@ -129,6 +133,7 @@ async def build_federation(aggregator: Aggregator) -> Federation:
             allow_loopback=config.allow_loopback,
             allow_http=config.allow_loopback,
             inbox_batch=INBOX_BATCH,
+            inbox_linger=INBOX_LINGER,
         ),
         delivery_store=SqliteDeliveryStore(db),
         inbox_store=inbox_store,
