@@ -43,7 +43,10 @@ SETUP_WORKERS = max(2, os.cpu_count() or 2)  # CLI worker processes setting up a
 #: share of the cores whatever its niceness, and the aggregator, runnable 98 % of the time,
 #: ran 19 % of it while its inbox fell minutes behind (Barcelona x0.25). So the session's
 #: autogroup gets the niceness too (:func:`deprioritise`). At 19 (scheduler weight 15 against
-#: the aggregator's 1024) 74 busy instances weigh about one aggregator.
+#: the aggregator's 1024) 74 busy instances weigh about one aggregator. The city's own instance
+#: is not one of them: it receives every resident's support of a city-wide proposal and relays
+#: it to all 73 neighbourhoods, a server of its own in a real city; yielding to 72 autogroups it
+#: fell 80,000 deliveries behind (x0.25), so the rebuild could not start on a settled city.
 INSTANCE_NICE = 19
 
 
@@ -211,13 +214,13 @@ async def _run_worker(commands: list[dict[str, Any]]) -> list[str]:
 
 
 async def start(city: City, keys: list[str] | None = None) -> None:
-    """Start the aggregator and every instance (or just ``keys``; instances at
+    """Start the aggregator and every instance (or just ``keys``; the neighbourhoods at
     ``INSTANCE_NICE``) and wait until healthy."""
     chosen = [city.aggregator, *city.sites.values()] if keys is None else [
         city.aggregator if k == "aggregator" else city.sites[k] for k in keys]  # fmt: skip
     for site in chosen:
         await city.servers.start(site)
-        if site is not city.aggregator:
+        if site.place is not None and not site.place.is_city:
             deprioritise(pid_of(city, site.key), INSTANCE_NICE)
     async with aiohttp.ClientSession() as session:
         await asyncio.gather(*(city.servers.healthy(site, session) for site in chosen))

@@ -236,7 +236,8 @@ def summary_of(results: dict[str, Any]) -> str:
         f" ceiling {results['ceiling']}; ratio {results['ratio_to_ceiling']:.3f}",
         f"  aggregator CPU: {results.get('aggregator_capacity')}; the machine's cores were"
         f" {results.get('machine_busy')} busy from the stream's start to convergence"
-        f" (instances at nice {results.get('instance_nice')}; autogroups"
+        f" (neighbourhood instances at nice {results.get('instance_nice')}, the city's at 0;"
+        f" autogroups"
         f" {results.get('autogroups')})",
         f"  aggregator {results['aggregator']}; one instance {results['instance']};"
         f" idle before the stream {results.get('idle_before_stream')}",
