@@ -126,14 +126,7 @@ class Federation:
 
     async def start(self) -> None:
         """Open the guarded session and start the inbox processor and delivery worker."""
-        self.session = make_client_session(allow_loopback=self.config.allow_loopback)
-        self.fetcher = Fetcher(self.session, self._sign_fetch, allow_http=self.config.allow_http)
-        self.actors = ActorCache(
-            self.fetcher,
-            ttl=self.config.actor_cache_ttl,
-            observers=self.actor_observers,
-            stored=self.stored_actors,
-        )
+        self.open_client()
         self.worker = DeliveryWorker(
             self.delivery_store,
             self._send,
@@ -142,6 +135,18 @@ class Federation:
         )
         await self.processor.start()
         await self.worker.start()
+
+    def open_client(self) -> None:
+        """Open the guarded session, the signed fetcher and the actor cache, and nothing else:
+        what a helper process that only reads from peers needs (no inbox, no deliveries)."""
+        self.session = make_client_session(allow_loopback=self.config.allow_loopback)
+        self.fetcher = Fetcher(self.session, self._sign_fetch, allow_http=self.config.allow_http)
+        self.actors = ActorCache(
+            self.fetcher,
+            ttl=self.config.actor_cache_ttl,
+            observers=self.actor_observers,
+            stored=self.stored_actors,
+        )
 
     async def stop(self) -> None:
         """Stop workers (pending rows stay stored for the next start); close the session."""
