@@ -19,7 +19,9 @@ from benchmarks.citysim.workload import Act
 
 
 def proc_stats(pid: int) -> dict[str, float]:
-    """Peak RSS (MB, VmHWM) and CPU seconds (utime+stime) of a live process (Linux /proc)."""
+    """Peak RSS (MB, VmHWM) and CPU seconds (utime+stime) of a live process, and the CPU
+    seconds of the children it has reaped (cutime+cstime: the aggregator's backfill workers)
+    (Linux /proc)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -30,7 +32,17 @@ def proc_stats(pid: int) -> dict[str, float]:
     fields = stat.rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
-    return {"peak_rss_mb": round(hwm / 1024, 1), "cpu_seconds": round(cpu, 2)}
+    children = (int(fields[13]) + int(fields[14])) / ticks  # cutime, cstime (fields 16, 17)
+    return {"peak_rss_mb": round(hwm / 1024, 1), "cpu_seconds": round(cpu, 2),
+            "children_cpu_seconds": round(children, 2)}  # fmt: skip
+
+
+def children_of(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux /proc, its main thread's children)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def autogroup(pid: int) -> str | None:
@@ -261,7 +273,8 @@ def summary_of(results: dict[str, Any]) -> str:
         lines.append(f"  cold rebuild: {'exact' if cold['exact'] else 'MISMATCH'},"
                      f" {cold['supports']} supports in {cold['seconds']} s"
                      f" ({cold['supports_per_s']}/s, {cold.get('supports_per_cpu_s')} per CPU s);"
-                     f" aggregator {cold['aggregator']};"
+                     f" aggregator {cold['aggregator']}; backfill workers"
+                     f" {cold.get('workers')};"
                      f" cores {cold.get('machine_busy')} busy; started after the instances"
                      f" settled ({cold.get('instances_settled_s')} s)")  # fmt: skip
     if results.get("timeline"):

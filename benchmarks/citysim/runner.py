@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import signal
@@ -190,27 +191,48 @@ async def cold_rebuild(
     await asyncio.to_thread(wipe, database)
     started, jiffies = time.monotonic(), measure.cpu_jiffies()
     await cluster.start(city, ["aggregator"])
-    await sampler.start("rebuild", cluster.pid_of(city, "aggregator"))
+    pid = cluster.pid_of(city, "aggregator")
+    await sampler.start("rebuild", pid, subprocesses=True)  # its backfill workers too
     await sampler.start("rebuild-instance", cluster.pid_of(city, "city"))  # the busiest pages
+    done = asyncio.Event()
+    workers = asyncio.create_task(worker_peaks(pid, done))
     supports = sum(int(w["supports"]) for w in want.values())
     got = await converge(city, session, want, answered, None, CONVERGE_WAIT + supports / 200)
     seconds = time.monotonic() - started
     work = await aggregator_work(city, session)
-    stats = measure.proc_stats(cluster.pid_of(city, "aggregator"))
+    stats = measure.proc_stats(pid)
+    done.set()
+    peaks = await workers
     await sampler.stop("rebuild")
     await sampler.stop("rebuild-instance")
-    cpu = stats.get("cpu_seconds") or 0.0
+    # The server's CPU and its backfill workers' (reaped once they finished the walk).
+    cpu = (stats.get("cpu_seconds") or 0.0) + (stats.get("children_cpu_seconds") or 0.0)
     return {
         "exact": got == want, "seconds": round(seconds, 2), "supports": supports,
         "mismatches": {key: {"want": want[key], "got": got.get(key)}
                        for key in sorted(want) if got.get(key) != want[key]},
         "supports_per_s": round(supports / max(1e-9, seconds), 1),
-        # The restarted aggregator's CPU is the rebuild's own: what one core could sustain.
+        # The restarted aggregator's CPU (its backfill workers' included) is the rebuild's own.
         "supports_per_cpu_s": round(supports / cpu, 1) if cpu else None,
         "aggregator": stats, "machine_busy": measure.busy_share(jiffies, measure.cpu_jiffies()),
         "instances_settled_s": settled,
         "aggregator_work": work,
+        "workers": {"count": len(peaks), "peak_rss_mb": max(peaks.values(), default=None)},
     }  # fmt: skip
+
+
+async def worker_peaks(pid: int, done: asyncio.Event, every: float = 1.0) -> dict[int, float]:
+    """The peak RSS (MB) of each child process ``pid`` runs (the aggregator's backfill
+    workers), sampled every ``every`` s until ``done``."""
+    peaks: dict[int, float] = {}
+    while not done.is_set():
+        for child in measure.children_of(pid):
+            rss = measure.proc_stats(child).get("peak_rss_mb")
+            if rss is not None:
+                peaks[child] = max(rss, peaks.get(child, 0.0))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), every)
+    return peaks
 
 
 async def settle(city: City, idle: float = 0.1, hold: float = 3.0, limit: float = 600.0) -> float:

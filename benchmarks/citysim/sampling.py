@@ -28,14 +28,16 @@ class Sampler:
     profile: str
     running: dict[str, tuple[asyncio.subprocess.Process, Path]] = field(default_factory=dict)
 
-    async def start(self, name: str, pid: int) -> None:
-        """Sample ``pid`` until :meth:`stop` (nothing when no py-spy was given)."""
+    async def start(self, name: str, pid: int, *, subprocesses: bool = False) -> None:
+        """Sample ``pid`` (and, with ``subprocesses``, the processes it starts, such as the
+        aggregator's backfill workers) until :meth:`stop` (nothing when no py-spy was given)."""
         if self.binary is None or name in self.running:
             return
         raw = self.results / f"citysim-{self.profile}-{name}-pyspy.raw"
+        children = ["--subprocesses"] if subprocesses else []
         process = await asyncio.create_subprocess_exec(
             self.binary, "record", "--pid", str(pid), "--rate", str(RATE), "--format", "raw",
-            "--nonblocking", "--output", str(raw),
+            "--nonblocking", *children, "--output", str(raw),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         self.running[name] = (process, raw)

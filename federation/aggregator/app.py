@@ -37,6 +37,7 @@ from activitypub.nodeinfo import NodeInfoData, nodeinfo_routes
 from activitypub.runtime import FEDERATION, Federation
 from activitypub.webfinger import WELL_KNOWN_PATH, WebFingerAccount, acct_uri, webfinger_handler
 from federation.aggregator.api import add_api_routes
+from federation.aggregator.backfill_pool import backfill_at_start
 from federation.aggregator.config import AggregatorConfig
 from federation.aggregator.exports import add_export_routes
 from federation.aggregator.metrics import metrics_handler
@@ -119,9 +120,12 @@ async def _publisher_ctx(app: web.Application) -> AsyncIterator[None]:
 def _backfill_ctx(at_start: bool) -> Any:
     """Catch up with every roster instance: at start (unless told not to), then periodically."""
 
-    async def catch_up(app: web.Application, what: str) -> None:
+    async def catch_up(app: web.Application, what: str, *, first: bool = False) -> None:
         try:
-            report = await app[RUNTIME].backfill.run()
+            if first:  # shared among worker processes when it is a rebuild from nothing
+                report = await backfill_at_start(app[AGGREGATOR], app[RUNTIME])
+            else:
+                report = await app[RUNTIME].backfill.run()
         except Exception:
             # A background task has nobody to raise to: say it, the next pass tries again.
             log.exception("%s failed", what)
@@ -139,7 +143,9 @@ def _backfill_ctx(at_start: bool) -> Any:
     async def context(app: web.Application) -> AsyncIterator[None]:
         tasks = []
         if at_start:
-            first = asyncio.create_task(catch_up(app, "backfill at start"), name="backfill")
+            first = asyncio.create_task(
+                catch_up(app, "backfill at start", first=True), name="backfill"
+            )
             app[BACKFILL_TASK] = first
             tasks.append(first)
         tasks.append(asyncio.create_task(periodically(app), name="aggregator-backfill-loop"))

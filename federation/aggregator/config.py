@@ -43,6 +43,8 @@ DEFAULT_GRACE_MINUTES = 60
 DEFAULT_REFRESH_MINUTES = 60
 DEFAULT_BACKFILL_MINUTES = 60
 DEFAULT_DEBOUNCE_SECONDS = 30.0
+DEFAULT_BACKFILL_WORKERS = 0  # one per core (federation.aggregator.backfill_pool)
+MAX_BACKFILL_WORKERS = 64
 
 KEYS = (
     "kind",
@@ -57,6 +59,7 @@ KEYS = (
     "grace_minutes",
     "refresh_minutes",
     "backfill_minutes",
+    "backfill_workers",
     "tally_debounce_seconds",
 )
 
@@ -78,6 +81,7 @@ class AggregatorConfig:
     refresh_minutes: int
     backfill_minutes: int = DEFAULT_BACKFILL_MINUTES
     tally_debounce_seconds: float = DEFAULT_DEBOUNCE_SECONDS
+    backfill_workers: int = DEFAULT_BACKFILL_WORKERS
     kind: str = KIND
 
     @property
@@ -145,11 +149,24 @@ class _AggregatorBuilder(Builder):
             tally_debounce_seconds=self.get(
                 "tally_debounce_seconds", _seconds, DEFAULT_DEBOUNCE_SECONDS
             ),
+            backfill_workers=self.get("backfill_workers", _workers, DEFAULT_BACKFILL_WORKERS),
         )
 
 
 def _minutes(value: Any) -> int:
     return check_minutes(value, maximum=43200)  # up to 30 days
+
+
+def _workers(value: Any) -> int:
+    text = value.strip() if isinstance(value, str) else None
+    number = int(text) if text is not None and re.fullmatch(r"[0-9]{1,2}", text) else value
+    if isinstance(number, bool) or not isinstance(number, int):
+        number = -1
+    if not 0 <= number <= MAX_BACKFILL_WORKERS:
+        raise ValueError(
+            f"must be a whole number of processes from 0 to {MAX_BACKFILL_WORKERS}, not {value!r}"
+        )
+    return number
 
 
 def _seconds(value: Any) -> float:
@@ -216,6 +233,11 @@ refresh_minutes = {DEFAULT_REFRESH_MINUTES}
 # (outboxes, process collections, supports and conversation collections). 0: only at start
 # and on `barri roster add`.
 backfill_minutes = {DEFAULT_BACKFILL_MINUTES}
+
+# Processes that share the backfill of an aggregator that has nothing stored yet (its first
+# start, or a rebuild from an empty database): each walks whole instances, verifying on a core
+# of its own. 0: one per core, at most 4. 1: the server's own process does it all.
+backfill_workers = {DEFAULT_BACKFILL_WORKERS}
 
 # Seconds the Service waits after a change before publishing a process's new signed Tally
 # (changes meanwhile go into the same one). The final Tally goes out when the supports phase

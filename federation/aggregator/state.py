@@ -131,9 +131,18 @@ class TallyState:
     """One IncrementalTally kept equal to what the store holds."""
 
     def __init__(
-        self, store: AggregatorStore, log: ActivityLog, *, city: str, grace: timedelta
+        self,
+        store: AggregatorStore,
+        log: ActivityLog,
+        *,
+        city: str,
+        grace: timedelta,
+        counting: bool = True,
     ) -> None:
         self.store, self.log, self.city, self.grace = store, log, city, grace
+        #: False in a process that only writes rows for the server to count (a backfill
+        #: worker): sync then keeps just the roster current, which ingest consults.
+        self.counting = counting
         self.tally = IncrementalTally(Roster(city))
         self.synced_at: datetime | None = None
         self._marks = _Marks()
@@ -149,7 +158,9 @@ class TallyState:
     async def sync(self) -> int:
         """Feed everything stored since the last sync; returns how many rows were read."""
         async with self._lock:
-            if not self._built:
+            if not self.counting:
+                read = await self._roster_only()
+            elif not self._built:
                 read = await self._rebuild()
             else:
                 read = await self._update(await self.log.heads())
@@ -221,6 +232,10 @@ class TallyState:
         if heads.activities > marks.activities:
             read += await self._activities()
         return read
+
+    async def _roster_only(self) -> int:
+        rev = await self.store.roster_rev()
+        return 0 if rev == self._marks.roster else await self._roster(rev)
 
     async def _roster(self, rev: int) -> int:
         rows = await self.store.roster()

@@ -96,15 +96,18 @@ async def _open(config: AggregatorConfig) -> aiosqlite.Connection:
 
 
 @asynccontextmanager
-async def open_aggregator(config: AggregatorConfig) -> AsyncIterator[Aggregator]:
-    """Open the database, ensure the Service's keys, rebuild the tally; close at the end."""
+async def open_aggregator(
+    config: AggregatorConfig, *, counting: bool = True
+) -> AsyncIterator[Aggregator]:
+    """Open the database, ensure the Service's keys, rebuild the tally (only the roster when
+    not ``counting``: a process that writes rows for the server to count); close at the end."""
     db = await _open(config)
     try:
         store, log = AggregatorStore(db), ActivityLog(db)
         service = ServiceActor(config, store)
         await service.keys()
         grace = timedelta(minutes=config.grace_minutes)
-        state = TallyState(store, log, city=config.city, grace=grace)
+        state = TallyState(store, log, city=config.city, grace=grace, counting=counting)
         await state.sync()  # the rebuild: everything stored, in a few batched reads
         yield Aggregator(config, db, store, log, service, state, MergeStore(db), PublishStore(db))
     finally:

@@ -1,0 +1,129 @@
+"""A backfill worker: a process that walks the roster instances its parent names (DESIGN.md §6).
+
+:mod:`.backfill_pool` starts it as ``python -m federation.aggregator.backfill_worker`` when a
+backfill is large enough to share among the machine's cores. Its stdin carries one JSON line
+with the aggregator's config (:func:`config_to_wire`), then one ``{"origin": …}`` line per
+roster instance to walk, and closes when there are no more; its stdout carries one line per
+instance walked, ``{"origin": …, "read": n}`` or ``{"origin": …, "error": "…"}``. Each named
+instance is walked at once (the parent bounds how many are in flight).
+
+It opens the aggregator's own database and walks exactly as the server would
+(:meth:`.Backfiller.instance`: signed GETs as the Service, every proof verified, rows written
+by ingest), but counts nothing: the serving process feeds the rows to its tally at its next
+sync. It runs no inbox and sends no delivery. Logs go to stderr, the server's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from federation.aggregator.backfill import BackfillError
+from federation.aggregator.config import AggregatorConfig
+from federation.aggregator.wiring import (
+    Aggregator,
+    Runtime,
+    build_federation,
+    build_runtime,
+    open_aggregator,
+)
+from federation.serving import StartupError
+
+log = logging.getLogger(__name__)
+
+MODULE = "federation.aggregator.backfill_worker"
+_PATHS = ("data_dir", "database")
+
+#: The next line from the parent ("" once it closed the pipe).
+LineSource = Callable[[], Awaitable[str]]
+#: Send one report line to the parent.
+Emit = Callable[[Mapping[str, Any]], None]
+
+
+def config_to_wire(config: AggregatorConfig) -> str:
+    """The config as one JSON line for a worker (paths as strings)."""
+    fields = dataclasses.asdict(config)
+    for name in _PATHS:
+        fields[name] = str(fields[name])
+    return json.dumps(fields)
+
+
+def config_from_wire(line: str) -> AggregatorConfig:
+    """The config a parent sent (:func:`config_to_wire`); ValueError when it is not one."""
+    try:
+        fields = json.loads(line)
+        for name in _PATHS:
+            fields[name] = Path(fields[name])
+        return AggregatorConfig(**fields)
+    except (TypeError, KeyError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not an aggregator config: {exc}") from exc
+
+
+async def work(lines: LineSource, emit: Emit) -> None:
+    """Open the aggregator named by the first line, walk each origin named after it."""
+    config = config_from_wire(await lines())
+    async with open_aggregator(config, counting=False) as aggregator:
+        federation = await build_federation(aggregator)
+        runtime = build_runtime(aggregator, federation)
+        federation.open_client()
+        try:
+            walks: list[asyncio.Task[None]] = []
+            while line := (await lines()).strip():
+                origin = str(json.loads(line)["origin"])
+                walks.append(asyncio.create_task(walk(aggregator, runtime, origin, emit)))
+            await asyncio.gather(*walks)
+        finally:
+            await federation.stop()
+
+
+async def walk(aggregator: Aggregator, runtime: Runtime, origin: str, emit: Emit) -> None:
+    """Walk one active roster instance and report what it read, or why it stopped."""
+    row = await aggregator.store.roster_entry(origin)
+    if row is None or not row.active:
+        emit({"origin": origin, "error": "not an active roster instance"})
+        return
+    try:
+        read = await runtime.backfill.instance(row)
+    except BackfillError as exc:
+        log.warning("backfill of %s stopped: %s", origin, exc)
+        emit({"origin": origin, "error": str(exc)})
+    except Exception as exc:
+        # A bug must not take the other walks down with it: say it, report it, go on.
+        log.exception("backfill of %s failed", origin)
+        emit({"origin": origin, "error": f"{type(exc).__name__}: {exc}"})
+    else:
+        emit({"origin": origin, "read": read})
+
+
+def _emit(report: Mapping[str, Any]) -> None:
+    sys.stdout.write(json.dumps(report) + "\n")
+    sys.stdout.flush()
+
+
+async def _stdin_line() -> str:
+    return await asyncio.to_thread(sys.stdin.readline)
+
+
+def main() -> int:
+    """Run as the worker of a parent that feeds stdin and reads stdout."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s backfill worker %(process)d %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(work(_stdin_line, _emit))
+    except (ValueError, KeyError, StartupError) as exc:
+        print(f"backfill worker: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
