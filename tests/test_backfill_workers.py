@@ -16,7 +16,12 @@ import pytest
 
 from benchmarks.ingestkit.aggregator import wipe
 from federation.aggregator.app import BACKFILL_TASK
-from federation.aggregator.backfill_pool import backfill_at_start, shared_backfill, workers_for
+from federation.aggregator.backfill_pool import (
+    backfill_at_start,
+    largest_first,
+    shared_backfill,
+    workers_for,
+)
 from federation.aggregator.backfill_worker import config_from_wire, config_to_wire
 from federation.aggregator.config import AggregatorConfig, parse_aggregator_config
 from federation.config_values import ConfigError
@@ -47,6 +52,16 @@ async def _supports(t: Town) -> list[str]:
     return ideas
 
 
+async def _log_size(t: Town, origin: str) -> int:
+    """The ``totalItems`` an instance's support log states (an unsigned GET is refused: the
+    aggregator's own fetcher signs it)."""
+    fetcher = t.city.runtime.federation.fetcher
+    assert fetcher is not None
+    total = (await fetcher.get_activity(origin + "/support-log")).document["totalItems"]
+    assert isinstance(total, int)
+    return total
+
+
 async def _rebuild(t: Town, workers: int) -> None:
     """Stop the aggregator, empty what it learnt, start it with ``workers`` and wait for the
     start-up backfill and the inbox to finish."""
@@ -71,15 +86,22 @@ async def test_a_rebuild_from_nothing_is_shared_among_workers_and_counts_the_sam
 
         await _rebuild(t, workers=2)
         assert await t.counted() == want
-        # The workers walked: the server's own fetcher made almost none of the GETs (it
-        # fetches the Service's Follow targets' actors at most), the cursors are all there.
+        # The workers walked: the cursors are all there, and the server's own fetcher made
+        # almost none of the GETs (one each: the head of its support log, to hand the largest
+        # out first).
         fetcher = t.city.runtime.federation.fetcher
         assert fetcher is not None
         cursors = await t.city.aggregator.db.execute_fetchall("SELECT collection FROM cursors")
         walked = {row[0] for row in cursors}
         rostered = [h for h in t.hoods.values() if h.rostered]
         assert {h.origin + "/support-log" for h in rostered} <= walked
-        assert fetcher.stats.fetches < len(rostered)
+        assert fetcher.stats.fetches <= len(rostered)
+        # The walks were handed out largest first: A's log holds every support of its process.
+        rows = await t.city.aggregator.store.roster(active_only=True)
+        ranked = await largest_first(t.city.runtime, rows)
+        sizes = [await _log_size(t, row.origin) for row in ranked]
+        assert ranked[0].origin == t.a.origin and sizes == sorted(sizes, reverse=True)
+        assert sizes[0] > sizes[-1] > 0
         routes = await t.city.aggregator.db.execute_fetchall(
             "SELECT DISTINCT route FROM activities WHERE kind IN ('support', 'undo')"
         )

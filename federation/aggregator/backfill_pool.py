@@ -1,15 +1,15 @@
 """A large backfill shared among worker processes, one per core (DESIGN.md §6).
 
 An aggregator that starts with nothing stored (its first start, or a rebuild from an empty
-database) must fetch and verify every support of the city: hours of one core's work in one
-process, since verifying, parsing and storing are Python under one interpreter lock. So that
-first pass is shared among ``backfill_workers`` processes (:mod:`.backfill_worker`), each
-walking whole roster instances handed out one at a time as they finish (the city's instance
-holds far more than a neighbourhood's, so a fixed split would leave cores idle). The workers
-write to the same SQLite file (WAL: one writer at a time, each page's votes one short
-transaction); the serving process keeps answering, handles its inbox and counts what they wrote
-at its next sync. Later passes, which find little new, stay in the serving process.
-"""
+database) must fetch and verify every support of the city (Barcelona's 356,000: minutes of a
+core), and verifying, parsing and storing are Python under one interpreter lock. So that first
+pass is shared among ``backfill_workers`` processes (:mod:`.backfill_worker`), each walking
+whole roster instances handed out one at a time as they finish, largest first (the city's
+instance holds far more than a neighbourhood's, so a fixed split, or the largest walk started
+last, would leave cores idle). The workers write to the same SQLite file (WAL: one writer at a
+time, each page's votes one short transaction); the serving process keeps answering, handles
+its inbox and counts what they wrote at its next sync. Later passes, which find little new,
+stay in the serving process."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from activitypub import as2
+from activitypub.fetch import FetchError
 from federation.aggregator.backfill_worker import MODULE, config_to_wire
 from federation.aggregator.config import AggregatorConfig
 from federation.store.aggregator import RosterRow
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 WALKS_PER_WORKER = 2
 #: Most workers "as many as the cores" starts.
 AUTO_WORKERS_MAX = 4
+#: Support-log heads read at once to rank the instances by size.
+SIZE_FETCHES_AT_ONCE = 8
 Report = dict[str, int | str]
 
 
@@ -54,9 +58,33 @@ async def backfill_at_start(aggregator: Aggregator, runtime: Runtime) -> Report:
     empty = (await aggregator.log.heads()).activities == 0
     if workers < 2 or len(rows) < 2 or not empty:
         return await runtime.backfill.run()
-    report = await shared_backfill(aggregator.config, rows, workers)
+    ordered = await largest_first(runtime, rows)
+    report = await shared_backfill(aggregator.config, ordered, workers)
     await aggregator.state.sync()
-    return report
+    return {row.origin: report[row.origin] for row in rows}
+
+
+async def largest_first(runtime: Runtime, rows: Sequence[RosterRow]) -> list[RosterRow]:
+    """``rows`` by the size of their instance's support log (its ``totalItems``), largest
+    first: the longest walks start first, so no worker is left with one at the end while the
+    others idle. An instance whose log cannot be read counts as empty."""
+    fetcher = runtime.federation.fetcher
+    gate = asyncio.Semaphore(SIZE_FETCHES_AT_ONCE)
+
+    async def size(row: RosterRow) -> int:
+        if fetcher is None:
+            return 0
+        async with gate:
+            try:
+                head = (await fetcher.get_activity(row.origin + "/support-log")).document
+            except FetchError:
+                return 0
+        total = as2.first(head, "totalItems")
+        return total if isinstance(total, int) and not isinstance(total, bool) else 0
+
+    sizes = await asyncio.gather(*(size(row) for row in rows))
+    ranked = sorted(range(len(rows)), key=lambda i: -sizes[i])  # stable: roster order on ties
+    return [rows[i] for i in ranked]
 
 
 async def shared_backfill(
