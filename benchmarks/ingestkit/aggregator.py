@@ -93,9 +93,29 @@ def pid(city: City) -> int:
 
 
 def cpu_seconds(process_id: int) -> float:
-    """utime + stime of a live process, in seconds (/proc/PID/stat fields 14 and 15)."""
+    """utime + stime of a live process and of its child processes (the aggregator's backfill
+    workers): those it reaped (cutime + cstime) and those still running, in seconds
+    (/proc/PID/stat fields 14 to 17)."""
     fields = Path(f"/proc/{process_id}/stat").read_text().rsplit(")", 1)[1].split()
+    own = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_own_cpu(child) for child in _children(process_id))
+
+
+def _own_cpu(process_id: int) -> float:
+    """utime + stime of a live process (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{process_id}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(process_id: int) -> list[int]:
+    try:
+        listed = Path(f"/proc/{process_id}/task/{process_id}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in listed.split()]
 
 
 def thread_cpu(process_id: int) -> dict[str, float]:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 
 async def record(binary: str, pid: int, seconds: float, out: Path) -> asyncio.subprocess.Process:
-    """Start ``py-spy record`` on ``pid`` for ``seconds``, raw output to ``out``."""
+    """Start ``py-spy record`` on ``pid`` and the processes it starts (the aggregator's
+    backfill workers) for ``seconds``, raw output to ``out``."""
     return await asyncio.create_subprocess_exec(
         binary, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
-        "--rate", "250", "--format", "raw", "--nonblocking", "--output", str(out),
+        "--rate", "250", "--format", "raw", "--nonblocking", "--subprocesses", "--output", str(out),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
 
