@@ -8,7 +8,6 @@ precedence when present (FEP-8b32 §Verification).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
-from activitypub import as2
+from activitypub import as2, jsontext
 from activitypub.errors import Problem
 from activitypub.httpsig import KeyResolver, SignatureError, verify_request
 from activitypub.integrity import (
@@ -63,14 +62,15 @@ class TextRecordingStore(Protocol):
 
 
 def _utf8_text(body: bytes) -> str | None:
-    """The body as text when ``json.loads`` of it reads what it read from the bytes: UTF-8
-    without a byte order mark (which json.loads skips in bytes, refuses in text)."""
+    """The body as text when a JSON reader of it reads what the door read from the bytes:
+    UTF-8 without a byte order mark (RFC 8259 §8.1). ``jsontext.loads`` accepts nothing else,
+    so a parsed body always is; the checks stay so that no other text is ever stored."""
     if body.startswith(b"\xef\xbb\xbf"):
         return None
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
-        return None  # UTF-16 or UTF-32, which json.loads also reads from bytes
+        return None
 
 
 @dataclass(frozen=True)
@@ -222,8 +222,10 @@ async def _read_bounded(request: web.Request, limit: int) -> bytes:
 def _parse_activity(body: bytes, scopes: EqualMemo[Any] | None = None) -> dict[str, Any]:
     """JSON object with an absolute id, a type and an actor, passing the JSON-LD checks."""
     try:
-        activity = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # UTF-8 only (RFC 8259 §8.1): a byte order mark, UTF-16/32, a lone surrogate escape,
+        # NaN or a nesting beyond 1024 levels is refused here, a 400 like any other bad JSON.
+        activity = jsontext.loads(body)
+    except ValueError as exc:
         raise refused(400, "invalid_json", f"the body is not JSON: {exc}") from exc
     if not isinstance(activity, dict):
         raise refused(400, "invalid_activity", "the body must be a JSON object")

@@ -10,10 +10,10 @@
   RFC 8785 only for documents without floats whose keys sort the same in UTF-16 and UTF-8.
 
 Ratios are candidate / current (above 1: the candidate is faster). The last line recommends
-what to use on the hot path, by these numbers; production code is not changed here.
+what to use on the hot path, by these numbers (orjson is: ``activitypub/jsontext.py``).
 
-Run: ``.venv/bin/python benchmarks/bench_libs.py [--seconds 1.0]``; needs the ``bench`` extra
-(``pip install -e '.[bench]'``). Also written to ``benchmarks/results/libs.json``.
+Run: ``.venv/bin/python benchmarks/bench_libs.py [--seconds 1.0]``; PyNaCl and orjson are
+runtime dependencies (``pip install -e .``). Also written to ``benchmarks/results/libs.json``.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ORIGIN = "https://raval.barri.example"
 ACTOR = f"{ORIGIN}/users/ana"
 NOW = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-INSTALL = "pip install -e '.[bench]'"
+INSTALL = "pip install -e ."
 
 
 def missing_libraries() -> list[str]:
-    """The bench extra's libraries that cannot be imported here."""
+    """The compared libraries (runtime dependencies) that cannot be imported here."""
     return [name for name in ("nacl", "orjson") if importlib.util.find_spec(name) is None]
 
 
@@ -241,7 +241,7 @@ def report(summary: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    """Check the extra is installed, measure, print, write benchmarks/results/libs.json."""
+    """Check the libraries are installed, measure, print, write benchmarks/results/libs.json."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=1.0, help="per measurement")
     args = parser.parse_args()

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from activitypub import jsontext
 from activitypub.errors import Problem
-from activitypub.inbox import _utf8_text, authorise
+from activitypub.inbox import _parse_activity, _utf8_text, authorise
 
 A = "https://a.example/users/alice"
 
@@ -84,6 +85,12 @@ def test_the_body_is_kept_as_text_only_when_it_reads_the_same() -> None:
     activity = {"id": "https://a.example/1", "name": "Plaça del Sol"}
     utf8 = json.dumps(activity, ensure_ascii=False).encode("utf-8")
     assert json.loads(_utf8_text(utf8) or "") == json.loads(utf8) == activity
-    # json.loads reads these from bytes, but not as text: they are serialised again instead.
-    assert _utf8_text(b"\xef\xbb\xbf" + utf8) is None
-    assert _utf8_text(json.dumps(activity).encode("utf-16")) is None
+    assert jsontext.loads(_utf8_text(utf8) or "") == jsontext.loads(utf8) == activity
+    # Not UTF-8 (RFC 8259 §8.1): the door refuses these (a 400), and were one ever parsed, its
+    # text would still not be kept.
+    for other in (b"\xef\xbb\xbf" + utf8, json.dumps(activity).encode("utf-16")):
+        assert _utf8_text(other) is None
+        with pytest.raises(Problem) as refused:
+            _parse_activity(other)
+        assert refused.value.status == 400
+        assert refused.value.extensions["reason"] == "invalid_json"
