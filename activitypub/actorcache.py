@@ -23,13 +23,13 @@ fetch serve the cached copy, so bad signatures cannot turn us into a refetch amp
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+from activitypub import jsontext
 from activitypub.fetch import AS2_ACCEPT, Fetcher, FetchError, FetchFailure, strip_fragment
 from activitypub.keys import ActorKey, KeyFormatError, multikey_decode, public_key_from_pem
 from activitypub.origin import OriginError, origin_of, same_origin
@@ -62,7 +62,7 @@ class SharedContexts:
         if not isinstance(context, (dict, list)):
             return document  # a bare URL string costs little
         try:
-            key = json.dumps(context, sort_keys=True, separators=(",", ":"))
+            key = jsontext.dumps(context, sort_keys=True)  # in memory only: any exact spelling
         except (TypeError, ValueError):
             return document
         known = self._known.get(key)

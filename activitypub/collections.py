@@ -66,6 +66,8 @@ class Cursor:
 def encode_cursor(key: SortKey) -> str:
     """Encode a sort key (strings and integers) as a URL-safe token without padding."""
     _check_key(key)
+    # json, not orjson: tokens already handed out must keep their one canonical spelling
+    # (ensure_ascii), which decode_cursor compares.
     raw = json.dumps(list(key), separators=(",", ":"), ensure_ascii=True).encode("ascii")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from activitypub import as2
+from activitypub import as2, jsontext
 from activitypub.actorcache import ActorCache, ActorObserver, KeyUnavailable, StoredActors
 from activitypub.actors import ed25519_key_id, main_key_id
 from activitypub.delivery import DeliveryWorker, InboxTarget, recipients_to_inboxes
@@ -205,7 +204,7 @@ class Federation:
         """Queue ``activity`` (already proved) for each inbox; the body is signed at send time."""
         if self.worker is None:
             raise RuntimeError("Federation.start() has not run")
-        body = json.dumps(activity, ensure_ascii=False, separators=(",", ":")).encode()
+        body = jsontext.dumpb(activity)  # compact UTF-8; signed as is at send time
         sender = as2.first_id(activity, "actor") or self.instance_keys.actor_id
         count = await self.delivery_store.enqueue(
             str(activity["id"]), sender, body, list(dict.fromkeys(inboxes)), now=time.time()

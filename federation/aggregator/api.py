@@ -11,7 +11,6 @@ show at once; a closed one is its final Tally (:mod:`.views`). Errors are RFC 94
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from activitypub import jsontext
 from federation.aggregator.roster import RosterService, RosterStatus
 from federation.aggregator.views import ProcessView, process_view, process_views
 from federation.aggregator.wiring import Aggregator
@@ -41,8 +41,7 @@ def _iso(value: float | datetime | None) -> str | None:
 
 
 def _json(body: Mapping[str, Any]) -> web.Response:
-    text = json.dumps(body, ensure_ascii=False, sort_keys=False)
-    return web.Response(text=text, content_type="application/json")
+    return web.Response(body=jsontext.dumpb(body), content_type="application/json", charset="utf-8")
 
 
 def _by_code(tally: ProcessTally, kind: TerritoryKind) -> dict[str, int]:

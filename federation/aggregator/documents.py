@@ -10,13 +10,13 @@ a network failure raises :class:`~activitypub.fetch.FetchError` so the caller re
 
 from __future__ import annotations
 
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from activitypub import jsontext
 from activitypub.fetch import FetchError, FetchFailure
 from federation.model import Process, Proposal
 from federation.store.aggregator_log import ActivityLog, ProcessRow, ProposalRow, ResidentRow
@@ -153,7 +153,7 @@ class Documents:
             name=proposal.name.default,
             state=proposal.state.value,
             version=proposal_version(proposal, at),
-            document=json.dumps(document, ensure_ascii=False, sort_keys=True),
+            document=jsontext.dumps(document, sort_keys=True),
             fetched_at=self._clock(),
             rev=0,
         )
@@ -181,7 +181,7 @@ class Documents:
             id=process.id,
             owner=process.owner,
             origin=origin,
-            document=json.dumps(document, ensure_ascii=False, sort_keys=True),
+            document=jsontext.dumps(document, sort_keys=True),
             closed_at=None,
             fetched_at=self._clock(),
             rev=0,
@@ -210,7 +210,7 @@ class Documents:
         if row is None:
             return None
         try:
-            document = json.loads(row.document)
+            document = jsontext.loads_stored(row.document)
         except ValueError:
             return None
         return document, max(0.0, self._clock() - row.fetched_at)
@@ -236,7 +236,7 @@ class Documents:
             kind=None if territory is None else territory.kind.value,
             code=None if territory is None else territory.code,
             district=None if territory is None else territory.district_code,
-            document=json.dumps(document, ensure_ascii=False, sort_keys=True),
+            document=jsontext.dumps(document, sort_keys=True),
             fetched_at=now,
             rev=0,
         )

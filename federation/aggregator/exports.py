@@ -190,6 +190,7 @@ def add_export_routes(app: web.Application, aggregator: AggregatorGetter) -> Non
             "totalItems": len(items),
             "items": items,
         }
+        # json, not orjson: an export is a published format, downloaded now and then.
         body = json.dumps(document, ensure_ascii=False).encode("utf-8")
         return web.Response(body=body, headers={"Content-Type": "application/ld+json"})
 

@@ -16,14 +16,13 @@ must say so, by the route, a proof, or its own 404/410 when we refetch.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from activitypub import as2
+from activitypub import as2, jsontext
 from activitypub.fetch import FetchError, FetchFailure
 from federation.aggregator.documents import DocumentFetch
 from federation.model import Comment, Debate
@@ -60,7 +59,7 @@ def read_merged(document: Mapping[str, Any]) -> Debate | Comment | None:
 
 def object_row(item: Debate | Comment, document: Mapping[str, Any], now: float) -> ObjectRow:
     """The stored form of a debate or comment."""
-    text = json.dumps(document, ensure_ascii=False, sort_keys=True)
+    text = jsontext.dumps(document, sort_keys=True)
     origin = normal_origin(item.id) or item.id
     if isinstance(item, Debate):
         version = _latest(item.published, item.updated, item.closed_at)

@@ -13,7 +13,6 @@ marked safe. The pages set a Content-Security-Policy that allows no script at al
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
+from activitypub import jsontext
 from activitypub.errors import Problem
 from federation.aggregator.roster import RosterService
 from federation.aggregator.views import ProcessView, process_view, process_views
@@ -98,7 +98,7 @@ def thread_tree(root_id: str, rows: Iterable[ObjectRow], roster: set[str]) -> li
     entries: dict[str, Entry] = {}
     parents: dict[str, str | None] = {}
     for row in rows:
-        document = json.loads(row.document)
+        document = jsontext.loads_stored(row.document)
         content = document.get("content") if isinstance(document.get("content"), str) else ""
         entries[row.id] = Entry(
             row.id, actor_label(row.author), urlsplit(row.id).netloc, row.published, content,
@@ -173,13 +173,13 @@ async def _threads(
         cached = view.proposals.get(totals.proposal)
         context = None
         if cached is not None:
-            context = json.loads(cached.document).get("context")
+            context = jsontext.loads_stored(cached.document).get("context")
         context = context if isinstance(context, str) else f"{totals.proposal}/context"
         rows = await aggregator.merged.thread(totals.proposal, context)
         threads[totals.proposal] = thread_tree(totals.proposal, rows, roster)
     debates = []
     for debate in await aggregator.merged.debates_of(view.id):
-        document = json.loads(debate.document)
+        document = jsontext.loads_stored(debate.document)
         rows = await aggregator.merged.thread(debate.id, debate.context)
         debates.append({
             "id": debate.id, "name": document.get("name") or debate.id,

@@ -65,6 +65,7 @@ def fingerprint(tally: ProcessTally, final: bool) -> str:
         ],
         "totals": [[c.kind.value, c.code, c.supports] for c in tally.totals],
     }
+    # json, not orjson: these bytes are hashed into published results, so they must not move.
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
 
 

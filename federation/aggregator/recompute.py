@@ -10,11 +10,10 @@ row) cannot go unnoticed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from activitypub import as2
+from activitypub import as2, jsontext
 from federation.aggregator.documents import read_process, read_proposal
 from federation.aggregator.merge import deletion_time
 from federation.aggregator.state import genuine, roster_of, timestamp
@@ -77,7 +76,7 @@ def _brief(tally: Any) -> str:
 
 def _resident(document: str) -> Territory | None:
     try:
-        found = resident_territory_from_ap(json.loads(document))
+        found = resident_territory_from_ap(jsontext.loads_stored(document))
     except (VocabError, ValueError):
         return None
     # The tally compares codes only; the name is not part of residency.
@@ -93,13 +92,13 @@ async def _records(
     ]
     processes = []
     for process_row in await log.processes_after(0):
-        process = read_process(json.loads(process_row.document))
+        process = read_process(jsontext.loads_stored(process_row.document))
         if process is not None:
             closed = None if process_row.closed_at is None else timestamp(process_row.closed_at)
             processes.append(ProcessRecord(process, grace=grace, closed_at=closed))
     proposals = []
     for row in await log.proposals_after(0):
-        proposal = read_proposal(json.loads(row.document))
+        proposal = read_proposal(jsontext.loads_stored(row.document))
         origin = normal_origin(row.id)
         if proposal is not None and origin is not None:
             proposals.append(ProposalRecord(proposal.id, proposal.process, origin))
@@ -108,7 +107,7 @@ async def _records(
 
 def _event(row: ActivityRow, process_of: dict[str, str]) -> SupportEvent | UndoEvent | None:
     """The event a stored document says, read through the converters (None: unreadable)."""
-    document = json.loads(row.document or "{}")
+    document = jsontext.loads_stored(row.document or "{}")
     received = timestamp(row.received_at)
     try:
         if row.kind == "undo" and as2.has_type(document, "Delete"):

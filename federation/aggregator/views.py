@@ -7,10 +7,10 @@ deletions do not change a closed result"). Names, states and threads come from t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from activitypub import jsontext
 from activitypub.errors import Problem
 from federation.aggregator.documents import read_process
 from federation.aggregator.publish import closed_result
@@ -60,7 +60,7 @@ async def process_view(
     """The view of one process (404 problem when unknown); ``documents`` False: its proposal
     rows without their documents (a city process's are tens of megabytes)."""
     row = await process_row(aggregator, process_id)
-    process = read_process(json.loads(row.document))
+    process = read_process(jsontext.loads_stored(row.document))
     closed = await closed_result(aggregator.published, process_id)
     as_of: datetime | None
     if closed is not None:

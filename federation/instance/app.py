@@ -7,7 +7,6 @@ The process/proposal domain adds its routes, inbox handlers and NodeInfo counts 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import aiosqlite
 from aiohttp import web
 
+from activitypub import jsontext
 from activitypub.errors import Handler, Problem, problem_middleware
 from activitypub.fetch import AS2_PROFILE, parse_media_type
 from activitypub.hostmeta import host_meta_routes
@@ -174,8 +174,7 @@ def as2_response(request: web.Request, document: dict[str, Any]) -> web.Response
     """An AS2 document in the media type the client asked for (ActivityPub §3.2)."""
     # Browsers (text/html) get AS2 too until the HTML pages arrive with the domain.
     content_type = LD_AS2_TYPE if wants_ld_json(request.headers.get("Accept", "")) else AS2_TYPE
-    body = json.dumps(document, ensure_ascii=False).encode("utf-8")
-    return web.Response(body=body, headers={"Content-Type": content_type, "Vary": "Accept"})
+    return jsontext.json_response(document, content_type=content_type, headers={"Vary": "Accept"})
 
 
 async def _local_actor(request: web.Request, suffix: str = "") -> LocalActor:

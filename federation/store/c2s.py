@@ -9,11 +9,11 @@ paged over the row id (stable while rows arrive).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import aiosqlite
 
+from activitypub import jsontext
 from activitypub.collections import PageRequest, PageResult
 from federation.store.domain import fetch_int
 from federation.store.paging import page_rows
@@ -41,7 +41,7 @@ async def page_inbox(
         db, table=_TABLE, columns="seq, activity", where=_WHERE,
         params=_params(inbox, shared_inbox, actor_id), page=page,
     )  # fmt: skip
-    items: list[Any] = [json.loads(row[1]) for row in rows]
+    items: list[Any] = [jsontext.loads_stored(row[1]) for row in rows]
     return PageResult(items, after, before)
 
 

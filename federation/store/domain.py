@@ -10,13 +10,13 @@ comments and their votes in :mod:`federation.store.comments`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
+from activitypub import jsontext
 from activitypub.collections import PageRequest, PageResult
 from federation.model import Debate, Process, Tombstone
 from federation.store.paging import page_rows
@@ -28,12 +28,12 @@ from federation.vocab.process import process_from_ap
 
 def dump(document: Mapping[str, Any]) -> str:
     """The compact JSON text a document is stored as."""
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return jsontext.dumps(document)
 
 
 def load(text: str) -> dict[str, Any]:
     """A stored document back as a dict."""
-    value = json.loads(text)
+    value = jsontext.loads_stored(text)
     if not isinstance(value, dict):
         raise ValueError("a stored document is not a JSON object")
     return value

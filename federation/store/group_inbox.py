@@ -23,7 +23,6 @@ instance keeps every body (``keep_bodies``): its inbox rows are also its residen
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import Any
 
 import aiosqlite
 
+from activitypub import jsontext
 from activitypub.storage import INBOX_AUTH, InboxRecord, InboxState, RecordId
 from federation.store.inbox import SqliteInboxStore
 from federation.store.sqlite import transaction, write_lock
@@ -91,7 +91,7 @@ class GroupCommitInboxStore(SqliteInboxStore):
     ) -> bool:
         """Insert once per (inbox, activity_id), with whoever else is recording right now;
         False when the pair is already recorded."""
-        doc = json.dumps(activity, ensure_ascii=False, separators=(",", ":"))
+        doc = jsontext.dumps(activity)
         return await self.record_text(inbox, activity_id, actor, activity, doc, auth=auth, now=now)
 
     async def record_text(
@@ -175,7 +175,7 @@ class GroupCommitInboxStore(SqliteInboxStore):
     def _claimed(self, row: Sequence[Any]) -> InboxRecord:
         record_id, text = int(row[0]), str(row[4])
         handed = self._recorded.pop(record_id, None)
-        activity = handed[0] if handed is not None else json.loads(text)
+        activity = handed[0] if handed is not None else jsontext.loads_stored(text)
         self._texts.put(record_id, text)
         return InboxRecord(
             id=record_id, inbox=row[1], activity_id=row[2], actor=row[3], activity=activity,

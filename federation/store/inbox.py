@@ -6,12 +6,12 @@ so a crash between receipt and processing loses nothing (DESIGN.md §6).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiosqlite
 
+from activitypub import jsontext
 from activitypub.storage import (
     INBOX_AUTH,
     INBOX_TRANSITIONS,
@@ -34,7 +34,7 @@ def _record(row: Sequence[Any]) -> InboxRecord:
         inbox=row[1],
         activity_id=row[2],
         actor=row[3],
-        activity=json.loads(row[4]),
+        activity=jsontext.loads_stored(row[4]),
         auth=row[5],
         state=InboxState(row[6]),
         attempts=int(row[7]),
@@ -69,7 +69,7 @@ class SqliteInboxStore:
         """Insert once per (inbox, activity_id); False when the pair is already recorded."""
         if auth not in INBOX_AUTH:
             raise ValueError(f"unknown auth {auth!r}")
-        doc = json.dumps(activity, ensure_ascii=False, separators=(",", ":"))
+        doc = jsontext.dumps(activity)
         async with write_lock(self._db):
             rows = await self._db.execute_fetchall(
                 "INSERT INTO inbox_messages (inbox, activity_id, actor, activity, auth, state,"

@@ -8,13 +8,13 @@ and our own Follows of remote process Groups. Writes run in the caller's ``trans
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
+from activitypub import jsontext
 from activitypub.collections import PageRequest, PageResult
 from federation.store.domain import fetch_int, fetch_one, load
 from federation.store.paging import page_rows
@@ -222,4 +222,4 @@ class OutboxStore:
 
 def activity_body(activity: Mapping[str, Any]) -> bytes:
     """The bytes an activity is stored and delivered as (compact UTF-8 JSON)."""
-    return json.dumps(activity, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return jsontext.dumpb(activity)

@@ -12,13 +12,13 @@ it mints, so the table must not grow with them).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import aiosqlite
 
+from activitypub import jsontext
 from federation.store.sqlite import write_lock
 
 #: Every this many writes, rows past the TTL are deleted.
@@ -40,7 +40,7 @@ class RemoteActors:
 
     async def keep(self, actor_id: str, document: dict[str, Any]) -> None:
         """Store the document just fetched for ``actor_id`` (ActorCache observer)."""
-        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        text = jsontext.dumps(document)
         async with write_lock(self._db):
             await self._db.execute(
                 "INSERT INTO remote_actors (id, document, fetched_at) VALUES (?, ?, ?)"
@@ -69,7 +69,7 @@ class RemoteActors:
         if age >= self._ttl:
             return None
         try:
-            document = json.loads(text)
+            document = jsontext.loads_stored(text)
         except ValueError:
             return None
         if not isinstance(document, dict):
