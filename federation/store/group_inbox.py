@@ -42,11 +42,6 @@ GROUP = 200
 DONE_BODY = "{}"
 #: Recorded-but-unclaimed (and claimed-but-unfinished) rows kept in memory for the handover.
 HANDOVER = 1024
-_COLUMNS = (
-    "id, inbox, activity_id, actor, activity, auth, state, attempts, error, received_at,"
-    " next_attempt_at, locked_until"
-)
-
 _Row = tuple[str, str, str, str, str, float, float]
 
 
@@ -160,16 +155,7 @@ class GroupCommitInboxStore(SqliteInboxStore):
 
     async def claim(self, *, now: float, limit: int, lease: float) -> list[InboxRecord]:
         """InboxStore.claim (one atomic UPDATE … RETURNING), rows recorded here handed over."""
-        if limit <= 0:
-            return []
-        async with write_lock(self._db):
-            rows = await self._db.execute_fetchall(
-                "UPDATE inbox_messages SET locked_until = ? WHERE id IN ("  # noqa: S608
-                "SELECT id FROM inbox_messages WHERE state = 'new' AND next_attempt_at <= ?"
-                " AND (locked_until IS NULL OR locked_until < ?)"
-                f" ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}",
-                (now + lease, now, now, limit),
-            )
+        rows = await self._claim_rows(now=now, limit=limit, lease=lease)
         return sorted(map(self._claimed, rows), key=lambda r: (r.next_attempt_at, r.id))
 
     def _claimed(self, row: Sequence[Any]) -> InboxRecord:

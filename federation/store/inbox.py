@@ -81,17 +81,23 @@ class SqliteInboxStore:
 
     async def claim(self, *, now: float, limit: int, lease: float) -> list[InboxRecord]:
         """Lease up to ``limit`` due, unleased NEW records in one atomic UPDATE … RETURNING."""
+        rows = await self._claim_rows(now=now, limit=limit, lease=lease)
+        return sorted(map(_record, rows), key=lambda r: (r.next_attempt_at, r.id))
+
+    async def _claim_rows(self, *, now: float, limit: int, lease: float) -> list[Any]:
+        """The claimed rows (every column of ``_COLUMNS``), leased in one statement."""
         if limit <= 0:
             return []
         async with write_lock(self._db):
-            rows = await self._db.execute_fetchall(
-                "UPDATE inbox_messages SET locked_until = ? WHERE id IN ("  # noqa: S608
-                "SELECT id FROM inbox_messages WHERE state = 'new' AND next_attempt_at <= ?"
-                " AND (locked_until IS NULL OR locked_until < ?)"
-                f" ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}",
-                (now + lease, now, now, limit),
+            return list(
+                await self._db.execute_fetchall(
+                    "UPDATE inbox_messages SET locked_until = ? WHERE id IN ("  # noqa: S608
+                    "SELECT id FROM inbox_messages WHERE state = 'new' AND next_attempt_at <= ?"
+                    " AND (locked_until IS NULL OR locked_until < ?)"
+                    f" ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}",
+                    (now + lease, now, now, limit),
+                )
             )
-        return sorted(map(_record, rows), key=lambda r: (r.next_attempt_at, r.id))
 
     async def mark_done(self, record_id: RecordId) -> None:
         """NEW → DONE."""
