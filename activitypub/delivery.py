@@ -169,34 +169,32 @@ class DeliveryWorker:
         await self._start_waiting()
         while not self._stopping:
             excluded = self._blocked()
-            limit = self._claim_limit(excluded)
+            limit = self._concurrency * HOLD_PER_SLOT - sum(self._held.values())
             # A host the last claim left out has room again: its rows may be claimed now.
-            if limit == 0 or not (self._dirty or self._excluded - excluded):
+            if limit <= 0 or not (self._dirty or self._excluded - excluded):
                 return
+            # A host not excluded holds less than half its share: half more keeps it within.
             rows = await self._store.claim(
-                now=self._clock(), limit=limit, lease=self._lease, exclude_hosts=excluded
+                now=self._clock(),
+                limit=limit,
+                lease=self._lease,
+                exclude_hosts=excluded,
+                per_host=self._host_hold - self._host_hold // 2,
             )
-            self._excluded, self._dirty = excluded, len(rows) == limit
+            self._dirty = len(rows) == limit
             for row in rows:
                 host = inbox_host(row.inbox)
                 self._held[host] += 1
                 self._waiting.setdefault(host, deque()).append(row)
+            # Fewer rows than asked: each host ran out or is full now; a full one that gets
+            # room again may have more (the check above claims again then).
+            self._excluded = self._blocked()
             await self._start_waiting()
 
     def _blocked(self) -> frozenset[str]:
         """Hosts not to claim for: circuit open, or holding at least half their share."""
         full = {h for h, n in self._held.items() if n >= self._host_hold // 2}
         return self._breaker.blocked_hosts() | full
-
-    def _claim_limit(self, excluded: frozenset[str]) -> int:
-        """How many rows one claim may lease without any host going over its share.
-
-        A claim can return every row for one host, so it is capped by the smallest room of
-        any host it may return rows for (a host it does not know yet has its whole share).
-        """
-        free = self._concurrency * HOLD_PER_SLOT - sum(self._held.values())
-        rooms = [self._host_hold - n for h, n in self._held.items() if h not in excluded]
-        return max(0, min(free, self._host_hold, *rooms))
 
     async def _start_waiting(self) -> None:
         """Start held rows, host by host, within the overall and per-host limits."""
@@ -215,6 +213,9 @@ class DeliveryWorker:
                 self._spawn(row, host)
             if not queue:
                 del self._waiting[host]
+            elif self._load[host]:
+                # Round robin: a host that just got a slot waits behind the others next time.
+                self._waiting[host] = self._waiting.pop(host)
 
     async def _release_waiting(self, hosts: list[str]) -> None:
         for host in hosts:

@@ -77,21 +77,29 @@ class MemoryDeliveryStore:
         return created
 
     async def claim(
-        self, *, now: float, limit: int, lease: float, exclude_hosts: Collection[str] = ()
+        self,
+        *,
+        now: float,
+        limit: int,
+        lease: float,
+        exclude_hosts: Collection[str] = (),
+        per_host: int | None = None,
     ) -> builtins.list[Delivery]:
-        """Lease up to ``limit`` due, unleased NEW rows, earliest due first."""
+        """Lease up to ``limit`` due rows, at most ``per_host`` per host, host by host."""
         excluded = set(exclude_hosts)
-        due = sorted(
-            (
-                r
-                for r in self._rows.values()
-                if r.state is DeliveryState.NEW
-                and r.next_attempt_at <= now
-                and _free(r.locked_until, now)
-                and inbox_host(r.inbox) not in excluded
-            ),
-            key=lambda r: (r.next_attempt_at, r.id),
-        )[: max(limit, 0)]
+        by_host: dict[str, builtins.list[Delivery]] = {}
+        for row in sorted(self._rows.values(), key=lambda r: (r.next_attempt_at, r.id)):
+            host = inbox_host(row.inbox)
+            if (
+                row.state is DeliveryState.NEW
+                and row.next_attempt_at <= now
+                and _free(row.locked_until, now)
+                and host not in excluded
+            ):
+                by_host.setdefault(host, []).append(row)  # hosts in order of their head
+        cap = limit if per_host is None else per_host
+        candidates = [r for rows in by_host.values() for r in rows[: max(cap, 0)]]
+        due = sorted(candidates, key=lambda r: (r.next_attempt_at, r.id))[: max(limit, 0)]
         claimed = [replace(r, locked_until=now + lease) for r in due]
         for row in claimed:
             self._rows[row.id] = row

@@ -75,7 +75,9 @@ class FederationConfig:
     origin: str
     allow_loopback: bool = False
     allow_http: bool = False
-    delivery_concurrency: int = 4
+    #: Sends at once, and at most per host: every host has lanes of its own while the
+    #: followed hosts number up to concurrency / per_host (DeliveryWorker).
+    delivery_concurrency: int = 16
     delivery_per_host: int = 2
     inbox_max_body: int = 1_048_576
     actor_cache_ttl: float = 3600.0

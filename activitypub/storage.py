@@ -112,13 +112,22 @@ class DeliveryStore(Protocol):
         ...
 
     async def claim(
-        self, *, now: float, limit: int, lease: float, exclude_hosts: Collection[str] = ()
+        self,
+        *,
+        now: float,
+        limit: int,
+        lease: float,
+        exclude_hosts: Collection[str] = (),
+        per_host: int | None = None,
     ) -> list[Delivery]:
         """Atomically lease up to ``limit`` due, unleased NEW rows until ``now + lease``.
 
         Due means ``next_attempt_at <= now``; unleased means ``locked_until`` is null or
-        ``< now``. Rows whose :func:`inbox_host` is in ``exclude_hosts`` are skipped. Two
-        concurrent claims never return the same row. Ordered by next_attempt_at, then id.
+        ``< now``. Rows whose :func:`inbox_host` is in ``exclude_hosts`` are skipped. Each host
+        gives at most ``per_host`` rows (``None``: no cap), its oldest: the rows taken are the
+        oldest among each host's first ``per_host``, so a host with a long backlog does not
+        keep a claim from another host's rows. Two concurrent claims never return the same
+        row. Ordered by next_attempt_at, then id.
         """
         ...
 

@@ -10,8 +10,9 @@ Every key of the file can be overridden by an environment variable ``BARRI_<KEY>
 upper case): ``BARRI_BASE_URL``, ``BARRI_NAME``, ``BARRI_GROUP``, ``BARRI_TERRITORY``,
 ``BARRI_TERRITORY_KIND``, ``BARRI_DISTRICT``, ``BARRI_DATA_DIR``, ``BARRI_DATABASE``,
 ``BARRI_LISTEN``, ``BARRI_ALLOW_LOOPBACK`` (true/false, yes/no, 1/0), ``BARRI_REPORT_TO`` and
-``BARRI_LANGUAGES`` (lists separated by commas or spaces), ``BARRI_EDIT_WINDOW_MINUTES`` and
-``BARRI_SECRET``. ``kind`` cannot be overridden. An empty variable counts as unset.
+``BARRI_LANGUAGES`` (lists separated by commas or spaces), ``BARRI_EDIT_WINDOW_MINUTES``,
+``BARRI_SECRET`` and ``BARRI_DELIVERY_CONCURRENCY``. ``kind`` cannot be overridden. An empty
+variable counts as unset.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from typing import Any
 from activitypub.origin import OriginError, origin_of
 from federation.config_values import (
     DEFAULT_DATABASE,
+    DEFAULT_DELIVERY_CONCURRENCY,
     DEFAULT_LISTEN,
     Builder,
     apply_environment,
     check_base_url,
     check_boolean,
+    check_delivery_concurrency,
     check_kind,
     check_listen,
     check_minutes,
@@ -68,6 +71,7 @@ KEYS = (
     "edit_window_minutes",
     "languages",
     "secret",
+    "delivery_concurrency",
 )
 _LIST_KEYS = ("report_to", "languages")
 
@@ -91,6 +95,7 @@ class InstanceConfig:
     edit_window_minutes: int
     languages: tuple[str, ...]
     secret: str = field(repr=False)
+    delivery_concurrency: int = DEFAULT_DELIVERY_CONCURRENCY
     kind: str = "instance"
 
     @property
@@ -160,6 +165,9 @@ class _InstanceBuilder(Builder):
             ),
             languages=self.get("languages", _languages, DEFAULT_LANGUAGES),
             secret=self.get("secret", _secret),
+            delivery_concurrency=self.get(
+                "delivery_concurrency", check_delivery_concurrency, DEFAULT_DELIVERY_CONCURRENCY
+            ),
         )
 
 

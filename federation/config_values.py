@@ -182,6 +182,23 @@ def check_listen(value: Any) -> tuple[str, int]:
     return host, int(port)
 
 
+DEFAULT_DELIVERY_CONCURRENCY = 16  # sends at once; each host gets at most 2 of them
+MAX_DELIVERY_CONCURRENCY = 1024
+
+
+def check_delivery_concurrency(value: Any) -> int:
+    """Deliveries sent at once, 1 to 1024: a TOML integer, or up to 4 ASCII digits."""
+    text = value.strip() if isinstance(value, str) else None
+    number = int(text) if text is not None and re.fullmatch(r"[0-9]{1,4}", text) else value
+    if isinstance(number, bool) or not isinstance(number, int):
+        number = 0
+    if not 1 <= number <= MAX_DELIVERY_CONCURRENCY:
+        raise ValueError(
+            f"must be a whole number of sends from 1 to {MAX_DELIVERY_CONCURRENCY}, not {value!r}"
+        )
+    return number
+
+
 def check_minutes(value: Any, *, maximum: int) -> int:
     """Whole minutes from 0 to ``maximum``: a TOML integer, or up to 6 ASCII digits (a
     ``BARRI_*`` variable)."""

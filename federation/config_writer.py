@@ -22,7 +22,13 @@ from federation.config import (
     parse_config,
     slugify,
 )
-from federation.config_values import CONFIG_FILE, DEFAULT_DATABASE, DEFAULT_LISTEN, ConfigError
+from federation.config_values import (
+    CONFIG_FILE,
+    DEFAULT_DATABASE,
+    DEFAULT_DELIVERY_CONCURRENCY,
+    DEFAULT_LISTEN,
+    ConfigError,
+)
 
 
 def toml_string(value: str) -> str:
@@ -156,6 +162,11 @@ edit_window_minutes = {DEFAULT_EDIT_WINDOW_MINUTES}
 
 # Languages offered to residents, first one the default.
 languages = [{languages}]
+
+# Deliveries sent at once (1-1024), each host getting at most 2 of them, so a slow or
+# unreachable follower never holds up the others. Raise it when the Group has many follower
+# servers: one with 70 of them wants about 150.
+delivery_concurrency = {DEFAULT_DELIVERY_CONCURRENCY}
 
 # The key of the census hashes (HMAC-SHA256 of identity numbers). Keep it secret and never
 # change it: the census stored so far would no longer match. Generated randomly.

@@ -199,3 +199,13 @@ def test_an_environment_variable_sets_the_workers(tmp_path: Path) -> None:
         text, tmp_path / "barri.toml", environ={"BARRI_BACKFILL_WORKERS": "2"}
     )
     assert config.backfill_workers == 2
+    assert config.delivery_concurrency == 16  # the default
+
+
+def test_the_aggregator_sets_its_delivery_concurrency(tmp_path: Path) -> None:
+    text = 'kind = "aggregator"\nbase_url = "https://agg.example"\nname = "A"\n'
+    path = tmp_path / "barri.toml"
+    config = parse_aggregator_config(text + "delivery_concurrency = 64\n", path, environ={})
+    assert config.delivery_concurrency == 64
+    with pytest.raises(ConfigError, match="delivery_concurrency: must be a whole number of sends"):
+        parse_aggregator_config(text + "delivery_concurrency = 0\n", path, environ={})

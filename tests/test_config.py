@@ -140,6 +140,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
         "BARRI_EDIT_WINDOW_MINUTES": "15",
         "BARRI_TERRITORY": "08019-02",
         "BARRI_DATABASE": "other.sqlite3",
+        "BARRI_DELIVERY_CONCURRENCY": "150",
         "BARRI_NAME": "",  # empty means unset: the file's value stays
     }
     config = load_config(_write(tmp_path), environ=env)
@@ -151,6 +152,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
     assert config.edit_window_minutes == 15
     assert config.territory == "08019-02"
     assert config.database.name == "other.sqlite3"
+    assert config.delivery_concurrency == 150
     assert config.name == OPTIONS.name
 
 
@@ -188,6 +190,11 @@ def test_bad_environment_value_names_key_and_variable(tmp_path: Path) -> None:
         ("languages", '["Catalan"]', "language tag"),
         ("secret", '"short"', "at least 32"),
         ("database", '""', "non-empty"),
+        ("delivery_concurrency", "0", "from 1 to 1024"),
+        ("delivery_concurrency", "1025", "from 1 to 1024"),
+        ("delivery_concurrency", "true", "from 1 to 1024"),
+        ("delivery_concurrency", "2.5", "from 1 to 1024"),
+        ("delivery_concurrency", '"many"', "from 1 to 1024"),
     ],
 )
 def test_each_bad_value_names_its_key(tmp_path: Path, key: str, value: str, problem: str) -> None:
@@ -243,6 +250,7 @@ def test_minimal_file_gets_the_defaults(tmp_path: Path) -> None:
     assert (config.listen_host, config.listen_port) == ("127.0.0.1", 8080)
     assert config.territory_kind == "neighbourhood"
     assert config.languages == ("ca", "es", "en")
+    assert config.delivery_concurrency == 16
 
 
 @pytest.mark.parametrize(

@@ -37,10 +37,13 @@ def _body(activity_id: str) -> bytes:
 class FakeInbox:
     """An inbox that answers from a script, and records what it saw and how many at once."""
 
-    def __init__(self, script: list[int] | None = None, default: int = 202) -> None:
+    def __init__(
+        self, script: list[int] | None = None, default: int = 202, journal: list[str] | None = None
+    ) -> None:
         self.script, self.default = list(script or []), default
         self.requests: list[bytes] = []
         self.accepted: list[str] = []
+        self.journal = journal  # shared by several inboxes: the order of all they accepted
         self.current = self.peak = 0
         self.hang = False
         self.release = asyncio.Event()
@@ -60,6 +63,8 @@ class FakeInbox:
             status = self.script.pop(0) if self.script else self.default
             if 200 <= status < 300:
                 self.accepted.append(json.loads(body)["id"])
+                if self.journal is not None:
+                    self.journal.append(json.loads(body)["id"])
             return web.Response(status=status)
         finally:
             self.current -= 1
@@ -535,6 +540,31 @@ async def test_hosts_with_an_open_breaker_are_not_claimed(
     assert len(down.requests) == 1  # one failure opened the circuit; nothing more was sent
     assert [r.state for r in down_rows] == [DeliveryState.NEW] * 3
     assert sorted(r.attempts for r in down_rows) == [0, 0, 1]
+
+
+async def test_hosts_take_turns_for_the_free_slots(
+    aiohttp_server: ServerFactory, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    journal: list[str] = []
+    a, b = FakeInbox(journal=journal), FakeInbox(journal=journal)
+    a_url = str((await aiohttp_server(a.app())).make_url("/inbox"))
+    b_url = str((await aiohttp_server(b.app())).make_url("/inbox"))
+    store, close = await _sqlite_store(tmp_path / "barri.db")
+    try:
+        for i in range(6):  # a's backlog is older than anything b has
+            await _enqueue(store, f"a{i}", a_url)
+        for i in range(6):
+            await _enqueue(store, f"b{i}", b_url)
+        worker = _worker(store, post_sender(session), concurrency=1, per_host=1)
+        await worker.start()
+        await worker.run_until_idle(timeout=10)
+        await worker.stop()
+    finally:
+        await close()
+    hosts = [activity[0] for activity in journal]
+    # One slot: b is served in turn with a's backlog instead of after all of it.
+    assert hosts == ["a", "b"] * 6
+    assert [x for x in journal if x[0] == "a"] == [f"a{i}" for i in range(6)]  # each in order
 
 
 async def test_run_until_idle_needs_a_started_worker() -> None:

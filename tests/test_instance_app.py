@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -375,3 +376,11 @@ def test_resident_territory_follows_the_instance(config: InstanceConfig) -> None
     inner = resident_territory(district, "08019-05")
     assert inner == Territory(TerritoryKind.NEIGHBOURHOOD, "08019-05", district_code="08019-1")
     assert instance_territory(replace(config, territory=None)) is None
+
+
+async def test_the_delivery_concurrency_setting_reaches_the_federation(
+    config: InstanceConfig,
+) -> None:
+    assert config.delivery_concurrency == 16  # the written file's default
+    async with running(dataclasses.replace(config, delivery_concurrency=150)) as server:
+        assert server.app[FEDERATION].config.delivery_concurrency == 150

@@ -334,6 +334,39 @@ async def test_claim_skips_excluded_hosts(stores: Stores) -> None:
     assert [d.inbox for d in got] == ["http://127.0.0.1:9/inbox"]
 
 
+async def test_claim_takes_each_hosts_oldest_rows_up_to_per_host(stores: Stores) -> None:
+    q = stores.deliveries
+    for i in range(10):  # a long backlog for one host, queued first
+        await q.enqueue(f"a{i}", SENDER, BODY, _inboxes(1, "a.example"), now=T0 + i)
+    await q.enqueue("b0", SENDER, BODY, _inboxes(2, "b.example"), now=T0 + 20)
+    await q.enqueue("c0", SENDER, BODY, _inboxes(1, "c.example"), now=T0 + 30)
+    got = await q.claim(now=T0 + 30, limit=5, lease=60, per_host=2)
+    # a's two oldest, then b's two, then c's one: the oldest of each host's first two.
+    assert [d.activity_id for d in got] == ["a0", "a1", "b0", "b0", "c0"]
+    got = await q.claim(now=T0 + 30, limit=4, lease=60, per_host=3)
+    assert [d.activity_id for d in got] == ["a2", "a3", "a4"]  # b and c have nothing left
+    got = await q.claim(now=T0 + 30, limit=2, lease=60)  # no cap: the oldest rows overall
+    assert [d.activity_id for d in got] == ["a5", "a6"]
+    assert await q.claim(now=T0 + 30, limit=5, lease=60, per_host=0) == []
+
+
+async def test_claim_finds_every_host_past_leased_late_and_excluded_rows(stores: Stores) -> None:
+    q = stores.deliveries
+    hosts = [f"h{i:02}.example" for i in range(30)]
+    for n, host in enumerate(hosts):
+        await q.enqueue(f"x{n}", SENDER, BODY, _inboxes(3, host), now=T0 + n)
+    leased = await q.claim(now=T0 + 100, limit=30, lease=1000, per_host=1)
+    assert sorted(inbox_host(d.inbox) for d in leased) == hosts  # one from each host
+    first = {d.inbox for d in leased}
+    for row in leased[::2]:  # half of them fail and wait for their retry
+        await q.mark_retry(row.id, next_attempt_at=T0 + 10_000, error="x", status=503, now=T0)
+    got = await q.claim(now=T0 + 100, limit=100, lease=60, exclude_hosts=hosts[:10], per_host=5)
+    assert {inbox_host(d.inbox) for d in got} == set(hosts[10:])
+    assert len(got) == 40  # two rows each for 20 hosts: the leased and retried ones stay
+    assert not first & {d.inbox for d in got}
+    assert [d.next_attempt_at for d in got] == sorted(d.next_attempt_at for d in got)
+
+
 async def test_list_filters(stores: Stores) -> None:
     q = stores.deliveries
     await q.enqueue("act1", SENDER, BODY, _inboxes(2), now=T0)

@@ -157,7 +157,13 @@ async def prepare(city: City, profile: Profile) -> None:
 
     async def one(site: Site) -> tuple[str, dict[str, str]]:
         async with gate:
-            return await _prepare(site, actor, profile)
+            prepared = await _prepare(site, actor, profile)
+        if site.place is not None and site.place.kind == "city":
+            # Its Group's followers are every other server: two sends at once for each, as
+            # an operator would set it (a neighbourhood's few followers fit the default).
+            with site.config.open("a", encoding="utf-8") as config:
+                config.write(f"delivery_concurrency = {2 * len(city.sites) + 2}\n")
+        return prepared
 
     done = await asyncio.gather(*(one(s) for s in city.sites.values()))
     for site, (process, tokens) in zip(city.sites.values(), done, strict=True):

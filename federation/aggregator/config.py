@@ -21,11 +21,13 @@ from typing import Any
 from activitypub.origin import origin_of
 from federation.config_values import (
     DEFAULT_DATABASE,
+    DEFAULT_DELIVERY_CONCURRENCY,
     DEFAULT_LISTEN,
     Builder,
     apply_environment,
     check_base_url,
     check_boolean,
+    check_delivery_concurrency,
     check_kind,
     check_listen,
     check_minutes,
@@ -61,6 +63,7 @@ KEYS = (
     "backfill_minutes",
     "backfill_workers",
     "tally_debounce_seconds",
+    "delivery_concurrency",
 )
 
 
@@ -82,6 +85,7 @@ class AggregatorConfig:
     backfill_minutes: int = DEFAULT_BACKFILL_MINUTES
     tally_debounce_seconds: float = DEFAULT_DEBOUNCE_SECONDS
     backfill_workers: int = DEFAULT_BACKFILL_WORKERS
+    delivery_concurrency: int = DEFAULT_DELIVERY_CONCURRENCY
     kind: str = KIND
 
     @property
@@ -150,6 +154,9 @@ class _AggregatorBuilder(Builder):
                 "tally_debounce_seconds", _seconds, DEFAULT_DEBOUNCE_SECONDS
             ),
             backfill_workers=self.get("backfill_workers", _workers, DEFAULT_BACKFILL_WORKERS),
+            delivery_concurrency=self.get(
+                "delivery_concurrency", check_delivery_concurrency, DEFAULT_DELIVERY_CONCURRENCY
+            ),
         )
 
 
@@ -243,6 +250,9 @@ backfill_workers = {DEFAULT_BACKFILL_WORKERS}
 # (changes meanwhile go into the same one). The final Tally goes out when the supports phase
 # closes (plus grace_minutes), whatever this says.
 tally_debounce_seconds = {DEFAULT_DEBOUNCE_SECONDS:g}
+
+# Deliveries sent at once (1-1024; Tallies to the Service's followers), at most 2 per host.
+delivery_concurrency = {DEFAULT_DELIVERY_CONCURRENCY}
 """
 
 

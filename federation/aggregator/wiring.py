@@ -137,6 +137,7 @@ async def build_federation(aggregator: Aggregator) -> Federation:
             allow_http=config.allow_loopback,
             inbox_batch=INBOX_BATCH,
             inbox_linger=INBOX_LINGER,
+            delivery_concurrency=config.delivery_concurrency,
         ),
         delivery_store=SqliteDeliveryStore(db),
         inbox_store=inbox_store,

@@ -121,6 +121,7 @@ async def _build_federation(app: web.Application) -> Federation:
             origin=config.base_url,
             allow_loopback=config.allow_loopback,
             allow_http=config.allow_loopback,
+            delivery_concurrency=config.delivery_concurrency,
         ),
         delivery_store=SqliteDeliveryStore(db),
         # Deliveries waiting at the same moment share one INSERT (group commit); handled rows

@@ -9,7 +9,12 @@ append-only and read by ``seq``. SQL stays portable (TEXT/REAL/INTEGER, CHECK, p
 
 from __future__ import annotations
 
-from federation.store.migrations import DELIVERY_BODIES, PROTOCOL_MIGRATIONS, Migration
+from federation.store.migrations import (
+    DELIVERY_BODIES,
+    HOST_CLAIMS,
+    PROTOCOL_MIGRATIONS,
+    Migration,
+)
 
 _0002_SERVICE_KEYS = (
     # The Service actor's private keys (PEM, PKCS#8): they never leave this table except to sign.
@@ -226,4 +231,5 @@ AGGREGATOR_MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(5, "one delivery body per activity", DELIVERY_BODIES),
     Migration(6, "handled inbox rows drop their bodies", _0006_DONE_BODIES),
+    Migration(7, "deliveries claimed host by host", HOST_CLAIMS),
 )

@@ -50,6 +50,21 @@ _NEXT_DUE = (
 )
 # Claimable: NEW, due, and not under a live lease.
 _CLAIMABLE = "state = 'new' AND next_attempt_at <= ? AND (locked_until IS NULL OR locked_until < ?)"
+# Hosts with a claimable row, the one whose earliest such row is oldest first. The recursive
+# part is a loose index walk (one seek per host with NEW rows) of ``deliveries_host``; each
+# host's head is the first claimable entry of its own range of that index.
+_HOSTS = (
+    "WITH RECURSIVE hosts(host) AS ("  # noqa: S608 (constants only)
+    "SELECT MIN(host) FROM deliveries WHERE state = 'new'"
+    " UNION ALL SELECT (SELECT MIN(d.host) FROM deliveries d WHERE d.state = 'new'"
+    " AND d.host > hosts.host) FROM hosts WHERE hosts.host IS NOT NULL),"
+    " heads AS (SELECT host, (SELECT id FROM deliveries WHERE host = hosts.host"
+    f" AND {_CLAIMABLE} ORDER BY next_attempt_at, id LIMIT 1) AS head"
+    " FROM hosts WHERE host IS NOT NULL)"
+    " SELECT heads.host FROM heads JOIN deliveries d ON d.id = heads.head"
+    " ORDER BY d.next_attempt_at, d.id"
+)
+_HOSTS_PER_CLAIM = 400  # UNION ALL arms per statement, under SQLite's limit of 500
 
 
 _CHUNK = 500  # ids per statement, well under SQLite's variable limit
@@ -154,27 +169,59 @@ class SqliteDeliveryStore:
             return await insert_deliveries(self._db, activity_id, sender, body, targets, now)
 
     async def claim(
-        self, *, now: float, limit: int, lease: float, exclude_hosts: Collection[str] = ()
+        self,
+        *,
+        now: float,
+        limit: int,
+        lease: float,
+        exclude_hosts: Collection[str] = (),
+        per_host: int | None = None,
     ) -> builtins.list[Delivery]:
-        """Lease up to ``limit`` due rows in one atomic UPDATE … RETURNING."""
-        if limit <= 0:
+        """Lease up to ``limit`` due rows, at most ``per_host`` of each host, host by host.
+
+        Hosts are taken in the order of their earliest claimable row, each giving its oldest
+        rows, so one host's backlog never holds back another's (DESIGN.md §6). Each step is
+        one atomic UPDATE … RETURNING; the host list is a loose walk of ``deliveries_host``.
+        """
+        cap = limit if per_host is None else min(per_host, limit)
+        if limit <= 0 or cap <= 0:
             return []
-        excluded = sorted(set(exclude_hosts))
-        skip = f" AND host NOT IN ({_placeholders(len(excluded))})" if excluded else ""
-        sql = (
-            f"UPDATE deliveries SET locked_until = ? WHERE id IN ("  # noqa: S608 (placeholders only)
-            f"SELECT id FROM deliveries WHERE {_CLAIMABLE}{skip}"
-            f" ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}"
-        )
         async with write_lock(self._db):
-            rows = list(
-                await self._db.execute_fetchall(sql, (now + lease, now, now, *excluded, limit))
-            )
+            hosts = await self._claimable_hosts(now, set(exclude_hosts))
+            rows: builtins.list[Any] = []
+            for start in range(0, len(hosts), _HOSTS_PER_CLAIM):
+                if len(rows) >= limit:
+                    break
+                chunk = hosts[start : start + _HOSTS_PER_CLAIM]
+                rows += await self._claim_from(chunk, now, limit - len(rows), cap, lease)
         # Bodies are written with their rows and never deleted before them: no lock needed.
         bodies = await _bodies(self._db, (r[1] for r in rows))
         claimed = [_delivery(r, bodies[r[1]]) for r in rows]
         # RETURNING does not keep the subquery's order.
         return sorted(claimed, key=lambda d: (d.next_attempt_at, d.id))
+
+    async def _claimable_hosts(self, now: float, excluded: set[str]) -> builtins.list[str]:
+        """Hosts with a claimable row, the one waiting longest first (excluded ones left out)."""
+        rows = await self._db.execute_fetchall(_HOSTS, (now, now))
+        return [str(r[0]) for r in rows if r[0] not in excluded]
+
+    async def _claim_from(
+        self, hosts: Sequence[str], now: float, limit: int, cap: int, lease: float
+    ) -> builtins.list[Any]:
+        """One UPDATE leasing the oldest ``cap`` claimable rows of each host, ``limit`` in all."""
+        arm = (
+            "SELECT * FROM (SELECT id, next_attempt_at FROM deliveries"  # noqa: S608 (constant)
+            f" WHERE host = ? AND {_CLAIMABLE} ORDER BY next_attempt_at, id LIMIT ?)"
+        )
+        union = " UNION ALL ".join([arm] * len(hosts))
+        params: builtins.list[Any] = [now + lease]
+        for host in hosts:
+            params += [host, now, now, cap]
+        sql = (
+            f"UPDATE deliveries SET locked_until = ? WHERE id IN (SELECT id FROM ({union})"  # noqa: S608 (placeholders only)
+            f" ORDER BY next_attempt_at, id LIMIT ?) RETURNING {_COLUMNS}"
+        )
+        return list(await self._db.execute_fetchall(sql, (*params, limit)))
 
     async def release(self, delivery_id: DeliveryId) -> None:
         """Unlock a NEW row without counting an attempt."""

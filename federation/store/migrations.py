@@ -402,6 +402,14 @@ DELIVERY_BODIES = (
     "ALTER TABLE deliveries DROP COLUMN body",
 )
 
+#: Deliveries claimed host by host (DESIGN.md §6): each host's NEW rows in due order, so a claim
+#: finds the hosts with work by a loose walk (one seek per host) and takes the oldest rows of
+#: each. Appended to every server's sequence under its own next number.
+HOST_CLAIMS = (
+    "CREATE INDEX deliveries_host ON deliveries (host, next_attempt_at, id, locked_until)"
+    " WHERE state = 'new'",
+)
+
 _0009_REMOTE_ACTORS = (
     """
     CREATE TABLE remote_actors (
@@ -428,10 +436,12 @@ INSTANCE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "delivery queue indexes for claims and next_due", _0007_DELIVERY_QUEUE_INDEXES),
     Migration(8, "one delivery body per activity", DELIVERY_BODIES),
     Migration(9, "remote actor documents as last fetched", _0009_REMOTE_ACTORS),
+    Migration(10, "deliveries claimed host by host", HOST_CLAIMS),
 )
 
 #: The protocol-only sequence, kept for callers that need just the queue and inbox tables.
 MIGRATIONS: tuple[Migration, ...] = (
     *PROTOCOL_MIGRATIONS,
     Migration(2, "one delivery body per activity", DELIVERY_BODIES),
+    Migration(3, "deliveries claimed host by host", HOST_CLAIMS),
 )
