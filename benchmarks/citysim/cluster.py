@@ -161,8 +161,10 @@ async def prepare(city: City, profile: Profile) -> None:
         if site.place is not None and site.place.kind == "city":
             # Its Group's followers are every other server: two sends at once for each, as
             # an operator would set it (a neighbourhood's few followers fit the default).
-            with site.config.open("a", encoding="utf-8") as config:
-                config.write(f"delivery_concurrency = {2 * len(city.sites) + 2}\n")
+            text = site.config.read_text(encoding="utf-8")
+            lanes = f"delivery_concurrency = {2 * len(city.sites) + 2}"
+            text = re.sub(r"(?m)^delivery_concurrency = .*$", lanes, text)
+            site.config.write_text(text, encoding="utf-8")
         return prepared
 
     done = await asyncio.gather(*(one(s) for s in city.sites.values()))
