@@ -60,7 +60,8 @@ def _by_type(limit: int) -> list[dict[str, Any]]:
     ]
 
 
-async def _load(config_path: Path, trace: bool, top: int) -> dict[str, Any]:
+async def measure_memory(config_path: Path, trace: bool, top: int) -> dict[str, Any]:
+    """Open the aggregator as the server does at start; its RSS, and what holds it if traced."""
     config = load_aggregator_config(config_path)
     before = _current_rss_mb()
     if trace:
@@ -100,7 +101,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    result = asyncio.run(_load(args.config, args.trace, args.top))
+    result = asyncio.run(measure_memory(args.config, args.trace, args.top))
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

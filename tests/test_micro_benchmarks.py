@@ -95,3 +95,30 @@ def test_library_comparison_agrees_byte_for_byte() -> None:
     for row in rows:
         assert all(positive_finite(row[k]) for k in ("current_per_s", "candidate_per_s", "ratio"))
     assert summary["recommendation"].startswith("Ed25519 verify: ")
+
+
+async def test_the_queue_drain_reaches_every_follower_and_times_the_fast_one() -> None:
+    import bench_queue
+
+    summary = await bench_queue.run(activities=3, followers=3, kb=1, concurrency=4, slow_ms=20)
+    assert summary["rows"] == 9
+    assert positive_finite(summary["deliveries_per_s"])
+    # The fast follower's time is set only once it had every activity.
+    assert positive_finite(summary["fast_host_done_s"])
+    assert summary["fast_host_done_s"] <= summary["drain_s"]
+
+
+async def test_the_memory_report_loads_an_aggregator_and_names_where_bytes_are(
+    tmp_path: Path,
+) -> None:
+    import aggregator_memory
+
+    from federation.aggregator.config import AggregatorInit, write_aggregator_config
+
+    options = AggregatorInit(base_url="http://127.0.0.1:9", allow_loopback=True)
+    config = write_aggregator_config(tmp_path / "agg", options)
+    report = await aggregator_memory.measure_memory(config, trace=True, top=5)
+    assert report["supports"] == 0  # an empty city: nothing counted
+    assert positive_finite(report["rss_after_mb"]) and positive_finite(report["traced_mb"])
+    assert len(report["top_lines"]) == 5 and all(line["mb"] >= 0 for line in report["top_lines"])
+    assert {"type", "objects", "shallow_mb"} <= set(report["by_type"][0])
