@@ -8,7 +8,7 @@ import json
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,10 +192,17 @@ async def cold_rebuild(
     started, jiffies = time.monotonic(), measure.cpu_jiffies()
     await cluster.start(city, ["aggregator"])
     pid = cluster.pid_of(city, "aggregator")
-    await sampler.start("rebuild", pid, subprocesses=True)  # its backfill workers too
+    await sampler.start("rebuild", pid)
     await sampler.start("rebuild-instance", cluster.pid_of(city, "city"))  # the busiest pages
+    spied: list[str] = []
+
+    async def spy_worker(child: int) -> None:
+        # Each backfill worker by its own pid: py-spy's --subprocesses missed them (x1 run).
+        spied.append(f"rebuild-worker{len(spied) + 1}")
+        await sampler.start(spied[-1], child)
+
     done = asyncio.Event()
-    workers = asyncio.create_task(worker_peaks(pid, done))
+    workers = asyncio.create_task(worker_peaks(pid, done, on_new=spy_worker))
     supports = sum(int(w["supports"]) for w in want.values())
     got = await converge(city, session, want, answered, None, CONVERGE_WAIT + supports / 200)
     seconds = time.monotonic() - started
@@ -203,8 +210,8 @@ async def cold_rebuild(
     stats = measure.proc_stats(pid)
     done.set()
     peaks = await workers
-    await sampler.stop("rebuild")
-    await sampler.stop("rebuild-instance")
+    for name in ("rebuild", "rebuild-instance", *spied):
+        await sampler.stop(name)
     # The server's CPU and its backfill workers': reaped ones by cutime, or as last sampled.
     sampled = sum(seen["cpu_seconds"] for seen in peaks.values())
     workers_cpu = max(stats.get("children_cpu_seconds") or 0.0, sampled)
@@ -227,14 +234,22 @@ async def cold_rebuild(
 
 
 async def worker_peaks(
-    pid: int, done: asyncio.Event, every: float = 1.0
+    pid: int,
+    done: asyncio.Event,
+    every: float = 1.0,
+    on_new: Callable[[int], Awaitable[None]] | None = None,
 ) -> dict[int, dict[str, float]]:
     """The peak RSS (MB) and last-seen CPU seconds of each child process ``pid`` runs (the
     aggregator's backfill workers), sampled every ``every`` s until ``done``: the rebuild may
-    converge before the server has reaped them, so its cutime alone can miss their CPU."""
+    converge before the server has reaped them, so its cutime alone can miss their CPU.
+    ``on_new`` is told of each child when first seen."""
     peaks: dict[int, dict[str, float]] = {}
+    known: set[int] = set()
     while not done.is_set():
         for child in measure.children_of(pid):
+            if child not in known and on_new is not None:
+                await on_new(child)
+            known.add(child)
             stats = measure.proc_stats(child)
             if stats:
                 seen = peaks.setdefault(child, {"peak_rss_mb": 0.0, "cpu_seconds": 0.0})
