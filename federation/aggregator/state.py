@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from sys import intern
 
 from federation.model import Territory, TerritoryKind
@@ -48,8 +49,13 @@ def timestamp(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
+@lru_cache(maxsize=1 << 16)
 def parse_time(text: str) -> datetime:
-    """A stored RFC 3339 timestamp (``…Z``) as an aware UTC datetime."""
+    """A stored RFC 3339 timestamp (``…Z``) as an aware UTC datetime.
+
+    Cached: published times have whole seconds, so a busy city's supports share a few
+    thousand values, and the tally keeps one datetime per value instead of one per support.
+    """
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 

@@ -75,7 +75,8 @@ class IncrementalTally:
         # Per-like rule results, dropped whenever the like or the records it depends on change.
         # (The common verdict, counted without anomaly, is kept as its bare ``Counted``.)
         self._screens: dict[str, Screened | Counted] = {}
-        self._members: dict[Key, set[str]] = {}
+        # A group's like ids as dict keys: a dict of a few keys is a third of such a set.
+        self._members: dict[Key, dict[str, None]] = {}
         self._outcomes: dict[Key, GroupOutcome] = {}
         self._counts: dict[str, ProcessCounts] = {}
         # Which groups to re-evaluate when a record changes (kept add-only: a stale entry only
@@ -138,11 +139,12 @@ class IncrementalTally:
     def _bulk_group(self, key: Key, views: list[LikeView]) -> None:
         """Index one group's likes and count its outcome (``from_inputs`` only)."""
         actor, process = key = self._key(*key)
-        members = self._members[key] = set()
+        members: dict[str, None] = {}
+        self._members[key] = members
         screened = []
         for view in views:
             self._keep(view)
-            members.add(view.like_id)
+            members[view.like_id] = None
             self._note_waiting(view.event, key)
             screened.append(found := screen(view, self._ctx))
             self._screens[view.like_id] = _compact(found)
@@ -306,8 +308,8 @@ class IncrementalTally:
         actor, process = key = self._key(view.event.actor, view.event.process)
         if old != key:
             if old is not None:
-                self._members[old].discard(like_id)
-            self._members.setdefault(key, set()).add(like_id)
+                self._members[old].pop(like_id, None)
+            self._members.setdefault(key, {})[like_id] = None
             self._by_actor.setdefault(actor, set()).add(key)
             self._by_origin.setdefault(self._ctx.origins.blame(actor), set()).add(actor)
             self._by_process.setdefault(process, set()).add(key)
