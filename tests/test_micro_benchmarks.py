@@ -119,6 +119,8 @@ async def test_the_memory_report_loads_an_aggregator_and_names_where_bytes_are(
     config = write_aggregator_config(tmp_path / "agg", options)
     report = await aggregator_memory.measure_memory(config, trace=True, top=5)
     assert report["supports"] == 0  # an empty city: nothing counted
-    assert positive_finite(report["rss_after_mb"]) and positive_finite(report["traced_mb"])
-    assert len(report["top_lines"]) == 5 and all(line["mb"] >= 0 for line in report["top_lines"])
+    assert positive_finite(report["rss_after_mb"])
+    # An empty city allocates little once the modules are imported: sites, not megabytes.
+    assert report["traced_mb"] >= 0 and report["traced_peak_mb"] >= report["traced_mb"]
+    assert len(report["top_lines"]) == 5 and all(line["blocks"] > 0 for line in report["top_lines"])
     assert {"type", "objects", "shallow_mb"} <= set(report["by_type"][0])
