@@ -186,17 +186,20 @@ DEFAULT_DELIVERY_CONCURRENCY = 16  # sends at once; each host gets at most 2 of 
 MAX_DELIVERY_CONCURRENCY = 1024
 
 
-def check_delivery_concurrency(value: Any) -> int:
-    """Deliveries sent at once, 1 to 1024: a TOML integer, or up to 4 ASCII digits."""
+def check_count(value: Any, *, low: int, high: int, unit: str) -> int:
+    """A whole number of ``unit`` from ``low`` to ``high``: a TOML integer, or ASCII digits (a
+    ``BARRI_*`` variable)."""
     text = value.strip() if isinstance(value, str) else None
-    number = int(text) if text is not None and re.fullmatch(r"[0-9]{1,4}", text) else value
-    if isinstance(number, bool) or not isinstance(number, int):
-        number = 0
-    if not 1 <= number <= MAX_DELIVERY_CONCURRENCY:
-        raise ValueError(
-            f"must be a whole number of sends from 1 to {MAX_DELIVERY_CONCURRENCY}, not {value!r}"
-        )
+    digits = text is not None and re.fullmatch(r"[0-9]{1,6}", text) is not None
+    number = int(value) if digits else value
+    if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
+        raise ValueError(f"must be a whole number of {unit} from {low} to {high}, not {value!r}")
     return number
+
+
+def check_delivery_concurrency(value: Any) -> int:
+    """Deliveries sent at once, 1 to 1024."""
+    return check_count(value, low=1, high=MAX_DELIVERY_CONCURRENCY, unit="sends")
 
 
 def check_minutes(value: Any, *, maximum: int) -> int:

@@ -27,6 +27,7 @@ from federation.config_values import (
     apply_environment,
     check_base_url,
     check_boolean,
+    check_count,
     check_delivery_concurrency,
     check_kind,
     check_listen,
@@ -165,15 +166,7 @@ def _minutes(value: Any) -> int:
 
 
 def _workers(value: Any) -> int:
-    text = value.strip() if isinstance(value, str) else None
-    number = int(text) if text is not None and re.fullmatch(r"[0-9]{1,2}", text) else value
-    if isinstance(number, bool) or not isinstance(number, int):
-        number = -1
-    if not 0 <= number <= MAX_BACKFILL_WORKERS:
-        raise ValueError(
-            f"must be a whole number of processes from 0 to {MAX_BACKFILL_WORKERS}, not {value!r}"
-        )
-    return number
+    return check_count(value, low=0, high=MAX_BACKFILL_WORKERS, unit="processes")
 
 
 def _seconds(value: Any) -> float:
