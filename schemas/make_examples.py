@@ -8,8 +8,8 @@ Ed25519 signatures are deterministic and each proof's ``created`` is the documen
 What the script adds to a template (schemas/examples/templates/<shape>.json):
 - ``@context``: [AS2, data-integrity/v2, the inline barri object] for objects and activities,
   [AS2, data-integrity/v2] alone for the shapes that use no Barri term (``PLAIN_SHAPES``:
-  supports, withdrawals, comment votes), ``activitypub.actors.ACTOR_CONTEXT`` + the inline
-  barri object for actors (DESIGN.md §4);
+  supports, withdrawals, comment votes, the Announce around a signed activity),
+  ``activitypub.actors.ACTOR_CONTEXT`` + the inline barri object for actors (DESIGN.md §4);
 - actors: the whole document is made by ``actor_document()`` from the template's fields and
   the actor's fixed keys, so the examples show exactly what a server publishes (unsigned);
 - everything else: an FEP-8b32 ``eddsa-jcs-2022`` proof by the owner's Ed25519 key. The
@@ -71,7 +71,7 @@ SHAPES: tuple[str, ...] = (
 )
 # Shapes that use no Barri term (only AS2 and the proof's): they carry no Barri context.
 PLAIN_SHAPES: frozenset[str] = frozenset(
-    {"support", "undo-support", "comment-vote", "undo-comment-vote"}
+    {"support", "undo-support", "comment-vote", "undo-comment-vote", "announce"}
 )
 # A Tombstone names no owner (no actor, no attributedTo): it is signed by the deleted
 # object's author, whom a verifier already knows from the object it had.

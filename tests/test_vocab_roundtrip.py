@@ -4,6 +4,7 @@ every term, for our own outputs and for the published examples in schemas/exampl
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -36,6 +37,15 @@ TIMESTAMP_KEYS = {"published", "updated", "deleted", "startTime", "endTime", "an
 TIMESTAMP_KEYS |= {"closedAt", "asOf"}
 # The shapes that use no Barri term carry AS2 + data-integrity only (DESIGN.md §4).
 PLAIN_SHAPES = frozenset({"support", "undo-support", "comment-vote", "undo-comment-vote"})
+
+
+def plain(shape: Shape, doc: dict[str, Any]) -> bool:
+    """Whether ``doc`` should carry AS2 + data-integrity only: a shape that uses no Barri term,
+    or an Announce whose embedded activity brings its own @context."""
+    if shape.name == "announce":
+        return "@context" in doc["object"]
+    return shape.name in PLAIN_SHAPES
+
 
 CASES = [
     pytest.param(shape, variant, id=f"{name}-{variant}")
@@ -84,7 +94,7 @@ def test_full_and_minimal_samples_differ_so_both_variants_mean_something() -> No
 @pytest.mark.parametrize(("shape", "variant"), CASES)
 def test_to_ap_is_a_complete_document_with_our_context(shape: Shape, variant: str) -> None:
     doc = shape.to_ap(sample(shape, variant))
-    if shape.name in PLAIN_SHAPES:
+    if plain(shape, doc):
         assert doc["@context"] == [AS_CONTEXT, DATA_INTEGRITY_V2] == plain_context()
     else:
         assert doc["@context"] == [AS_CONTEXT, DATA_INTEGRITY_V2, barri_context()]
@@ -157,7 +167,7 @@ def test_supports_and_votes_use_no_barri_term_and_carry_no_barri_context(
         for kind in (value if isinstance(value, list) else [value])
     }  # fmt: skip
     carries = barri_context() in doc["@context"]
-    assert carries == (shape.name not in PLAIN_SHAPES)
+    assert carries == (not plain(shape, doc))
     if shape.name in PLAIN_SHAPES:
         assert not used & ours, sorted(used & ours)
 
@@ -290,6 +300,25 @@ def test_announced_activity_is_a_copy_that_later_edits_cannot_reach() -> None:
     assert announcement.activity["type"] == kind != "Flag"
     with pytest.raises(TypeError):
         announcement.activity["type"] = "Flag"
+
+
+def test_announce_around_an_activity_with_its_own_context_carries_the_plain_one() -> None:
+    """The Announce uses no Barri term: the inner activity's own @context keeps its terms."""
+    inner = {"@context": document_context(), **proposal_to_ap(proposal_full())}
+    announcement = SHAPES["announce"].full()
+    doc = SHAPES["announce"].to_ap(dataclasses.replace(announcement, activity=inner))
+    assert doc["@context"] == plain_context()
+    assert doc["object"] == inner
+    check_document(doc)
+    graph = to_graph(doc)
+    assert (None, rdflib.URIRef("https://w3id.org/barri/ns#process"), None) in graph
+
+
+def test_announce_around_an_activity_without_a_context_keeps_our_terms() -> None:
+    """An embedded activity without @context is read in the Announce's (JSON-LD 1.1 §4.1)."""
+    doc = SHAPES["announce"].to_ap(SHAPES["announce"].minimal())
+    assert "@context" not in doc["object"]
+    assert doc["@context"] == document_context()
 
 
 def test_proposal_from_another_instance_may_belong_to_a_remote_process() -> None:

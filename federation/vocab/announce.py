@@ -15,7 +15,7 @@ from activitypub import as2
 from federation.model import Announcement
 
 from . import converter, fail, reading
-from .context import document_context, optional_datetime, put_datetime
+from .context import document_context, optional_datetime, plain_context, put_datetime
 from .wire import new_document, put, put_addressing, read_addressing, require_same_origin
 
 
@@ -29,8 +29,16 @@ def _thaw(value: Any) -> Any:
 
 
 def announce_to_ap(announcement: Announcement) -> dict[str, Any]:
-    """The announcement as a complete ``Announce`` embedding the activity verbatim."""
-    doc = new_document(document_context(), announcement.id, "Announce")
+    """The announcement as a complete ``Announce`` embedding the activity verbatim.
+
+    The Announce uses no Barri term itself, so it carries AS2 + data-integrity only when the
+    activity brings its own ``@context`` (every proved one does): the inline object would be
+    paid twice more (here and in the Group's proof) at every hop. An activity without one is
+    read in its container's context (JSON-LD 1.1 §4.1), so that Announce keeps our terms.
+    """
+    own = "@context" in announcement.activity
+    context = plain_context() if own else document_context()
+    doc = new_document(context, announcement.id, "Announce")
     doc["actor"] = announcement.group
     doc["object"] = _thaw(announcement.activity)
     put_datetime(doc, "published", announcement.published)
