@@ -37,8 +37,9 @@ from activitypub.httpsig import (
     verify_request,
 )
 from activitypub.inbox import InboxPipeline, Received, refused
-from activitypub.integrity import ProofError, ProofFailure, create_proof
+from activitypub.integrity import ContextMemo, ProofError, ProofFailure, create_proof
 from activitypub.keys import ActorKey
+from activitypub.memo import EqualMemo
 from activitypub.ssrf import make_client_session
 from activitypub.storage import Delivery, DeliveryStore, InboxRecord, InboxStore
 
@@ -116,8 +117,12 @@ class Federation:
         #: The actor cache's second level, if the server keeps actor documents (ActorCache.stored).
         self.stored_actors: StoredActors | None = None
         self.worker: DeliveryWorker | None = None
+        #: JCS forms of the @context values met, for every proof this server checks: the inbox
+        #: door's and its handlers' (an Announce's inner activity) share one.
+        self.canonical: ContextMemo = EqualMemo()
         self.pipeline = InboxPipeline(
             store=inbox_store,
+            canonical=self.canonical,
             resolve_key=self.resolve_key,
             fetch_actor=self.fetch_actor,
             origin=config.origin,

@@ -59,7 +59,10 @@ class AnnounceHandlers(HandlerBase):
         if "proof" in embedded:
             try:
                 owner = as2.first_id(embedded, "actor")
-                await verify_document(embedded, self.federation.fetch_actor, owner=owner)
+                federation = self.federation
+                await verify_document(
+                    embedded, federation.fetch_actor, owner=owner, memo=federation.canonical
+                )
                 return dict(embedded)
             except ProofError as exc:
                 if exc.reason in (ProofFailure.SIGNATURE, ProofFailure.NOT_OWNER):
