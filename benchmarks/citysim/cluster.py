@@ -32,6 +32,9 @@ from federation.demo_procs import Servers, Spawn, make_cli, make_spawn
 from federation.demo_seed import Site
 
 ROOT = Path(__file__).resolve().parents[2]
+PROFILED = ROOT / "benchmarks" / "profiled.py"
+#: The environment variable naming one server (its directory, e.g. ``h01``) to run under cProfile.
+PROFILE_VARIABLE = "CITYSIM_CPROFILE"
 PASSWORD = "citysim-password-2027"
 FOLLOW_WAIT = 60.0
 SETUP_WORKERS = max(2, os.cpu_count() or 2)  # CLI worker processes setting up at once
@@ -89,14 +92,24 @@ def _bindable(port: int) -> bool:
 
 
 def make_city_spawn(skews: dict[str, float]) -> Spawn:
-    """``barri`` children; a server whose config is in ``skews`` runs with its clock shifted."""
+    """``barri`` children; a server whose config is in ``skews`` runs with its clock shifted,
+    and the server named by ``CITYSIM_CPROFILE`` (e.g. ``h01``) under cProfile from its start,
+    its stats written beside its config as ``serve.prof`` when it stops."""
     plain = make_spawn()
+    profiled = os.environ.get(PROFILE_VARIABLE, "")
 
     async def spawn(*args: str, **kwargs: Any) -> asyncio.subprocess.Process:
         config = args[2] if len(args) > 2 and args[:2] == ("serve", "--config") else ""
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("BARRI_")}
+        if config and profiled and Path(config).parent.name == profiled:
+            out = Path(config).parent / "serve.prof"
+            return await asyncio.create_subprocess_exec(
+                sys.executable, str(PROFILED), str(out), "--from-start", *args,
+                env={**environment, "PYTHONPATH": str(ROOT)}, cwd=ROOT, start_new_session=True,
+                **kwargs,
+            )  # fmt: skip
         if config not in skews:
             return await plain(*args, **kwargs)
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("BARRI_")}
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "benchmarks.citysim.skewed", str(skews[config]), *args,
             env=environment, cwd=ROOT, start_new_session=True, **kwargs,

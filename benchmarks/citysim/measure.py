@@ -253,6 +253,7 @@ def summary_of(results: dict[str, Any]) -> str:
         f" {results.get('autogroups')})",
         f"  aggregator {results['aggregator']}; one instance {results['instance']};"
         f" idle before the stream {results.get('idle_before_stream')}",
+        f"  instances' CPU seconds since their start {results.get('instances_cpu')}",
         f"  aggregator's wall time by /metrics: {results.get('aggregator_work')}",
         f"  DB bytes {results['db_bytes']}",
     ]

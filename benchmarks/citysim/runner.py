@@ -392,6 +392,7 @@ async def _drive(
                 key: measure.autogroup(cluster.pid_of(city, key)) for key in ("aggregator", victim)
             },
             "aggregator_work": await aggregator_work(city, session),
+            "instances_cpu": instances_cpu(city),
         }
         stats["latency_hops"] = await asyncio.to_thread(measure.hops, city, driver.liked_at)
         if faults.cold_rebuild:
@@ -414,6 +415,18 @@ async def _drive(
         "proxy": dict(proxy.counts) if proxy is not None else {},
         "malicious": asdict(plan) if plan is not None else None,
     }
+
+
+def instances_cpu(city: City) -> dict[str, float]:
+    """CPU seconds the instances have used since they started: the city's own, and the
+    neighbourhoods' together and per instance (the Group's fan-out lands on them)."""
+    hoods = [key for key, site in city.sites.items() if site.place and not site.place.is_city]
+    cpu = {key: measure.proc_stats(cluster.pid_of(city, key)).get("cpu_seconds", 0.0)
+           for key in city.sites}  # fmt: skip
+    together = sum(cpu[key] for key in hoods)
+    city_key = next((k for k, site in city.sites.items() if site.place and site.place.is_city), "")
+    return {"city": cpu.get(city_key, 0.0), "neighbourhoods": round(together, 2),
+            "per_neighbourhood": round(together / max(1, len(hoods)), 2)}  # fmt: skip
 
 
 async def _sample(city: City, sampler: Sampler, progress: Callable[[], float]) -> None:
