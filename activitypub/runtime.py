@@ -61,6 +61,11 @@ class LocalKeys:
         """The ``#main-key`` used for HTTP signatures (cavage-12 and RFC 9421)."""
         return SigningKey(main_key_id(self.actor_id), self.rsa)
 
+    @property
+    def ed25519_signing_key(self) -> SigningKey:
+        """The ``#ed25519-key`` (assertionMethod, FEP-521a) for RFC 9421 ``alg=ed25519``."""
+        return SigningKey(ed25519_key_id(self.actor_id), self.ed25519)
+
     def prove(self, document: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of ``document`` carrying this actor's eddsa-jcs-2022 proof (FEP-8b32)."""
         return create_proof(document, self.ed25519, ed25519_key_id(self.actor_id))
@@ -239,8 +244,9 @@ class Federation:
             raise RuntimeError("Federation.start() has not run")
         keys = await self._local_keys(delivery.sender)
         return await post_signed(
-            self.session, delivery.inbox, delivery.body, keys.signing_key, self.knock
-        )
+            self.session, delivery.inbox, delivery.body, keys.signing_key, self.knock,
+            ed25519_key=keys.ed25519_signing_key,
+        )  # fmt: skip
 
     async def authenticate_get(self, request: web.Request) -> VerifiedSignature | None:
         """Authorised fetch: the verified signer of a GET, None when unsigned, 401 when forged."""

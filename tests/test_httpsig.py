@@ -19,6 +19,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from activitypub import cavage, rfc9421
 from activitypub.httpsig import (
     KeyResolver,
+    Knock,
     KnockMemory,
     Scheme,
     SignatureError,
@@ -567,6 +568,110 @@ async def test_a_peer_refusing_both_is_not_remembered(aiohttp_server: ServerFact
     assert memory.scheme_for(f"127.0.0.1:{server.port}") is Scheme.CAVAGE
 
 
+ALICE_ED = generate_ed25519()
+ALICE_ED_KEY = SigningKey(f"{OWNER}#ed25519-key", ALICE_ED)
+ALICE_ED_PUBLIC = ActorKey(ALICE_ED_KEY.key_id, OWNER, ALICE_ED.public_key())
+
+
+def knocked(request: web.Request) -> Knock:
+    """Which knock a request came with: its scheme, and for RFC 9421 the key's algorithm."""
+    if "Signature-Input" not in request.headers:
+        return Knock.CAVAGE
+    ed25519 = 'alg="ed25519"' in request.headers["Signature-Input"]
+    return Knock.RFC9421_ED25519 if ed25519 else Knock.RFC9421
+
+
+def laddered_peer(accepts: set[Knock], seen: list[Knock]) -> web.Application:
+    """A peer inbox that verifies every knock it accepts with our verifier, resolving Alice's
+    two keys by keyId as an actor document lists them (publicKey, assertionMethod)."""
+    keys = {ALICE_PUBLIC.key_id: ALICE_PUBLIC, ALICE_ED_PUBLIC.key_id: ALICE_ED_PUBLIC}
+
+    async def resolve(key_id: str, refresh: bool) -> ActorKey:
+        return keys[key_id]
+
+    async def inbox(request: web.Request) -> web.Response:
+        body = await request.read()
+        seen.append(knocked(request))
+        if seen[-1] not in accepts:
+            return web.Response(status=401)  # e.g. Mastodon: RSA keys from publicKey only
+        try:
+            await verify_request(request.method, str(request.url), request.headers, body, resolve)
+        except SignatureError as exc:
+            return web.Response(status=exc.status, text=str(exc))
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_post("/inbox", inbox)
+    return app
+
+
+async def deliver_twice(
+    server: TestServer, memory: KnockMemory, ed25519_key: SigningKey | None = ALICE_ED_KEY
+) -> list[int]:
+    url = str(server.make_url("/inbox"))
+    async with aiohttp.ClientSession() as session:
+        return [
+            await post_signed(session, url, BODY, ALICE, memory, ed25519_key=ed25519_key)
+            for _ in range(2)
+        ]
+
+
+async def test_a_peer_verifying_ed25519_gets_one_cheap_knock(
+    aiohttp_server: ServerFactory,
+) -> None:
+    seen: list[Knock] = []
+    server = await aiohttp_server(laddered_peer(set(Knock), seen))
+    memory = KnockMemory()
+    assert await deliver_twice(server, memory) == [202, 202]
+    assert seen == [Knock.RFC9421_ED25519, Knock.RFC9421_ED25519]
+    assert memory.knock_for(f"127.0.0.1:{server.port}") is Knock.RFC9421_ED25519
+
+
+async def test_a_peer_refusing_ed25519_gets_rsa_next_and_from_then_on(
+    aiohttp_server: ServerFactory,
+) -> None:
+    seen: list[Knock] = []
+    server = await aiohttp_server(laddered_peer({Knock.RFC9421, Knock.CAVAGE}, seen))
+    memory = KnockMemory()
+    assert await deliver_twice(server, memory) == [202, 202]
+    assert seen == [Knock.RFC9421_ED25519, Knock.RFC9421, Knock.RFC9421]
+    assert memory.scheme_for(f"127.0.0.1:{server.port}") is Scheme.RFC9421
+
+
+async def test_a_cavage_only_peer_is_reached_on_the_third_knock(
+    aiohttp_server: ServerFactory,
+) -> None:
+    seen: list[Knock] = []
+    server = await aiohttp_server(laddered_peer({Knock.CAVAGE}, seen))
+    memory = KnockMemory()
+    assert await deliver_twice(server, memory) == [202, 202]
+    assert seen == [Knock.RFC9421_ED25519, Knock.RFC9421, Knock.CAVAGE, Knock.CAVAGE]
+
+
+async def test_a_remembered_ed25519_knock_needs_the_key_to_be_used(
+    aiohttp_server: ServerFactory,
+) -> None:
+    seen: list[Knock] = []
+    server = await aiohttp_server(laddered_peer(set(Knock), seen))
+    memory = KnockMemory()
+    memory.remember(f"127.0.0.1:{server.port}", Knock.RFC9421_ED25519)
+    assert await deliver_twice(server, memory, ed25519_key=None) == [202, 202]
+    assert seen == [Knock.RFC9421, Knock.RFC9421]
+
+
+async def test_a_peer_refusing_every_knock_gets_each_once(aiohttp_server: ServerFactory) -> None:
+    seen: list[Knock] = []
+    server = await aiohttp_server(laddered_peer(set(), seen))
+    memory = KnockMemory()
+    url = str(server.make_url("/inbox"))
+    async with aiohttp.ClientSession() as session:
+        status = await post_signed(session, url, BODY, ALICE, memory, ed25519_key=ALICE_ED_KEY)
+    assert status == 401
+    assert seen == [Knock.RFC9421_ED25519, Knock.RFC9421, Knock.CAVAGE]
+    host = f"127.0.0.1:{server.port}"
+    assert memory.knock_for(host, Knock.RFC9421_ED25519) is Knock.RFC9421_ED25519  # none kept
+
+
 async def test_network_errors_propagate() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -578,6 +683,8 @@ async def test_network_errors_propagate() -> None:
 
 def test_knock_memory_defaults_and_is_case_insensitive() -> None:
     memory = KnockMemory()
+    assert memory.knock_for("b.example") is Knock.RFC9421
+    assert memory.knock_for("b.example", Knock.RFC9421_ED25519) is Knock.RFC9421_ED25519
     assert memory.scheme_for("b.example") is Scheme.RFC9421
     memory.remember("B.Example", Scheme.CAVAGE)
     assert memory.scheme_for("b.example") is Scheme.CAVAGE

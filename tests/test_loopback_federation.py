@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from activitypub.httpsig import Scheme, sign_request
+from activitypub.httpsig import Knock, Scheme, sign_request
 from activitypub.runtime import FEDERATION, Federation
 from tests.apnode import NodeState, start_node
 
@@ -99,8 +99,10 @@ async def test_a_delivers_a_signed_activity_to_b(nodes: Nodes) -> None:
     assert record.activity == activity
     # B's fetch of alice's actor (to get her key) was signed by B's instance actor.
     assert b.actor_id("instance") in a.fetched_by
-    # RFC 9421 was tried first and accepted, so A remembers it for B.
+    # RFC 9421 with alice's Ed25519 key was tried first, and B verified it (the activity has
+    # no proof: the HTTP signature alone authenticated it), so A remembers it for B.
     host = b.origin.split("://")[1]
+    assert fed_a.knock.knock_for(host) is Knock.RFC9421_ED25519
     assert fed_a.knock.scheme_for(host) is Scheme.RFC9421
     assert fed_a.worker is not None
     await fed_a.worker.run_until_idle(timeout=10)
