@@ -19,9 +19,9 @@ from benchmarks.citysim.workload import Act
 
 
 def proc_stats(pid: int) -> dict[str, float]:
-    """Peak RSS (MB, VmHWM) and CPU seconds (utime+stime) of a live process, and the CPU
-    seconds of the children it has reaped (cutime+cstime: the aggregator's backfill workers)
-    (Linux /proc)."""
+    """Peak and current RSS (MB, VmHWM and VmRSS) and CPU seconds (utime+stime) of a live
+    process, and the CPU seconds of the children it has reaped (cutime+cstime: the
+    aggregator's backfill workers) (Linux /proc)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -29,12 +29,14 @@ def proc_stats(pid: int) -> dict[str, float]:
         return {}
     hwm = next((int(line.split()[1]) for line in status.splitlines()
                 if line.startswith("VmHWM:")), 0)  # fmt: skip
+    now = next((int(line.split()[1]) for line in status.splitlines()
+                if line.startswith("VmRSS:")), 0)  # fmt: skip
     fields = stat.rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
     children = (int(fields[13]) + int(fields[14])) / ticks  # cutime, cstime (fields 16, 17)
-    return {"peak_rss_mb": round(hwm / 1024, 1), "cpu_seconds": round(cpu, 2),
-            "children_cpu_seconds": round(children, 2)}  # fmt: skip
+    return {"peak_rss_mb": round(hwm / 1024, 1), "rss_mb": round(now / 1024, 1),
+            "cpu_seconds": round(cpu, 2), "children_cpu_seconds": round(children, 2)}  # fmt: skip
 
 
 def children_of(pid: int) -> list[int]:
