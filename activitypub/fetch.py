@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NoReturn
@@ -164,12 +164,16 @@ class Fetcher:
         session: aiohttp.ClientSession,
         signer: RequestSigner | None = None,
         *,
+        fallback_signers: Sequence[RequestSigner] = (),
         max_bytes: int = 1_048_576,
         max_redirects: int = 3,
         allow_http: bool = False,
     ) -> None:
         self._session = session
-        self._signer = signer
+        #: Signers a signed GET tries in turn on 400/401 (a double-knock, as for deliveries);
+        #: the one a host accepted is tried first for it from then on.
+        self._signers = ([signer] if signer is not None else []) + list(fallback_signers)
+        self._accepted: dict[str, int] = {}
         self._max_bytes = max_bytes
         self._max_redirects = max_redirects
         self._schemes = frozenset({"https", "http"} if allow_http else {"https"})
@@ -233,22 +237,47 @@ class Fetcher:
             raise FetchError(FetchFailure.SCHEME, url, f"only absolute {allowed} URLs are fetched")
         return url
 
-    def _headers(self, url: str, accept: str, signed: bool) -> dict[str, str]:
-        # Without a signer a "signed" fetch goes out unsigned: the server answers or refuses.
+    def _knocks(self, host: str, signed: bool) -> list[int | None]:
+        """Which signers to try for a GET to ``host``, in turn: the one it accepted first.
+        Without a signer a "signed" fetch goes out unsigned: the server answers or refuses."""
+        if not signed or not self._signers:
+            return [None]
+        first = self._accepted.get(host, 0)
+        return [first, *(i for i in range(len(self._signers)) if i != first)]
+
+    def _headers(self, url: str, accept: str, signer: int | None) -> dict[str, str]:
         headers = {"Accept": accept}
-        if signed and self._signer is not None:
-            return dict(self._signer("GET", url, headers))
+        if signer is not None:
+            return dict(self._signers[signer]("GET", url, headers))
         return headers
 
     async def _hop(self, url: str, accept: str, signed: bool, *, as2: bool) -> Fetched | str:
-        """One GET: a Fetched result, or the vetted URL a redirect points to."""
+        """One GET (knocking again with the next signer on 400/401): a Fetched result, or the
+        vetted URL a redirect points to."""
         try:
             wire = wire_url(url)
         except ValueError as exc:  # e.g. a host that is not valid IDNA
             raise FetchError(FetchFailure.SCHEME, url, f"malformed URL: {exc}") from exc
-        headers = self._headers(str(wire), accept, signed)
+        host = wire.raw_authority.lower()
+        knocks = self._knocks(host, signed)
+        for turn, signer in enumerate(knocks, start=1):
+            headers = self._headers(str(wire), accept, signer)
+            result = await self._get(url, wire, headers, as2=as2, last=turn == len(knocks))
+            if result is None:
+                continue
+            if signer is not None:
+                self._accepted[host] = signer
+            return result
+        raise FetchError(FetchFailure.STATUS, url, "every signature was refused", status=401)
+
+    async def _get(
+        self, url: str, wire: yarl.URL, headers: Mapping[str, str], *, as2: bool, last: bool
+    ) -> Fetched | str | None:
+        """The GET itself; None when it was refused with 400/401 and another knock remains."""
         try:
             async with self._session.get(wire, headers=headers, allow_redirects=False) as resp:
+                if resp.status in (400, 401) and not last:
+                    return None
                 return await self._response(url, resp, as2=as2)
         except FetchError:
             raise

@@ -36,6 +36,7 @@ class NodeState:
     keys: dict[str, LocalKeys] = field(default_factory=dict)
     handled: list[InboxRecord] = field(default_factory=list)
     fetched_by: list[str | None] = field(default_factory=list)
+    fetch_keys: list[str] = field(default_factory=list)  # the keyIds signed GETs verified with
     actor_hits: dict[str, int] = field(default_factory=dict)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -117,6 +118,8 @@ async def _actor(request: web.Request) -> web.Response:
     if name != "instance":
         signer = await request.app[FEDERATION].authenticate_get(request)
         state.fetched_by.append(signer.owner if signer else None)
+        if signer is not None:
+            state.fetch_keys.append(signer.key_id)
     state.actor_hits[name] = state.actor_hits.get(name, 0) + 1
     return web.json_response(
         actor_document(state.profile(name)), content_type="application/activity+json"

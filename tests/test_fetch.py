@@ -20,6 +20,7 @@ from activitypub.fetch import (
     Fetcher,
     FetchError,
     FetchFailure,
+    RequestSigner,
     is_as2_media_type,
     parse_media_type,
     wire_url,
@@ -102,6 +103,19 @@ async def echo_headers(request: web.Request) -> web.Response:
     return doc_response(request)
 
 
+async def picky(request: web.Request) -> web.Response:
+    """Record the request; 401 unless it is signed ``rsa`` (a server refusing Ed25519)."""
+    request.app[SEEN].append((request.path, dict(request.headers)))
+    if request.headers.get("Signature") != "rsa":
+        return web.Response(status=401, text="signature refused")
+    return doc_response(request)
+
+
+async def counted_status(request: web.Request) -> web.Response:
+    request.app[SEEN].append((request.path, dict(request.headers)))
+    return web.Response(status=int(request.match_info["code"]), text="no")
+
+
 async def chunked_big(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": AS2})
     resp.enable_chunked_encoding()
@@ -169,6 +183,8 @@ def remote_app() -> web.Application:
     app.router.add_get("/gzip-bomb", gzip_bomb)
     app.router.add_get("/slow", slow)
     app.router.add_get("/status/{code}", status)
+    app.router.add_get("/picky", picky)
+    app.router.add_get("/counted/{code}", counted_status)
     app.router.add_get("/raw/{kind}", raw_body)
     app.router.add_get("/plain-json", plain_json)
     return app
@@ -374,6 +390,72 @@ async def test_unsigned_fetch_skips_signer(
     await Fetcher(session, signer, allow_http=True).get_activity(f"{base}/echo/0", signed=False)
     assert calls == []
     assert "Signature" not in remote.app[SEEN][0][1]
+
+
+def knocking_fetcher(session: aiohttp.ClientSession) -> Fetcher:
+    """A fetcher that signs GETs ``ed25519`` first, then ``rsa`` on a 400/401."""
+
+    def signed_as(name: str) -> RequestSigner:
+        def sign(method: str, url: str, headers: Mapping[str, str]) -> Mapping[str, str]:
+            return {**headers, "Signature": name}
+
+        return sign
+
+    return Fetcher(
+        session, signed_as("ed25519"), fallback_signers=[signed_as("rsa")], allow_http=True
+    )
+
+
+def signatures(remote: TestServer) -> list[str | None]:
+    return [headers.get("Signature") for _, headers in remote.app[SEEN]]
+
+
+async def test_a_refused_signed_get_knocks_again_and_remembers(
+    session: aiohttp.ClientSession, base: str, remote: TestServer
+) -> None:
+    fetcher = knocking_fetcher(session)
+    assert (await fetcher.get_activity(f"{base}/picky")).url == f"{base}/picky"
+    assert signatures(remote) == ["ed25519", "rsa"]
+    await fetcher.get_activity(f"{base}/picky")
+    assert signatures(remote) == ["ed25519", "rsa", "rsa"]  # this host takes rsa: one request
+
+
+async def test_an_accepted_signed_get_is_one_request(
+    session: aiohttp.ClientSession, base: str, remote: TestServer
+) -> None:
+    await knocking_fetcher(session).get_activity(f"{base}/echo/0")
+    assert signatures(remote) == ["ed25519"]
+
+
+async def test_a_get_refused_with_every_signature_fails_with_the_status(
+    session: aiohttp.ClientSession, base: str, remote: TestServer
+) -> None:
+    error = await refused(
+        knocking_fetcher(session).get_activity(f"{base}/counted/401"), FetchFailure.STATUS
+    )
+    assert error.status == 401
+    assert signatures(remote) == ["ed25519", "rsa"]
+
+
+@pytest.mark.parametrize("code", [403, 404, 500])
+async def test_other_refusals_are_not_knocked_again(
+    session: aiohttp.ClientSession, base: str, remote: TestServer, code: int
+) -> None:
+    error = await refused(
+        knocking_fetcher(session).get_activity(f"{base}/counted/{code}"), FetchFailure.STATUS
+    )
+    assert error.status == code
+    assert signatures(remote) == ["ed25519"]
+
+
+async def test_an_unsigned_get_does_not_knock(
+    session: aiohttp.ClientSession, base: str, remote: TestServer
+) -> None:
+    await refused(
+        knocking_fetcher(session).get_activity(f"{base}/counted/401", signed=False),
+        FetchFailure.STATUS,
+    )
+    assert signatures(remote) == [None]
 
 
 # -- size, time, status, body --------------------------------------------------------------

@@ -99,6 +99,8 @@ async def test_a_delivers_a_signed_activity_to_b(nodes: Nodes) -> None:
     assert record.activity == activity
     # B's fetch of alice's actor (to get her key) was signed by B's instance actor.
     assert b.actor_id("instance") in a.fetched_by
+    # With RFC 9421 and B's instance actor's Ed25519 key, its first knock, which A verified.
+    assert a.fetch_keys[0] == b.actor_id("instance") + "#ed25519-key"
     # RFC 9421 with alice's Ed25519 key was tried first, and B verified it (the activity has
     # no proof: the HTTP signature alone authenticated it), so A remembers it for B.
     host = b.origin.split("://")[1]
