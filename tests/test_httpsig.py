@@ -505,19 +505,16 @@ async def test_key_unavailable_propagates() -> None:
 # --- double-knock against real servers on 127.0.0.1 -------------------------------------
 
 
-def peer_app(accepts: set[Scheme], seen: list[Scheme]) -> web.Application:
-    """A peer inbox that verifies with our verifier and answers 401 to schemes it refuses."""
+def verifying_peer(admits: Callable[[web.Request], bool], resolve: KeyResolver) -> web.Application:
+    """A peer inbox that answers 401 to what it does not admit and verifies the rest with our
+    verifier: 202, or the status of the SignatureError."""
 
     async def inbox(request: web.Request) -> web.Response:
         body = await request.read()
-        scheme = Scheme.RFC9421 if "Signature-Input" in request.headers else Scheme.CAVAGE
-        seen.append(scheme)
-        if scheme not in accepts:
-            return web.Response(status=401)
+        if not admits(request):
+            return web.Response(status=401)  # e.g. Mastodon: RSA keys from publicKey only
         try:
-            await verify_request(
-                request.method, str(request.url), request.headers, body, resolver(ALICE_PUBLIC)
-            )
+            await verify_request(request.method, str(request.url), request.headers, body, resolve)
         except SignatureError as exc:
             return web.Response(status=exc.status, text=str(exc))
         return web.Response(status=202)
@@ -525,6 +522,16 @@ def peer_app(accepts: set[Scheme], seen: list[Scheme]) -> web.Application:
     app = web.Application()
     app.router.add_post("/inbox", inbox)
     return app
+
+
+def peer_app(accepts: set[Scheme], seen: list[Scheme]) -> web.Application:
+    """A peer that records each request's scheme and admits those in ``accepts``."""
+
+    def admits(request: web.Request) -> bool:
+        seen.append(Scheme.RFC9421 if "Signature-Input" in request.headers else Scheme.CAVAGE)
+        return seen[-1] in accepts
+
+    return verifying_peer(admits, resolver(ALICE_PUBLIC))
 
 
 async def test_double_knock_falls_back_to_cavage_and_remembers(
@@ -582,27 +589,18 @@ def knocked(request: web.Request) -> Knock:
 
 
 def laddered_peer(accepts: set[Knock], seen: list[Knock]) -> web.Application:
-    """A peer inbox that verifies every knock it accepts with our verifier, resolving Alice's
-    two keys by keyId as an actor document lists them (publicKey, assertionMethod)."""
+    """A peer that records each request's knock and admits those in ``accepts``, resolving
+    Alice's two keys by keyId as an actor document lists them (publicKey, assertionMethod)."""
     keys = {ALICE_PUBLIC.key_id: ALICE_PUBLIC, ALICE_ED_PUBLIC.key_id: ALICE_ED_PUBLIC}
 
     async def resolve(key_id: str, refresh: bool) -> ActorKey:
         return keys[key_id]
 
-    async def inbox(request: web.Request) -> web.Response:
-        body = await request.read()
+    def admits(request: web.Request) -> bool:
         seen.append(knocked(request))
-        if seen[-1] not in accepts:
-            return web.Response(status=401)  # e.g. Mastodon: RSA keys from publicKey only
-        try:
-            await verify_request(request.method, str(request.url), request.headers, body, resolve)
-        except SignatureError as exc:
-            return web.Response(status=exc.status, text=str(exc))
-        return web.Response(status=202)
+        return seen[-1] in accepts
 
-    app = web.Application()
-    app.router.add_post("/inbox", inbox)
-    return app
+    return verifying_peer(admits, resolve)
 
 
 async def deliver_twice(
@@ -616,36 +614,27 @@ async def deliver_twice(
         ]
 
 
-async def test_a_peer_verifying_ed25519_gets_one_cheap_knock(
-    aiohttp_server: ServerFactory,
+ED, RSA9421, CAV = Knock.RFC9421_ED25519, Knock.RFC9421, Knock.CAVAGE
+
+
+@pytest.mark.parametrize(
+    ("accepts", "knocks"),
+    [
+        (set(Knock), [ED, ED]),  # a Barri peer: one cheap knock, every time
+        ({RSA9421, CAV}, [ED, RSA9421, RSA9421]),  # refuses ed25519: RSA next, then from then on
+        ({CAV}, [ED, RSA9421, CAV, CAV]),  # cavage-12 only: the third knock, then only it
+    ],
+    ids=["ed25519", "rsa-rfc9421", "cavage"],
+)
+async def test_deliveries_climb_down_the_ladder_once_per_peer(
+    aiohttp_server: ServerFactory, accepts: set[Knock], knocks: list[Knock]
 ) -> None:
     seen: list[Knock] = []
-    server = await aiohttp_server(laddered_peer(set(Knock), seen))
+    server = await aiohttp_server(laddered_peer(accepts, seen))
     memory = KnockMemory()
     assert await deliver_twice(server, memory) == [202, 202]
-    assert seen == [Knock.RFC9421_ED25519, Knock.RFC9421_ED25519]
-    assert memory.knock_for(f"127.0.0.1:{server.port}") is Knock.RFC9421_ED25519
-
-
-async def test_a_peer_refusing_ed25519_gets_rsa_next_and_from_then_on(
-    aiohttp_server: ServerFactory,
-) -> None:
-    seen: list[Knock] = []
-    server = await aiohttp_server(laddered_peer({Knock.RFC9421, Knock.CAVAGE}, seen))
-    memory = KnockMemory()
-    assert await deliver_twice(server, memory) == [202, 202]
-    assert seen == [Knock.RFC9421_ED25519, Knock.RFC9421, Knock.RFC9421]
-    assert memory.scheme_for(f"127.0.0.1:{server.port}") is Scheme.RFC9421
-
-
-async def test_a_cavage_only_peer_is_reached_on_the_third_knock(
-    aiohttp_server: ServerFactory,
-) -> None:
-    seen: list[Knock] = []
-    server = await aiohttp_server(laddered_peer({Knock.CAVAGE}, seen))
-    memory = KnockMemory()
-    assert await deliver_twice(server, memory) == [202, 202]
-    assert seen == [Knock.RFC9421_ED25519, Knock.RFC9421, Knock.CAVAGE, Knock.CAVAGE]
+    assert seen == knocks
+    assert memory.knock_for(f"127.0.0.1:{server.port}") is knocks[-1]
 
 
 async def test_a_remembered_ed25519_knock_needs_the_key_to_be_used(
