@@ -60,6 +60,24 @@ def _by_type(limit: int) -> list[dict[str, Any]]:
     ]
 
 
+def traced_report(top: int) -> dict[str, Any]:
+    """What tracemalloc holds now (total, peak, the ``top`` allocation sites) and the live
+    objects by type; tracemalloc must be tracing."""
+    snapshot = tracemalloc.take_snapshot()
+    current, peak = tracemalloc.get_traced_memory()
+    return {
+        "traced_mb": round(current / 1e6, 1),
+        "traced_peak_mb": round(peak / 1e6, 1),
+        "top_lines": [_site(stat) for stat in snapshot.statistics("lineno")[:top]],
+        "by_type": _by_type(top),
+    }
+
+
+def _site(stat: tracemalloc.Statistic) -> dict[str, Any]:
+    """One allocation site: where, how many MB, in how many blocks."""
+    return {"where": str(stat.traceback[0]), "mb": round(stat.size / 1e6, 1), "blocks": stat.count}
+
+
 async def measure_memory(config_path: Path, trace: bool, top: int) -> dict[str, Any]:
     """Open the aggregator as the server does at start; its RSS, and what holds it if traced."""
     config = load_aggregator_config(config_path)
@@ -77,17 +95,8 @@ async def measure_memory(config_path: Path, trace: bool, top: int) -> dict[str, 
             "peak_rss_mb": round(_rss_mb(), 1),
         }
         if trace:
-            snapshot = tracemalloc.take_snapshot()
-            current, peak = tracemalloc.get_traced_memory()
+            result |= traced_report(top)
             tracemalloc.stop()
-            result["traced_mb"] = round(current / 1e6, 1)
-            result["traced_peak_mb"] = round(peak / 1e6, 1)
-            result["top_lines"] = [
-                {"where": str(stat.traceback[0]), "mb": round(stat.size / 1e6, 1),
-                 "blocks": stat.count}
-                for stat in snapshot.statistics("lineno")[:top]
-            ]  # fmt: skip
-            result["by_type"] = _by_type(top)
         # Read after the measurements: the result is built on demand, not held.
         result["supports"] = sum(p.supports for p in aggregator.state.tally.result().processes)
     return result

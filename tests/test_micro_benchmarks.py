@@ -9,7 +9,12 @@ every ratio is a positive finite number.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
+import os
+import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))  # the harnesses import each other as scripts do
 
+import aiohttp  # noqa: E402
 import bench_inbox  # noqa: E402
 import bench_outbox  # noqa: E402
 import bench_tally  # noqa: E402
@@ -124,3 +130,48 @@ async def test_the_memory_report_loads_an_aggregator_and_names_where_bytes_are(
     assert report["traced_mb"] >= 0 and report["traced_peak_mb"] >= report["traced_mb"]
     assert len(report["top_lines"]) == 5 and all(line["blocks"] > 0 for line in report["top_lines"])
     assert {"type", "objects", "shallow_mb"} <= set(report["by_type"][0])
+
+
+async def test_a_traced_server_reports_its_live_memory_on_sigusr1(tmp_path: Path) -> None:
+    """benchmarks/traced.py: a real `barri serve` under tracemalloc writes its report while it
+    runs (citysim's CITYSIM_TRACEMALLOC), then still stops cleanly on SIGTERM."""
+    from federation.aggregator.config import AggregatorInit, write_aggregator_config
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    options = AggregatorInit(base_url=base, allow_loopback=True, listen=f"127.0.0.1:{port}")
+    config = write_aggregator_config(tmp_path / "agg", options)
+    out = tmp_path / "tracemalloc.json"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("BARRI_")}
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, str(BENCHMARKS / "traced.py"), str(out), "serve", "--config", str(config),
+        env={**environment, "PYTHONPATH": str(BENCHMARKS.parent)},
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(f"{base}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        server.send_signal(signal.SIGUSR1)
+        for _ in range(200):
+            if out.exists():
+                break
+            await asyncio.sleep(0.1)
+        report = json.loads(out.read_text())
+        assert positive_finite(report["rss_mb"]) and report["peak_rss_mb"] >= report["rss_mb"]
+        assert report["traced_mb"] > 0  # a running server: its app, runtime and caches
+        assert len(report["top_lines"]) == 40
+        assert {"type", "objects", "shallow_mb"} <= set(report["by_type"][0])
+        server.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(server.wait(), 30) == 0
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()

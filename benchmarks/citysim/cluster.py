@@ -14,6 +14,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import sys
 import time
@@ -33,8 +34,12 @@ from federation.demo_seed import Site
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILED = ROOT / "benchmarks" / "profiled.py"
-#: The environment variable naming one server (its directory, e.g. ``h01``) to run under cProfile.
+TRACED = ROOT / "benchmarks" / "traced.py"
+#: Environment variables naming one server (its directory, e.g. ``h01`` or ``aggregator``) to
+#: run under cProfile, and one to run under tracemalloc.
 PROFILE_VARIABLE = "CITYSIM_CPROFILE"
+TRACE_VARIABLE = "CITYSIM_TRACEMALLOC"
+TRACE_FILE = "tracemalloc.json"
 PASSWORD = "citysim-password-2027"
 FOLLOW_WAIT = 60.0
 SETUP_WORKERS = max(2, os.cpu_count() or 2)  # CLI worker processes setting up at once
@@ -93,18 +98,22 @@ def _bindable(port: int) -> bool:
 
 def make_city_spawn(skews: dict[str, float]) -> Spawn:
     """``barri`` children; a server whose config is in ``skews`` runs with its clock shifted,
-    and the server named by ``CITYSIM_CPROFILE`` (e.g. ``h01``) under cProfile from its start,
-    its stats written beside its config as ``serve.prof`` when it stops."""
+    the server named by ``CITYSIM_CPROFILE`` (e.g. ``h01``) under cProfile from its start (its
+    stats written beside its config as ``serve.prof`` when it stops), and the one named by
+    ``CITYSIM_TRACEMALLOC`` under tracemalloc (``tracemalloc.json`` on SIGUSR1, see
+    :func:`traced_report`)."""
     plain = make_spawn()
-    profiled = os.environ.get(PROFILE_VARIABLE, "")
+    wrapped = {os.environ.get(PROFILE_VARIABLE, ""): (PROFILED, "serve.prof", ["--from-start"]),
+               os.environ.get(TRACE_VARIABLE, ""): (TRACED, TRACE_FILE, [])}  # fmt: skip
+    wrapped.pop("", None)
 
     async def spawn(*args: str, **kwargs: Any) -> asyncio.subprocess.Process:
         config = args[2] if len(args) > 2 and args[:2] == ("serve", "--config") else ""
         environment = {k: v for k, v in os.environ.items() if not k.startswith("BARRI_")}
-        if config and profiled and Path(config).parent.name == profiled:
-            out = Path(config).parent / "serve.prof"
+        if config and Path(config).parent.name in wrapped:
+            script, name, options = wrapped[Path(config).parent.name]
             return await asyncio.create_subprocess_exec(
-                sys.executable, str(PROFILED), str(out), "--from-start", *args,
+                sys.executable, str(script), str(Path(config).parent / name), *options, *args,
                 env={**environment, "PYTHONPATH": str(ROOT)}, cwd=ROOT, start_new_session=True,
                 **kwargs,
             )  # fmt: skip
@@ -116,6 +125,24 @@ def make_city_spawn(skews: dict[str, float]) -> Spawn:
         )  # fmt: skip
 
     return spawn
+
+
+async def traced_report(city: City, wait: float = 120.0) -> dict[str, Any] | None:
+    """Ask the server named by ``CITYSIM_TRACEMALLOC`` for its tracemalloc report (SIGUSR1 to
+    :mod:`benchmarks.traced`) and read it; None when no server is traced."""
+    key = os.environ.get(TRACE_VARIABLE, "")
+    site = city.aggregator if key == "aggregator" else city.sites.get(key)
+    if site is None:
+        return None
+    out = site.directory / TRACE_FILE
+    out.unlink(missing_ok=True)
+    os.kill(pid_of(city, key), signal.SIGUSR1)
+    for _ in range(int(wait * 2)):  # the file appears whole (renamed into place)
+        if out.exists():
+            report: dict[str, Any] = json.loads(out.read_text())
+            return report
+        await asyncio.sleep(0.5)
+    return None
 
 
 @dataclass

@@ -394,6 +394,8 @@ async def _drive(
             "aggregator_work": await aggregator_work(city, session),
             "instances_cpu": instances_cpu(city),
         }
+        if (traced := await cluster.traced_report(city)) is not None:
+            stats["tracemalloc"] = traced  # what the traced server held at convergence
         stats["latency_hops"] = await asyncio.to_thread(measure.hops, city, driver.liked_at)
         if faults.cold_rebuild:
             honest = expected(work, driver.ids, city.processes)
