@@ -23,7 +23,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from typing import Any
 import rfc8785
 from bench_signatures import rate
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from provenance import code_version
 
 from activitypub.integrity import canonicalize, create_proof
 from federation.model import Comment, Support
@@ -89,19 +89,6 @@ def outbox_page(key: ed25519.Ed25519PrivateKey, items: int = 20) -> dict[str, An
         "type": "OrderedCollectionPage", "partOf": f"{ACTOR}/outbox",
         "next": f"{ACTOR}/outbox?after=abc", "orderedItems": created,
     }  # fmt: skip
-
-
-def code_version() -> str:
-    """The commit measured, with ``+dirty`` when tracked files differ from it (others may be
-    editing the same tree while a benchmark runs)."""
-
-    def git(*args: str) -> str:
-        found = subprocess.run(["git", *args], cwd=RESULTS.parent, capture_output=True,
-                               text=True, check=False)  # fmt: skip
-        return found.stdout.strip()
-
-    dirty = "+dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
-    return (git("rev-parse", "--short", "HEAD") or "unknown") + dirty
 
 
 def best_rate(operation: Callable[[], object], seconds: float, repeats: int = 5) -> float:

@@ -241,7 +241,8 @@ def summary_of(results: dict[str, Any]) -> str:
     lines = [
         f"citysim {results['profile']} x{results.get('scale', 1.0):g}:"
         f" {'EXACT' if results['exact'] else 'MISMATCH'}"
-        f" ({results['acts']} acts, faults: {', '.join(results['faults']) or 'none'})",
+        f" ({results['acts']} acts, faults: {', '.join(results['faults']) or 'none'};"
+        f" code {results.get('code', '?')})",
         f"  acts sent in {results['send_seconds']:.1f} s ({results['acts_per_s']:.0f}/s);"
         f" converged {results['converge_seconds']:.1f} s after the last act",
         f"  act→counted p50 {lat.get('p50')} s, p99 {lat.get('p99')} s, max {lat.get('max')} s"

@@ -25,6 +25,7 @@ from benchmarks.citysim.profiles import Profile
 from benchmarks.citysim.sampling import Sampler
 from benchmarks.citysim.workload import Act, Workload, expected, generate, observed
 from benchmarks.ingestkit.aggregator import wipe
+from benchmarks.provenance import code_version
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 CONVERGE_WAIT = 120.0
@@ -507,6 +508,7 @@ def _capacity(
 def write(results: dict[str, Any]) -> Path:
     """``benchmarks/results/citysim-<profile>.json`` and its readable ``.txt`` summary."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    results.setdefault("code", code_version())  # the commit measured
     path = RESULTS / f"citysim-{results['profile']}.json"
     path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     path.with_suffix(".txt").write_text(measure.summary_of(results) + "\n")
