@@ -373,7 +373,7 @@ class Knock(StrEnum):
 
 class KnockMemory:
     """How each peer last accepted a delivery, so the next one knocks once (Fedify's
-    double-knock, with a first rung for Ed25519: an RSA-2048 signature costs ~12 times more)."""
+    double-knock, with a first rung for Ed25519: an RSA-2048 signature costs ~10 times more)."""
 
     def __init__(self) -> None:
         self._knocks: dict[str, Knock] = {}
