@@ -26,19 +26,18 @@ from activitypub.delivery import DeliveryWorker, InboxTarget, recipients_to_inbo
 from activitypub.dispatch import InboxDispatcher, InboxProcessor
 from activitypub.fetch import Fetcher, FetchError
 from activitypub.httpsig import (
-    KnockMemory,
     Scheme,
     SignatureError,
     SignatureFailure,
     SigningKey,
     VerifiedSignature,
-    post_signed,
     sign_request,
     verify_request,
 )
 from activitypub.inbox import InboxPipeline, Received, refused
 from activitypub.integrity import ContextMemo, ProofError, ProofFailure, create_proof
 from activitypub.keys import ActorKey
+from activitypub.knock import KnockMemory, post_signed
 from activitypub.memo import EqualMemo
 from activitypub.ssrf import make_client_session
 from activitypub.storage import Delivery, DeliveryStore, InboxRecord, InboxStore

@@ -26,7 +26,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from activitypub.collections import PageRequest
-from activitypub.httpsig import KnockMemory, post_signed
+from activitypub.knock import KnockMemory, post_signed
 from activitypub.runtime import FEDERATION, LocalKeys
 from federation.config import InstanceConfig
 from federation.instance.app import ACCOUNTS, ACTORS, DB, DELIBERATION, create_app

@@ -37,8 +37,8 @@ from activitypub.collections import (
     parse_page_request,
 )
 from activitypub.errors import Problem, problem_middleware
-from activitypub.httpsig import KnockMemory, post_signed
 from activitypub.keys import generate_ed25519, generate_rsa
+from activitypub.knock import KnockMemory, post_signed
 from activitypub.nodeinfo import NodeInfoData, nodeinfo_routes
 from activitypub.runtime import FEDERATION, Federation, FederationConfig, LocalKeys, federation_ctx
 from activitypub.storage import InboxRecord

@@ -19,15 +19,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from activitypub import cavage, rfc9421
 from activitypub.httpsig import (
     KeyResolver,
-    Knock,
-    KnockMemory,
     Scheme,
     SignatureError,
     SignatureFailure,
     SigningKey,
     VerifiedSignature,
     http_status,
-    post_signed,
     sign_request,
     verify_request,
 )
@@ -38,6 +35,7 @@ from activitypub.keys import (
     private_key_from_pem,
     public_key_from_pem,
 )
+from activitypub.knock import Knock, KnockMemory, post_signed
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 DERIVED: dict[str, Any] = json.loads(

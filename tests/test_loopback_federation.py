@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from activitypub.httpsig import Knock, Scheme, sign_request
+from activitypub.httpsig import Scheme, sign_request
+from activitypub.knock import Knock
 from activitypub.runtime import FEDERATION, Federation
 from tests.apnode import NodeState, start_node
 
