@@ -52,6 +52,11 @@ async def test_ci_city_ends_exact_with_every_fault(tmp_path: Path) -> None:
     assert results["latency_hops"]["handled_s"]["n"] > 500  # act→handled from the records
     work = results["aggregator_work"]
     assert work["inbox_rows_total"] > 0 and work['fetches_total{outcome="ok"}'] > 0
+    # The servers' own /proc figures: every instance worked, the RSS now is at most its peak.
+    cpu = results["instances_cpu"]
+    assert cpu["city"] > 0 and cpu["per_neighbourhood"] > 0
+    assert abs(cpu["neighbourhoods"] - cpu["per_neighbourhood"] * profile.hoods) < 0.1
+    assert 0 < results["aggregator"]["rss_mb"] <= results["aggregator"]["peak_rss_mb"] + 1
     # Every fault really happened, so exactness was earned under it.
     proxy = results["proxy"]
     assert proxy["dropped"] > 0 and proxy["duplicated"] > 0 and proxy["undo_before_like"] > 0

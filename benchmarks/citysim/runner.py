@@ -393,7 +393,7 @@ async def _drive(
                 key: measure.autogroup(cluster.pid_of(city, key)) for key in ("aggregator", victim)
             },
             "aggregator_work": await aggregator_work(city, session),
-            "instances_cpu": instances_cpu(city),
+            "instances_cpu": instances_cpu(city, [hood.key for hood in work.hoods[1:]]),
         }
         if (traced := await cluster.traced_report(city)) is not None:
             stats["tracemalloc"] = traced  # what the traced server held at convergence
@@ -420,10 +420,10 @@ async def _drive(
     }
 
 
-def instances_cpu(city: City) -> dict[str, float]:
+def instances_cpu(city: City, hoods: list[str]) -> dict[str, float]:
     """CPU seconds the instances have used since they started: the city's own, and the
-    neighbourhoods' together and per instance (the Group's fan-out lands on them)."""
-    hoods = [key for key, site in city.sites.items() if site.place and not site.place.is_city]
+    neighbourhoods' (``hoods``: the city's own, not a malicious stranger) together and per
+    instance (the Group's fan-out lands on them)."""
     cpu = {key: measure.proc_stats(cluster.pid_of(city, key)).get("cpu_seconds", 0.0)
            for key in city.sites}  # fmt: skip
     together = sum(cpu[key] for key in hoods)
