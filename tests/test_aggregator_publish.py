@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -154,6 +153,7 @@ async def test_a_follower_gets_each_changed_tally_signed_by_the_service(
         # Served at its id, exactly as delivered, and listed in the outbox.
         status, served = await get(tally["id"])
         assert status == 200 and served == tally
+        assert await verify_document(served, service_actor, owner=s.city.actor)
         status, outbox = await get(s.city.actor + "/outbox")
         assert outbox["totalItems"] == 1
         status, page = await get(outbox["first"])
@@ -182,7 +182,7 @@ async def test_changes_within_the_debounce_go_into_one_tally(
         assert await pub.tick() == []  # 20 s after the first change: still waiting
         clock.now += 15
         [row] = await pub.tick()
-        document = json.loads(row.document)
+        document = row.tally()
         assert (document["inputsCount"], document["participants"]) == (2, 2)
         assert [(r["proposal"], r["supports"]) for r in document["results"]] == [
             (s.proposals[0], 2)
@@ -237,7 +237,7 @@ async def test_the_final_tally_closes_the_process_and_nothing_changes_it_later(
         assert await pub.close_due(clock.now) == []
         clock.now = closing.timestamp()
         [final] = await pub.close_due(clock.now)
-        document = json.loads(final.document)
+        document = final.tally()
         tally = tally_from_ap(document)
         assert tally.final and tally.inputs_count == 2
         assert (await s.city.aggregator.log.process(s.process)).closed_at == clock.now  # type: ignore[union-attr]

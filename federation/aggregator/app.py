@@ -273,7 +273,7 @@ async def _published(request: web.Request) -> web.Response:
     row = await request.app[AGGREGATOR].published.by_id(object_id)
     if row is None:
         raise Problem(404, "Not Found", f"The aggregator published nothing at {request.path}.")
-    return _as2(json.loads(row.document if row.id == object_id else row.activity))
+    return _as2(row.tally() if row.id == object_id else json.loads(row.activity))
 
 
 async def _healthz(request: web.Request) -> web.Response:

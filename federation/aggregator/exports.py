@@ -135,11 +135,11 @@ def csv_rows(
 
 
 def tally_document(
-    view: ProcessView, tally_id: str, aggregator: str, published: str | None
+    view: ProcessView, tally_id: str, aggregator: str, published: dict[str, Any] | None
 ) -> dict[str, Any]:
     """The Tally the export carries: as published (signed), else the current count."""
     if published is not None:
-        return dict(json.loads(published))
+        return published
     when = view.as_of or datetime.now(UTC)
     model = to_tally(
         TallyResult((view.tally,), ()), view.id, tally_id=tally_id, aggregator=aggregator,
@@ -177,7 +177,7 @@ def add_export_routes(app: web.Application, aggregator: AggregatorGetter) -> Non
         base = agg.config.base_url
         tally = tally_document(
             view, base + request.path + "#tally", agg.service.id,
-            latest.document if latest else None,
+            latest.tally() if latest else None,
         )  # fmt: skip
         proposals = [json.loads(view.proposals[r.proposal].document)
                      for r in view.ranked() if r.proposal in view.proposals]  # fmt: skip

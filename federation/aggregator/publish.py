@@ -90,7 +90,7 @@ def summary_html(
 
 def frozen_tally(row: TallyRow, counted: tuple[str, ...]) -> tuple[ProcessTally, datetime]:
     """A stored Tally read back as the totals it states, with its ``asOf``."""
-    tally = tally_from_ap(json.loads(row.document))
+    tally = tally_from_ap(row.tally())
     results = tuple(
         ProposalTotals(r.proposal, normal_origin(r.proposal) or r.proposal, r.supports,
                        r.by_territory)
@@ -243,8 +243,7 @@ class TallyPublisher:
             return None  # closed meanwhile: its result is the final Tally, for good
         row = TallyRow(
             0, proved["id"], create["id"], process_id, final, fingerprint(tally, final),
-            now.timestamp(), json.dumps(proved, ensure_ascii=False),
-            json.dumps(create, ensure_ascii=False),
+            now.timestamp(), json.dumps(create, ensure_ascii=False),
         )  # fmt: skip
         if not await self.store.add_tally(row, tally.counted if final else None):
             return None

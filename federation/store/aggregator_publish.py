@@ -1,9 +1,10 @@
 """What the aggregator's Service publishes: its Tallies, and who follows it (DESIGN.md §7).
 
-``tallies`` keeps every signed Tally with the signed ``Create`` that carried it, in ``seq``
-order: the Service's outbox pages over it and each Tally is served at its id. A process has at
-most one final Tally (a unique partial index), so "closed results never change" holds even if
-two publishers race. ``followers`` lists the actors Tallies are delivered to.
+``tallies`` keeps every signed ``Create`` that carried a signed Tally, in ``seq`` order: the
+Service's outbox pages over it and each Tally is served at its id, lifted out of its Create
+(it is stored once; the Create's ``@context`` is the one the Tally was signed with). A process
+has at most one final Tally (a unique partial index), so "closed results never change" holds
+even if two publishers race. ``followers`` lists the actors Tallies are delivered to.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
+import orjson
 
 from activitypub.collections import PageRequest, PageResult
 from federation.store.paging import page_rows
@@ -22,7 +24,7 @@ from federation.store.sqlite import write_lock
 
 @dataclass(frozen=True)
 class TallyRow:
-    """One published Tally: ids, process, finality, content fingerprint, signed JSON."""
+    """One published Tally: ids, process, finality, content fingerprint, its signed Create."""
 
     seq: int
     id: str
@@ -31,8 +33,12 @@ class TallyRow:
     final: bool
     fingerprint: str
     published_at: float
-    document: str
     activity: str
+
+    def tally(self) -> dict[str, Any]:
+        """The signed Tally as published: the Create's object under the Create's context."""
+        create = orjson.loads(self.activity)
+        return {"@context": create["@context"], **create["object"]}
 
 
 @dataclass(frozen=True)
@@ -46,14 +52,14 @@ class FollowerRow:
 
 
 _TALLY = (
-    "SELECT seq, id, activity_id, process_id, final, fingerprint, published_at, document,"
-    " activity FROM tallies"
+    "SELECT seq, id, activity_id, process_id, final, fingerprint, published_at, activity"
+    " FROM tallies"
 )
 
 
 def _tally(row: Sequence[Any]) -> TallyRow:
     return TallyRow(
-        int(row[0]), row[1], row[2], row[3], bool(row[4]), row[5], float(row[6]), row[7], row[8]
+        int(row[0]), row[1], row[2], row[3], bool(row[4]), row[5], float(row[6]), row[7]
     )
 
 
@@ -72,11 +78,11 @@ class PublishStore:
         async with write_lock(self.db):
             cursor = await self.db.execute(
                 "INSERT INTO tallies (id, activity_id, process_id, final, fingerprint,"
-                " published_at, document, activity, counted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " published_at, activity, counted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT DO NOTHING",
                 (
                     row.id, row.activity_id, row.process_id, int(row.final), row.fingerprint,
-                    row.published_at, row.document, row.activity, kept,
+                    row.published_at, row.activity, kept,
                 ),
             )  # fmt: skip
             added = cursor.rowcount == 1
@@ -136,7 +142,7 @@ class PublishStore:
         """One outbox page of Tallies, newest first (items: ``TallyRow``)."""
         rows, after, before = await page_rows(
             self.db, table="tallies", columns="seq, id, activity_id, process_id, final,"
-            " fingerprint, published_at, document, activity", where="1 = 1", params=(),
+            " fingerprint, published_at, activity", where="1 = 1", params=(),
             page=page,
         )  # fmt: skip
         return PageResult([_tally(row) for row in rows], after, before)

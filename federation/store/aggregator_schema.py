@@ -221,6 +221,10 @@ _0004_PUBLISH_AND_MERGE = (
 # carried. Rows marked done by earlier versions drop theirs here.
 _0006_DONE_BODIES = ("UPDATE inbox_messages SET activity = '{}' WHERE state = 'done'",)
 
+# A Tally was stored twice, alone and inside its Create (as much again as the rest of a city's
+# database): the Create alone is kept, and the Tally is read out of it (TallyRow.tally).
+_0008_TALLY_ONCE = ("ALTER TABLE tallies DROP COLUMN document",)
+
 #: The aggregator's sequence: protocol tables, then its own. Versions 1..n, no gaps.
 AGGREGATOR_MIGRATIONS: tuple[Migration, ...] = (
     *PROTOCOL_MIGRATIONS,
@@ -232,4 +236,5 @@ AGGREGATOR_MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "one delivery body per activity", DELIVERY_BODIES),
     Migration(6, "handled inbox rows drop their bodies", _0006_DONE_BODIES),
     Migration(7, "deliveries claimed host by host", HOST_CLAIMS),
+    Migration(8, "tallies are stored once, inside their Create", _0008_TALLY_ONCE),
 )
