@@ -1,11 +1,12 @@
 """Open a server's SQLite database: WAL, pragmas, and the numbered migrations (DESIGN.md §8).
 
-One ``aiosqlite.Connection`` serves the whole server. It runs in autocommit mode
-(``isolation_level=None``): a single statement is its own transaction, and a multi-statement
-write uses :func:`transaction`. Because the connection is shared by every coroutine, all writes
-go through :func:`write_lock`, so no statement ever lands inside another coroutine's open
-transaction (where a rollback would silently undo it). Reads need no lock; in WAL mode they
-never block writes.
+One ``aiosqlite.Connection`` serves the whole server: an :class:`~.inline.InlineConnection`,
+which runs quick statements on the loop's thread while its own thread is idle. It runs in
+autocommit mode (``isolation_level=None``): a single statement is its own transaction, and a
+multi-statement write uses :func:`transaction`. Because the connection is shared by every
+coroutine, all writes go through :func:`write_lock`, so no statement ever lands inside another
+coroutine's open transaction (where a rollback would silently undo it). Reads need no lock; in
+WAL mode they never block writes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from federation.store import inline
 from federation.store.migrations import MIGRATIONS, Migration
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ async def open_database(
     if sqlite3.sqlite_version_info < MIN_SQLITE:
         raise SchemaError(f"SQLite {sqlite3.sqlite_version} is too old; Barri needs >= 3.35")
     # `timeout` is sqlite3_busy_timeout: a writer waits this long for another process's lock.
-    db = await aiosqlite.connect(str(path), isolation_level=None, timeout=busy_timeout)
+    db = await inline.connect(path, isolation_level=None, timeout=busy_timeout)
     ready = False
     try:
         await _set_pragmas(db, path)

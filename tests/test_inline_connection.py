@@ -1,0 +1,157 @@
+"""InlineConnection: quick statements on the loop's thread, never beside the connection's thread.
+
+Real SQLite files. A slow statement is made with a user SQL function that sleeps on the
+connection's thread, so a call made meanwhile must queue behind it rather than run inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from federation.store.inline import InlineConnection, connect
+from federation.store.sqlite import open_database, transaction
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[InlineConnection]:
+    conn = connect(tmp_path / "t.db", isolation_level=None)
+    await conn  # starts its thread and opens the file
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    await conn.execute("INSERT INTO t (id, v) VALUES (1, 'one')")
+
+    def slow(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    await conn.create_function("slow", 1, slow)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def _calls(conn: InlineConnection) -> tuple[int, int]:
+    return conn.inline_calls, conn.thread_calls
+
+
+async def test_an_idle_connection_reads_inline_and_begins_and_commits_on_its_thread(
+    db: InlineConnection,
+) -> None:
+    before = _calls(db)
+    rows = list(await db.execute_fetchall("SELECT v FROM t WHERE id = ?", (1,)))
+    assert [tuple(r) for r in rows] == [("one",)]
+    assert _calls(db) == (before[0] + 1, before[1])
+    async with transaction(db):
+        inside = _calls(db)
+        await db.execute("INSERT INTO t (id, v) VALUES (2, 'two')")
+        await db.execute("UPDATE t SET v = 'uno' WHERE id = 1")
+        assert _calls(db) == (inside[0] + 2, inside[1])  # the writes ran inline
+    after = _calls(db)
+    # BEGIN IMMEDIATE and COMMIT went to the connection's thread (they may wait or do I/O).
+    assert after[1] == before[1] + 2
+    rows = list(await db.execute_fetchall("SELECT id, v FROM t ORDER BY id"))
+    assert [tuple(r) for r in rows] == [(1, "uno"), (2, "two")]
+
+
+async def test_a_write_outside_a_transaction_goes_to_the_thread(db: InlineConnection) -> None:
+    before = _calls(db)
+    await db.execute("INSERT INTO t (id, v) VALUES (3, 'three')")
+    assert _calls(db) == (before[0], before[1] + 1)
+
+
+async def test_a_call_made_while_the_thread_is_busy_queues_behind_it(
+    db: InlineConnection,
+) -> None:
+    """A read made during a slow statement waits for it (queued, in order), never beside it."""
+    slow = asyncio.create_task(db.execute("INSERT INTO t (id, v) VALUES (4, slow(0.3))"))
+    await asyncio.sleep(0.05)  # the insert is running on the connection's thread
+    before = _calls(db)
+    rows = list(await db.execute_fetchall("SELECT v FROM t WHERE id = 4"))
+    assert _calls(db) == (before[0], before[1] + 1)  # queued, not inline
+    assert [tuple(r) for r in rows] == [("0.3",)]  # and ran after the insert
+    await slow
+
+
+async def test_a_cancelled_caller_does_not_free_the_connection_before_its_call_ends(
+    db: InlineConnection,
+) -> None:
+    """Cancelling the awaiting task does not stop SQLite: calls made meanwhile still queue."""
+    task = asyncio.create_task(db.execute("INSERT INTO t (id, v) VALUES (5, slow(0.3))"))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not db._idle()  # the statement is still running on the connection's thread
+    before = _calls(db)
+    rows = list(await db.execute_fetchall("SELECT COUNT(*) FROM t WHERE id = 5"))
+    assert _calls(db) == (before[0], before[1] + 1)
+    assert [tuple(r) for r in rows] == [(1,)]
+    assert db._idle()
+
+
+async def test_an_inline_error_is_raised_as_sqlite_raises_it_and_the_connection_goes_on(
+    db: InlineConnection,
+) -> None:
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await db.execute_fetchall("SELECT * FROM missing")
+    with pytest.raises(sqlite3.IntegrityError):
+        async with transaction(db):
+            await db.execute("INSERT INTO t (id, v) VALUES (1, 'again')")
+    assert not db.in_transaction  # rolled back
+    rows = list(await db.execute_fetchall("SELECT v FROM t WHERE id = 1"))
+    assert [tuple(r) for r in rows] == [("one",)]
+
+
+async def test_cursor_fetches_run_inline_on_an_idle_connection(db: InlineConnection) -> None:
+    async with db.execute("SELECT id FROM t") as cursor:
+        before = _calls(db)
+        assert [tuple(r) for r in await cursor.fetchall()] == [(1,)]
+        assert _calls(db) == (before[0] + 1, before[1])
+
+
+async def test_sqlite_is_never_used_by_two_threads_at_once(tmp_path: Path) -> None:
+    """Many tasks writing and reading at once: every statement runs alone, totals add up."""
+    db = await open_database(tmp_path / "busy.db")
+    assert isinstance(db, InlineConnection)
+    active: list[int] = []
+    overlaps: list[int] = []
+    lock = threading.Lock()
+
+    def enter(value: int) -> int:
+        with lock:
+            active.append(threading.get_ident())
+            if len(active) > 1:
+                overlaps.append(len(active))
+        time.sleep(0.0005)
+        with lock:
+            active.pop()
+        return value
+
+    try:
+        await db.create_function("enter", 1, enter)
+        await db.execute("CREATE TABLE n (k INTEGER PRIMARY KEY, c INTEGER NOT NULL)")
+        await db.execute("INSERT INTO n (k, c) VALUES (1, 0)")
+
+        async def bump(i: int) -> None:
+            for _ in range(10):
+                async with transaction(db):
+                    rows = list(await db.execute_fetchall("SELECT enter(c) FROM n WHERE k = 1"))
+                    await db.execute("UPDATE n SET c = enter(?) WHERE k = 1", (rows[0][0] + 1,))
+                await db.execute_fetchall("SELECT enter(c) FROM n")
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(bump(i) for i in range(20)))
+        rows = list(await db.execute_fetchall("SELECT c FROM n WHERE k = 1"))
+        assert rows[0][0] == 200
+        assert overlaps == []
+        assert db.inline_calls > db.thread_calls > 0
+    finally:
+        await db.close()
