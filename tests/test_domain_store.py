@@ -119,6 +119,27 @@ async def test_process_round_trip_and_listing_order(db: aiosqlite.Connection) ->
     assert await store.get_process(f"{BASE}/processes/none") is None
 
 
+async def test_a_process_read_again_after_a_change_is_the_changed_one(
+    db: aiosqlite.Connection,
+) -> None:
+    """Reads are memoised on the stored row: a new version, or new flags, are read anew."""
+    store = DomainStore(db)
+    first = make_process()
+    async with transaction(db):
+        await store.put_process(first, process_to_ap(first), local=True, supports_from=1.5)
+    assert (await store.get_process(PROCESS_ID)) == (await store.get_process(PROCESS_ID))
+    renamed = process_from_ap(process_to_ap(first) | {"name": "Pressupostos renamed"})
+    assert renamed != first
+    async with transaction(db):
+        await store.put_process(renamed, process_to_ap(renamed), local=True, supports_from=1.5)
+    found = await store.get_process(PROCESS_ID)
+    assert found is not None and found.process == renamed
+    async with transaction(db):
+        await store.put_process(renamed, process_to_ap(renamed), local=False, supports_from=None)
+    found = await store.get_process(PROCESS_ID)
+    assert found is not None and (found.local, found.supports_from) == (False, None)
+
+
 async def test_paging_matches_the_reference_paginator(db: aiosqlite.Connection) -> None:
     store = ProposalStore(db)
     async with transaction(db):

@@ -10,6 +10,7 @@ comments and their votes in :mod:`federation.store.comments`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,13 +77,16 @@ _PROCESS_COLUMNS = "seq, document, local, supports_from"
 
 
 def _process(row: Sequence[Any]) -> ProcessRecord:
-    document = load(row[1])
-    return ProcessRecord(
-        process_from_ap(document),
-        bool(row[2]),
-        document,
-        None if row[3] is None else float(row[3]),
-    )
+    return _read_process(row[1], bool(row[2]), None if row[3] is None else float(row[3]))
+
+
+@functools.lru_cache(maxsize=64)
+def _read_process(text: str, local: bool, supports_from: float | None) -> ProcessRecord:
+    """A process row as a record, memoised on the stored text itself (never stale): parsing
+    and converting a process costs ~150 µs and every support and comment reads its process.
+    The record is shared, its ``document`` too: read-only, as every cached document here."""
+    document = load(text)
+    return ProcessRecord(process_from_ap(document), local, document, supports_from)
 
 
 class DomainStore:
