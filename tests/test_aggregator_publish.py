@@ -166,6 +166,16 @@ async def test_a_follower_gets_each_changed_tally_signed_by_the_service(
                 await asyncio.sleep(0.05)
                 await s.city.settle()
         assert s.tallies_received()[1]["inputsCount"] == 2
+        # The first is superseded: gone (a Tombstone), the outbox lists the newest only.
+        status, gone = await get(tally["id"])
+        assert status == 410 and (gone["type"], gone["formerType"]) == ("Tombstone", "Tally")
+        status, outbox = await get(s.city.actor + "/outbox")
+        assert outbox["totalItems"] == 1
+        _, page = await get(outbox["first"])
+        newest = s.tallies_received()[1]["id"]
+        assert [item["object"]["id"] for item in page["orderedItems"]] == [newest]
+        status, served = await get(newest)
+        assert status == 200 and served == s.tallies_received()[1]
 
 
 async def test_changes_within_the_debounce_go_into_one_tally(

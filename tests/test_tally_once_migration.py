@@ -1,8 +1,9 @@
-"""Upgrading an aggregator database whose Tallies were stored twice (alone and in their Create).
+"""Upgrading an aggregator database that kept every Tally twice (alone and in its Create).
 
-The database is created at the version before migration 8, with a Tally row written by that
-version's own SQL; after the upgrade the ``document`` column is gone, the row is still there,
-and the Tally read out of its Create is the one that was stored alone.
+The database is created at the version before migration 8, with Tally rows written by that
+version's own SQL; after the upgrade the ``document`` column is gone, each process keeps its
+newest Tally and its final one, each read out of its Create as it was stored alone, and the
+superseded ones are remembered with the time their successor was published.
 """
 
 from __future__ import annotations
@@ -11,45 +12,51 @@ import json
 from pathlib import Path
 from typing import Any
 
-from federation.store.aggregator_publish import PublishStore
+from federation.store.aggregator_publish import PublishStore, SupersededTally
 from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
 from federation.store.sqlite import applied_versions, open_database
 
 CONTEXT = ["https://www.w3.org/ns/activitystreams", {"barri": "https://w3id.org/barri#"}]
-TALLY: dict[str, Any] = {
-    "@context": CONTEXT,
-    "id": "https://city.example/tallies/1",
-    "type": "barri:Tally",
-    "barri:inputsCount": 3,
-    "proof": {"type": "DataIntegrityProof", "proofValue": "z1"},
-}
-CREATE: dict[str, Any] = {
-    "@context": CONTEXT,
-    "id": "https://city.example/activities/1",
-    "type": "Create",
-    "object": {key: value for key, value in TALLY.items() if key != "@context"},
-    "proof": {"type": "DataIntegrityProof", "proofValue": "z2"},
-}
+P1, P2 = "https://n.example/processes/1", "https://n.example/processes/2"
 # Version 7's insert: the Tally alone in `document`, its Create in `activity`.
 _OLD_INSERT = (
     "INSERT INTO tallies (id, activity_id, process_id, final, fingerprint, published_at,"
-    " document, activity, counted) VALUES (?, ?, ?, 1, 'f', 1.0, ?, ?, '[\"s1\"]')"
+    " document, activity, counted) VALUES (?, ?, ?, ?, 'f', ?, ?, ?, ?)"
 )
 
 
-async def test_upgrade_keeps_each_tally_once_and_reads_it_out_of_its_create(
-    tmp_path: Path,
-) -> None:
+def tally(n: int) -> dict[str, Any]:
+    return {
+        "@context": CONTEXT,
+        "id": f"https://city.example/tallies/{n}",
+        "type": "barri:Tally",
+        "barri:inputsCount": n,
+        "proof": {"type": "DataIntegrityProof", "proofValue": f"z{n}"},
+    }
+
+
+def create(n: int) -> dict[str, Any]:
+    body = {key: value for key, value in tally(n).items() if key != "@context"}
+    return {"@context": CONTEXT, "id": f"https://city.example/activities/{n}", "type": "Create",
+            "object": body}  # fmt: skip
+
+
+# (n, process, final, published_at): P1 has two provisional Tallies, P2 one and its final.
+ROWS = [(1, P1, 0, 10.0), (2, P2, 0, 20.0), (3, P1, 0, 30.0), (4, P2, 1, 40.0)]
+
+
+async def test_upgrade_keeps_each_processs_newest_and_final_tally_once(tmp_path: Path) -> None:
     path = tmp_path / "aggregator.db"
     before = tuple(m for m in AGGREGATOR_MIGRATIONS if m.version < 8)
     db = await open_database(path, migrations=before)
     try:
-        await db.execute(
-            _OLD_INSERT,
-            (TALLY["id"], CREATE["id"], "https://n.example/processes/1", json.dumps(TALLY),
-             json.dumps(CREATE)),
-        )  # fmt: skip
-        await db.commit()
+        for n, process, final, at in ROWS:
+            counted = '["s1"]' if final else None
+            await db.execute(
+                _OLD_INSERT,
+                (tally(n)["id"], create(n)["id"], process, final, at, json.dumps(tally(n)),
+                 json.dumps(create(n)), counted),
+            )  # fmt: skip
     finally:
         await db.close()
     db = await open_database(path, migrations=AGGREGATOR_MIGRATIONS)
@@ -58,11 +65,19 @@ async def test_upgrade_keeps_each_tally_once_and_reads_it_out_of_its_create(
         columns = {r[1] for r in await db.execute_fetchall("PRAGMA table_info(tallies)")}
         assert "document" not in columns and "activity" in columns
         store = PublishStore(db)
-        row = await store.final("https://n.example/processes/1")
-        assert row is not None and row.id == TALLY["id"]
-        assert row.tally() == TALLY
-        assert json.loads(row.activity) == CREATE
-        assert await store.counted(row.process_id) == ("s1",)
-        assert await store.by_id(CREATE["id"]) == row
+        newest, closing = await store.latest(P1), await store.final(P2)
+        assert newest is not None and newest.tally() == tally(3)
+        assert closing is not None and closing.tally() == tally(4)
+        assert json.loads(closing.activity) == create(4)
+        assert await store.counted(P2) == ("s1",)
+        assert await store.count() == 2
+        assert await store.by_id(tally(1)["id"]) is None
+        assert await store.superseded(tally(1)["id"]) == SupersededTally(
+            tally(1)["id"], create(1)["id"], P1, 30.0
+        )
+        assert await store.superseded(create(2)["id"]) == SupersededTally(
+            tally(2)["id"], create(2)["id"], P2, 40.0
+        )
+        assert await store.superseded(tally(3)["id"]) is None
     finally:
         await db.close()

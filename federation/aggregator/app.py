@@ -17,6 +17,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -51,7 +52,9 @@ from federation.aggregator.wiring import (
     open_aggregator,
     register_handlers,
 )
+from federation.model import Tombstone
 from federation.store.paging import SEQ_SHAPE
+from federation.vocab.deletion import tombstone_to_ap
 
 log = logging.getLogger(__name__)
 
@@ -268,12 +271,21 @@ async def _listed(aggregator: Aggregator, name: str) -> list[str]:
 
 
 async def _published(request: web.Request) -> web.Response:
-    """A Tally, or the ``Create`` that carried it, at its id (signed, as published)."""
+    """A Tally, or the ``Create`` that carried it, at its id (signed, as published); 410 and
+    a Tombstone once a newer Tally of its process superseded it (ActivityPub §6.4)."""
     object_id = request.app[CONFIG].base_url + request.path
-    row = await request.app[AGGREGATOR].published.by_id(object_id)
-    if row is None:
+    published = request.app[AGGREGATOR].published
+    row = await published.by_id(object_id)
+    if row is not None:
+        return _as2(row.tally() if row.id == object_id else json.loads(row.activity))
+    gone = await published.superseded(object_id)
+    if gone is None:
         raise Problem(404, "Not Found", f"The aggregator published nothing at {request.path}.")
-    return _as2(row.tally() if row.id == object_id else json.loads(row.activity))
+    kind = "Tally" if gone.id == object_id else "Create"
+    when = datetime.fromtimestamp(gone.superseded_at, UTC)
+    response = _as2(tombstone_to_ap(Tombstone(object_id, kind, when)))
+    response.set_status(410)
+    return response
 
 
 async def _healthz(request: web.Request) -> web.Response:

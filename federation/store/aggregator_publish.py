@@ -1,10 +1,14 @@
 """What the aggregator's Service publishes: its Tallies, and who follows it (DESIGN.md §7).
 
-``tallies`` keeps every signed ``Create`` that carried a signed Tally, in ``seq`` order: the
-Service's outbox pages over it and each Tally is served at its id, lifted out of its Create
-(it is stored once; the Create's ``@context`` is the one the Tally was signed with). A process
-has at most one final Tally (a unique partial index), so "closed results never change" holds
-even if two publishers race. ``followers`` lists the actors Tallies are delivered to.
+``tallies`` keeps the signed ``Create`` that carried each signed Tally still current, in
+``seq`` order: the Service's outbox pages over it and each Tally is served at its id, lifted
+out of its Create (stored once; the Create's ``@context`` is the one the Tally was signed
+with). A process keeps its newest Tally and its final one: a provisional Tally is superseded by
+the next of its process (its followers got it when it was published), and ``superseded_tallies``
+remembers its ids, so they answer 410 Gone instead of growing the database by a whole count
+every ``tally_debounce_seconds``. A process has at most one final Tally (a unique partial
+index), so "closed results never change" holds even if two publishers race. ``followers``
+lists the actors Tallies are delivered to.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import orjson
 
 from activitypub.collections import PageRequest, PageResult
 from federation.store.paging import page_rows
-from federation.store.sqlite import write_lock
+from federation.store.sqlite import transaction, write_lock
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,16 @@ class TallyRow:
         """The signed Tally as published: the Create's object under the Create's context."""
         create = orjson.loads(self.activity)
         return {"@context": create["@context"], **create["object"]}
+
+
+@dataclass(frozen=True)
+class SupersededTally:
+    """A provisional Tally a newer one of its process replaced: its ids, and since when."""
+
+    id: str
+    activity_id: str
+    process_id: str
+    superseded_at: float
 
 
 @dataclass(frozen=True)
@@ -75,19 +89,47 @@ class PublishStore:
         """Store a published Tally (a final one with the ids it counted); False when the
         process already has a final one."""
         kept = None if counted is None else json.dumps(sorted(counted))
-        async with write_lock(self.db):
+        async with transaction(self.db):
             cursor = await self.db.execute(
                 "INSERT INTO tallies (id, activity_id, process_id, final, fingerprint,"
                 " published_at, activity, counted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
+                " ON CONFLICT DO NOTHING RETURNING seq",
                 (
                     row.id, row.activity_id, row.process_id, int(row.final), row.fingerprint,
                     row.published_at, row.activity, kept,
                 ),
             )  # fmt: skip
-            added = cursor.rowcount == 1
+            inserted = list(await cursor.fetchall())
             await cursor.close()
-        return added
+            if inserted:
+                await self._supersede(row.process_id, int(inserted[0][0]), row.published_at)
+        return bool(inserted)
+
+    async def _supersede(self, process_id: str, newest: int, at: float) -> None:
+        """Forget the process's provisional Tallies older than ``newest``, keeping their ids."""
+        await self.db.execute(
+            "INSERT OR IGNORE INTO superseded_tallies (id, activity_id, process_id,"
+            " superseded_at) SELECT id, activity_id, process_id, ? FROM tallies"
+            " WHERE process_id = ? AND final = 0 AND seq < ?",
+            (at, process_id, newest),
+        )
+        await self.db.execute(
+            "DELETE FROM tallies WHERE process_id = ? AND final = 0 AND seq < ?",
+            (process_id, newest),
+        )
+
+    async def superseded(self, object_id: str) -> SupersededTally | None:
+        """The superseded Tally whose id, or whose Create's id, is ``object_id``."""
+        rows = list(
+            await self.db.execute_fetchall(
+                "SELECT id, activity_id, process_id, superseded_at FROM superseded_tallies"
+                " WHERE id = ? OR activity_id = ?",
+                (object_id, object_id),
+            )
+        )
+        if not rows:
+            return None
+        return SupersededTally(rows[0][0], rows[0][1], rows[0][2], float(rows[0][3]))
 
     async def latest(self, process_id: str) -> TallyRow | None:
         """The newest Tally of a process (the final one, once there is one)."""
@@ -187,4 +229,4 @@ class PublishStore:
         return [FollowerRow(r[0], r[1], r[2], float(r[3])) for r in rows]
 
 
-__all__ = ["FollowerRow", "PublishStore", "TallyRow"]
+__all__ = ["FollowerRow", "PublishStore", "SupersededTally", "TallyRow"]

@@ -221,9 +221,37 @@ _0004_PUBLISH_AND_MERGE = (
 # carried. Rows marked done by earlier versions drop theirs here.
 _0006_DONE_BODIES = ("UPDATE inbox_messages SET activity = '{}' WHERE state = 'done'",)
 
-# A Tally was stored twice, alone and inside its Create (as much again as the rest of a city's
-# database): the Create alone is kept, and the Tally is read out of it (TallyRow.tally).
-_0008_TALLY_ONCE = ("ALTER TABLE tallies DROP COLUMN document",)
+# Tallies took most of a city's database: each was stored twice (alone and inside its Create),
+# and every provisional one was kept (a whole count per process every tally_debounce_seconds:
+# 282 MB of a Barcelona aggregator's 542 MB after half an hour). Now the Create alone is kept
+# (the Tally is read out of it, TallyRow.tally), and only each process's newest Tally and final
+# one: the ids of those superseded are remembered, to answer 410 Gone.
+_0008_TALLIES_KEPT = (
+    """
+    CREATE TABLE superseded_tallies (
+        id TEXT PRIMARY KEY,
+        activity_id TEXT NOT NULL UNIQUE,
+        process_id TEXT NOT NULL,
+        superseded_at REAL NOT NULL
+    )
+    """,
+    """
+    INSERT INTO superseded_tallies (id, activity_id, process_id, superseded_at)
+    SELECT old.id, old.activity_id, old.process_id,
+           (SELECT MIN(n.published_at) FROM tallies n
+            WHERE n.process_id = old.process_id AND n.seq > old.seq)
+    FROM tallies old
+    WHERE old.final = 0
+      AND EXISTS (SELECT 1 FROM tallies n WHERE n.process_id = old.process_id AND n.seq > old.seq)
+    """,
+    """
+    DELETE FROM tallies
+    WHERE final = 0 AND EXISTS (
+        SELECT 1 FROM tallies n WHERE n.process_id = tallies.process_id AND n.seq > tallies.seq
+    )
+    """,
+    "ALTER TABLE tallies DROP COLUMN document",
+)
 
 #: The aggregator's sequence: protocol tables, then its own. Versions 1..n, no gaps.
 AGGREGATOR_MIGRATIONS: tuple[Migration, ...] = (
@@ -236,5 +264,5 @@ AGGREGATOR_MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "one delivery body per activity", DELIVERY_BODIES),
     Migration(6, "handled inbox rows drop their bodies", _0006_DONE_BODIES),
     Migration(7, "deliveries claimed host by host", HOST_CLAIMS),
-    Migration(8, "tallies are stored once, inside their Create", _0008_TALLY_ONCE),
+    Migration(8, "tallies stored once, the newest and final of each process", _0008_TALLIES_KEPT),
 )
