@@ -8,6 +8,7 @@ in a Group's ``Announce``); the totals the API reports are compared with what th
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -417,6 +418,9 @@ async def test_a_voter_gone_from_the_actor_cache_is_read_back_from_the_store_not
         assert await s.send(s.a, s.a.support(anna, p1)) == 202
         assert s.a.hits[path] == 1  # both signatures and both proofs checked, one fetch
         assert await s.supports() == {p0: 1, p1: 1}
+        stored = await s.city.aggregator.log.resident(anna)
+        assert stored is not None and "@context" not in json.loads(stored.document)
+        assert "assertionMethod" in json.loads(stored.document)
         # A refresh (an Update of the actor) still fetches it, and the store follows.
         s.a.residents[anna] = None
         assert await s.send(s.a, s.a.update_actor(anna)) == 202

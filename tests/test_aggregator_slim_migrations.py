@@ -1,9 +1,11 @@
-"""Upgrading an aggregator database that kept every Tally twice (alone and in its Create).
+"""Upgrading an aggregator database to migrations 8 and 9, which slim what it keeps.
 
-The database is created at the version before migration 8, with Tally rows written by that
-version's own SQL; after the upgrade the ``document`` column is gone, each process keeps its
-newest Tally and its final one, each read out of its Create as it was stored alone, and the
-superseded ones are remembered with the time their successor was published.
+Each database is created at the version before the migration, with rows written by that
+version's own SQL. Migration 8: a Tally was kept twice (alone and in its Create) and every
+provisional one was kept; after it the ``document`` column is gone, each process keeps its
+newest Tally and its final one, read out of its Create as it was stored alone, and the
+superseded ones are remembered with the time their successor was published. Migration 9:
+residents' actor documents lose their ``@context`` and keep everything else.
 """
 
 from __future__ import annotations
@@ -79,5 +81,31 @@ async def test_upgrade_keeps_each_processs_newest_and_final_tally_once(tmp_path:
             tally(2)["id"], create(2)["id"], P2, 40.0
         )
         assert await store.superseded(tally(3)["id"]) is None
+    finally:
+        await db.close()
+
+
+async def test_upgrade_drops_the_context_of_residents_documents_only(tmp_path: Path) -> None:
+    path = tmp_path / "aggregator.db"
+    before = tuple(m for m in AGGREGATOR_MIGRATIONS if m.version < 9)
+    actor = {"@context": CONTEXT, "id": "https://n.example/u/anna", "type": "Person",
+             "verifiedResidentOf": {"type": "Territory", "territoryCode": "31"}}  # fmt: skip
+    bare = {"id": "https://n.example/u/biel", "type": "Person"}
+    db = await open_database(path, migrations=before)
+    try:
+        for doc in (actor, bare):
+            await db.execute(
+                "INSERT INTO residents (actor, origin, kind, code, district, document,"
+                " fetched_at, rev) VALUES (?, 'https://n.example', NULL, NULL, NULL, ?, 1.0, 0)",
+                (doc["id"], json.dumps(doc, sort_keys=True)),
+            )
+    finally:
+        await db.close()
+    db = await open_database(path, migrations=AGGREGATOR_MIGRATIONS)
+    try:
+        rows = await db.execute_fetchall("SELECT actor, document FROM residents ORDER BY actor")
+        stored = {row[0]: json.loads(row[1]) for row in rows}
+        assert stored[actor["id"]] == {k: v for k, v in actor.items() if k != "@context"}
+        assert stored[bare["id"]] == bare
     finally:
         await db.close()
