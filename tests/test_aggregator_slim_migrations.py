@@ -73,6 +73,9 @@ async def test_upgrade_keeps_each_processs_newest_and_final_tally_once(tmp_path:
         assert json.loads(closing.activity) == create(4)
         assert await store.counted(P2) == ("s1",)
         assert await store.count() == 2
+        assert await store.final_processes() == {P2}
+        assert await store.latest_fingerprint(P1) == newest.fingerprint
+        assert await store.latest_fingerprint("https://n.example/processes/none") is None
         assert await store.by_id(tally(1)["id"]) is None
         assert await store.superseded(tally(1)["id"]) == SupersededTally(
             tally(1)["id"], create(1)["id"], P1, 30.0

@@ -121,6 +121,17 @@ class TallyPublisher:
         self._clock = clock
         self._dirty_since: float | None = None
         self._wake = asyncio.Event()
+        # A process's provisional fingerprint, kept while its totals are the same object (the
+        # tally rebuilds only the processes that changed): a city's has thousands of rows.
+        self._fingerprints: dict[str, tuple[ProcessTally, str]] = {}
+
+    def _fingerprint(self, tally: ProcessTally) -> str:
+        kept = self._fingerprints.get(tally.process)
+        if kept is not None and kept[0] is tally:
+            return kept[1]
+        found = fingerprint(tally, False)
+        self._fingerprints[tally.process] = (tally, found)
+        return found
 
     def changed(self) -> None:
         """Something was counted: publish within ``debounce`` seconds (TallyState listener).
@@ -165,7 +176,7 @@ class TallyPublisher:
 
     async def _known_finals(self) -> set[str]:
         # Read each time: another process (or publisher) may have closed a process since.
-        return set(await self.store.finals())
+        return await self.store.final_processes()
 
     async def _next_close(self) -> float | None:
         finals = await self._known_finals()
@@ -200,8 +211,7 @@ class TallyPublisher:
         for tally in result.processes:
             if tally.process in finals or not tally.results:
                 continue
-            latest = await self.store.latest(tally.process)
-            if latest is not None and latest.fingerprint == fingerprint(tally, False):
+            if await self.store.latest_fingerprint(tally.process) == self._fingerprint(tally):
                 continue
             row = await self.publish(tally.process, final=False)
             if row is not None:

@@ -141,6 +141,22 @@ class PublishStore:
         )
         return _tally(rows[0]) if rows else None
 
+    async def latest_fingerprint(self, process_id: str) -> str | None:
+        """The fingerprint of a process's newest Tally (without reading the Tally itself)."""
+        rows = list(
+            await self.db.execute_fetchall(
+                "SELECT fingerprint FROM tallies WHERE process_id = ?"
+                " ORDER BY final DESC, seq DESC LIMIT 1",
+                (process_id,),
+            )
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def final_processes(self) -> set[str]:
+        """The processes that have their final Tally."""
+        rows = await self.db.execute_fetchall("SELECT process_id FROM tallies WHERE final = 1")
+        return {str(row[0]) for row in rows}
+
     async def final(self, process_id: str) -> TallyRow | None:
         """The final Tally of a process, or None while it is open."""
         rows = list(
@@ -160,11 +176,6 @@ class PublishStore:
         if not rows or rows[0][0] is None:
             return ()
         return tuple(str(item) for item in json.loads(rows[0][0]))
-
-    async def finals(self) -> dict[str, TallyRow]:
-        """Every final Tally, by process."""
-        rows = await self.db.execute_fetchall(f"{_TALLY} WHERE final = 1")
-        return {row.process_id: row for row in map(_tally, rows)}
 
     async def by_id(self, object_id: str) -> TallyRow | None:
         """The Tally whose id, or whose Create's id, is ``object_id``."""
