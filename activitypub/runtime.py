@@ -86,6 +86,7 @@ class FederationConfig:
     delivery_per_host: int = 2
     inbox_max_body: int = 1_048_576
     actor_cache_ttl: float = 3600.0
+    actor_cache_entries: int = 10_000  # actor documents kept in memory (ActorCache)
     inbox_batch: int = 32  # recorded rows claimed and handled together
     #: Seconds the inbox processor waits after being woken, so rows arriving meanwhile share
     #: the batch (its claim, commit and marking done) instead of paying for one each.
@@ -157,6 +158,7 @@ class Federation:
         self.actors = ActorCache(
             self.fetcher,
             ttl=self.config.actor_cache_ttl,
+            max_entries=self.config.actor_cache_entries,
             observers=self.actor_observers,
             stored=self.stored_actors,
         )
