@@ -5,7 +5,8 @@ Opens a finished aggregator's database the way ``barri serve`` does at start
 tally rebuilt from everything stored) and reports the process's peak RSS after the load. With
 ``--trace`` it runs the same load under tracemalloc and prints the allocation sites holding
 the most, and the live objects by type (count and shallow bytes), so a change aimed at memory
-starts from where the bytes are. The database is only read, but point it at a copy if a server
+starts from where the bytes are; ``rss_after_trim_mb`` is the RSS once glibc has returned the
+heap pages the load freed. The database is only read, but point it at a copy if a server
 may still use the file (the open applies pending migrations).
 
     .venv/bin/python -m benchmarks.aggregator_memory --config DIR/barri.toml [--trace]
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import json
 import resource
@@ -60,6 +62,17 @@ def _by_type(limit: int) -> list[dict[str, Any]]:
     ]
 
 
+def _trimmed_rss_mb() -> float | None:
+    """RSS after glibc's ``malloc_trim(0)`` hands freed heap pages back (None off glibc):
+    what the load left allocated, as against what it left behind in the heap."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    libc.malloc_trim(0)
+    return round(_current_rss_mb(), 1)
+
+
 def traced_report(top: int) -> dict[str, Any]:
     """What tracemalloc holds now (total, peak, the ``top`` allocation sites) and the live
     objects by type; tracemalloc must be tracing."""
@@ -94,6 +107,7 @@ async def measure_memory(config_path: Path, trace: bool, top: int) -> dict[str, 
             "rss_after_mb": round(_current_rss_mb(), 1),
             "peak_rss_mb": round(_rss_mb(), 1),
         }
+        result["rss_after_trim_mb"] = _trimmed_rss_mb()
         if trace:
             result |= traced_report(top)
             tracemalloc.stop()
