@@ -5,9 +5,10 @@ A seeded, Barcelona-sized stream: 73 instances in 10 districts, 22,600 verified 
 undos and a sprinkle of forged, late and unverified supports. Prints events/second for feeding
 an ``IncrementalTally`` one event at a time and for ``compute()`` from scratch, their ratio,
 and each one's peak memory (tracemalloc, measured in a separate pass because tracing slows
-Python down). It also times the restart path both ways: *before*, the rebuild fed every event
-one at a time (``feed``); *after*, ``IncrementalTally.from_inputs`` builds it in one pass.
-Not a test: nothing here asserts a timing.
+Python down), and the bytes a built tally keeps per received copy beyond the events. It
+also times the restart path both ways: *before*, the rebuild fed every event one at a time
+(``feed``); *after*, ``IncrementalTally.from_inputs`` builds it in one pass. Not a test:
+nothing here asserts a timing.
 
 Run: ``.venv/bin/python benchmarks/bench_tally.py [--supports 200000] [--seed 2016]``; the
 summary is also written to ``benchmarks/results/tally.json``.
@@ -200,6 +201,19 @@ def peak(run: Callable[[], object]) -> int:
     return top
 
 
+def held(run: Callable[[], object]) -> int:
+    """Bytes still allocated by what ``run`` returns once it is built and collected: what a
+    live aggregator keeps for it (the inputs, allocated before, are not counted)."""
+    gc.collect()
+    tracemalloc.start()
+    kept = run()
+    gc.collect()
+    current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del kept
+    return current
+
+
 def frozen(run: Callable[[], object]) -> float:
     """Wall time of one run with the inputs moved out of the cyclic GC's sight (gc.freeze):
     how much of a recount over millions of live objects is the collector scanning them."""
@@ -336,6 +350,11 @@ def main() -> None:
         "incremental_peak_mib": round(peak(lambda: feed(data)) / 2**20, 1),
         "compute_peak_mib": round(peak(lambda: compute(data)) / 2**20, 1),
         "bulk_peak_mib": round(peak(lambda: IncrementalTally.from_inputs(data)) / 2**20, 1),
+        # Per received copy, beyond the events themselves (a SupportEvent, its like id and
+        # received_at: about 220 bytes more, which the live aggregator holds too).
+        "held_bytes_per_copy": round(
+            held(lambda: IncrementalTally.from_inputs(data)) / max(1, len(data.supports))
+        ),
     }
     for key, value in summary.items():
         print(f"{key:>26}: {value}")

@@ -28,7 +28,7 @@ import bench_inbox  # noqa: E402
 import bench_outbox  # noqa: E402
 import bench_tally  # noqa: E402
 
-from federation.tally import compute  # noqa: E402
+from federation.tally import IncrementalTally, compute  # noqa: E402
 
 
 def positive_finite(value: Any) -> bool:
@@ -67,6 +67,15 @@ async def test_outbox_pages_hold_a_full_page_signed_or_not(tmp_path: Path) -> No
         assert positive_finite(row["pages_per_s"]) and positive_finite(row["ratio"]), name
     assert positive_finite(summary["setup_comments_per_s"])
     assert all(positive_finite(ms) for ms in summary["store_ms"].values())
+
+
+def test_a_built_tally_holds_memory_for_what_it_counts() -> None:
+    """bench_tally.held: the bytes a built tally keeps, which grow with the supports."""
+    small = bench_tally.stream(7, 100, instances=5, districts=2, proposals=20, residents=60)
+    large = bench_tally.stream(7, 1000, instances=5, districts=2, proposals=20, residents=60)
+    kept_small = bench_tally.held(lambda: IncrementalTally.from_inputs(small))
+    kept_large = bench_tally.held(lambda: IncrementalTally.from_inputs(large))
+    assert 0 < kept_small < kept_large
 
 
 def test_recount_sees_every_event_and_counts_what_compute_counts() -> None:
