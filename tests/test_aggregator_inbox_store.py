@@ -16,10 +16,12 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from activitypub.collections import PageRequest
 from activitypub.dispatch import BatchDoneStore
 from activitypub.storage import InboxState, InvalidTransition
 from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
-from federation.store.group_inbox import DONE_BODY, GROUP, GroupCommitInboxStore
+from federation.store.c2s import page_inbox
+from federation.store.group_inbox import DONE_BODY, GROUP, GroupCommitInboxStore, KeptBodies
 from federation.store.sqlite import open_database
 
 T0 = 1_700_000_000.0
@@ -131,6 +133,42 @@ async def test_an_instance_keeps_the_bodies_of_handled_rows(db: aiosqlite.Connec
     ]  # fmt: skip
     again = _like(0)
     assert not await store.record(SHARED, again["id"], ACTOR, again, auth="proof", now=T0)
+
+
+async def test_an_instance_keeps_the_bodies_its_residents_c2s_inbox_may_list(
+    db: aiosqlite.Connection,
+) -> None:
+    """Done rows keep their body when they came to an actor's own inbox or to the shared inbox
+    addressed to a resident; a Group's Announce to all its followers drops it."""
+    base = "https://n2.example"
+    resident = base + "/users/biel"
+    store = GroupCommitInboxStore(db, keep_bodies=KeptBodies(base + "/inbox", base + "/users/"))
+    group = "https://city.example/groups/city"
+    public = "https://www.w3.org/ns/activitystreams#Public"
+
+    def activity(n: int, **addressing: object) -> dict[str, object]:
+        return {"id": f"{group}/activities/{n}", "type": "Announce", "actor": group,
+                **addressing}  # fmt: skip
+
+    rows = [
+        (base + "/inbox", activity(1, to=[public], cc=[group + "/followers"])),  # dropped
+        (base + "/inbox", activity(2, to=public, cc=[resident])),  # to a resident: kept
+        (base + "/inbox", activity(3, audience=resident)),  # a single value: kept
+        (resident + "/inbox", activity(4, to=[public])),  # the resident's own inbox: kept
+        (base + "/inbox", activity(5, to=["https://n2.example.evil/users/x"])),  # dropped
+    ]
+    for inbox, body in rows:
+        assert await store.record(inbox, str(body["id"]), group, body, auth="httpsig", now=T0)
+    records = await store.claim(now=T0, limit=10, lease=30)
+    await store.mark_done_many([r.id for r in records])
+    stored = await db.execute_fetchall("SELECT activity FROM inbox_messages ORDER BY id")
+    kept = [json.loads(row[0]) for row in stored]
+    assert kept == [{}, rows[1][1], rows[2][1], rows[3][1], {}]
+    listed = await page_inbox(
+        db, inbox=resident + "/inbox", shared_inbox=base + "/inbox", actor_id=resident,
+        page=PageRequest(None, None, 20),
+    )  # fmt: skip
+    assert {item["id"] for item in listed.items} == {str(rows[n][1]["id"]) for n in (1, 2, 3)}
 
 
 async def test_a_row_recorded_here_is_handed_over_with_its_stored_json(

@@ -38,7 +38,7 @@ from federation.instance.inbound import admits_official_answer
 from federation.instance.outbox import Publisher
 from federation.instance.wiring import Instance, open_instance
 from federation.store.delivery import SqliteDeliveryStore
-from federation.store.group_inbox import GroupCommitInboxStore
+from federation.store.group_inbox import GroupCommitInboxStore, KeptBodies
 from federation.store.remote_actors import RemoteActors
 
 AS2_TYPE = "application/activity+json"
@@ -124,9 +124,11 @@ async def _build_federation(app: web.Application) -> Federation:
             delivery_concurrency=config.delivery_concurrency,
         ),
         delivery_store=SqliteDeliveryStore(db),
-        # Deliveries waiting at the same moment share one INSERT (group commit); handled rows
-        # keep their bodies: they are the residents' C2S inbox too.
-        inbox_store=GroupCommitInboxStore(db, keep_bodies=True),
+        # Deliveries waiting at the same moment share one INSERT (group commit); a handled row
+        # keeps its body when a resident's C2S inbox may list it.
+        inbox_store=GroupCommitInboxStore(
+            db, keep_bodies=KeptBodies(actors.shared_inbox, actors.base + USERS_PATH)
+        ),
         instance_keys=await actors.keys_for(actors.application_id),
         local_keys=actors.keys_for,
     )

@@ -17,7 +17,11 @@ Rows from before a restart, or beyond ``HANDOVER`` waiting ones, are read back a
 
 At the aggregator a row marked done drops its body (every support would otherwise be stored
 twice: here and in ``activities``); a failed row keeps it, for the operator to read. An
-instance keeps every body (``keep_bodies``): its inbox rows are also its residents' C2S inbox.
+instance's inbox rows are also its residents' C2S inbox (:mod:`federation.store.c2s`), so a
+done row keeps its body when that inbox may list it (``keep_bodies``, :class:`KeptBodies`):
+it came to an actor's own inbox, or to the shared inbox addressed to one of the instance's
+residents. The rest, mostly a followed Group's Announces to all its followers (8.4 KB each, the
+bulk of a neighbourhood's database in a city run), drop theirs as at the aggregator.
 """
 
 from __future__ import annotations
@@ -45,6 +49,29 @@ HANDOVER = 1024
 _Row = tuple[str, str, str, str, str, float, float]
 
 
+#: Where an activity names its audience (what the C2S inbox matches a resident against).
+_ADDRESSING = ("to", "cc", "bto", "bcc", "audience")
+
+
+@dataclass(frozen=True)
+class KeptBodies:
+    """Which done rows keep their body: those a resident's C2S inbox may list."""
+
+    shared_inbox: str  # rows that came to any other inbox are an actor's own: kept
+    residents: str  # the prefix of the instance's residents' ids ("{base}/users/")
+
+    def sql(self) -> tuple[str, list[str]]:
+        """An SQL expression true for a row to keep, and its parameters."""
+        valid = "CASE WHEN json_valid(activity) THEN activity ELSE '{}' END"
+        named = " OR ".join(
+            f"EXISTS (SELECT 1 FROM json_each({valid}, '$.{field}')"  # noqa: S608 (fixed names)
+            " WHERE substr(value, 1, ?) = ?)"
+            for field in _ADDRESSING
+        )
+        prefix = [str(len(self.residents)), self.residents]
+        return f"(inbox != ? OR {named})", [self.shared_inbox, *prefix * len(_ADDRESSING)]
+
+
 @dataclass
 class _Waiting:
     """Rows waiting for the next group write, each with the future its caller awaits."""
@@ -66,9 +93,15 @@ class _Bounded(OrderedDict[RecordId, Any]):
 class GroupCommitInboxStore(SqliteInboxStore):
     """``InboxStore`` whose ``record`` calls share transactions; plus ``mark_done_many``."""
 
-    def __init__(self, db: aiosqlite.Connection, *, keep_bodies: bool = False) -> None:
+    def __init__(self, db: aiosqlite.Connection, *, keep_bodies: bool | KeptBodies = False) -> None:
         super().__init__(db)
-        self._done_body = None if keep_bodies else DONE_BODY
+        # SET activity = <this>: the body as it is, "{}", or which of the two per row.
+        self._done_body: tuple[str, list[Any]]
+        if isinstance(keep_bodies, KeptBodies):
+            keep, params = keep_bodies.sql()
+            self._done_body = (f"CASE WHEN {keep} THEN activity ELSE ? END", [*params, DONE_BODY])
+        else:
+            self._done_body = ("activity", []) if keep_bodies else ("?", [DONE_BODY])
         self._waiting = _Waiting()
         self._writer: asyncio.Task[None] | None = None
         self._recorded = _Bounded()  # id -> (activity, its stored JSON), not yet claimed
@@ -188,19 +221,21 @@ class GroupCommitInboxStore(SqliteInboxStore):
 
     async def mark_done_many(self, record_ids: Sequence[RecordId]) -> None:
         """NEW → DONE for every row of ``record_ids``, in one statement per group of rows;
-        their bodies are dropped (``DONE_BODY``, unless ``keep_bodies``), their ids kept."""
+        their bodies are dropped (``DONE_BODY``) unless ``keep_bodies`` keeps them, their ids
+        kept."""
         missed: list[RecordId] = []
         for record_id in record_ids:
             self._texts.pop(record_id, None)
         for start in range(0, len(record_ids), GROUP):
             chunk = list(record_ids[start : start + GROUP])
             marks = ", ".join("?" * len(chunk))
+            body, params = self._done_body
             async with write_lock(self._db):
                 found = await self._db.execute_fetchall(
-                    "UPDATE inbox_messages SET state = 'done', attempts = attempts + 1,"  # noqa: S608 (placeholders only)
-                    " error = NULL, locked_until = NULL, activity = COALESCE(?, activity)"
+                    "UPDATE inbox_messages SET state = 'done', attempts = attempts + 1,"  # noqa: S608 (placeholders and fixed SQL only)
+                    f" error = NULL, locked_until = NULL, activity = {body}"
                     f" WHERE id IN ({marks}) AND state = 'new' RETURNING id",
-                    [self._done_body, *chunk],
+                    [*params, *chunk],
                 )
             done = {int(row[0]) for row in found}
             missed += [r for r in chunk if int(r) not in done]
