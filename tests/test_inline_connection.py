@@ -155,3 +155,38 @@ async def test_sqlite_is_never_used_by_two_threads_at_once(tmp_path: Path) -> No
         assert db.inline_calls > db.thread_calls > 0
     finally:
         await db.close()
+
+
+async def test_a_write_waiting_for_another_process_lock_leaves_the_loop_free(
+    tmp_path: Path,
+) -> None:
+    """Another connection (a backfill worker, the CLI) holds the write lock: reads still run
+    inline at once (WAL), and a lone write waits on the connection's thread, not the loop's."""
+    db = await open_database(tmp_path / "shared.db")
+    other = sqlite3.connect(tmp_path / "shared.db", isolation_level=None, check_same_thread=False)
+    try:
+        await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t (id) VALUES (1)")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        running = asyncio.create_task(ticker())
+        rows = list(await db.execute_fetchall("SELECT COUNT(*) FROM t"))
+        assert rows[0][0] == 0  # read at once: the other's insert is not committed
+        write = asyncio.create_task(db.execute("INSERT INTO t (id) VALUES (2)"))
+        await asyncio.sleep(0.3)
+        assert not write.done() and ticks >= 10  # the write waits; the loop went on
+        other.execute("COMMIT")
+        await write
+        running.cancel()
+        rows = list(await db.execute_fetchall("SELECT id FROM t ORDER BY id"))
+        assert [r[0] for r in rows] == [1, 2]
+    finally:
+        other.close()
+        await db.close()
