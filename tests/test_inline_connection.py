@@ -190,3 +190,21 @@ async def test_a_write_waiting_for_another_process_lock_leaves_the_loop_free(
     finally:
         other.close()
         await db.close()
+
+
+async def test_a_select_on_its_own_line_is_still_a_read(db: InlineConnection) -> None:
+    before = _calls(db)
+    rows = list(await db.execute_fetchall("\n  SELECT\n v FROM t WHERE id = 1"))
+    assert [tuple(r) for r in rows] == [("one",)]
+    assert _calls(db) == (before[0] + 1, before[1])
+
+
+async def test_a_closed_connection_refuses_calls_and_counts_none(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "c.db", isolation_level=None)
+    await conn
+    await conn.close()
+    with pytest.raises(ValueError, match="closed|no active connection"):
+        await conn.execute_fetchall("SELECT 1")
+    with pytest.raises(ValueError, match="closed|no active connection"):
+        await conn.execute("CREATE TABLE x (a)")
+    assert conn._idle()

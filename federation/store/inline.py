@@ -36,8 +36,8 @@ def _head(sql: Any) -> str:
     """The statement's first keyword, upper-cased ("" when it is not SQL text)."""
     if not isinstance(sql, str):
         return ""
-    stripped = sql.lstrip()
-    return stripped[: stripped.find(" ")].upper() if " " in stripped else stripped.upper()
+    words = sql.split(None, 1)
+    return words[0].upper() if words else ""
 
 
 class InlineConnection(aiosqlite.Connection):
@@ -73,6 +73,8 @@ class InlineConnection(aiosqlite.Connection):
         if self._inline(fn, args):
             self.inline_calls += 1
             return fn(*args, **kwargs)
+        if not self._running or self._connection is None:
+            raise ValueError("Connection closed")  # as aiosqlite says it, before counting
         self.thread_calls += 1
 
         def counted(*a: Any, **k: Any) -> Any:
