@@ -12,11 +12,9 @@ calling thread instead, when both hold:
   cursor, or any statement but ``COMMIT`` inside a transaction this connection opened
   (``BEGIN IMMEDIATE`` took the write lock already).
 
-Everything else keeps aiosqlite's thread: single-statement writes, which may wait up to the
-busy timeout for another process (a backfill worker, the CLI); ``COMMIT``, which may run a
-checkpoint's I/O; scripts, backups, and the connection's own open and close. ``BEGIN
-IMMEDIATE`` (:meth:`InlineConnection.begin_immediate`) is tried inline without waiting (busy
-timeout 0); only when another process holds the write lock does it wait on the thread.
+Everything else keeps aiosqlite's thread: ``BEGIN`` and single-statement writes, which may wait
+up to the busy timeout for another process (a backfill worker, the CLI); ``COMMIT``, which may
+run a checkpoint's I/O; scripts, backups, and the connection's own open and close.
 """
 
 from __future__ import annotations
@@ -45,14 +43,8 @@ def _head(sql: Any) -> str:
 class InlineConnection(aiosqlite.Connection):
     """``aiosqlite.Connection`` running quick calls inline while its thread is idle."""
 
-    def __init__(
-        self,
-        connector: Callable[[], sqlite3.Connection],
-        iter_chunk_size: int,
-        busy_timeout: float = 5.0,
-    ) -> None:
+    def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int) -> None:
         super().__init__(connector, iter_chunk_size)
-        self._busy_ms = int(busy_timeout * 1000)
         self._queued = 0  # calls handed to the thread (written by the loop's thread only)
         self._finished = 0  # of those, calls that returned or raised (the thread's only)
         #: How many calls ran inline and how many went to the thread (for benchmarks).
@@ -94,23 +86,6 @@ class InlineConnection(aiosqlite.Connection):
         self._queued += 1
         return await super()._execute(counted, *args, **kwargs)  # type: ignore[no-untyped-call]
 
-    async def begin_immediate(self) -> None:
-        """``BEGIN IMMEDIATE``: inline when the write lock is free (no wait, busy timeout 0),
-        else on the connection's thread, waiting up to the busy timeout as usual."""
-        conn = self._connection
-        if self._idle() and conn is not None and self._running and not conn.in_transaction:
-            conn.execute("PRAGMA busy_timeout = 0")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                self.inline_calls += 1
-                return
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                    raise
-            finally:
-                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-        await self.execute("BEGIN IMMEDIATE")
-
 
 def connect(database: str | Path, **kwargs: Any) -> InlineConnection:
     """:func:`aiosqlite.connect` giving an :class:`InlineConnection` (kwargs: sqlite3's)."""
@@ -122,7 +97,7 @@ def connect(database: str | Path, **kwargs: Any) -> InlineConnection:
         connection: sqlite3.Connection = sqlite3.connect(str(database), **settings)
         return connection
 
-    return InlineConnection(connector, 64, float(kwargs.get("timeout", 5.0)))
+    return InlineConnection(connector, 64)
 
 
 __all__ = ["InlineConnection", "connect"]

@@ -52,10 +52,7 @@ def write_lock(db: aiosqlite.Connection) -> asyncio.Lock:
 async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
     """``BEGIN IMMEDIATE`` … ``COMMIT`` under the write lock; rolled back if the body raises."""
     async with write_lock(db):
-        if isinstance(db, inline.InlineConnection):
-            await db.begin_immediate()  # inline unless another process holds the lock
-        else:
-            await db.execute("BEGIN IMMEDIATE")
+        await db.execute("BEGIN IMMEDIATE")
         committed = False
         try:
             yield db
