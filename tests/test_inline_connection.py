@@ -209,3 +209,55 @@ async def test_a_closed_connection_refuses_calls_and_counts_none(tmp_path: Path)
     with pytest.raises(ValueError, match="Connection closed"):
         await cursor.fetchall()  # reaches the connection's _execute itself
     assert conn._idle()
+
+
+async def test_a_transaction_after_a_statement_left_unread_on_the_thread_commits(
+    tmp_path: Path,
+) -> None:
+    """aiosqlite's thread holds its last result until it runs the next call: a PRAGMA whose
+    row nobody read stays in progress there. BEGIN on the thread replaces it, so the COMMIT
+    of inline writes finds no statement in progress (an inline BEGIN did not: bench_queue)."""
+    db = await open_database(tmp_path / "pending.db")
+    try:
+        await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a row left unread
+        async with transaction(db):
+            await db.execute("INSERT INTO t (id) VALUES (1)")
+        rows = list(await db.execute_fetchall("SELECT id FROM t"))
+        assert [r[0] for r in rows] == [1]
+    finally:
+        await db.close()
+
+
+async def test_a_transaction_waits_on_the_thread_while_another_process_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    db = await open_database(tmp_path / "locked.db", busy_timeout=5.0)
+    other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None, check_same_thread=False)
+    try:
+        await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        other.execute("BEGIN IMMEDIATE")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        async def write() -> None:
+            async with transaction(db):
+                await db.execute("INSERT INTO t (id) VALUES (7)")
+
+        running = asyncio.create_task(ticker())
+        writing = asyncio.create_task(write())
+        await asyncio.sleep(0.3)
+        assert not writing.done() and ticks >= 10  # BEGIN waits on the thread; the loop runs
+        other.execute("COMMIT")
+        await writing
+        running.cancel()
+        rows = list(await db.execute_fetchall("SELECT id FROM t"))
+        assert [r[0] for r in rows] == [7]
+    finally:
+        other.close()
+        await db.close()
