@@ -38,6 +38,13 @@ async def db(tmp_path: Path) -> AsyncIterator[InlineConnection]:
         await conn.close()
 
 
+async def _tick(ticks: list[int]) -> None:
+    """Count loop turns every 10 ms: it stops counting while something blocks the loop."""
+    while True:
+        await asyncio.sleep(0.01)
+        ticks[0] += 1
+
+
 def _calls(conn: InlineConnection) -> tuple[int, int]:
     return conn.inline_calls, conn.thread_calls
 
@@ -168,20 +175,14 @@ async def test_a_write_waiting_for_another_process_lock_leaves_the_loop_free(
         await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
         other.execute("BEGIN IMMEDIATE")
         other.execute("INSERT INTO t (id) VALUES (1)")
-        ticks = 0
+        ticks = [0]
 
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        running = asyncio.create_task(ticker())
+        running = asyncio.create_task(_tick(ticks))
         rows = list(await db.execute_fetchall("SELECT COUNT(*) FROM t"))
         assert rows[0][0] == 0  # read at once: the other's insert is not committed
         write = asyncio.create_task(db.execute("INSERT INTO t (id) VALUES (2)"))
         await asyncio.sleep(0.3)
-        assert not write.done() and ticks >= 10  # the write waits; the loop went on
+        assert not write.done() and ticks[0] >= 10  # the write waits; the loop went on
         other.execute("COMMIT")
         await write
         running.cancel()
@@ -237,22 +238,16 @@ async def test_a_transaction_waits_on_the_thread_while_another_process_holds_the
     try:
         await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
         other.execute("BEGIN IMMEDIATE")
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
+        ticks = [0]
 
         async def write() -> None:
             async with transaction(db):
                 await db.execute("INSERT INTO t (id) VALUES (7)")
 
-        running = asyncio.create_task(ticker())
+        running = asyncio.create_task(_tick(ticks))
         writing = asyncio.create_task(write())
         await asyncio.sleep(0.3)
-        assert not writing.done() and ticks >= 10  # BEGIN waits on the thread; the loop runs
+        assert not writing.done() and ticks[0] >= 10  # BEGIN waits on the thread; the loop runs
         other.execute("COMMIT")
         await writing
         running.cancel()
