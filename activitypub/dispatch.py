@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from activitypub import as2
 from activitypub.backoff import retry_delay
@@ -41,6 +41,18 @@ class BatchDoneStore(Protocol):
 
     async def mark_done_many(self, record_ids: Sequence[RecordId]) -> None:
         """NEW → DONE for every row of ``record_ids``."""
+
+
+#: Store types already checked against :class:`BatchDoneStore` (a cache of a pure function).
+_BATCH_DONE: dict[type[Any], bool] = {}
+
+
+def marks_batches(store: Any) -> TypeGuard[BatchDoneStore]:
+    """Whether ``store`` is a :class:`BatchDoneStore`, decided once per store type."""
+    kind = type(store)
+    if kind not in _BATCH_DONE:
+        _BATCH_DONE[kind] = isinstance(store, BatchDoneStore)
+    return _BATCH_DONE[kind]
 
 
 class InboxDispatcher:
@@ -198,7 +210,7 @@ class InboxProcessor:
     ) -> None:
         """Mark the handled rows done (in one write when the store can) and the failed ones
         for a retry."""
-        if isinstance(self.store, BatchDoneStore):
+        if marks_batches(self.store):
             await self.store.mark_done_many([record.id for record in done])
         else:
             for record in done:

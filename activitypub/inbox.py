@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from aiohttp import web
 
@@ -59,6 +59,19 @@ class TextRecordingStore(Protocol):
         now: float,
     ) -> bool:
         """InboxStore.record, storing ``text`` (the activity's JSON as received) as is."""
+
+
+#: Store types already checked against :class:`TextRecordingStore` (a cache of a pure function).
+_TEXT_RECORDING: dict[type[Any], bool] = {}
+
+
+def records_text(store: Any) -> TypeGuard[TextRecordingStore]:
+    """Whether ``store`` is a :class:`TextRecordingStore`, decided once per store type (an
+    isinstance check against a runtime-checkable Protocol costs ~12 µs, on every delivery)."""
+    kind = type(store)
+    if kind not in _TEXT_RECORDING:
+        _TEXT_RECORDING[kind] = isinstance(store, TextRecordingStore)
+    return _TEXT_RECORDING[kind]
 
 
 def _utf8_text(body: bytes) -> str | None:
@@ -117,7 +130,7 @@ class InboxPipeline:
         authorise(activity, actor, self.owner_exception)
         inbox = self.origin + request.path
         # The body as received is the activity's JSON: no need to serialise it again.
-        if isinstance(self.store, TextRecordingStore) and (text := _utf8_text(body)) is not None:
+        if records_text(self.store) and (text := _utf8_text(body)) is not None:
             recorded = await self.store.record_text(
                 inbox, activity["id"], actor, activity, text, auth=auth, now=self.clock()
             )

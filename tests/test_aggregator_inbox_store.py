@@ -17,11 +17,13 @@ import aiosqlite
 import pytest
 
 from activitypub.collections import PageRequest
-from activitypub.dispatch import BatchDoneStore
+from activitypub.dispatch import BatchDoneStore, marks_batches
+from activitypub.inbox import records_text
 from activitypub.storage import InboxState, InvalidTransition
 from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
 from federation.store.c2s import page_inbox
 from federation.store.group_inbox import DONE_BODY, GROUP, GroupCommitInboxStore, KeptBodies
+from federation.store.inbox import SqliteInboxStore
 from federation.store.sqlite import open_database
 
 T0 = 1_700_000_000.0
@@ -238,3 +240,13 @@ async def test_an_upgrade_drops_the_bodies_of_rows_handled_before(tmp_path: Path
         assert not await store.record(SHARED, like["id"], ACTOR, like, auth="proof", now=T0)
     finally:
         await db.close()
+
+
+def test_the_batch_and_text_capabilities_are_read_off_the_store_type(
+    db: aiosqlite.Connection,
+) -> None:
+    """records_text / marks_batches: what isinstance against the Protocols says, per type."""
+    grouped, plain = GroupCommitInboxStore(db), SqliteInboxStore(db)
+    for _ in range(2):  # the second answer comes from the per-type cache
+        assert records_text(grouped) and marks_batches(grouped)
+        assert not records_text(plain) and not marks_batches(plain)

@@ -16,10 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from activitypub import as2
-from activitypub.dispatch import BatchDoneStore
+from activitypub.dispatch import marks_batches
 from activitypub.errors import Problem
 from activitypub.httpsig import SignatureError, verify_request
-from activitypub.inbox import InboxPipeline, TextRecordingStore
+from activitypub.inbox import InboxPipeline, records_text
 from activitypub.storage import InboxRecord, InboxStore, RecordId
 from federation.validation import shape_of
 
@@ -74,7 +74,7 @@ class ReplayRecordingStore:
     ) -> bool:
         """TextRecordingStore.record_text (the inner store's, or its record); a duplicate is
         reported as :meth:`record` reports it."""
-        if isinstance(self.inner, TextRecordingStore):
+        if records_text(self.inner):
             recorded = await self.inner.record_text(
                 inbox, activity_id, actor, activity, text, auth=auth, now=now
             )
@@ -96,7 +96,7 @@ class ReplayRecordingStore:
 
     async def mark_done_many(self, record_ids: Sequence[RecordId]) -> None:
         """BatchDoneStore.mark_done_many (one write when the inner store can, else one each)."""
-        if isinstance(self.inner, BatchDoneStore):
+        if marks_batches(self.inner):
             await self.inner.mark_done_many(record_ids)
             return
         for record_id in record_ids:
