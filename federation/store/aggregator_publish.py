@@ -22,6 +22,7 @@ import aiosqlite
 import orjson
 
 from activitypub.collections import PageRequest, PageResult
+from federation.store.domain import fetch_one
 from federation.store.paging import page_rows
 from federation.store.sqlite import transaction, write_lock
 
@@ -143,14 +144,13 @@ class PublishStore:
 
     async def latest_fingerprint(self, process_id: str) -> str | None:
         """The fingerprint of a process's newest Tally (without reading the Tally itself)."""
-        rows = list(
-            await self.db.execute_fetchall(
-                "SELECT fingerprint FROM tallies WHERE process_id = ?"
-                " ORDER BY final DESC, seq DESC LIMIT 1",
-                (process_id,),
-            )
+        row = await fetch_one(
+            self.db,
+            "SELECT fingerprint FROM tallies WHERE process_id = ?"
+            " ORDER BY final DESC, seq DESC LIMIT 1",
+            (process_id,),
         )
-        return str(rows[0][0]) if rows else None
+        return None if row is None else str(row[0])
 
     async def final_processes(self) -> set[str]:
         """The processes that have their final Tally."""
