@@ -119,7 +119,7 @@ class ProcessCounts:
     """Running counts of one process, updated by adding or subtracting group outcomes."""
 
     __slots__ = (
-        "_gone", "_order", "by_proposal", "counted", "districts", "hoods", "participants",
+        "_gone", "_order", "by_proposal", "districts", "hoods", "participants", "supports",
         "touched",
     )  # fmt: skip
 
@@ -128,10 +128,12 @@ class ProcessCounts:
         self.hoods: dict[str, int] = {}
         self.districts: dict[str, int] = {}
         self.participants = 0
-        self.counted: set[str] = set()
+        self.supports = 0
         # The counted ids sorted as of the last read, then those added since; and those removed
         # since. A read sorts a sorted run plus a short tail (Timsort: nearly linear), not the
-        # whole set again: a busy process is read after every few supports.
+        # whole set again: a busy process is read after every few supports. No set of the
+        # counted ids is kept (40 bytes a support): each like is in one group, and a group's
+        # outcome swap adds only ids it did not count and removes only ids it did.
         self._order: list[str] = []
         self._gone: set[str] = set()
         #: Proposals whose counts moved since the owner last cleared it (a reader keeping
@@ -153,10 +155,9 @@ class ProcessCounts:
         for item in outcome.counted:
             self._count(item, sign)
 
-    def replace(self, old: GroupOutcome | None, new: GroupOutcome | None) -> None:
-        """Swap one group's outcome for another, touching only the supports that changed."""
-        before = set(old.counted) if old is not None else set()
-        after = set(new.counted) if new is not None else set()
+    def replace(self, old: Iterable[Counted], new: Iterable[Counted]) -> None:
+        """Swap what one group counted for what it counts now, touching only what changed."""
+        before, after = set(old), set(new)
         self.participants += bool(after) - bool(before)
         for item in before - after:
             self._count(item, -1)
@@ -175,15 +176,13 @@ class ProcessCounts:
         _bump(self.hoods, hood, sign)
         _bump(self.districts, item.district, sign)
         like_id = item.like_id
-        if sign > 0 and like_id not in self.counted:
-            self.counted.add(like_id)
-            if like_id in self._gone:
-                self._gone.discard(like_id)  # still in the order: removed and back since
-            else:
-                self._order.append(like_id)
-        elif sign < 0 and like_id in self.counted:
-            self.counted.discard(like_id)
+        self.supports += sign
+        if sign < 0:
             self._gone.add(like_id)
+        elif like_id in self._gone:
+            self._gone.discard(like_id)  # still in the order: removed and back since
+        else:
+            self._order.append(like_id)
 
 
 def _counts(kind: TerritoryKind, counter: Mapping[str, int]) -> list[TerritoryCount]:
@@ -213,7 +212,7 @@ def process_tally(
             )
         results.append(row)
     totals = [
-        TerritoryCount(TerritoryKind.CITY, city, len(counts.counted)),
+        TerritoryCount(TerritoryKind.CITY, city, counts.supports),
         *_counts(TerritoryKind.DISTRICT, counts.districts),
         *_counts(TerritoryKind.NEIGHBOURHOOD, counts.hoods),
     ]

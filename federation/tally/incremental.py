@@ -9,13 +9,19 @@ nothing is recounted globally. A like's per-like verdict (``screen``) is cached 
 its undos or a record it reads changes.
 
 Memory is per like (a city holds hundreds of thousands): a like keeps only its copies (the bare
-event in the common one-copy case) and its cached verdict; its ``LikeView`` is rebuilt when it
-is screened again, and each group's key is one shared tuple.
+event in the common one-copy case), a slot in its group's member list and one in its verdict
+list. The common verdict, counted without anomaly, is a shared marker: its ``Counted`` is
+rebuilt from the canonical copy and the roster when the group is combined. A group keeps what it
+counts flat, (like id, proposal, published) per counted like and its territory once, since one
+actor's supports all count in one place. Its ``LikeView`` is rebuilt when a like is screened
+again, and each group's key is one shared tuple.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
+from enum import Enum
 from itertools import chain
 
 from federation.model import Territory
@@ -39,6 +45,7 @@ from .rules import (
     Origins,
     Screened,
     combine,
+    counted_as,
     like_view,
     screen,
 )
@@ -54,9 +61,104 @@ def _as_tuple(kept: Copies | None) -> tuple[SupportEvent, ...]:
     return (kept,) if isinstance(kept, SupportEvent) else kept
 
 
-def _compact(screened: Screened) -> Screened | Counted:
-    """What to keep of a verdict: a like counted without anomaly is its ``Counted`` alone."""
-    return screened.active if not screened.anomalies and screened.active else screened
+class _Clean(Enum):
+    """The verdict of a like counted without anomaly: all its copies are genuine and agree, so
+    its canonical copy is its first kept copy, and its ``Counted`` is rebuilt from that."""
+
+    CLEAN = 1
+
+
+CLEAN = _Clean.CLEAN
+#: A cached per-like verdict; None in a group's list means "screen it again".
+Verdict = Screened | _Clean
+
+
+def _add(index: dict[str, tuple[Key, ...]], name: str, key: Key) -> None:
+    """Add ``key`` to the small tuple ``index`` keeps for ``name`` (a set costs 216 bytes)."""
+    found = index.get(name, ())
+    if key not in found:
+        index[name] = (*found, key)
+
+
+def _compact(screened: Screened) -> Verdict:
+    """What to keep of a verdict: a like counted without anomaly is the shared ``CLEAN``."""
+    return CLEAN if not screened.anomalies and screened.active else screened
+
+
+class _Group:
+    """One (actor, process) group: its like ids, their cached verdicts, and what it counts.
+
+    Members are one flat list, ``[like id, verdict, like id, verdict, …]`` (a verdict of None:
+    screen it again), a list header less than two parallel lists. What the group counts is kept
+    flat too, ``(like id, proposal, published)`` per counted like, with the neighbourhood,
+    district and instance they all count in: one actor's likes share a roster entry, so a
+    ``Counted`` per like would repeat three fields and cost a tuple each. ``key`` is the
+    group's one shared key tuple, which the indexes hold too.
+    """
+
+    __slots__ = ("anomalies", "counted", "district", "entries", "hood", "instance", "key")
+
+    def __init__(self, key: Key) -> None:
+        self.key = key
+        self.entries: list[str | Verdict | None] = []
+        self.counted: tuple[str | datetime, ...] = ()
+        self.hood = self.district = self.instance = ""
+        self.anomalies: tuple[Anomaly, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.entries) // 2
+
+    def member(self, at: int) -> str:
+        """The like id of the ``at``-th member."""
+        like_id = self.entries[2 * at]
+        assert isinstance(like_id, str)
+        return like_id
+
+    def verdict(self, at: int) -> Verdict | None:
+        """The cached verdict of the ``at``-th member (None: screen it again)."""
+        return self.entries[2 * at + 1]  # type: ignore[return-value]
+
+    def set_verdict(self, at: int, verdict: Verdict) -> None:
+        """Cache the verdict of the ``at``-th member."""
+        self.entries[2 * at + 1] = verdict
+
+    def add(self, like_id: str, verdict: Verdict) -> None:
+        """Add a like with its verdict, or replace the verdict of a member."""
+        try:
+            self.entries[self.entries.index(like_id) + 1] = verdict  # verdicts are never str
+        except ValueError:
+            self.entries += (like_id, verdict)
+
+    def discard(self, like_id: str) -> None:
+        """Take a like out (its canonical copy moved it to another group)."""
+        if like_id in self.entries:
+            at = self.entries.index(like_id)
+            del self.entries[at : at + 2]
+
+    def forget_verdicts(self) -> None:
+        """Every member is screened again at the next combine (a record it reads changed)."""
+        self.entries[1::2] = [None] * len(self)
+
+    def outcome(self) -> tuple[Counted, ...]:
+        """What the group counts, as the ``Counted`` values ``combine`` returned."""
+        hood, district, instance = self.hood, self.district, self.instance
+        flat = self.counted
+        return tuple(
+            Counted(flat[i], flat[i + 1], hood, district, flat[i + 2], instance)  # type: ignore[arg-type]
+            for i in range(0, len(flat), 3)
+        )
+
+    def keep(self, outcome: GroupOutcome | None) -> None:
+        """Keep ``combine``'s outcome flat (see the class docstring)."""
+        counted = () if outcome is None else outcome.counted
+        self.anomalies = () if outcome is None else outcome.anomalies
+        self.counted = tuple(
+            chain.from_iterable((c.like_id, c.proposal, c.published) for c in counted)
+        )
+        if counted:
+            first = counted[0]
+            self.hood, self.district = first.neighbourhood, first.district
+            self.instance = first.instance
 
 
 class IncrementalTally:
@@ -71,19 +173,14 @@ class IncrementalTally:
         self._undos: dict[str, set[UndoEvent]] = {}
         # The distinct copies of each like id; its canonical copy names its group.
         self._likes: dict[str, Copies] = {}
-        self._keys: dict[Key, Key] = {}  # one shared key object per group
-        # Per-like rule results, dropped whenever the like or the records it depends on change.
-        # (The common verdict, counted without anomaly, is kept as its bare ``Counted``.)
-        self._screens: dict[str, Screened | Counted] = {}
-        # A group's like ids as dict keys: a dict of a few keys is a third of such a set.
-        self._members: dict[Key, dict[str, None]] = {}
-        self._outcomes: dict[Key, GroupOutcome] = {}
+        # Each group's members, their cached verdicts (dropped whenever the like or a record
+        # it depends on changes) and what it counts.
+        self._groups: dict[Key, _Group] = {}
         self._counts: dict[str, ProcessCounts] = {}
         # Which groups to re-evaluate when a record changes (kept add-only: a stale entry only
         # costs one needless re-evaluation).
-        self._by_actor: dict[str, set[Key]] = {}
+        self._by_actor: dict[str, tuple[Key, ...]] = {}  # an actor has a group or a few
         self._by_origin: dict[str, set[str]] = {}
-        self._by_process: dict[str, set[Key]] = {}
         # Groups with a like whose proposal is unknown, or known in another process (rule 3
         # holds it until the record comes); a proposal the rules know needs no index.
         self._waiting: dict[str, set[Key]] = {}
@@ -139,23 +236,19 @@ class IncrementalTally:
     def _bulk_group(self, key: Key, views: list[LikeView]) -> None:
         """Index one group's likes and count its outcome (``from_inputs`` only)."""
         actor, process = key = self._key(*key)
-        members: dict[str, None] = {}
-        self._members[key] = members
+        group = self._groups[key] = _Group(key)
         screened = []
         for view in views:
             self._keep(view)
-            members[view.like_id] = None
             self._note_waiting(view.event, key)
             screened.append(found := screen(view, self._ctx))
-            self._screens[view.like_id] = _compact(found)
-        self._by_actor.setdefault(actor, set()).add(key)
+            group.entries += (view.like_id, _compact(found))
+        _add(self._by_actor, actor, key)
         self._by_origin.setdefault(self._ctx.origins.blame(actor), set()).add(actor)
-        self._by_process.setdefault(process, set()).add(key)
         outcome = combine(process, screened, self._ctx)
         if outcome.counted:
             self._counts.setdefault(process, ProcessCounts()).apply(outcome, 1)
-        if outcome.counted or outcome.anomalies:
-            self._outcomes[key] = outcome
+        group.keep(outcome)
 
     @property
     def roster(self) -> Roster:
@@ -196,7 +289,7 @@ class IncrementalTally:
         self._cached = None
         if old.city_code != roster.city_code:
             self._tallies.clear()  # every process's city total is named by the code
-            self._refresh_all(self._members)
+            self._refresh_all(self._groups)
             return
         before = {entry.origin: entry for entry in old.entries}
         after = {entry.origin: entry for entry in roster.entries}
@@ -218,7 +311,8 @@ class IncrementalTally:
             return
         self._processes[record.id] = record
         self._changed(record.id)  # the result lists every known process, counted or not
-        self._refresh_all(self._by_process.get(record.id, ()))
+        # A process record changes seldom: a scan of the groups beats an index per group.
+        self._refresh_all(key for key in self._groups if key[1] == record.id)
 
     def add_proposal(self, record: ProposalRecord) -> None:
         """Add or replace a proposal record (its process and host)."""
@@ -247,7 +341,7 @@ class IncrementalTally:
                     self._stale[pid] = stale
             self._dirty.clear()
             if self._anomalies is None:
-                found = chain.from_iterable(o.anomalies for o in self._outcomes.values())
+                found = chain.from_iterable(g.anomalies for g in self._groups.values())
                 self._anomalies = tuple(sorted(set(found)))
             processes = tuple(self._process_tally(pid) for pid in sorted(self._processes))
             self._cached = TallyResult(processes, self._anomalies)
@@ -304,15 +398,16 @@ class IncrementalTally:
         old = None if before is None else self._key(*self._group_of(like_id, _as_tuple(before)))
         view = self._view(like_id, copies)
         self._keep(view)
-        self._screens[like_id] = _compact(screen(view, self._ctx))
-        actor, process = key = self._key(view.event.actor, view.event.process)
+        actor, _ = key = self._key(view.event.actor, view.event.process)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(key)
+        group.add(like_id, _compact(screen(view, self._ctx)))
         if old != key:
             if old is not None:
-                self._members[old].pop(like_id, None)
-            self._members.setdefault(key, {})[like_id] = None
-            self._by_actor.setdefault(actor, set()).add(key)
+                self._groups[old].discard(like_id)
+            _add(self._by_actor, actor, key)
             self._by_origin.setdefault(self._ctx.origins.blame(actor), set()).add(actor)
-            self._by_process.setdefault(process, set()).add(key)
         self._note_waiting(view.event, key)
         # The group the like left goes first: its counts must let go of the like before the
         # new group counts it, or the two would cancel out in the same process.
@@ -323,30 +418,42 @@ class IncrementalTally:
     def _refresh_all(self, keys: Iterable[Key]) -> None:
         """Re-evaluate groups after a record change: every like in them is screened again."""
         for key in set(keys):
-            for like_id in self._members.get(key, ()):
-                self._screens.pop(like_id, None)
-            self._refresh(key)
+            if (group := self._groups.get(key)) is not None:
+                group.forget_verdicts()
+                self._refresh(key)
 
     def _refresh(self, key: Key) -> None:
         """Re-evaluate one (actor, process) group and swap its contribution to the counts."""
         self._changed(key[1])
-        old = self._outcomes.pop(key, None)
-        members = self._members.get(key, ())
-        new = combine(key[1], [self._screen(m) for m in members], self._ctx) if members else None
-        if (old is not None and old.anomalies) or (new is not None and new.anomalies):
+        group = self._groups.get(key)
+        if group is None:
+            return
+        screened = [self._screen(group, at) for at in range(len(group))]
+        new = combine(key[1], screened, self._ctx) if screened else None
+        if group.anomalies or (new is not None and new.anomalies):
             self._anomalies = None
-        if (old is not None and old.counted) or (new is not None and new.counted):
-            self._counts.setdefault(key[1], ProcessCounts()).replace(old, new)
-        if new is not None and (new.counted or new.anomalies):
-            self._outcomes[key] = new
+        if group.counted or (new is not None and new.counted):
+            after = () if new is None else new.counted
+            self._counts.setdefault(key[1], ProcessCounts()).replace(group.outcome(), after)
+        group.keep(new)
+        if not len(group):
+            del self._groups[key]
 
-    def _screen(self, like_id: str) -> Screened:
-        found = self._screens.get(like_id)
+    def _screen(self, group: _Group, at: int) -> Screened:
+        """The verdict of a group's member, screened again only when it was dropped."""
+        found = group.verdict(at)
+        like_id = group.member(at)
         if found is None:
-            view = self._view(like_id, _as_tuple(self._likes[like_id]))
-            found = screen(view, self._ctx)
-            self._screens[like_id] = _compact(found)
-        return Screened((), found) if isinstance(found, Counted) else found
+            screened = screen(self._view(like_id, _as_tuple(self._likes[like_id])), self._ctx)
+            group.set_verdict(at, _compact(screened))
+            return screened
+        if found is CLEAN:
+            # Every copy is genuine and agrees: the first kept copy is the canonical one.
+            event = _as_tuple(self._likes[like_id])[0]
+            entry = self._ctx.roster.entry(self._ctx.origins(event.actor))
+            assert entry is not None  # a clean verdict is dropped when the roster changes
+            return Screened((), counted_as(event, entry))
+        return found
 
     def _view(self, like_id: str, copies: tuple[SupportEvent, ...]) -> LikeView:
         """The like's view over ``copies`` and the undos naming it."""
@@ -379,6 +486,7 @@ class IncrementalTally:
         return (event.actor, event.process)
 
     def _key(self, actor: str, process: str) -> Key:
-        """The group's one shared key tuple (a like would otherwise hold its own)."""
+        """The group's one shared key tuple, when it has a group (indexes hold it too)."""
         key = (actor, process)
-        return self._keys.setdefault(key, key)
+        group = self._groups.get(key)
+        return key if group is None else group.key

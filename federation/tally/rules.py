@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from sys import intern
 from typing import Any, NamedTuple, TypeVar
 
 from federation.model import Territory, TerritoryKind
@@ -54,7 +55,9 @@ class Origins:
         try:
             return self._seen[url]
         except KeyError:
-            origin = self._seen[url] = normal_origin(url)
+            origin = normal_origin(url)
+            # One string per origin, not one per actor: a city has tens of thousands of actors.
+            origin = self._seen[url] = None if origin is None else intern(origin)
             return origin
 
     @staticmethod
@@ -325,14 +328,17 @@ def screen(view: LikeView, ctx: Context) -> Screened:
         return Screened((*anomalies, refused), None)
     undone, found = _undone(view, verdict, ctx)
     anomalies.extend(found)
+    return Screened(tuple(anomalies), None if undone else counted_as(event, entry))
+
+
+def counted_as(event: SupportEvent, entry: RosterEntry) -> Counted:
+    """What a like counts: its canonical copy ``event`` in the territory of its actor's roster
+    ``entry`` (the incremental engine rebuilds a cached verdict with it)."""
     territory = entry.territory
-    if undone:
-        return Screened(tuple(anomalies), None)
-    counted = Counted(
+    return Counted(
         event.like_id, event.proposal, territory.code, territory.district_code or "",
         event.published, entry.origin,
     )  # fmt: skip
-    return Screened(tuple(anomalies), counted)
 
 
 def combine(process: str, screened: Iterable[Screened], ctx: Context) -> GroupOutcome:
