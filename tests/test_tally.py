@@ -484,6 +484,33 @@ def test_over_the_limit_the_earliest_count_and_the_instance_is_flagged() -> None
     assert result.anomaly_counts() == {A: {Rule.OVER_LIMIT: 2}}
 
 
+def test_one_more_clean_support_counts_as_a_full_recount_would_at_every_boundary() -> None:
+    """A new clean like is counted without combining its group only when rules 4 and 5 plainly
+    let it through; a second support of a proposal, or one past the limit, goes the long way."""
+    data = inputs(processes=(process(rules=SupportRules(3)),))
+    tally = IncrementalTally.from_inputs(data)
+    fed: list[SupportEvent] = []
+    steps = [
+        like("1", ANA, proposal=prop(1).proposal, published=at(5)),
+        like("2", ANA, proposal=prop(2).proposal, published=at(6)),  # one more: counted
+        like("3", ANA, proposal=prop(2).proposal, published=at(4)),  # same proposal, earlier
+        like("4", ANA, proposal=prop(3).proposal, published=at(7)),
+        like("5", ANA, proposal=prop(4).proposal, published=at(3)),  # past the limit, earliest
+        like("6", BEL, proposal=prop(1).proposal, published=at(8)),
+        like("7", BEL, proposal=prop(5).proposal, published=at(9)),
+    ]
+    for event in steps:
+        tally.add_support(event)
+        fed.append(event)
+        assert tally.result() == compute(replace(data, supports=tuple(fed)))
+    result = tally.result().process(PID)
+    assert set(result.counted) == {e.like_id for e in (steps[4], steps[2], steps[0], *steps[5:])}
+    assert result.participants == 2
+    assert rules_of(tally.result()) == sorted(
+        [(A, Rule.DUPLICATE, steps[1].like_id), (A, Rule.OVER_LIMIT, steps[3].like_id)]
+    )
+
+
 def test_the_limit_counts_only_supports_that_passed_the_other_rules() -> None:
     out_of_phase = like("0", ANA, proposal=P3, published=OPEN - timedelta(days=1))
     withdrawn = like("1", ANA, proposal=P1, published=at(2))

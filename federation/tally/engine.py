@@ -155,6 +155,10 @@ class ProcessCounts:
         for item in outcome.counted:
             self._count(item, sign)
 
+    def add(self, item: Counted) -> None:
+        """Count one more support of a participant already counted."""
+        self._count(item, 1)
+
     def replace(self, old: Iterable[Counted], new: Iterable[Counted]) -> None:
         """Swap what one group counted for what it counts now, touching only what changed."""
         before, after = set(old), set(new)

@@ -45,6 +45,7 @@ from .rules import (
     Origins,
     Screened,
     combine,
+    combine_active,
     counted_as,
     like_view,
     screen,
@@ -107,20 +108,6 @@ class _Group:
 
     def __len__(self) -> int:
         return len(self.entries) // 2
-
-    def member(self, at: int) -> str:
-        """The like id of the ``at``-th member."""
-        like_id = self.entries[2 * at]
-        assert isinstance(like_id, str)
-        return like_id
-
-    def verdict(self, at: int) -> Verdict | None:
-        """The cached verdict of the ``at``-th member (None: screen it again)."""
-        return self.entries[2 * at + 1]  # type: ignore[return-value]
-
-    def set_verdict(self, at: int, verdict: Verdict) -> None:
-        """Cache the verdict of the ``at``-th member."""
-        self.entries[2 * at + 1] = verdict
 
     def add(self, like_id: str, verdict: Verdict) -> None:
         """Add a like with its verdict, or replace the verdict of a member."""
@@ -402,18 +389,41 @@ class IncrementalTally:
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group(key)
-        group.add(like_id, _compact(screen(view, self._ctx)))
+        verdict = _compact(screen(view, self._ctx))
+        group.add(like_id, verdict)
         if old != key:
             if old is not None:
                 self._groups[old].discard(like_id)
             _add(self._by_actor, actor, key)
             self._by_origin.setdefault(self._ctx.origins.blame(actor), set()).add(actor)
         self._note_waiting(view.event, key)
+        if old is None and verdict is CLEAN and self._count_one_more(group, view.event):
+            return
         # The group the like left goes first: its counts must let go of the like before the
         # new group counts it, or the two would cancel out in the same process.
         if old is not None and old != key:
             self._refresh(old)
         self._refresh(key)
+
+    def _count_one_more(self, group: _Group, event: SupportEvent) -> bool:
+        """Count a new clean like without combining its group again, when rules 4 and 5 plainly
+        let it through: the group counts every active like it has (no anomaly), none of this
+        proposal, and one more stays within the limit (the minimum is met already). False when
+        the group must be combined instead (DESIGN.md §7; equal to ``combine``)."""
+        flat, process = group.counted, group.key[1]
+        if group.anomalies or not flat or event.proposal in flat[1::3]:
+            return False
+        limit = self._processes[process].process.rules.supports_per_participant
+        entry = self._ctx.roster.entry(self._ctx.origins(event.actor))
+        if (limit and len(flat) // 3 >= limit) or entry is None or entry.origin != group.instance:
+            return False
+        item = counted_as(event, entry)
+        if (item.neighbourhood, item.district) != (group.hood, group.district):
+            return False
+        group.counted = (*flat, event.like_id, event.proposal, event.published)
+        self._changed(process)
+        self._counts[process].add(item)
+        return True
 
     def _refresh_all(self, keys: Iterable[Key]) -> None:
         """Re-evaluate groups after a record change: every like in them is screened again."""
@@ -428,8 +438,7 @@ class IncrementalTally:
         group = self._groups.get(key)
         if group is None:
             return
-        screened = [self._screen(group, at) for at in range(len(group))]
-        new = combine(key[1], screened, self._ctx) if screened else None
+        new = combine_active(key[1], *self._active(group), self._ctx) if len(group) else None
         if group.anomalies or (new is not None and new.anomalies):
             self._anomalies = None
         if group.counted or (new is not None and new.counted):
@@ -439,21 +448,31 @@ class IncrementalTally:
         if not len(group):
             del self._groups[key]
 
-    def _screen(self, group: _Group, at: int) -> Screened:
-        """The verdict of a group's member, screened again only when it was dropped."""
-        found = group.verdict(at)
-        like_id = group.member(at)
-        if found is None:
-            screened = screen(self._view(like_id, _as_tuple(self._likes[like_id])), self._ctx)
-            group.set_verdict(at, _compact(screened))
-            return screened
-        if found is CLEAN:
-            # Every copy is genuine and agrees: the first kept copy is the canonical one.
-            event = _as_tuple(self._likes[like_id])[0]
-            entry = self._ctx.roster.entry(self._ctx.origins(event.actor))
-            assert entry is not None  # a clean verdict is dropped when the roster changes
-            return Screened((), counted_as(event, entry))
-        return found
+    def _active(self, group: _Group) -> tuple[list[Counted], list[Anomaly]]:
+        """A group's active likes and per-like anomalies, screening only dropped verdicts."""
+        active: list[Counted] = []
+        anomalies: list[Anomaly] = []
+        entries, likes, entry = group.entries, self._likes, None
+        for at in range(0, len(entries), 2):
+            like_id, found = entries[at], entries[at + 1]
+            assert isinstance(like_id, str)
+            if found is CLEAN:
+                # Every copy is genuine and agrees: the first kept copy is the canonical one.
+                kept = likes[like_id]
+                event = kept if isinstance(kept, SupportEvent) else kept[0]
+                if entry is None:  # one actor, so one roster entry for the whole group
+                    entry = self._ctx.roster.entry(self._ctx.origins(event.actor))
+                    assert entry is not None  # a clean verdict is dropped with its entry
+                active.append(counted_as(event, entry))
+                continue
+            if found is None:
+                found = screen(self._view(like_id, _as_tuple(likes[like_id])), self._ctx)
+                entries[at + 1] = _compact(found)
+            assert isinstance(found, Screened)
+            anomalies.extend(found.anomalies)
+            if found.active is not None:
+                active.append(found.active)
+        return active, anomalies
 
     def _view(self, like_id: str, copies: tuple[SupportEvent, ...]) -> LikeView:
         """The like's view over ``copies`` and the undos naming it."""

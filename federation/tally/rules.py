@@ -349,6 +349,13 @@ def combine(process: str, screened: Iterable[Screened], ctx: Context) -> GroupOu
         anomalies.extend(item.anomalies)
         if item.active is not None:
             active.append(item.active)
+    return combine_active(process, active, anomalies, ctx)
+
+
+def combine_active(
+    process: str, active: list[Counted], anomalies: list[Anomaly], ctx: Context
+) -> GroupOutcome:
+    """``combine`` over the group's active likes and its per-like anomalies, gathered."""
     if not active:
         return GroupOutcome(process, (), tuple(sorted(set(anomalies))))
     instance = active[0].instance
