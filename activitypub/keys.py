@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -104,11 +105,12 @@ def base58btc_encode(data: bytes) -> str:
 
 def base58btc_decode(text: str) -> bytes:
     """Inverse of :func:`base58btc_encode`; raises KeyFormatError on a foreign character."""
-    number = 0
-    for char in text:
-        if char not in _B58_INDEX:
-            raise KeyFormatError(f"invalid base58btc character {char!r}")
-        number = number * 58 + _B58_INDEX[char]
+    number, index = 0, _B58_INDEX
+    try:  # a lookup that fails, rather than a membership test per digit (a third faster)
+        for char in text:
+            number = number * 58 + index[char]
+    except KeyError as exc:
+        raise KeyFormatError(f"invalid base58btc character {exc.args[0]!r}") from None
     zeros = len(text) - len(text.lstrip("1"))
     body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
     return b"\0" * zeros + body
@@ -129,6 +131,13 @@ def multikey_decode(value: str) -> ed25519.Ed25519PublicKey | rsa.RSAPublicKey:
     """Decode a ``publicKeyMultibase`` value (base58btc, Ed25519 or RSA) (FEP-521a)."""
     if not isinstance(value, str) or not value.startswith("z"):
         raise KeyFormatError("publicKeyMultibase must be base58btc ('z' prefix)")
+    return _multikey(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _multikey(value: str) -> ed25519.Ed25519PublicKey | rsa.RSAPublicKey:
+    """``multikey_decode`` remembered: a verifier decodes the same actors' keys for every
+    activity it checks, and a public key is immutable (a failure raises again every time)."""
     data = base58btc_decode(value[1:])
     if data.startswith(_ED25519_PUB) and len(data) == 34:
         return ed25519.Ed25519PublicKey.from_public_bytes(data[2:])

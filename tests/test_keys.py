@@ -6,6 +6,7 @@ import base64
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -175,6 +176,23 @@ def test_base58btc_round_trips_every_leading_zero_count() -> None:
 def test_base58btc_rejects_characters_outside_the_alphabet(char: str) -> None:
     with pytest.raises(KeyFormatError):
         base58btc_decode("2NEpo7" + char + "TZRRrLZSi2U")
+
+
+@pytest.mark.parametrize("value", [["z6Mk"], {"z": 1}, 42, None, "f00", ""])
+def test_multikey_decode_refuses_what_is_not_a_base58btc_string(value: Any) -> None:
+    """Decoded keys are remembered; an unhashable or foreign value is still a format error."""
+    with pytest.raises(KeyFormatError):
+        multikey_decode(value)
+
+
+def test_a_remembered_multikey_is_the_same_key_and_a_bad_one_keeps_failing() -> None:
+    value = multikey_encode(ed25519.Ed25519PrivateKey.generate().public_key())
+    assert multikey_decode(value) is multikey_decode(value)
+    flipped = value[:-1] + ("2" if value[-1] != "2" else "3")
+    assert multikey_decode(flipped) != multikey_decode(value)
+    for _ in range(2):
+        with pytest.raises(KeyFormatError):
+            multikey_decode(value + "0")
 
 
 # --- PEM -------------------------------------------------------------------------------------
