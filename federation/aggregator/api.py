@@ -146,7 +146,7 @@ def add_api_routes(
 
     async def processes(request: web.Request) -> web.Response:
         agg = aggregator(request)
-        views = await process_views(agg, documents=False)  # names and states are enough
+        views = await process_views(agg)
         entries = [process_summary(agg, view) for view in views]
         return _json({"asOf": _iso(agg.state.synced_at), "processes": entries})
 

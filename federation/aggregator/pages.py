@@ -224,7 +224,7 @@ def add_page_routes(app: web.Application, aggregator: Getter, roster: Getter) ->
 
     async def index(request: web.Request) -> web.Response:
         agg: Aggregator = aggregator(request)
-        views = await process_views(agg, documents=False)  # the index shows totals only
+        views = await process_views(agg)  # the index shows totals only
         items = [{"view": v, "link": process_link(v.id)} for v in views]
         return render("index.html", site=agg.config.name, processes=items)
 
