@@ -15,6 +15,7 @@ import json
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -185,19 +186,28 @@ async def test_stopped_mid_stream_it_catches_up_by_backfill_and_the_instances_re
         stale = list(_active(t))[:2]
         for hood_name, actor, proposal in stale:
             await t.withdraw(t.hoods[hood_name], actor.rsplit("/", 1)[1], proposal)
+        newcomers: list[tuple[Hood, str]] = []
         for hood, name, proposal in (
             (t.d, "pep", late.id), (t.b, "b5", late.id), (t.b, "b5", ideas[0]),
             (t.a, "a5", ideas[1]), (t.d, "pep", ideas[2]),
         ):  # fmt: skip
             if name not in hood.users:
                 await hood.resident(name)
+                newcomers.append((hood, name))
             await t.support(hood, name, proposal)
         await t.settle()
         await t.retries(due=_far())  # the instances' retries are not due yet
 
+        hits_before = {hood.name: Counter(hood.hits) for hood in t.hoods.values()}
         await t.city.start(backfill_on_start=True)
         assert t.city.server is not None
         await t.city.server.app[BACKFILL_TASK]
+        # Each instance's /residents gave the voters' actor documents: the residents who
+        # arrived while the aggregator was down were not fetched one by one.
+        for hood in t.hoods.values():
+            fetched = hood.hits - hits_before[hood.name]
+            assert fetched["/residents"] >= (1 if hood.rostered else 0), hood.name
+            assert not [n for h, n in newcomers if h is hood and fetched[f"/users/{n}"]], fetched
         await inbox_quiet(t.city.runtime.federation)  # (the instances' queues wait: not due)
         # Backfill brought the new proposal, every support and every withdrawal: each
         # instance's ``/support-log`` lists each signed Like and Undo it knows (pep's support of

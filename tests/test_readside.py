@@ -498,6 +498,40 @@ async def test_supports_are_listed_only_to_the_aggregator(
     assert (status, like["id"], like["type"]) == (200, likes[0], "Like")
 
 
+async def test_residents_are_listed_with_their_documents_only_to_the_aggregator(
+    seeded: Seeded, remote: NodeState
+) -> None:
+    accounts = seeded.server.app[ACCOUNTS]
+    for n in range(5):
+        await accounts.create_user(f"r{n}", None)
+    for n in (0, 1, 3, 4):
+        await accounts.verify(f"r{n}", "31", by="test")  # r2 is not verified: not listed
+    url = seeded.config.base_url + "/residents"
+    status, problem, _ = await get(url)
+    assert isinstance(problem, dict) and (status, problem["reason"]) == (403, "residents_private")
+    status, refused = await signed_get(url, remote.keys["alice"])  # not the aggregator
+    assert (status, refused["reason"]) == (403, "residents_private")
+    status, collection = await signed_get(url, remote.keys["instance"])
+    assert (status, collection["type"], collection["totalItems"]) == (
+        200, "OrderedCollection", 4,
+    )  # fmt: skip
+    items, link = [], collection["first"] + "&limit=3"
+    while link:
+        status, page = await signed_get(link, remote.keys["instance"])
+        assert status == 200 and page["partOf"] == url and len(page["orderedItems"]) <= 3
+        assert "security" in json.dumps(page["@context"])  # the actor documents' context
+        items.extend(page["orderedItems"])
+        link = page.get("next")
+    assert [i["id"] for i in items] == [
+        f"{seeded.config.base_url}/users/r{n}" for n in (4, 3, 1, 0)
+    ]
+    for item in items:  # each is the document its id serves, without its own @context
+        status, served, _ = await get(item["id"])
+        assert isinstance(served, dict) and status == 200
+        assert item == {k: v for k, v in served.items() if k != "@context"}
+        assert item["verifiedResidentOf"]["territoryCode"] == "31"
+
+
 async def test_the_owning_group_and_its_server_actor_may_list_supports(
     seeded: Seeded, remote: NodeState
 ) -> None:

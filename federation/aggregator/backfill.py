@@ -3,6 +3,9 @@
 For every active roster instance (a few instances at once, each walk in its own order) the
 aggregator walks, with signed GETs (authorised fetch):
 
+- ``/residents`` at its origin: its verified residents' actor documents, 100 a page, so the
+  votes read next find their actors' keys and residency without a GET each (an instance
+  without it, an older version, is read without: each voter's actor is fetched);
 - the ``outbox`` of its instance actor and its Group (activities, handed to ingest exactly like
   a live delivery, so a support's own proof is verified whatever route it took);
 - ``/support-log`` at its origin: every signed Like and Undo the instance knows, embedded with
@@ -171,7 +174,12 @@ class Backfiller:
 
     async def instance(self, row: RosterRow, progress: ProgressHook | None = None) -> int:
         """Walk everything the instance publishes that we may read; returns the items read."""
-        read = await self._outboxes(row, progress)
+        # Its residents first: the votes read next need their actors, a GET each otherwise.
+        read = await self.collection(
+            row.origin, row.instance_actor or row.origin, row.origin + "/residents", progress,
+            handle=self.items.resident(row.origin), optional=True, page_limit=LOG_PAGE_LIMIT,
+        )  # fmt: skip
+        read += await self._outboxes(row, progress)
         logged, whole = await self._instance_log(row, progress)
         read += logged
         read += await self._process_collections(row.origin, progress, supports=not whole)

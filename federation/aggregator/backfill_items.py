@@ -109,6 +109,19 @@ class ListedItems:
 
         return handle
 
+    def resident(self, origin: str) -> ItemHandler:
+        async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
+            """A listed resident's actor document, kept as fetching its id would keep it: its
+            residency and, for checking its proofs, its keys. Only a Person of the listing's
+            own origin: an instance speaks for its residents, nobody else's."""
+            actor_id = as2.id_of(item) if isinstance(item, Mapping) else None
+            if actor_id is None or normal_origin(actor_id) != origin:
+                return
+            if isinstance(item, Mapping) and as2.has_type(item, "Person"):
+                await self.ingest.documents.learn(actor_id, _framed(item, page))
+
+        return handle
+
     def proposal(self, origin: str) -> ItemHandler:
         async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
             """A listed proposal: kept as its host says (refetched when listed elsewhere)."""

@@ -20,6 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from activitypub.actors import ActorProfile
+from activitypub.collections import PageRequest, PageResult
 from activitypub.keys import (
     generate_ed25519,
     generate_rsa,
@@ -31,6 +32,7 @@ from federation.config import InstanceConfig
 from federation.instance.ports import ActorKeyStore, StoredKeys, User, UserStore
 from federation.model import Territory, TerritoryKind
 from federation.vocab.actors import barri_actor_document, group_extras, person_extras
+from federation.vocab.wire import embed
 
 APPLICATION_PATH = "/actor"
 GROUPS_PATH = "/groups/"
@@ -175,6 +177,19 @@ class LocalActors:
             if user is not None and self.person_id(user.username) == actor_id:
                 return LocalActor(ActorKind.PERSON, actor_id, user.username, user)
         return None
+
+    async def resident_page(self, page: PageRequest) -> PageResult:
+        """One page of ``/residents``: verified residents' actor documents, embedded."""
+        users, after, before = await self._users.page_residents(page)
+        documents = []
+        for user in users:
+            actor = LocalActor(ActorKind.PERSON, self.person_id(user.username), user.username, user)
+            documents.append(embed(await self.document(actor)))
+        return PageResult(documents, after, before)
+
+    async def count_residents(self) -> int:
+        """How many verified residents ``/residents`` lists."""
+        return await self._users.count_residents()
 
     async def ensure_server_actors(self) -> None:
         """Generate and store the Application's and the Group's keys on first start."""

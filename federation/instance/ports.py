@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from activitypub.collections import PageRequest
+
 
 class Role(StrEnum):
     """What an account may do on its instance (Decidim: admin, moderator, participant)."""
@@ -126,6 +128,17 @@ class UserStore(Protocol):
 
     async def count_users(self) -> int:
         """How many accounts exist."""
+        ...
+
+    async def page_residents(
+        self, page: PageRequest
+    ) -> tuple[list[User], str | None, str | None]:
+        """One page of the verified residents, newest account first, with the next and
+        previous cursors (``/residents``)."""
+        ...
+
+    async def count_residents(self) -> int:
+        """How many accounts hold a verification."""
         ...
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:

@@ -31,6 +31,7 @@ from federation.instance.readpaging import (
     own_url,
     serve_collection,
 )
+from federation.instance.readresidents import RESIDENTS_PATH, instance_residents
 from federation.instance.readsupports import (
     instance_support_log,
     process_support_log,
@@ -130,6 +131,7 @@ def setup_readside(app: web.Application) -> None:
     app.router.add_get("/processes/{id}/supports", process_supports)
     app.router.add_get("/processes/{id}/support-log", process_support_log)
     app.router.add_get("/support-log", instance_support_log)
+    app.router.add_get(RESIDENTS_PATH, instance_residents)
 
 
 async def _missing(request: web.Request, object_id: str) -> web.StreamResponse:

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiosqlite
 
+from activitypub.collections import PageRequest
 from federation.instance.ports import (
     CensusImport,
     ClaimOutcome,
@@ -23,12 +24,19 @@ from federation.instance.ports import (
     Verification,
     VerificationMethod,
 )
+from federation.store.paging import page_rows
 from federation.store.sqlite import transaction, write_lock
 
 _USER_SELECT = (
     "SELECT u.id, u.username, u.display_name, u.password_hash, u.role, u.created_at,"
     " v.territory, v.method, v.verified_at, v.verified_by"
     " FROM users u LEFT JOIN verifications v ON v.user_id = u.id"
+)
+# The verified residents as a table with a ``seq`` (the account's id) for cursor paging.
+_RESIDENTS = (
+    "(SELECT u.id AS seq, u.id, u.username, u.display_name, u.password_hash, u.role,"
+    " u.created_at, v.territory, v.method, v.verified_at, v.verified_by"
+    " FROM users u JOIN verifications v ON v.user_id = u.id)"
 )
 _UPSERT_VERIFICATION = (
     "INSERT INTO verifications (user_id, territory, method, verified_at, verified_by)"
@@ -99,6 +107,22 @@ class SqliteUserStore:
     async def count_users(self) -> int:
         """How many accounts exist."""
         rows = list(await self._db.execute_fetchall("SELECT COUNT(*) FROM users"))
+        return int(rows[0][0])
+
+    async def page_residents(
+        self, page: PageRequest
+    ) -> tuple[list[User], str | None, str | None]:
+        """One page of the verified residents, newest account first, and its cursors."""
+        rows, after, before = await page_rows(
+            self._db, table=_RESIDENTS, where="1 = 1", params=(), page=page,
+            columns="seq, id, username, display_name, password_hash, role, created_at,"
+            " territory, method, verified_at, verified_by",
+        )  # fmt: skip
+        return [_user(row[1:]) for row in rows], after, before
+
+    async def count_residents(self) -> int:
+        """How many accounts hold a verification."""
+        rows = list(await self._db.execute_fetchall("SELECT COUNT(*) FROM verifications"))
         return int(rows[0][0])
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
