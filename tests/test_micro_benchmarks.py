@@ -26,6 +26,7 @@ if str(BENCHMARKS) not in sys.path:
 import aiohttp  # noqa: E402
 import bench_inbox  # noqa: E402
 import bench_outbox  # noqa: E402
+import bench_residents  # noqa: E402
 import bench_tally  # noqa: E402
 
 from federation.tally import IncrementalTally, compute  # noqa: E402
@@ -51,6 +52,22 @@ async def test_inbox_requests_are_all_accepted_and_counted_once(tmp_path: Path) 
     # Every support was a distinct (resident, proposal) pair: each counts exactly once.
     assert summary["counted"] == summary["residents"] + 2 * 5
     assert all(positive_finite(v) for v in summary["bare"].values())
+
+
+async def test_residents_are_read_a_get_each_and_by_pages(tmp_path: Path) -> None:
+    summary = await bench_residents.measure(
+        tmp_path / "instance", 5, 1, page=2, separate_process=False
+    )
+    ways = summary["ways"]
+    assert [row["requests"] for row in ways.values()] == [5, 3]  # 5 actors; pages of 2, 2, 1
+    for row in ways.values():
+        assert all(positive_finite(value) for value in row.values()), row
+    # A page's items share its @context: each resident costs fewer bytes than its own GET.
+    assert (
+        ways["/residents pages"]["bytes_per_resident"]
+        < ways["one GET per resident"]["bytes_per_resident"]
+    )
+    assert positive_finite(summary["cpu_ratio"]) and positive_finite(summary["wall_ratio"])
 
 
 async def test_outbox_pages_hold_a_full_page_signed_or_not(tmp_path: Path) -> None:
