@@ -130,9 +130,7 @@ class UserStore(Protocol):
         """How many accounts exist."""
         ...
 
-    async def page_residents(
-        self, page: PageRequest
-    ) -> tuple[list[User], str | None, str | None]:
+    async def page_residents(self, page: PageRequest) -> tuple[list[User], str | None, str | None]:
         """One page of the verified residents, newest account first, with the next and
         previous cursors (``/residents``)."""
         ...

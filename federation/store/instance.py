@@ -109,9 +109,7 @@ class SqliteUserStore:
         rows = list(await self._db.execute_fetchall("SELECT COUNT(*) FROM users"))
         return int(rows[0][0])
 
-    async def page_residents(
-        self, page: PageRequest
-    ) -> tuple[list[User], str | None, str | None]:
+    async def page_residents(self, page: PageRequest) -> tuple[list[User], str | None, str | None]:
         """One page of the verified residents, newest account first, and its cursors."""
         rows, after, before = await page_rows(
             self._db, table=_RESIDENTS, where="1 = 1", params=(), page=page,
