@@ -349,7 +349,8 @@ def shape_of(document: Mapping[str, Any]) -> str | None:
 def _vote_shape(addressed: Mapping[str, Any], *, like: bool) -> str:
     # A support is a Like addressed only to chosen actors; a public or unaddressed Like or any
     # Dislike is a comment vote (Lemmy and Mastodon send their Likes that way).
-    private = bool(as2.addressees(addressed)) and not as2.is_addressed_publicly(addressed)
+    found = as2.addressees(addressed)  # once: is_addressed_publicly would gather them again
+    private = bool(found) and not any(as2.is_public(address) for address in found)
     return "support" if like and private else "comment-vote"
 
 
