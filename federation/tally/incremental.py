@@ -20,13 +20,12 @@ again, and each group's key is one shared tuple.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
-from enum import Enum
 from itertools import chain
 
 from federation.model import Territory
 
 from .engine import ProcessCounts, ProcessTally, TallyResult, context_of, process_tally
+from .groups import CLEAN, Group, Key, compact
 from .records import (
     Anomaly,
     ProcessRecord,
@@ -40,7 +39,6 @@ from .records import (
 from .rules import (
     Context,
     Counted,
-    GroupOutcome,
     LikeView,
     Origins,
     Screened,
@@ -51,7 +49,6 @@ from .rules import (
     screen,
 )
 
-Key = tuple[str, str]  # (actor, process)
 #: What is kept of one like: its only copy, or its distinct copies in canonical order.
 Copies = SupportEvent | tuple[SupportEvent, ...]
 
@@ -62,90 +59,11 @@ def _as_tuple(kept: Copies | None) -> tuple[SupportEvent, ...]:
     return (kept,) if isinstance(kept, SupportEvent) else kept
 
 
-class _Clean(Enum):
-    """The verdict of a like counted without anomaly: all its copies are genuine and agree, so
-    its canonical copy is its first kept copy, and its ``Counted`` is rebuilt from that."""
-
-    CLEAN = 1
-
-
-CLEAN = _Clean.CLEAN
-#: A cached per-like verdict; None in a group's list means "screen it again".
-Verdict = Screened | _Clean
-
-
 def _add(index: dict[str, tuple[Key, ...]], name: str, key: Key) -> None:
     """Add ``key`` to the small tuple ``index`` keeps for ``name`` (a set costs 216 bytes)."""
     found = index.get(name, ())
     if key not in found:
         index[name] = (*found, key)
-
-
-def _compact(screened: Screened) -> Verdict:
-    """What to keep of a verdict: a like counted without anomaly is the shared ``CLEAN``."""
-    return CLEAN if not screened.anomalies and screened.active else screened
-
-
-class _Group:
-    """One (actor, process) group: its like ids, their cached verdicts, and what it counts.
-
-    Members are one flat list, ``[like id, verdict, like id, verdict, …]`` (a verdict of None:
-    screen it again), a list header less than two parallel lists. What the group counts is kept
-    flat too, ``(like id, proposal, published)`` per counted like, with the neighbourhood,
-    district and instance they all count in: one actor's likes share a roster entry, so a
-    ``Counted`` per like would repeat three fields and cost a tuple each. ``key`` is the
-    group's one shared key tuple, which the indexes hold too.
-    """
-
-    __slots__ = ("anomalies", "counted", "district", "entries", "hood", "instance", "key")
-
-    def __init__(self, key: Key) -> None:
-        self.key = key
-        self.entries: list[str | Verdict | None] = []
-        self.counted: tuple[str | datetime, ...] = ()
-        self.hood = self.district = self.instance = ""
-        self.anomalies: tuple[Anomaly, ...] = ()
-
-    def __len__(self) -> int:
-        return len(self.entries) // 2
-
-    def add(self, like_id: str, verdict: Verdict) -> None:
-        """Add a like with its verdict, or replace the verdict of a member."""
-        try:
-            self.entries[self.entries.index(like_id) + 1] = verdict  # verdicts are never str
-        except ValueError:
-            self.entries += (like_id, verdict)
-
-    def discard(self, like_id: str) -> None:
-        """Take a like out (its canonical copy moved it to another group)."""
-        if like_id in self.entries:
-            at = self.entries.index(like_id)
-            del self.entries[at : at + 2]
-
-    def forget_verdicts(self) -> None:
-        """Every member is screened again at the next combine (a record it reads changed)."""
-        self.entries[1::2] = [None] * len(self)
-
-    def outcome(self) -> tuple[Counted, ...]:
-        """What the group counts, as the ``Counted`` values ``combine`` returned."""
-        hood, district, instance = self.hood, self.district, self.instance
-        flat = self.counted
-        return tuple(
-            Counted(flat[i], flat[i + 1], hood, district, flat[i + 2], instance)  # type: ignore[arg-type]
-            for i in range(0, len(flat), 3)
-        )
-
-    def keep(self, outcome: GroupOutcome | None) -> None:
-        """Keep ``combine``'s outcome flat (see the class docstring)."""
-        counted = () if outcome is None else outcome.counted
-        self.anomalies = () if outcome is None else outcome.anomalies
-        self.counted = tuple(
-            chain.from_iterable((c.like_id, c.proposal, c.published) for c in counted)
-        )
-        if counted:
-            first = counted[0]
-            self.hood, self.district = first.neighbourhood, first.district
-            self.instance = first.instance
 
 
 class IncrementalTally:
@@ -162,7 +80,7 @@ class IncrementalTally:
         self._likes: dict[str, Copies] = {}
         # Each group's members, their cached verdicts (dropped whenever the like or a record
         # it depends on changes) and what it counts.
-        self._groups: dict[Key, _Group] = {}
+        self._groups: dict[Key, Group] = {}
         self._counts: dict[str, ProcessCounts] = {}
         # Which groups to re-evaluate when a record changes (kept add-only: a stale entry only
         # costs one needless re-evaluation).
@@ -223,13 +141,13 @@ class IncrementalTally:
     def _bulk_group(self, key: Key, views: list[LikeView]) -> None:
         """Index one group's likes and count its outcome (``from_inputs`` only)."""
         actor, process = key = self._key(*key)
-        group = self._groups[key] = _Group(key)
+        group = self._groups[key] = Group(key)
         screened = []
         for view in views:
             self._keep(view)
             self._note_waiting(view.event, key)
             screened.append(found := screen(view, self._ctx))
-            group.entries += (view.like_id, _compact(found))
+            group.entries += (view.like_id, compact(found))
         _add(self._by_actor, actor, key)
         self._by_origin.setdefault(self._ctx.origins.blame(actor), set()).add(actor)
         outcome = combine(process, screened, self._ctx)
@@ -388,8 +306,8 @@ class IncrementalTally:
         actor, _ = key = self._key(view.event.actor, view.event.process)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(key)
-        verdict = _compact(screen(view, self._ctx))
+            group = self._groups[key] = Group(key)
+        verdict = compact(screen(view, self._ctx))
         group.add(like_id, verdict)
         if old != key:
             if old is not None:
@@ -405,7 +323,7 @@ class IncrementalTally:
             self._refresh(old)
         self._refresh(key)
 
-    def _count_one_more(self, group: _Group, event: SupportEvent) -> bool:
+    def _count_one_more(self, group: Group, event: SupportEvent) -> bool:
         """Count a new clean like without combining its group again, when rules 4 and 5 plainly
         let it through: the group counts every active like it has (no anomaly), none of this
         proposal, and one more stays within the limit (the minimum is met already). False when
@@ -448,7 +366,7 @@ class IncrementalTally:
         if not len(group):
             del self._groups[key]
 
-    def _active(self, group: _Group) -> tuple[list[Counted], list[Anomaly]]:
+    def _active(self, group: Group) -> tuple[list[Counted], list[Anomaly]]:
         """A group's active likes and per-like anomalies, screening only dropped verdicts."""
         active: list[Counted] = []
         anomalies: list[Anomaly] = []
@@ -467,7 +385,7 @@ class IncrementalTally:
                 continue
             if found is None:
                 found = screen(self._view(like_id, _as_tuple(likes[like_id])), self._ctx)
-                entries[at + 1] = _compact(found)
+                entries[at + 1] = compact(found)
             assert isinstance(found, Screened)
             anomalies.extend(found.anomalies)
             if found.active is not None:
