@@ -9,6 +9,7 @@ field and the rule it broke, which callers turn into a 400 problem response.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -175,10 +176,17 @@ def require_str(doc: Mapping[str, Any], key: str) -> str:
     return value
 
 
+# An ASCII http(s) URL whose authority starts at once, with no bracket anywhere: RFC 3986 (and
+# urlsplit) give it that scheme and a non-empty host without further parsing or any ValueError.
+_PLAIN_HTTP = re.compile(r"https?://[^/?#\[\]\t\r\n][^\[\]]*")
+
+
 def _absolute(key: str, value: Any) -> str:
     found = id_of(value)
     if found is None:
         raise As2Error(key, "must be an id (a URI string) or an object with an id", value)
+    if found.isascii() and _PLAIN_HTTP.fullmatch(found):
+        return found  # the ids of nearly every document: skip the general parse below
     parts = urlsplit(found)
     # An id is an absolute IRI: a scheme, and for http(s) a host.
     if not parts.scheme or (parts.scheme in ("http", "https") and not parts.netloc):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_SCHEME_AUTHORITY = re.compile(r"(?i:https?)://[^/?#]*")  # RFC 3986 §3.2: "//" to "/", "?", "#"
 
 
 class Origin(NamedTuple):
@@ -31,16 +33,8 @@ def origin_of(url: str) -> Origin:
     # Ids repeat a few authorities (every like of an instance shares one): an URL spelt
     # ``http(s)://authority…`` is read through its scheme-and-authority prefix, whose origin
     # is remembered; urlsplit finds that very authority in both, so the answer is the same.
-    head = url[:8].lower()
-    if head.startswith("http://") or head == "https://":
-        start = 7 if head.startswith("http://") else 8
-        end = len(url)
-        for delimiter in "/?#":
-            found = url.find(delimiter, start)
-            if 0 <= found < end:
-                end = found
-        return _prefix_origin(url[:end])
-    return _parsed_origin(url)
+    prefix = _SCHEME_AUTHORITY.match(url)
+    return _prefix_origin(prefix.group()) if prefix else _parsed_origin(url)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -293,6 +294,24 @@ def test_require_id_accepts_every_shape(
     assert as2.require_id(doc, "actor") == ANA
     assert as2.optional_id(doc, "actor") == ANA
     assert as2.require_ids(doc, "to") == [BOB]
+
+
+@pytest.mark.parametrize(
+    "iri",
+    ["https://a.example/x", "http://a.example", "https://a.example:8443/u?q#f", "http://:80/x",
+     "https:///x", "https://?q", "https://#f", "http://\t/x", "https://\na.example/x",
+     "https://[::1]:8443/x", "http://ä.example/x", "HTTP://a.example/x", "urn:uuid:1", "x:"],
+)  # fmt: skip
+def test_absolute_ids_agree_with_a_full_rfc3986_parse(iri: str) -> None:
+    """The shortcut for plain http(s) ids decides as urllib's parse of the whole IRI does."""
+    parts = urlsplit(iri)
+    absolute = bool(parts.scheme) and (parts.scheme not in ("http", "https") or bool(parts.netloc))
+    try:
+        assert as2.require_id({"id": iri}, "id") == iri
+        accepted = True
+    except As2Error:
+        accepted = False
+    assert accepted is absolute
 
 
 def test_require_id_errors() -> None:
