@@ -11,7 +11,9 @@ proposals), so the timed rounds measure the steady state.
 
 Reported per scheme: requests/s answered 202 and ms per request (wall / N, and the client's
 p50/p99), then supports/s ingested (verified again, stored and counted by the tally, which
-runs in the background after the 202) and the number counted. The ratio compares each rate
+runs in the background after the 202) and the number counted, and the CPU time this process
+(the server, the peer idle after the warm-up) spent per support, which a busy machine leaves
+fair where it slows the rates. The ratio compares each rate
 with the bare crypto the request wraps, measured in the same run through ``cryptography``:
 one RSA-2048 HTTP-signature verification plus one Ed25519 proof verification. Note that the
 inbox pipeline takes a valid proof *instead of* the HTTP signature (FEP-8b32, as Fedify does),
@@ -375,12 +377,15 @@ async def counted(app: web.Application, process: str) -> int:
 async def timed_round(
     app: web.Application, send: Any, requests: list[Request], concurrency: int
 ) -> dict[str, Any]:
-    """POST ``requests``; rates of the 202s and of the supports ingest finished."""
+    """POST ``requests``; rates of the 202s and of the supports ingest finished, and this
+    process's CPU per support (the server's, with the client in a process of its own: a figure
+    a busy machine leaves fair, unlike the rates)."""
     before = ingested(app)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     report: LoadReport = await send(requests, concurrency)
     accepted = report.statuses.get(202, 0)
     done = await settled(app, before + accepted)
+    cpu = time.process_time() - cpu
     n = len(requests)
     return {
         "sent": n,
@@ -391,6 +396,7 @@ async def timed_round(
         "latency_p50_ms": report.percentile_ms(0.5),
         "latency_p99_ms": report.percentile_ms(0.99),
         "ingested_per_s": accepted / (done - start),
+        "cpu_ms_per_support": 1000 * cpu / max(1, accepted),
     }
 
 
@@ -464,7 +470,8 @@ def report(summary: Mapping[str, Any]) -> None:
             f"  {scheme:10} 202 {answered}: {row['accepted_per_s']:7,.0f} req/s"
             f" ({row['ms_per_request']:.2f} ms/req, p50 {row['latency_p50_ms']:.1f} ms, p99 "
             f"{row['latency_p99_ms']:.1f} ms) ratio {row['ratio_accepted']:.2f};"
-            f" ingested {row['ingested_per_s']:7,.0f}/s ratio {row['ratio_ingested']:.2f}"
+            f" ingested {row['ingested_per_s']:7,.0f}/s ratio {row['ratio_ingested']:.2f};"
+            f" {row['cpu_ms_per_support']:.3f} CPU ms per support in this process"
         )
     print(f"  counted by the tally at the end: {summary['counted']}")
 
