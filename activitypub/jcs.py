@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import rfc8785
 
 from activitypub.memo import EqualMemo
@@ -27,10 +28,16 @@ def canonicalize(value: Any) -> bytes:
     (every activity Barri verifies) is what the standard library's C encoder writes with
     sorted keys, byte for byte: RFC 8785 §3.2.2.2 escapes exactly what ``json`` escapes with
     ``ensure_ascii=False``, and ASCII keys sort the same by code point as by UTF-16 unit
-    (§3.2.3). Anything else (floats, non-ASCII keys, other mappings) takes the reference
-    implementation.
+    (§3.2.3). orjson writes the same bytes for such a tree (every code point is escaped alike,
+    which a test holds) in a fifteenth of the time: it is tried first, and what it refuses (a
+    lone surrogate, nesting past its 255 levels) goes to ``json``. Anything else (floats,
+    non-ASCII keys, other mappings) takes the reference implementation.
     """
     if _encoder_safe(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # orjson.JSONEncodeError: json decides (and words the error)
+            pass
         text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         try:
             return text.encode("utf-8")

@@ -20,7 +20,8 @@ What differs from ``json``, and why it is safe here:
   the same) and NaN/Infinity (``null``; ``json`` writes non-JSON). What orjson cannot hold (a
   non-str key, an integer beyond 64 bits, a lone surrogate: none comes out of :func:`loads`,
   but ``json`` parses elsewhere let them in) is written by ``json`` as before. Callers whose
-  bytes are compared, hashed, signed or published as a format keep ``json``.
+  bytes are compared, hashed, signed or published as a format keep ``json`` (JCS, in
+  :mod:`.jcs`, calls orjson itself, only on the trees whose bytes a test shows are RFC 8785's).
 """
 
 from __future__ import annotations

@@ -731,6 +731,20 @@ def test_canonicalize_escapes_and_refuses_as_rfc8785() -> None:
             canonicalize(bad)
 
 
+def test_canonicalize_writes_every_code_point_as_rfc8785() -> None:
+    # The orjson fast path escapes (or not) each code point exactly as RFC 8785 does.
+    text = "".join(chr(n) for n in range(0x110000) if not 0xD800 <= n <= 0xDFFF)
+    value = {"every": text, "in": [text[:300], {"k": text[-300:]}]}
+    assert canonicalize(value) == rfc8785.dumps(value)
+
+
+def test_canonicalize_nesting_past_orjsons_limit_still_canonical() -> None:
+    deep: list[Any] = ["leaf"]
+    for _ in range(300):  # orjson stops at 255 levels: the json encoder writes it
+        deep = [deep, {"b": 1, "a": "x"}]
+    assert canonicalize({"deep": deep}) == rfc8785.dumps({"deep": deep})
+
+
 # --- assertion_keys and proof_owner ----------------------------------------------------------
 
 
