@@ -646,15 +646,29 @@ def test_supports_are_never_public(
     document = documents[shape]
     document[key] = [GROUP, public] if as_list else public
     error = rejected(shape, document)
-    assert (error.field, error.rule) == (key, "not")
-    assert f"{shape}: {key}: must not address the Public collection" in str(error)
+    field = f"{key}[1]" if as_list else key  # the very address that names it
+    assert (error.field, error.rule) == (field, "pattern")
+    assert f"{shape}: {field}: must not address the Public collection" in str(error)
+
+
+@pytest.mark.parametrize(
+    "near",
+    ["https://h.example/users/Public", f"{PUBLIC}/x", "https://h.example/as:Public",
+     {"id": PUBLIC}],
+)  # fmt: skip
+def test_only_the_public_collection_itself_is_refused(near: Any, documents: dict[str, Any]) -> None:
+    # Anything merely spelt like it (or an object, which the addressing rules judge) is not it.
+    document = documents["support"]
+    document["cc"] = [near]
+    validator("support")(document)
+    assert not list(jsonschema_validator("support").iter_errors(document))
 
 
 def test_embedded_like_in_undo_is_checked_as_a_support(documents: dict[str, Any]) -> None:
     document = documents["undo-support"]
     document["object"]["to"] = [GROUP, "as:Public"]
     error = rejected("undo-support", document)
-    assert (error.field, error.rule) == ("object.to", "not")
+    assert (error.field, error.rule) == ("object.to[1]", "pattern")
 
 
 # --- rules a schema cannot say -------------------------------------------------------------------
