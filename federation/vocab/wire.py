@@ -66,7 +66,7 @@ def require_same_origin(field: str, value: str, owner_field: str, owner: str) ->
 def require_not_public(doc: Mapping[str, Any]) -> None:
     """DESIGN.md §6: supports are private, so no addressing field may name as:Public."""
     for key in as2.ADDRESSING:
-        if any(as2.is_public(address) for address in as2.ids(doc, key)):
+        if key in doc and any(as2.is_public(address) for address in as2.ids(doc, key)):
             fail(key, "must not address the public collection (supports are not public)")
 
 
