@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from activitypub import as2
 from activitypub.backoff import retry_delay
+from activitypub.lag import LagHistogram
 from activitypub.storage import InboxRecord, InboxStore, RecordId
 from activitypub.waiting import wait_event
 
@@ -147,6 +148,9 @@ class InboxProcessor:
         #: batch scope's exit), finish (marking rows done or failed); rows and batches handled.
         self.seconds: defaultdict[str, float] = defaultdict(float)
         self.rows = self.batches = 0
+        #: Seconds from each row's receipt until its batch's scope closed (for the aggregator:
+        #: until it was counted), handled rows only.
+        self.lag = LagHistogram()
 
     def wake(self) -> None:
         """Signal that a new row was recorded."""
@@ -202,6 +206,9 @@ class InboxProcessor:
             failed += [(record, error) for record in done]
             done = []
         phase.end("commit")
+        now = self.clock()
+        for record in done:
+            self.lag.observe(now - record.received_at)
         await self._finish(done, failed)
         phase.end("finish")
 

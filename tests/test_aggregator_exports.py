@@ -23,6 +23,7 @@ from rdflib import RDF, URIRef
 
 from activitypub.integrity import verify_document
 from activitypub.jsonld import to_graph
+from activitypub.lag import LAG_BUCKETS
 from federation.aggregator.app import PUBLISHER_TASK
 from federation.aggregator.exports import DECIDIM_COLUMNS, plain_text
 from federation.aggregator.metrics import escape_label
@@ -170,6 +171,13 @@ async def test_metrics_are_prometheus_text(
         named = {p for p in phases if f'barri_inbox_phase_seconds_total{{phase="{p}"}}' in samples}
         assert named == phases
         assert samples['barri_inbox_phase_seconds_total{phase="handle"}'] > 0
+        # The lag histogram: one observation per row handled, cumulative buckets up to +Inf.
+        count = samples["barri_inbox_lag_seconds_count"]
+        assert count == samples["barri_inbox_rows_total"]
+        bounds = [f"{b:g}" for b in LAG_BUCKETS] + ["+Inf"]
+        seen = [samples[f'barri_inbox_lag_seconds_bucket{{le="{b}"}}'] for b in bounds]
+        assert seen == sorted(seen) and seen[-1] == count
+        assert 0 <= samples["barri_inbox_lag_seconds_sum"] <= count * 300
         assert samples['barri_fetches_total{outcome="ok"}'] > 0
         assert samples["barri_fetch_seconds_total"] > 0
 

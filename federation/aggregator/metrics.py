@@ -14,6 +14,8 @@
   ``barri_inbox_phase_seconds_total{phase}``: inbox rows and batches handled, and the wall
   time batches spent claiming, preparing (warm-up fetches), handling,
   committing and finishing them: where a lagging inbox waits;
+- ``barri_inbox_lag_seconds`` (histogram): from each inbox row's receipt until the batch
+  that handled it was committed and counted, the aggregator's share of act→counted;
 - ``barri_fetches_total{outcome}`` and ``barri_fetch_seconds_total``: outbound GETs (actors,
   objects, collection pages) and their wall time in all.
 """
@@ -28,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from activitypub.fetch import FetchStats
+from activitypub.lag import LagHistogram
 from federation.aggregator.wiring import Aggregator, Runtime
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -61,6 +64,16 @@ class Exposition:
         for labels, value in sorted(samples, key=lambda s: sorted(s[0].items())):
             number = int(value) if float(value).is_integer() else round(value, 3)
             self.lines.append(f"{name}{_labels(labels)} {number}")
+
+    def histogram(self, name: str, help_text: str, histogram: LagHistogram) -> None:
+        """One histogram family: cumulative ``_bucket{le}`` samples, ``_sum`` and ``_count``."""
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} histogram")
+        for bound, seen in histogram.cumulative():
+            le = "+Inf" if bound == float("inf") else f"{bound:g}"
+            self.lines.append(f'{name}_bucket{{le="{le}"}} {seen}')
+        self.lines.append(f"{name}_sum {round(histogram.sum, 3)}")
+        self.lines.append(f"{name}_count {histogram.count}")
 
     def text(self) -> str:
         """The whole exposition, newline-terminated."""
@@ -132,6 +145,11 @@ def _work(out: Exposition, runtime: Runtime) -> None:
         "Wall seconds inbox batches spent per phase since start.",
         [({"phase": phase}, seconds) for phase, seconds in processor.seconds.items()],
     )  # fmt: skip
+    out.histogram(
+        "barri_inbox_lag_seconds",
+        "Seconds from an inbox row's receipt until its batch was committed and counted.",
+        processor.lag,
+    )
     fetcher = runtime.federation.fetcher
     stats = fetcher.stats if fetcher is not None else FetchStats()
     out.family(
