@@ -18,6 +18,9 @@ Two latencies per support, both from its due time (wall clock, one machine):
   includes it. The aggregator counts supports in the order it stores them, so the k-th stored
   is counted once the total reaches k: an upper bound, late by at most one poll interval.
 
+The aggregator's own ``barri_inbox_lag_seconds`` histogram (receipt → committed and counted,
+read from /metrics before and after) gives a third view, server-side, to its bucket bounds.
+
 Also: the rate achieved, the POST round trips, the aggregator's CPU per support (the polls
 included). Nothing here
 asserts timings; results go to ``benchmarks/results/latency.json``.
@@ -84,6 +87,26 @@ def stored_at(database: Path, ids: set[str]) -> dict[str, float]:
         return {str(like): float(when) for like, when in rows if like in ids}
 
 
+async def lag_buckets(session: aiohttp.ClientSession, base_url: str) -> dict[str, float]:
+    """The aggregator's own ``barri_inbox_lag_seconds`` buckets (le -> rows), from /metrics."""
+    async with session.get(base_url + "/metrics") as response:
+        text = await response.text()
+    prefix = 'barri_inbox_lag_seconds_bucket{le="'
+    return {
+        line[len(prefix) :].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+def bucket_quantile(before: dict[str, float], after: dict[str, float], q: float) -> str:
+    """The ``le`` bound of the bucket holding the q-quantile of the rows added between two
+    readings of the histogram (cumulative buckets, in the exposition's order)."""
+    added = {le: after[le] - before.get(le, 0.0) for le in after}
+    total = added.get("+Inf", 0.0)
+    return next((le for le, seen in added.items() if seen >= q * total and total), "none")
+
+
 async def poll(
     session: aiohttp.ClientSession, base_url: str, every: float, stop: asyncio.Event
 ) -> list[tuple[float, int]]:
@@ -114,6 +137,7 @@ async def sustained(
     base = await agg.counted(session, base_url)
     pid = agg.pid(bench.city)
     cpu = agg.cpu_seconds(pid)
+    lag_before = await lag_buckets(session, base_url)
     stop = asyncio.Event()
     poller = asyncio.create_task(poll(session, base_url, args.poll, stop))
     blaster = await asyncio.create_subprocess_exec(
@@ -130,6 +154,7 @@ async def sustained(
         stop.set()
         polls = await poller
     cpu = agg.cpu_seconds(pid) - cpu
+    lag_after = await lag_buckets(session, base_url)
     timeline = blast.pop("timeline")
     due = {like: row[0] for like, row in zip(ids, timeline, strict=True) if row[3] == 202}
     ingested = await asyncio.to_thread(stored_at, site.directory / "barri.sqlite3", set(due))
@@ -149,6 +174,8 @@ async def sustained(
         "cpu_ms_per_support": round(1000 * cpu / max(1, accepted), 3),
         "aggregator_busy": round(cpu / max(1e-9, polls[-1][0] - blast["start"]), 3),
         "warmup_supports": warmup["accepted"],
+        "server_lag_p50_le_s": bucket_quantile(lag_before, lag_after, 0.5),
+        "server_lag_p99_le_s": bucket_quantile(lag_before, lag_after, 0.99),
     } | latencies(due, ingested, counted)
 
 
@@ -184,7 +211,9 @@ def summary(results: dict[str, Any]) -> str:
         f" (asked {run['rate_asked']}/s; {run['statuses']})",
         f"  due→counted p50 {cnt['p50']} s, p99 {cnt['p99']} s, max {cnt['max']} s"
         f" (polled every {results['poll_s']} s; never counted: {run['never_counted']})",
-        f"  due→ingested p50 {ing['p50']} s, p99 {ing['p99']} s, max {ing['max']} s",
+        f"  due→ingested p50 {ing['p50']} s, p99 {ing['p99']} s, max {ing['max']} s;"
+        f" the aggregator's own lag histogram: p50 ≤ {run['server_lag_p50_le_s']} s,"
+        f" p99 ≤ {run['server_lag_p99_le_s']} s",
         f"  late sends p99 {run['late_sends_s']['p99']} s; POST round trip p99"
         f" {run['post_round_trip_s']['p99']} s",
         f"  aggregator {run['cpu_ms_per_support']} CPU ms per support, busy"

@@ -7,7 +7,7 @@ import time
 
 from aiohttp import web
 
-from benchmarks.bench_latency import counted_times, latencies
+from benchmarks.bench_latency import bucket_quantile, counted_times, latencies
 from benchmarks.ingestkit.blaster import paced
 
 
@@ -61,3 +61,13 @@ async def test_the_paced_sender_sends_each_request_no_earlier_than_due() -> None
         assert status == 202
     # Open loop at 100/s: the 20 requests span about 0.19 s, not the few ms a burst takes.
     assert timeline[-1][1] - timeline[0][1] >= 0.18
+
+
+def test_the_server_lag_quantile_is_read_from_the_rows_added_between_two_readings() -> None:
+    before = {"0.1": 10.0, "1": 10.0, "+Inf": 10.0}
+    after = {"0.1": 60.0, "1": 109.0, "+Inf": 110.0}
+    # 100 rows added: 50 within 0.1 s, 49 more within 1 s, 1 beyond.
+    assert bucket_quantile(before, after, 0.5) == "0.1"
+    assert bucket_quantile(before, after, 0.99) == "1"
+    assert bucket_quantile(before, after, 1.0) == "+Inf"
+    assert bucket_quantile(after, after, 0.99) == "none"
