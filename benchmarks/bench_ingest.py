@@ -51,7 +51,14 @@ from benchmarks.citysim.workload import Act
 from benchmarks.ingestkit import aggregator as agg
 from benchmarks.ingestkit import deliveries
 from benchmarks.ingestkit import spy as ingestkit_spy
-from benchmarks.ingestkit.city import BenchCity, Resident, Shape, build, reuse
+from benchmarks.ingestkit.city import (
+    BenchCity,
+    Resident,
+    add_shape_arguments,
+    build,
+    reuse,
+    shape_of,
+)
 from benchmarks.ingestkit.deliveries import Planned
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -306,7 +313,7 @@ async def _live(bench: BenchCity, session: aiohttp.ClientSession,
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole benchmark; its results."""
-    shape = Shape(args.hoods, args.residents, args.proposals, args.proposals, args.limit)
+    shape = shape_of(args)
     directory = args.dir.resolve()
     if not args.reuse:
         if directory.exists():
@@ -384,11 +391,7 @@ def main() -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--dir", type=Path, default=Path(".bench-ingest"))
-    parser.add_argument("--hoods", type=int, default=4)
-    parser.add_argument("--residents", type=int, default=100, help="per neighbourhood")
-    parser.add_argument("--proposals", type=int, default=60, help="per process")
-    parser.add_argument("--limit", type=int, default=60, help="supports per participant")
+    add_shape_arguments(parser, ".bench-ingest")
     parser.add_argument("--supports", type=int, default=20000, help="live batch size")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--scheme", choices=("rfc9421", "cavage-12"), default="rfc9421")

@@ -47,7 +47,7 @@ from benchmarks.citysim.cluster import ROOT
 from benchmarks.citysim.measure import percentiles
 from benchmarks.ingestkit import aggregator as agg
 from benchmarks.ingestkit import deliveries
-from benchmarks.ingestkit.city import BenchCity, Shape, build
+from benchmarks.ingestkit.city import BenchCity, add_shape_arguments, build, shape_of
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -185,7 +185,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    shape = Shape(args.hoods, args.residents, args.proposals, args.proposals, args.limit)
+    shape = shape_of(args)
     results: dict[str, Any] = {
         "shape": vars(shape),
         "poll_s": args.poll,
@@ -227,11 +227,7 @@ def main() -> int:
         prog="bench_latency", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("--dir", type=Path, default=Path(".bench-latency"))
-    parser.add_argument("--hoods", type=int, default=4)
-    parser.add_argument("--residents", type=int, default=100, help="per neighbourhood")
-    parser.add_argument("--proposals", type=int, default=60, help="per process")
-    parser.add_argument("--limit", type=int, default=60, help="supports per participant")
+    add_shape_arguments(parser, ".bench-latency")
     parser.add_argument("--rate", type=float, default=1000.0, help="supports per second")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long to sustain it")
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between total polls")

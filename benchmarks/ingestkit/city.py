@@ -8,6 +8,7 @@ benchmark can prove and sign supports exactly as the instance would.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import json
@@ -57,6 +58,20 @@ class Shape:
             limit=self.limit,
             concurrency=16,
         )
+
+
+def add_shape_arguments(parser: argparse.ArgumentParser, directory: str) -> None:
+    """The options that size a bench city (``--dir`` defaults to ``directory``)."""
+    parser.add_argument("--dir", type=Path, default=Path(directory))
+    parser.add_argument("--hoods", type=int, default=4)
+    parser.add_argument("--residents", type=int, default=100, help="per neighbourhood")
+    parser.add_argument("--proposals", type=int, default=60, help="per process")
+    parser.add_argument("--limit", type=int, default=60, help="supports per participant")
+
+
+def shape_of(args: argparse.Namespace) -> Shape:
+    """The Shape those options name."""
+    return Shape(args.hoods, args.residents, args.proposals, args.proposals, args.limit)
 
 
 @dataclass(frozen=True)
