@@ -76,11 +76,35 @@ def _encoder_safe(value: Any) -> bool:
 
 
 def plain_json(value: Any) -> Any:
-    """Any Mapping as a dict and any tuple as a list, recursively (rfc8785 takes only those)."""
+    """Any Mapping as a dict and any tuple as a list, recursively (rfc8785 takes only those):
+    a new tree of dicts and lists, its leaves shared.
+
+    A JSON tree goes through orjson and back, four times faster than a Python walk of a
+    document carrying our 3 KB inline context; the copy is kept when it equals the original
+    (``==``, in C), which fails for what orjson would change: a NaN or infinity (written as
+    null), a datetime or dataclass (written as JSON), a tuple (equal to no list). Those, and
+    what orjson refuses (a non-string key, an integer beyond 64 bits, a lone surrogate), take
+    the walk.
+    """
+    try:
+        copied = orjson.loads(orjson.dumps(value, default=_mapping_as_dict))
+    except (TypeError, ValueError):  # orjson's encode and decode errors subclass these
+        return _plain_walk(value)
+    return copied if copied == value else _plain_walk(value)
+
+
+def _mapping_as_dict(value: Any) -> dict[Any, Any]:
+    """orjson's ``default``: another Mapping (a MappingProxyType) is written as a dict."""
     if isinstance(value, Mapping):
-        return {key: plain_json(item) for key, item in value.items()}
+        return dict(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _plain_walk(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _plain_walk(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [plain_json(item) for item in value]
+        return [_plain_walk(item) for item in value]
     return value
 
 

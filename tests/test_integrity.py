@@ -31,7 +31,7 @@ from activitypub.integrity import (
     verify_document,
     verify_proof_with_key,
 )
-from activitypub.jcs import canonical_object
+from activitypub.jcs import canonical_object, plain_json
 from activitypub.keys import (
     base58btc_decode,
     base58btc_encode,
@@ -729,6 +729,20 @@ def test_canonicalize_escapes_and_refuses_as_rfc8785() -> None:
     for bad in ({"x": "\ud800"}, {"n": 2**53}, {"n": -(2**53)}, {1: "not a string key"}):
         with pytest.raises(rfc8785.CanonicalizationError):
             canonicalize(bad)
+
+
+def test_plain_json_copies_containers_and_keeps_what_json_cannot_say() -> None:
+    inner = {"b": [1, 2.5, None, True], "a": "\u00e9"}
+    value = {"x": MappingProxyType({"y": inner}), "t": (1, 2)}
+    copied = plain_json(value)
+    assert copied == {"x": {"y": inner}, "t": [1, 2]}
+    assert type(copied["x"]) is dict and type(copied["t"]) is list
+    assert copied["x"]["y"] is not inner and copied["x"]["y"]["b"] is not inner["b"]
+    # What an orjson round trip would change or refuse is walked instead, values kept.
+    when = datetime(2026, 11, 28, tzinfo=UTC)
+    for odd in (float("nan"), float("inf"), when, 2**70, "\ud800"):
+        assert plain_json({"k": [odd]})["k"][0] is odd
+    assert plain_json({"k": {1: "a"}}) == {"k": {1: "a"}}
 
 
 def test_canonicalize_writes_every_code_point_as_rfc8785() -> None:

@@ -6,26 +6,17 @@ lets a receiver verify it without trusting the Group. So it is copied, never re-
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from activitypub import as2
+from activitypub.jcs import plain_json
 from federation.model import Announcement
 
 from . import converter, fail, reading
 from .context import document_context, optional_datetime, plain_context, put_datetime
 from .wire import new_document, put, put_addressing, read_addressing, require_same_origin
-
-
-def _thaw(value: Any) -> Any:
-    """A plain JSON tree (dicts and lists) from mappings and sequences, copied."""
-    if isinstance(value, Mapping):
-        return {key: _thaw(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_thaw(item) for item in value]
-    return copy.copy(value)
 
 
 def announce_to_ap(announcement: Announcement) -> dict[str, Any]:
@@ -40,7 +31,7 @@ def announce_to_ap(announcement: Announcement) -> dict[str, Any]:
     context = plain_context() if own else document_context()
     doc = new_document(context, announcement.id, "Announce")
     doc["actor"] = announcement.group
-    doc["object"] = _thaw(announcement.activity)
+    doc["object"] = plain_json(announcement.activity)
     put_datetime(doc, "published", announcement.published)
     put_addressing(doc, "to", announcement.to)
     put_addressing(doc, "cc", announcement.cc)
@@ -64,7 +55,7 @@ def announce_from_ap(doc: Mapping[str, Any]) -> Announcement:
         id=announce_id,
         group=group,
         # A deep copy: the caller's document may change later; this one must not.
-        activity=MappingProxyType(_thaw(activity)),
+        activity=MappingProxyType(plain_json(activity)),
         published=optional_datetime(doc, "published"),
         audience=as2.optional_id(doc, "audience"),
         to=read_addressing(doc, "to"),
