@@ -154,6 +154,7 @@ async def sustained(
         stop.set()
         polls = await poller
     cpu = agg.cpu_seconds(pid) - cpu
+    ended = polls[-1][0] if polls else time.time()  # no poll answered: now, not a crash
     lag_after = await lag_buckets(session, base_url)
     timeline = blast.pop("timeline")
     due = {like: row[0] for like, row in zip(ids, timeline, strict=True) if row[3] == 202}
@@ -172,7 +173,7 @@ async def sustained(
         "polls": len(polls),
         "aggregator_cpu_seconds": round(cpu, 2),
         "cpu_ms_per_support": round(1000 * cpu / max(1, accepted), 3),
-        "aggregator_busy": round(cpu / max(1e-9, polls[-1][0] - blast["start"]), 3),
+        "aggregator_busy": round(cpu / max(1e-9, ended - blast["start"]), 3),
         "warmup_supports": warmup["accepted"],
         "server_lag_p50_le_s": bucket_quantile(lag_before, lag_after, 0.5),
         "server_lag_p99_le_s": bucket_quantile(lag_before, lag_after, 0.99),
