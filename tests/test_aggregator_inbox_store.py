@@ -2,7 +2,8 @@
 
 Concurrent ``record`` calls share one transaction yet each gets its own answer (a replay in the
 same group included); a write that fails fails every caller of its group and stores nothing;
-``mark_done_many`` marks a batch done and refuses what ``mark_done`` refuses.
+``mark_done_many`` marks a batch done and refuses what ``mark_done`` refuses; under a steady
+load a lone delivery waits briefly for company, an idle store writes it at once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -20,6 +22,7 @@ from activitypub.collections import PageRequest
 from activitypub.dispatch import BatchDoneStore, marks_batches
 from activitypub.inbox import records_text
 from activitypub.storage import InboxState, InvalidTransition
+from federation.store import group_inbox
 from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
 from federation.store.c2s import page_inbox
 from federation.store.group_inbox import DONE_BODY, GROUP, GroupCommitInboxStore, KeptBodies
@@ -250,3 +253,44 @@ def test_the_batch_and_text_capabilities_are_read_off_the_store_type(
     for _ in range(2):  # the second answer comes from the per-type cache
         assert records_text(grouped) and marks_batches(grouped)
         assert not records_text(plain) and not marks_batches(plain)
+
+
+class _GroupCounting(GroupCommitInboxStore):
+    """The store, noting the rows of each group it writes."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        super().__init__(db)
+        self.groups: list[int] = []
+
+    async def _insert(self, rows: list[Any]) -> dict[tuple[str, str], int]:
+        self.groups.append(len(rows))
+        return await super()._insert(rows)
+
+
+async def test_a_busy_store_waits_briefly_so_lone_deliveries_share_a_transaction(
+    db: aiosqlite.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Wide margins (a slow machine must not change the outcome): busy for 5 s after a group,
+    # and then a group waits 0.3 s for company.
+    monkeypatch.setattr(group_inbox, "BUSY", 5.0)
+    monkeypatch.setattr(group_inbox, "GATHER", 0.3)
+    store = _GroupCounting(db)
+    assert await store.record(SHARED, _like(1)["id"], ACTOR, _like(1), auth="proof", now=T0)
+    first = asyncio.create_task(
+        store.record(SHARED, _like(2)["id"], ACTOR, _like(2), auth="proof", now=T0)
+    )
+    await asyncio.sleep(0.05)  # one at a time, as a steady load's deliveries arrive
+    second = store.record(SHARED, _like(3)["id"], ACTOR, _like(3), auth="proof", now=T0)
+    assert await second and await first
+    assert store.groups == [1, 2]
+    assert await _count(db) == 3
+
+
+async def test_an_idle_store_writes_a_lone_delivery_at_once(
+    db: aiosqlite.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_inbox, "GATHER", 30.0)  # a wait there would time the test out
+    store = _GroupCounting(db)
+    async with asyncio.timeout(10):
+        assert await store.record(SHARED, _like(1)["id"], ACTOR, _like(1), auth="proof", now=T0)
+    assert store.groups == [1]

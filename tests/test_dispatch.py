@@ -7,7 +7,7 @@ retries that row alone, a failed scope (the batch's shared write) retries every 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import pytest
@@ -251,3 +251,62 @@ async def test_a_woken_processor_lingers_so_rows_arriving_meanwhile_share_a_batc
         await processor.stop()
     assert handled == [1, 2, 3, 4, 5]
     assert store.batches == [[1, 2, 3, 4, 5]]  # one batch, not one per wake
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_after_a_small_batch_the_processor_lingers_before_claiming_again() -> None:
+    # A steady trickle: rows arrive while a batch is handled and just after it. Claimed at
+    # once, the trickle would be handled a few rows at a time (each batch's claim, commit and
+    # marking done costing more than its rows); lingering, they share the next batch.
+    store, dispatcher = CountingStore(), InboxDispatcher()
+    release = asyncio.Event()
+
+    @dispatcher.on("Like")
+    async def handle(record: InboxRecord) -> None:
+        await release.wait()
+
+    async def arrive(n: int) -> None:
+        like = _like(n)
+        assert await store.record(INBOX, like["id"], ACTOR, like, auth="proof", now=T0)
+        processor.wake()
+
+    processor = InboxProcessor(store, dispatcher, batch=32, linger=0.5, clock=lambda: T0)
+    await arrive(0)
+    await processor.start()
+    try:
+        await asyncio.sleep(0.05)  # the first row's batch is being handled
+        for n in range(1, 4):
+            await arrive(n)
+        release.set()
+        await _until(lambda: len(store.batches) == 1)
+        await asyncio.sleep(0.05)  # the processor lingers now
+        for n in range(4, 6):
+            await arrive(n)
+        await _until(lambda: len(store.batches) == 2)
+    finally:
+        await processor.stop()
+    assert store.batches == [[1], [2, 3, 4, 5, 6]]
+
+
+async def test_a_backlog_is_worked_through_without_lingering() -> None:
+    store, dispatcher = CountingStore(), InboxDispatcher()
+
+    @dispatcher.on("Like")
+    async def handle(record: InboxRecord) -> None:
+        pass
+
+    await _recorded(store, 5)
+    # Full batches mean more is waiting: a linger after each would take 20 s here.
+    processor = InboxProcessor(store, dispatcher, batch=2, linger=10.0, clock=lambda: T0)
+    await processor.start()
+    try:
+        await _until(lambda: len(store.batches) == 3, seconds=2.0)
+    finally:
+        await processor.stop()
+    assert store.batches == [[1, 2], [3, 4], [5]]

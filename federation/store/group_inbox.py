@@ -4,9 +4,11 @@
 :class:`GroupCommitInboxStore` is the SQLite ``InboxStore`` with two batched writes for the
 hot path of a city's ingest: every ``record`` waiting at the same moment goes into one
 multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (group commit: each caller still gets
-its own answer, and its 202 only once its row is committed), and a handled batch is marked done
-by one ``UPDATE`` (:meth:`mark_done_many`, which :class:`activitypub.dispatch.InboxProcessor`
-uses when a store has it).
+its own answer, and its 202 only once its row is committed; under a steady load, when the last
+group was written moments ago, a group waits ``GATHER`` for company first, so deliveries arriving
+one at a time share a transaction), and a handled batch is marked done by one ``UPDATE``
+(:meth:`mark_done_many`, which :class:`activitypub.dispatch.InboxProcessor` uses when a store
+has it).
 
 The inbox keeps the body as received (:meth:`record_text`; it parses to the activity checked)
 rather than serialising the parsed activity again. A row claimed soon after it was recorded by
@@ -46,6 +48,11 @@ GROUP = 200
 DONE_BODY = "{}"
 #: Recorded-but-unclaimed (and claimed-but-unfinished) rows kept in memory for the handover.
 HANDOVER = 1024
+#: Seconds a group waits for company when the previous one was written less than ``BUSY`` s
+#: before (PostgreSQL's ``commit_delay`` idea): deliveries arriving one at a time under a
+#: steady load then share a transaction, while an idle server's lone delivery is not delayed.
+GATHER = 0.002
+BUSY = 0.01
 _Row = tuple[str, str, str, str, str, float, float]
 
 
@@ -104,6 +111,7 @@ class GroupCommitInboxStore(SqliteInboxStore):
             self._done_body = ("activity", []) if keep_bodies else ("?", [DONE_BODY])
         self._waiting = _Waiting()
         self._writer: asyncio.Task[None] | None = None
+        self._last_group = float("-inf")  # loop time the last group was written
         self._recorded = _Bounded()  # id -> (activity, its stored JSON), not yet claimed
         self._texts = _Bounded()  # id -> stored JSON of a claimed row, until it is finished
 
@@ -149,7 +157,10 @@ class GroupCommitInboxStore(SqliteInboxStore):
 
     async def _write_groups(self) -> None:
         """Write what is waiting, group after group, until nothing is left."""
-        await asyncio.sleep(0)  # let the requests already parsed join this group
+        loop = asyncio.get_running_loop()
+        busy = loop.time() - self._last_group < BUSY
+        # Let the requests already parsed (and, when busy, those arriving meanwhile) join.
+        await asyncio.sleep(GATHER if busy else 0)
         while self._waiting.rows:
             group, self._waiting = self._waiting, _Waiting()
             try:
@@ -160,6 +171,7 @@ class GroupCommitInboxStore(SqliteInboxStore):
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            self._last_group = loop.time()
             parts = zip(group.rows, group.activities, group.futures, strict=True)
             for row, activity, future in parts:
                 # A pair twice in one group: the first is recorded, the others are replays.
