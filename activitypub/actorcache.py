@@ -30,9 +30,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from activitypub import jsontext
-from activitypub.fetch import AS2_ACCEPT, Fetcher, FetchError, FetchFailure, strip_fragment
+from activitypub.fetch import AS2_ACCEPT, Fetcher, FetchError, FetchFailure
 from activitypub.keys import ActorKey, KeyFormatError, multikey_decode, public_key_from_pem
-from activitypub.origin import OriginError, origin_of, same_origin
+from activitypub.origin import OriginError, origin_of, same_origin, strip_fragment
 
 Kind = Literal["actor", "pointer"]
 Document = dict[str, Any]

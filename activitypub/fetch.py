@@ -21,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import yarl
 
+from activitypub.origin import strip_fragment
 from activitypub.ssrf import BlockedAddress
 
 AS2_PROFILE = "https://www.w3.org/ns/activitystreams"
@@ -103,11 +104,6 @@ def is_json_media_type(value: str) -> bool:
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
     )
-
-
-def strip_fragment(url: str) -> str:
-    """The URL without its fragment, otherwise byte for byte (no re-serialisation)."""
-    return url.split("#", 1)[0]
 
 
 def wire_url(url: str) -> yarl.URL:

@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urldefrag
 
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from activitypub.jcs import ContextMemo, canonical_object, canonicalize, plain_json
 from activitypub.keys import KeyFormatError, base58btc_decode, base58btc_encode, multikey_decode
-from activitypub.origin import same_origin
+from activitypub.origin import same_origin, strip_fragment
 
 CRYPTOSUITE = "eddsa-jcs-2022"
 PROOF_TYPE = "DataIntegrityProof"
@@ -280,7 +279,7 @@ def _pick_proof(document: Mapping[str, Any], owner: str) -> Mapping[str, Any]:
 
     def rank(proof: Mapping[str, Any]) -> int:
         method = proof.get("verificationMethod")
-        owned = isinstance(method, str) and urldefrag(method).url == owner
+        owned = isinstance(method, str) and strip_fragment(method) == owner
         return 2 * owned + (proof.get("cryptosuite") == CRYPTOSUITE)
 
     proofs = _proofs(document)
@@ -293,7 +292,7 @@ def _check_ownership(method: str, document: Mapping[str, Any], owner: str) -> No
     """FEP-fe34: the key is the owner's and shares its origin with the owner and the document."""
     # The controller is the key URL without fragment; once it equals the owner, the key
     # necessarily shares the owner's origin.
-    if urldefrag(method).url != owner:
+    if strip_fragment(method) != owner:
         raise ProofError(ProofFailure.NOT_OWNER, f"{method} is not controlled by {owner}")
     object_id = document.get("id")
     # A transient object without id has no origin of its own to compare.

@@ -68,3 +68,9 @@ def same_origin(a: str, b: str) -> bool:
         return origin_of(a) == origin_of(b)
     except OriginError:
         return False
+
+
+def strip_fragment(url: str) -> str:
+    """The URL without its fragment (RFC 3986 §3.5: all after the first "#"), otherwise byte
+    for byte: no parse nor re-serialisation, which ``urldefrag`` does at ~1 µs a call."""
+    return url.split("#", 1)[0]

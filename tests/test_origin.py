@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from activitypub.origin import Origin, OriginError, _parsed_origin, origin_of, same_origin
+from activitypub.origin import (
+    Origin,
+    OriginError,
+    _parsed_origin,
+    origin_of,
+    same_origin,
+    strip_fragment,
+)
 
 ORIGINS = [
     ("http://127.0.0.1:8000/users/anna", Origin("http", "127.0.0.1", 8000)),
@@ -60,3 +67,18 @@ def test_same_origin_compares_normalised_origins() -> None:
     assert not same_origin("https://example.com/a", "http://example.com/a")
     assert not same_origin("https://example.com/a", "https://example.com:8443/a")
     assert not same_origin("not a url", "not a url")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://a.example/users/ana#main-key", "https://a.example/users/ana"),
+        ("https://a.example/users/ana#k#2", "https://a.example/users/ana"),  # the first '#'
+        ("https://a.example/users/ana", "https://a.example/users/ana"),
+        # Byte for byte otherwise: no re-serialisation that would make these equal the actor.
+        ("https://a.example/users/ana?#k", "https://a.example/users/ana?"),
+        ("HTTPS://A.example//users/ana#k", "HTTPS://A.example//users/ana"),
+    ],
+)
+def test_strip_fragment_drops_only_the_fragment(url: str, expected: str) -> None:
+    assert strip_fragment(url) == expected

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,12 @@ from referencing.jsonschema import DRAFT7
 from activitypub.actors import AS_CONTEXT, DATA_INTEGRITY_V2
 from activitypub.jsonld import check_document, expand_iri, to_graph
 from federation.model import LangText, Proposal
-from federation.vocab.context import barri_context, document_context, plain_context
+from federation.vocab.context import (
+    barri_context,
+    document_context,
+    format_datetime,
+    plain_context,
+)
 from federation.vocab.process import process_from_ap
 from federation.vocab.proposal import proposal_from_ap, proposal_to_ap
 from schemas import SCHEMAS_DIR
@@ -386,3 +392,14 @@ def test_example_process_and_proposal_read_as_expected() -> None:
     assert process.phases and all(p.start < p.end for p in process.phases)
     proposal = proposal_from_ap(_example("proposal"))
     assert proposal.audience == process.owner
+
+
+def test_timestamps_are_written_in_utc_at_seconds_with_a_four_digit_year() -> None:
+    # vocab-spec "Timestamps"; RFC 3339 §5.6 (date-fullyear is 4DIGIT).
+    paris = timezone(timedelta(hours=1))
+    assert format_datetime(datetime(2026, 11, 28, 18, 5, 3, 999_999, paris)) == (
+        "2026-11-28T17:05:03Z"
+    )
+    assert format_datetime(datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)) == "0999-01-02T03:04:05Z"
+    with pytest.raises(ValueError):
+        format_datetime(datetime(2026, 11, 28, 17, 5, 3))  # naive: which zone?

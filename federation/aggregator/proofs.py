@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urldefrag
 
 from activitypub.fetch import FetchError, FetchFailure
 from activitypub.integrity import (
@@ -24,6 +23,7 @@ from activitypub.integrity import (
     verify_document,
     verify_proof_with_key,
 )
+from activitypub.origin import strip_fragment
 from federation.aggregator.documents import ActorFetch
 from federation.tally.records import normal_origin
 
@@ -80,7 +80,7 @@ async def _true_signer(document: Mapping[str, Any], fetch: ActorFetcher) -> str 
         method = proof.get("verificationMethod")
         if not isinstance(method, str):
             continue
-        controller = urldefrag(method).url
+        controller = strip_fragment(method)
         try:
             actor = await fetch(controller, False)
         except ProofError:

@@ -95,7 +95,8 @@ def format_datetime(value: datetime) -> str:
     """RFC 3339 UTC with ``Z`` and seconds precision (vocab-spec "Timestamps")."""
     if value.tzinfo is None:
         raise ValueError(f"a published timestamp must be timezone-aware, not {value!r}")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat pads the year to four digits as RFC 3339 §5.6 asks (glibc's %Y does not).
+    return value.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def _normalised(value: datetime | None) -> datetime | None:
