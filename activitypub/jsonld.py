@@ -314,13 +314,19 @@ def _checked_scope(scope: _Scope, context: Any, rules: _Rules, depth: int) -> _S
 _Path = tuple[tuple[str, Any], ...]
 
 
+#: JSON scalars: nothing under them to check, so :func:`_walk` does not descend into them (an
+#: exact type test, where the Mapping test below goes through ABCMeta for every leaf).
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def _walk(node: Any, scope: _Scope, rules: _Rules, depth: int, path: _Path | None = ()) -> None:
     """Check every nested @context under the scope it extends, and every key."""
     if depth > _MAX_DEPTH:
         raise JsonLdError(JsonLdFailure.MALFORMED, "document nested too deeply")
     if isinstance(node, list):
         for item in node:
-            _walk(item, scope, rules, depth + 1, path)
+            if type(item) not in _LEAVES:
+                _walk(item, scope, rules, depth + 1, path)
         return
     if not isinstance(node, Mapping):
         return
@@ -329,7 +335,7 @@ def _walk(node: Any, scope: _Scope, rules: _Rules, depth: int, path: _Path | Non
     for key, value in node.items():
         if key in _FORBIDDEN_KEYS:
             raise JsonLdError(JsonLdFailure.FORBIDDEN_KEYWORD, f"{key} is not accepted")
-        if key != "@context":
+        if key != "@context" and type(value) not in _LEAVES:
             _walk(value, scope, rules, depth + 1, path)
 
 
