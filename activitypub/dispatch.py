@@ -252,7 +252,8 @@ class InboxProcessor:
         batch's claim, commit and marking done cost more than its rows."""
         while True:
             self._wake.clear()  # clear first: a wake during processing is not lost
-            if await self._process_claimed() >= self.batch:
-                continue
+            claimed = await self._process_claimed()
+            if claimed and claimed >= self.batch:
+                continue  # a backlog (never an empty claim: a batch of 0 would spin)
             if await wait_event(self._wake, 60.0) and self.linger > 0:
                 await asyncio.sleep(self.linger)

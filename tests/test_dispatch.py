@@ -310,3 +310,23 @@ async def test_a_backlog_is_worked_through_without_lingering() -> None:
     finally:
         await processor.stop()
     assert store.batches == [[1, 2], [3, 4], [5]]
+
+
+async def test_an_empty_claim_is_never_taken_for_a_backlog() -> None:
+    class ClaimCounting(CountingStore):
+        claims = 0
+
+        async def claim(self, *, now: float, limit: int, lease: float) -> list[InboxRecord]:
+            self.claims += 1
+            return await super().claim(now=now, limit=limit, lease=lease)
+
+    store = ClaimCounting()
+    # A batch of 0 claims nothing, and 0 rows is not "a full batch": the loop waits to be
+    # woken instead of claiming again at once, forever.
+    processor = InboxProcessor(store, InboxDispatcher(), batch=0, clock=lambda: T0)
+    await processor.start()
+    try:
+        await asyncio.sleep(0.2)
+    finally:
+        await processor.stop()
+    assert store.claims == 1
