@@ -91,6 +91,7 @@ _TERM_KEYS_ALLOWED = frozenset(
     "@id @type @container @language @direction @context @protected @prefix @index".split()
 )
 _KEYWORD_ALIASES_ALLOWED = frozenset({("id", "@id"), ("type", "@type")})
+#: Objects and arrays nested deeper than this are refused (a scalar has nothing under it).
 _MAX_DEPTH = 100
 
 
