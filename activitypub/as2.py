@@ -69,11 +69,17 @@ def id_of(value: Any) -> str | None:
 
 def ids(doc: Mapping[str, Any], key: str) -> list[str]:
     """The ids of every value of a property, skipping values with no id."""
+    value = doc.get(key)
+    if type(value) is str:  # the usual case, answered as the general one would
+        return [value] if value else []
     return [found for found in map(id_of, values(doc, key)) if found is not None]
 
 
 def first_id(doc: Mapping[str, Any], key: str) -> str | None:
     """The id of the first value of a property that has one."""
+    value = doc.get(key)
+    if type(value) is str:  # the usual case (an actor, an object by id), as ids() answers it
+        return value or None
     found = ids(doc, key)
     return found[0] if found else None
 

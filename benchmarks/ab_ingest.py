@@ -11,7 +11,9 @@ times each, and reports per side the median and the range of the figures that ma
 
 - ``event_loop_cpu_ms_per_support``: the event loop's thread is what bounds the throughput (it
   is ~95 % busy during a live batch, the SQLite thread ~9 %), so this is the figure to read;
-- ``cpu_ms_per_support`` (every thread) and ``supports_per_s`` (wall clock).
+- ``cpu_ms_per_support`` (every thread) and ``supports_per_s`` (wall clock);
+- with ``--cold M``: the cold rebuild's CPU milliseconds per support (the aggregator and its
+  backfill workers) and supports rebuilt per second.
 
 Base and head run back to back in each round, so a drift of the machine touches both; the
 verdict compares them round by round: the median relative change, in how many rounds head did
@@ -36,12 +38,14 @@ from benchmarks.citysim.cluster import ROOT
 from benchmarks.ingestkit.city import STATE
 
 FIGURES = ("event_loop_cpu_ms_per_support", "cpu_ms_per_support", "supports_per_s")
+#: With ``--cold``: the rebuild's figures (the aggregator and its backfill workers together).
+COLD_FIGURES = ("cold_cpu_ms_per_support", "cold_supports_per_s")
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Median, min and max of each figure over one side's runs."""
     out: dict[str, dict[str, float]] = {}
-    for figure in FIGURES:
+    for figure in runs[0]:
         values = [float(run[figure]) for run in runs]
         out[figure] = {
             "median": round(statistics.median(values), 4),
@@ -64,7 +68,7 @@ def verdict(figure: str, base: list[float], head: list[float]) -> dict[str, Any]
     machine's drift cancels out): the median relative change, how many rounds head did better,
     and the sign test's p-value for that split."""
     changes = [(h - b) / b for b, h in zip(base, head, strict=True)]
-    better = [c > 0 if figure == "supports_per_s" else c < 0 for c in changes]
+    better = [c > 0 if figure.endswith("supports_per_s") else c < 0 for c in changes]
     return {
         "median_change": round(statistics.median(changes), 4),
         "head_better_rounds": sum(better),
@@ -73,16 +77,24 @@ def verdict(figure: str, base: list[float], head: list[float]) -> dict[str, Any]
     }
 
 
-def _one(checkout: Path, directory: Path, supports: int, out: Path) -> dict[str, Any]:
+def _one(checkout: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """One bench_ingest run of the aggregator from ``checkout``: the figures compared."""
     command = [
-        sys.executable, "-m", "benchmarks.bench_ingest", "--dir", str(directory),
-        "--supports", str(supports), "--aggregator-code", str(checkout), "--out", str(out),
+        sys.executable, "-m", "benchmarks.bench_ingest", "--dir", str(args.dir),
+        "--supports", str(args.supports), "--aggregator-code", str(checkout), "--out", str(out),
     ]  # fmt: skip
-    if (directory / STATE).exists():
+    if args.cold:
+        command += ["--cold", str(args.cold)]
+    if (args.dir / STATE).exists():
         command.append("--reuse")  # the city the first run set up, its aggregator as it was
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    live: dict[str, Any] = json.loads(out.read_text())["live"]
-    return live
+    results = json.loads(out.read_text())
+    figures = {figure: results["live"][figure] for figure in FIGURES}
+    if args.cold:
+        cold = results["cold"]
+        rebuilt = (cold["cpu_ms_per_support"], cold["supports_per_s"])
+        figures |= dict(zip(COLD_FIGURES, rebuilt, strict=True))
+    return figures
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -92,22 +104,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for round_ in range(args.rounds):
             for side, checkout in (("base", args.base), ("head", args.head)):
                 out = Path(scratch) / f"{side}-{round_}.json"
-                live = _one(checkout, args.dir, args.supports, out)
-                runs[side].append({figure: live[figure] for figure in FIGURES})
-                print(f"{side} {round_ + 1}: " + ", ".join(
-                    f"{figure} {live[figure]}" for figure in FIGURES), flush=True)  # fmt: skip
+                figures = _one(checkout, args, out)
+                runs[side].append(figures)
+                shown = ", ".join(f"{figure} {value}" for figure, value in figures.items())
+                print(f"{side} {round_ + 1}: {shown}", flush=True)
     sides = {side: summarise(found) for side, found in runs.items()}
     return {
         "what": args.what,
         "base": str(args.base),
         "head": str(args.head),
         "supports_per_run": args.supports,
+        "cold_supports": args.cold,
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "runs": runs,
         "summary": sides,
         "verdict": {
             f: verdict(f, [r[f] for r in runs["base"]], [r[f] for r in runs["head"]])
-            for f in FIGURES
+            for f in runs["base"][0]
         },
     }
 
@@ -119,6 +132,10 @@ def main() -> int:
     parser.add_argument("--head", type=Path, default=ROOT, metavar="CHECKOUT")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--supports", type=int, default=20000)
+    parser.add_argument(
+        "--cold", type=int, default=0, metavar="M",
+        help="also time a cold rebuild of M supports (bench_ingest --cold; a city set up with it)",
+    )  # fmt: skip
     parser.add_argument("--dir", type=Path, default=Path("/tmp/barri-ab-ingest"))
     parser.add_argument("--what", default="", help="what the head changes, for the record")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ingest-ab-last.json")

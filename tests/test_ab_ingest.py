@@ -20,6 +20,8 @@ def test_less_cpu_and_more_supports_per_second_are_both_better() -> None:
     assert cpu["median_change"] == pytest.approx(-0.1)
     rate = verdict("supports_per_s", base, head)
     assert rate["head_better_rounds"] == 1
+    assert verdict("cold_supports_per_s", base, head)["head_better_rounds"] == 1
+    assert verdict("cold_cpu_ms_per_support", base, head)["head_better_rounds"] == 2
 
 
 def test_a_drift_that_touches_both_sides_cancels_out() -> None:
