@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from federation.store.inline import InlineConnection, connect
+from federation.store.inline import INLINE_PARAMETERS, InlineConnection, connect
 from federation.store.sqlite import open_database, transaction
 
 
@@ -66,6 +66,22 @@ async def test_an_idle_connection_reads_inline_and_begins_and_commits_on_its_thr
     assert after[1] == before[1] + 2
     rows = list(await db.execute_fetchall("SELECT id, v FROM t ORDER BY id"))
     assert [tuple(r) for r in rows] == [(1, "uno"), (2, "two")]
+
+
+async def test_a_bulk_write_in_a_transaction_goes_to_the_thread(db: InlineConnection) -> None:
+    rows = range(10, 10 + INLINE_PARAMETERS // 2 + 1)  # two parameters a row: one too many
+    values = ", ".join(["(?, ?)"] * len(rows))
+    async with transaction(db):
+        before = _calls(db)
+        await db.execute_fetchall(
+            f"INSERT INTO t (id, v) VALUES {values} RETURNING id",
+            [value for n in rows for value in (n, str(n))],
+        )
+        assert _calls(db) == (before[0], before[1] + 1)
+        await db.execute("INSERT INTO t (id, v) VALUES (?, ?)", (9, "nine"))
+        assert _calls(db) == (before[0] + 1, before[1] + 1)  # a small one stays inline
+    found = list(await db.execute_fetchall("SELECT COUNT(*) FROM t"))
+    assert found[0][0] == 1 + 1 + len(rows)
 
 
 async def test_a_write_outside_a_transaction_goes_to_the_thread(db: InlineConnection) -> None:

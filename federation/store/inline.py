@@ -10,7 +10,11 @@ calling thread instead, when both hold:
   only between queued ones, never beside one, and in the order it was made);
 * the call cannot wait for a lock: a ``SELECT`` (WAL readers never block), a fetch from a
   cursor, or any statement but ``COMMIT`` inside a transaction this connection opened
-  (``BEGIN IMMEDIATE`` took the write lock already).
+  (``BEGIN IMMEDIATE`` took the write lock already);
+* it is not a bulk write: a statement inside a transaction with more than
+  ``INLINE_PARAMETERS`` parameters (an inbox batch's multi-row ``INSERT``) takes the thread,
+  where SQLite works without the GIL while the loop's thread, the one that bounds a busy
+  server, goes on parsing and verifying (``benchmarks/results/ingest-ab-bulk-writes.json``).
 
 Everything else keeps aiosqlite's thread: ``BEGIN`` and single-statement writes, which may wait
 up to the busy timeout for another process (a backfill worker, the CLI); ``COMMIT``, which may
@@ -20,7 +24,7 @@ run a checkpoint's I/O; scripts, backups, and the connection's own open and clos
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,8 @@ import aiosqlite
 
 #: Calls that step or finish a statement already prepared (they cannot wait for a lock).
 _CURSOR_STEPS = frozenset({"fetchone", "fetchmany", "fetchall", "close"})
+#: Parameters beyond which a write inside a transaction is a bulk write, run on the thread.
+INLINE_PARAMETERS = 64
 #: Calls that prepare and run the statement given as their first argument.
 _STATEMENTS = frozenset({"execute", "executemany", "_execute_fetchall", "_execute_insert"})
 
@@ -66,7 +72,9 @@ class InlineConnection(aiosqlite.Connection):
         head = _head(args[0])
         if head == "SELECT":
             return True
-        return self._connection.in_transaction and head not in ("COMMIT", "END", "BEGIN")
+        if not self._connection.in_transaction or head in ("COMMIT", "END", "BEGIN"):
+            return False
+        return len(args) < 2 or not isinstance(args[1], Sized) or len(args[1]) <= INLINE_PARAMETERS
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn`` inline when :meth:`_inline` allows it, else on the connection's thread."""
