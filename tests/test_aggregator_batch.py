@@ -128,3 +128,23 @@ async def test_which_ids_are_held_is_one_question_per_page(
         held = await log.verified_among([genuine["id"], broken["id"], *unknown])
         assert held == {genuine["id"]}  # the copy without a proof is stored, not verified
         assert await log.verified_among([]) == set()
+
+
+async def test_a_voter_whose_residency_is_fresh_is_not_fetched_again(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        documents = s.city.runtime.documents
+        anna = s.a.add_resident("anna")
+        assert not documents.resident_fresh(anna)
+        assert await s.a.deliver(s.a.support(anna, s.proposals[0]), s.city.inbox) == 202
+        await s.city.settle()
+        assert documents.resident_fresh(anna)  # the batch's preparation fetched it
+        path = anna.removeprefix(s.a.origin)
+        fetched = s.a.hits[path]
+        assert await s.a.deliver(s.a.support(anna, s.proposals[1]), s.city.inbox) == 202
+        await s.city.settle()
+        assert s.a.hits[path] == fetched  # fresh: the next batch asked nobody
+        assert await s.supports() == {s.proposals[0]: 1, s.proposals[1]: 1}
+        documents.refresh_seconds = 0.0
+        assert not documents.resident_fresh(anna)  # stale: the next vote would refetch it

@@ -117,10 +117,14 @@ class Documents:
         row = await self.proposal(proposal_id)
         return "" if row is None else row.process_id
 
+    def resident_fresh(self, actor_id: str) -> bool:
+        """Whether the actor's residency is cached and fresh (nothing to fetch)."""
+        read_at = self._resident_at.get(actor_id)
+        return read_at is not None and self._clock() - read_at < self.refresh_seconds
+
     async def known_resident(self, actor_id: str) -> None:
         """Make sure the actor's residency is cached and fresh (:meth:`resident`)."""
-        read_at = self._resident_at.get(actor_id)
-        if read_at is None or self._clock() - read_at >= self.refresh_seconds:
+        if not self.resident_fresh(actor_id):
             await self.resident(actor_id)
 
     async def proposal(self, proposal_id: str) -> ProposalRow | None:

@@ -231,7 +231,10 @@ def register_handlers(aggregator: Aggregator, runtime: Runtime) -> None:
             r.actor for r in records
             if VOTE_TYPES & set(as2.types(r.activity))
             and as2.first_id(r.activity, "actor") == r.actor
+            and not runtime.documents.resident_fresh(r.actor)
         }  # fmt: skip
+        if not voters:
+            return  # a city that has run a while knows its voters: no task to start
         gate = asyncio.Semaphore(WARM_CONCURRENCY)
 
         async def one(actor: str) -> None:
