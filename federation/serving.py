@@ -7,8 +7,6 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -24,31 +22,6 @@ def configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
-T = TypeVar("T")
-#: Set to ``asyncio`` to run an aggregator on the standard event loop instead of uvloop's.
-EVENT_LOOP_VARIABLE = "BARRI_EVENT_LOOP"
-
-
-def run_fast(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on uvloop's event loop, for the aggregator's server.
-
-    libuv's loop and transports cost the aggregator ~10 % less CPU per delivery at its inbox
-    (``benchmarks/ab_ingest.py``, ``ingest-ab-uvloop.json``) for ~2 MB more memory, so the
-    city's one busy server takes it and the small, mostly idle instances do not. The standard
-    loop runs instead where uvloop is not installed (it has no Windows build) or when
-    ``BARRI_EVENT_LOOP=asyncio``.
-    """
-    if os.environ.get(EVENT_LOOP_VARIABLE, "uvloop") != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                return runner.run(main)
-    return asyncio.run(main)
 
 
 async def serve_until_signalled(app: web.Application, host: str, port: int, label: str) -> int:

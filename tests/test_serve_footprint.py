@@ -2,7 +2,7 @@
 
 An instance must fit a Raspberry Pi (DESIGN.md §1): ``barri serve`` of an instance that has
 answered nothing but ``/healthz`` must not have imported the page templates, the markdown
-renderer and sanitiser, PyNaCl, the JSON Schema compiler, argon2, uvloop, the full structured-field
+renderer and sanitiser, PyNaCl, the JSON Schema compiler, argon2, the full structured-field
 parser, importlib.metadata or rdflib. Each is imported by the code that uses it; these tests
 prove it for the serving process, and that what is now written by hand (Content-Digest, a
 signer's ``@signature-params``, host-meta's attribute) equals what the library wrote.
@@ -42,7 +42,6 @@ LAZY = (
     "xml.sax",
     "rdflib",
     "pyld",
-    "uvloop",
 )
 
 # Builds and starts the app as `barri serve` does (federation.cli._serve), answers one

@@ -274,13 +274,13 @@ def serve_aggregator(path: Path, *, verbose: bool = False) -> int:
     """Run the aggregator a config file describes until SIGINT or SIGTERM."""
     config = load_aggregator_config(path)
     from federation.aggregator.app import create_app
-    from federation.serving import configure_logging, run_fast, serve_until_signalled
+    from federation.serving import configure_logging, serve_until_signalled
 
     configure_logging(verbose)
     label = f"aggregator {config.base_url}"
     app = create_app(config)
     app.on_startup.append(_freeze_startup_objects)  # after the rebuild (cleanup_ctx) is done
-    return run_fast(serve_until_signalled(app, config.listen_host, config.listen_port, label))
+    return asyncio.run(serve_until_signalled(app, config.listen_host, config.listen_port, label))
 
 
 async def _freeze_startup_objects(_app: web.Application) -> None:
