@@ -4,7 +4,7 @@ aiosqlite runs every call on a thread of its own: a round trip costs about 30 µ
 queue put, two thread wake-ups, a future resolved through the loop's self-pipe), where a point
 read by primary key costs about 5 µs, and on a loaded machine each wake-up also waits for a
 core. A server makes dozens of calls per act, so :class:`InlineConnection` runs a call on the
-calling thread instead, when both hold:
+calling thread instead, when all three hold:
 
 * the connection's thread is idle: every call queued to it has finished (a call runs inline
   only between queued ones, never beside one, and in the order it was made);
@@ -12,9 +12,10 @@ calling thread instead, when both hold:
   cursor, or any statement but ``COMMIT`` inside a transaction this connection opened
   (``BEGIN IMMEDIATE`` took the write lock already);
 * it is not a bulk write: a statement inside a transaction with more than
-  ``INLINE_PARAMETERS`` parameters (an inbox batch's multi-row ``INSERT``) takes the thread,
-  where SQLite works without the GIL while the loop's thread, the one that bounds a busy
-  server, goes on parsing and verifying (``benchmarks/results/ingest-ab-bulk-writes.json``).
+  ``INLINE_PARAMETERS`` parameters (rows, for ``executemany``), such as an inbox batch's
+  multi-row ``INSERT``, takes the thread, where SQLite works without the GIL while the
+  loop's thread, the one that bounds a busy server, goes on parsing and verifying
+  (``benchmarks/results/ingest-ab-bulk-writes*.json``).
 
 Everything else keeps aiosqlite's thread: ``BEGIN`` and single-statement writes, which may wait
 up to the busy timeout for another process (a backfill worker, the CLI); ``COMMIT``, which may
