@@ -272,3 +272,35 @@ async def test_a_transaction_waits_on_the_thread_while_another_process_holds_the
     finally:
         other.close()
         await db.close()
+
+
+async def test_a_task_cancelled_while_its_commit_ran_stays_cancelled(
+    db: InlineConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task cancelled while it awaited its COMMIT (which the connection's thread ran anyway)
+    must end cancelled: the ROLLBACK that then finds no transaction used to raise instead, and
+    an inbox processor being stopped went on running, its stop() waiting forever."""
+    real = db.execute
+
+    async def commit_then_cancelled(sql: str, *args: object) -> object:
+        result = await real(sql, *args)
+        if sql == "COMMIT":
+            raise asyncio.CancelledError  # as a cancel() landing while COMMIT was queued
+        return result
+
+    monkeypatch.setattr(db, "execute", commit_then_cancelled)
+
+    async def work() -> None:
+        async with transaction(db):
+            await db.execute("INSERT INTO t (id, v) VALUES (7, 'seven')")
+
+    task = asyncio.create_task(work())
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    monkeypatch.undo()
+    assert not db.in_transaction
+    rows = list(await db.execute_fetchall("SELECT v FROM t WHERE id = 7"))
+    assert [tuple(r) for r in rows] == [("seven",)]  # the COMMIT went through
+    async with transaction(db):  # and the write lock was let go
+        await db.execute("DELETE FROM t WHERE id = 7")

@@ -61,7 +61,18 @@ async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Conne
         finally:
             # Also reached on cancellation: never leave the shared connection mid-transaction.
             if not committed:
-                await db.execute("ROLLBACK")
+                await _rollback(db)
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    """ROLLBACK, unless the transaction already ended: a task cancelled while it awaited its
+    COMMIT (queued to the connection's thread, which ran it anyway) finds none to roll back,
+    and that error must not replace the CancelledError (the task would go on, uncancelled)."""
+    try:
+        await db.execute("ROLLBACK")
+    except sqlite3.OperationalError:
+        if db.in_transaction:
+            raise
 
 
 async def open_database(
