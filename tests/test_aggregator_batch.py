@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from federation.aggregator.ingest import Outcome, Provenance
 from tests.test_aggregator_ingest import Scene, scene
 
@@ -131,7 +133,7 @@ async def test_which_ids_are_held_is_one_question_per_page(
 
 
 async def test_a_voter_whose_residency_is_fresh_is_not_fetched_again(
-    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with scene(tmp_path, unused_tcp_port_factory) as s:
         documents = s.city.runtime.documents
@@ -142,9 +144,19 @@ async def test_a_voter_whose_residency_is_fresh_is_not_fetched_again(
         assert documents.resident_fresh(anna)  # the batch's preparation fetched it
         path = anna.removeprefix(s.a.origin)
         fetched = s.a.hits[path]
+        asked: list[str] = []
+        known_resident = documents.known_resident
+
+        async def counted(actor: str) -> None:
+            asked.append(actor)
+            await known_resident(actor)
+
+        monkeypatch.setattr(documents, "known_resident", counted)
         assert await s.a.deliver(s.a.support(anna, s.proposals[1]), s.city.inbox) == 202
         await s.city.settle()
         assert s.a.hits[path] == fetched  # fresh: the next batch asked nobody
+        # Only ingest's own check of the genuine vote: the preparation started no task for it.
+        assert asked == [anna]
         assert await s.supports() == {s.proposals[0]: 1, s.proposals[1]: 1}
         documents.refresh_seconds = 0.0
         assert not documents.resident_fresh(anna)  # stale: the next vote would refetch it
