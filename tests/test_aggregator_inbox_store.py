@@ -294,3 +294,28 @@ async def test_an_idle_store_writes_a_lone_delivery_at_once(
     async with asyncio.timeout(10):
         assert await store.record(SHARED, _like(1)["id"], ACTOR, _like(1), auth="proof", now=T0)
     assert store.groups == [1]
+
+
+async def test_a_cancelled_group_writer_leaves_no_caller_waiting(
+    db: aiosqlite.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At shutdown the writer task may be cancelled mid-wait: its callers must not hang."""
+    monkeypatch.setattr(group_inbox, "GATHER", 30.0)
+    monkeypatch.setattr(group_inbox, "BUSY", 60.0)
+    store = _GroupCounting(db)
+    assert await store.record(SHARED, _like(1)["id"], ACTOR, _like(1), auth="proof", now=T0)
+    caller = asyncio.create_task(
+        store.record(SHARED, _like(2)["id"], ACTOR, _like(2), auth="proof", now=T0)
+    )
+    await asyncio.sleep(0.05)  # the writer now waits GATHER for company
+    writer = store._writer
+    assert writer is not None and not writer.done()
+    writer.cancel()
+    async with asyncio.timeout(10):
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+    assert await _count(db) == 1  # nothing half-written
+    # The store goes on: a later delivery starts a writer of its own.
+    monkeypatch.setattr(group_inbox, "GATHER", 0.0)
+    assert await store.record(SHARED, _like(3)["id"], ACTOR, _like(3), auth="proof", now=T0)
+    assert await _count(db) == 2

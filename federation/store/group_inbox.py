@@ -159,27 +159,39 @@ class GroupCommitInboxStore(SqliteInboxStore):
         """Write what is waiting, group after group, until nothing is left."""
         loop = asyncio.get_running_loop()
         busy = loop.time() - self._last_group < BUSY
-        # Let the requests already parsed (and, when busy, those arriving meanwhile) join.
-        await asyncio.sleep(GATHER if busy else 0)
-        while self._waiting.rows:
-            group, self._waiting = self._waiting, _Waiting()
-            try:
-                inserted = await self._insert(group.rows)
-            except Exception as exc:
-                # Each caller answers its own sender (a 500 there); the store is unchanged.
-                for future in group.futures:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            self._last_group = loop.time()
-            parts = zip(group.rows, group.activities, group.futures, strict=True)
-            for row, activity, future in parts:
-                # A pair twice in one group: the first is recorded, the others are replays.
-                record_id = inserted.pop((row[0], row[1]), None)
-                if record_id is not None:
-                    self._recorded.put(record_id, (activity, row[3]))
+        group = _Waiting()
+        try:
+            # Let the requests already parsed (and, when busy, those arriving meanwhile) join.
+            await asyncio.sleep(GATHER if busy else 0)
+            while self._waiting.rows:
+                group, self._waiting = self._waiting, _Waiting()
+                await self._write_group(group, loop)
+        except asyncio.CancelledError:
+            # Shutting down: no caller may wait for a write that will not happen.
+            waiting, self._waiting = self._waiting, _Waiting()
+            for future in (*group.futures, *waiting.futures):
+                future.cancel()
+            raise
+
+    async def _write_group(self, group: _Waiting, loop: asyncio.AbstractEventLoop) -> None:
+        """Insert one group and answer each of its callers."""
+        try:
+            inserted = await self._insert(group.rows)
+        except Exception as exc:
+            # Each caller answers its own sender (a 500 there); the store is unchanged.
+            for future in group.futures:
                 if not future.done():
-                    future.set_result(record_id is not None)
+                    future.set_exception(exc)
+            return
+        self._last_group = loop.time()
+        parts = zip(group.rows, group.activities, group.futures, strict=True)
+        for row, activity, future in parts:
+            # A pair twice in one group: the first is recorded, the others are replays.
+            record_id = inserted.pop((row[0], row[1]), None)
+            if record_id is not None:
+                self._recorded.put(record_id, (activity, row[3]))
+            if not future.done():
+                future.set_result(record_id is not None)
 
     async def _insert(self, rows: list[_Row]) -> dict[tuple[str, str], int]:
         """One transaction of multi-row INSERTs; the ids of the (inbox, activity_id) pairs
