@@ -17,6 +17,7 @@ from pathlib import Path
 
 from benchmarks.citysim.faults import Faults
 from benchmarks.citysim.profiles import PROFILES, scaled
+from benchmarks.citysim.rebuild import rebuild_again
 from benchmarks.citysim.runner import simulate
 from benchmarks.citysim.workload import generate
 
@@ -72,3 +73,9 @@ async def test_ci_city_ends_exact_with_every_fault(tmp_path: Path) -> None:
     rebuilt = results["cold_rebuild"]
     assert rebuilt["exact"] is True
     assert rebuilt["supports"] == supports - len(mallory["counted"])
+    assert rebuilt["instances_cpu_seconds"] > 0  # serving the pages cost them something
+    # The finished city, started again from its folder, rebuilds the same totals again.
+    again = await rebuild_again(tmp_path / "city", "ci-test", None)
+    assert again["instances"] == profile.hoods + 2  # the city's, the neighbourhoods', Mallory's
+    assert again["cold_rebuild"]["exact"] is True
+    assert again["cold_rebuild"]["supports"] == rebuilt["supports"]

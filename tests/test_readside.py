@@ -397,6 +397,8 @@ async def walk(url: str) -> tuple[dict[str, Any], list[Any]]:
         status, page, _ = await get(link)
         assert status == 200 and isinstance(page, dict), page
         assert page["type"] == "OrderedCollectionPage" and page["partOf"] == url
+        # Only the collection counts its items: a page that did would scan the table again.
+        assert "totalItems" not in page
         items.extend(page["orderedItems"])
         link = page.get("next")
     return collection, items

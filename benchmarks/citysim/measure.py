@@ -278,7 +278,8 @@ def summary_of(results: dict[str, Any]) -> str:
                      f" {cold['supports']} supports in {cold['seconds']} s"
                      f" ({cold['supports_per_s']}/s, {cold.get('supports_per_cpu_s')} per CPU s);"
                      f" aggregator {cold['aggregator']}; backfill workers"
-                     f" {cold.get('workers')};"
+                     f" {cold.get('workers')}; instances serving"
+                     f" {cold.get('instances_cpu_seconds')} CPU s;"
                      f" cores {cold.get('machine_busy')} busy; started after the instances"
                      f" settled ({cold.get('instances_settled_s')} s)")  # fmt: skip
     if results.get("timeline"):

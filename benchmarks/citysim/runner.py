@@ -190,6 +190,7 @@ async def cold_rebuild(
     settled = await settle(city)
     database = city.aggregator.directory / "barri.sqlite3"
     await asyncio.to_thread(wipe, database)
+    serving = instances_cpu_now(city)
     started, jiffies = time.monotonic(), measure.cpu_jiffies()
     await cluster.start(city, ["aggregator"])
     pid = cluster.pid_of(city, "aggregator")
@@ -207,6 +208,7 @@ async def cold_rebuild(
     supports = sum(int(w["supports"]) for w in want.values())
     got = await converge(city, session, want, answered, None, CONVERGE_WAIT + supports / 200)
     seconds = time.monotonic() - started
+    serving = instances_cpu_now(city) - serving
     work = await aggregator_work(city, session)
     stats = measure.proc_stats(pid)
     done.set()
@@ -226,6 +228,8 @@ async def cold_rebuild(
         "supports_per_cpu_s": round(supports / cpu, 1) if cpu else None,
         "aggregator": stats, "machine_busy": measure.busy_share(jiffies, measure.cpu_jiffies()),
         "instances_settled_s": settled,
+        # What serving the pages cost the instances, all together.
+        "instances_cpu_seconds": round(serving, 2),
         "aggregator_work": work,
         "workers": {
             "count": len(peaks), "cpu_seconds": round(workers_cpu, 2),
@@ -259,6 +263,12 @@ async def worker_peaks(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), every)
     return peaks
+
+
+def instances_cpu_now(city: City) -> float:
+    """The CPU seconds every running instance has used so far, all together."""
+    pids = [cluster.pid_of(city, key) for key in city.sites if key in city.servers.running]
+    return sum(measure.proc_stats(pid).get("cpu_seconds", 0.0) for pid in pids)
 
 
 async def settle(city: City, idle: float = 0.1, hold: float = 3.0, limit: float = 600.0) -> float:

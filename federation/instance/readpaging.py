@@ -27,6 +27,8 @@ from federation.vocab.context import document_context
 from federation.vocab.wire import embed
 
 PageLoader = Callable[[PageRequest], Awaitable[PageResult]]
+#: Counts a collection's items, for its ``totalItems`` (None: the collection states none).
+Counter = Callable[[], Awaitable[int]] | None
 
 
 def own_url(request: web.Request, suffix: str = "") -> str:
@@ -42,18 +44,22 @@ def not_found_problem(object_id: str) -> Problem:
 async def serve_collection(
     request: web.Request,
     collection_id: str,
-    total: int | None,
+    count: Counter,
     load_page: PageLoader,
     *,
     context: Any = None,
 ) -> web.Response:
-    """The collection (``?page`` absent) or one cursor page of it (AS2 §5.3-5.4)."""
+    """The collection (``?page`` absent) or one cursor page of it (AS2 §5.3-5.4).
+
+    Only the collection states ``totalItems`` (``count`` runs for it alone): counting a big
+    table is a scan, and a walk asking every page of it would scan it once a page."""
     try:
         page = parse_page_request(request.query, key_shape=SEQ_SHAPE)
     except ValueError as exc:
         raise Problem(400, "Bad Request", f"Bad paging parameters: {exc}.") from exc
     context = document_context() if context is None else context
     if page is None:
+        total = None if count is None else await count()
         doc = ordered_collection(
             collection_id, total, first=first_page_url(collection_id), context=context
         )
@@ -64,7 +70,7 @@ async def serve_collection(
     asked = page.limit if "limit" in request.query else None
     doc = ordered_collection_page(
         collection_id, page_id, result, page_url=page_url_for(collection_id, limit=asked),
-        total_items=total, context=context,
+        context=context,
     )  # fmt: skip
     return instance_app.as2_response(request, doc)
 

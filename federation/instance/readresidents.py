@@ -31,7 +31,7 @@ async def instance_residents(request: web.Request) -> web.Response:
     async def load_page(page: PageRequest) -> PageResult:
         return await actors.resident_page(page)
 
-    total = await actors.count_residents()
     return await serve_collection(
-        request, config.base_url + RESIDENTS_PATH, total, load_page, context=actor_context()
-    )
+        request, config.base_url + RESIDENTS_PATH, actors.count_residents, load_page,
+        context=actor_context(),
+    )  # fmt: skip

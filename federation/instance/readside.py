@@ -240,8 +240,10 @@ async def _process_proposals(request: web.Request) -> web.Response:
     async def load_page(page: PageRequest) -> PageResult:
         return embedded_page(await store.page_proposals(process_id, page), proposal_to_ap)
 
-    total = await store.count_proposals(process_id)
-    return await serve_collection(request, process_id + "/proposals", total, load_page)
+    async def count() -> int:
+        return await store.count_proposals(process_id)
+
+    return await serve_collection(request, process_id + "/proposals", count, load_page)
 
 
 async def _process_debates(request: web.Request) -> web.Response:
@@ -301,13 +303,19 @@ async def collection_handler(request: web.Request) -> web.Response:
     if name == "outbox":
         return await _outbox(request, store, actor_id, collection_id)
     if name == "followers":
-        total = await store.count_followers(actor_id)
+
+        async def count() -> int:
+            return await store.count_followers(actor_id)
 
         async def followers(page: PageRequest) -> PageResult:
             return await store.page_followers(actor_id, page)
 
-        return await serve_collection(request, collection_id, total, followers)
-    return await serve_collection(request, collection_id, 0, _empty_page)
+        return await serve_collection(request, collection_id, count, followers)
+    return await serve_collection(request, collection_id, _none, _empty_page)
+
+
+async def _none() -> int:
+    return 0
 
 
 async def _empty_page(page: PageRequest) -> PageResult:
@@ -320,7 +328,9 @@ async def _outbox(
     """Public activities as delivered (with their proofs); the actor itself sees them all."""
     signed = await request.app[FEDERATION].authenticate_get(request)
     private = signed is not None and signed.owner == actor_id
-    total = await store.count_outbox(actor_id, include_private=private)
+
+    async def count() -> int:
+        return await store.count_outbox(actor_id, include_private=private)
 
     async def load_page(page: PageRequest) -> PageResult:
         result = await store.page_outbox(actor_id, page, include_private=private)
@@ -328,4 +338,4 @@ async def _outbox(
         items = [stored.document for stored in result.items]
         return PageResult(items, result.next_cursor, result.prev_cursor)
 
-    return await serve_collection(request, collection_id, total, load_page)
+    return await serve_collection(request, collection_id, count, load_page)

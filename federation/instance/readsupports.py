@@ -41,12 +41,14 @@ async def proposal_supports(request: web.Request) -> web.Response:
         raise not_found_problem(proposal_id)
     readers = supports_readers(request.app, record.proposal.audience)
     await require_reader(request, readers, "supports_private")
-    total = await store.final_supports(proposal_id)
+
+    async def count() -> int:
+        return await store.final_supports(proposal_id)
 
     async def load_page(page: PageRequest) -> PageResult:
         return await store.page_support_ids(proposal_id, page)
 
-    return await serve_collection(request, proposal_id + "/supports", total, load_page)
+    return await serve_collection(request, proposal_id + "/supports", count, load_page)
 
 
 async def _owned_process(request: web.Request, suffix: str) -> str:
@@ -70,25 +72,28 @@ async def process_support_log(request: web.Request) -> web.Response:
     """``{process}/support-log``: the signed Likes and Undos of a process, newest first."""
     process_id = await _owned_process(request, "/support-log")
     store = ProposalStore(request.app[instance_app.DB])
-    total = await store.count_support_log(process_id)
+
+    async def count() -> int:
+        return await store.count_support_log(process_id)
 
     async def load_page(page: PageRequest) -> PageResult:
         return await store.page_support_log(process_id, page)
 
-    return await serve_collection(request, process_id + "/support-log", total, load_page)
+    return await serve_collection(request, process_id + "/support-log", count, load_page)
 
 
 async def instance_support_log(request: web.Request) -> web.Response:
     """``/support-log``: the instance's whole support log, newest first, for its aggregators."""
     await require_reader(request, request.app[instance_app.CONFIG].report_to, "supports_private")
     store = ProposalStore(request.app[instance_app.DB])
-    total = await store.count_instance_support_log()
 
     async def load_page(page: PageRequest) -> PageResult:
         return await store.page_instance_support_log(page)
 
     origin = request.app[instance_app.CONFIG].base_url
-    return await serve_collection(request, origin + "/support-log", total, load_page)
+    return await serve_collection(
+        request, origin + "/support-log", store.count_instance_support_log, load_page
+    )
 
 
 async def process_supports(request: web.Request) -> web.Response:
@@ -96,9 +101,11 @@ async def process_supports(request: web.Request) -> web.Response:
     ones, local and received, newest first), for an aggregator or the owner's server actor."""
     process_id = await _owned_process(request, "/supports")
     store = ProposalStore(request.app[instance_app.DB])
-    total = await store.count_process_supports(process_id)
+
+    async def count() -> int:
+        return await store.count_process_supports(process_id)
 
     async def load_page(page: PageRequest) -> PageResult:
         return await store.page_process_support_ids(process_id, page)
 
-    return await serve_collection(request, process_id + "/supports", total, load_page)
+    return await serve_collection(request, process_id + "/supports", count, load_page)
