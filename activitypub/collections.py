@@ -63,6 +63,10 @@ class Cursor:
         return decode_cursor(self.position)
 
 
+#: The most items a page holds unless its server allows more (and the most a reader asks).
+MAX_LIMIT = 100
+
+
 def encode_cursor(key: SortKey) -> str:
     """Encode a sort key (strings and integers) as a URL-safe token without padding."""
     _check_key(key)
@@ -131,7 +135,7 @@ def parse_page_request(
     query: Mapping[str, str],
     *,
     default_limit: int = 20,
-    max_limit: int = 100,
+    max_limit: int = MAX_LIMIT,
     key_shape: Sequence[type] | None = None,
 ) -> PageRequest | None:
     """Read ``page``/``before``/``after``/``limit`` from a query; None asks for the collection.

@@ -149,6 +149,33 @@ async def test_a_worker_that_dies_fails_only_its_walks(tmp_path: Path) -> None:
         assert value == "the backfill worker exited (3) before finishing"
 
 
+# A stand-in worker: notes each job in the file named by argv[1], reports one item read.
+_NOTING = """
+import json, sys
+sys.stdin.readline()
+for line in sys.stdin:
+    job = json.loads(line)
+    with open(sys.argv[1], "a") as out:
+        out.write(job["step"] + " " + job["origin"] + "\\n")
+    print(json.dumps({**job, "read": 1}), flush=True)
+"""
+
+
+async def test_every_instance_s_residents_are_read_before_any_walk(tmp_path: Path) -> None:
+    """Two workers, five instances: all ten jobs done, every residents step before any walk
+    (a barrier between the phases), and each origin's items summed over its two jobs."""
+    config, noted = _config(tmp_path), tmp_path / "jobs.txt"
+    rows = [_row(f"http://127.0.0.1:{port}") for port in range(1, 6)]
+    report = await shared_backfill(
+        config, rows, 2, command=[sys.executable, "-c", _NOTING, str(noted)]
+    )
+    assert report == {row.origin: 2 for row in rows}
+    steps = [line.split()[0] for line in noted.read_text().splitlines()]
+    assert steps == ["residents"] * 5 + ["walk"] * 5
+    walked = [line.split()[1] for line in noted.read_text().splitlines()[5:]]
+    assert sorted(walked) == sorted(row.origin for row in rows)
+
+
 async def test_a_worker_reports_an_origin_off_the_roster(tmp_path: Path) -> None:
     """The real worker, on an aggregator whose roster is empty: each origin is an error line,
     and the worker exits once its stdin closes."""

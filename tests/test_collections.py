@@ -125,6 +125,7 @@ def test_page_requests_parse() -> None:
     assert parse_page_request({"after": token}) == PageRequest(None, token, 20)
     assert parse_page_request({"before": token, "limit": "5"}) == PageRequest(token, None, 5)
     assert parse_page_request({"page": "1", "limit": "1000"}) == PageRequest(None, None, 100)
+    assert parse_page_request({"page": "1", "limit": "1000"}, max_limit=500).limit == 500
     assert parse_page_request({"page": "true"}, default_limit=30, max_limit=40) == PageRequest(
         None, None, 30
     )

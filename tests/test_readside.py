@@ -26,6 +26,7 @@ from activitypub.runtime import FEDERATION, LocalKeys
 from federation.config import InstanceConfig, load_config
 from federation.config_writer import InitOptions, write_instance_config
 from federation.instance.app import ACCOUNTS, ACTORS, DB, create_app
+from federation.instance.readpaging import BULK_LIMIT
 from federation.instance.readside import (
     HTML_RENDERERS,
     prefers_html,
@@ -532,6 +533,23 @@ async def test_residents_are_listed_with_their_documents_only_to_the_aggregator(
         assert isinstance(served, dict) and status == 200
         assert item == {k: v for k, v in served.items() if k != "@context"}
         assert item["verifiedResidentOf"]["territoryCode"] == "31"
+
+
+async def test_collections_an_aggregator_reads_whole_serve_bigger_pages(
+    seeded: Seeded, remote: NodeState
+) -> None:
+    """/residents (like the support logs) gives up to BULK_LIMIT items a page, where other
+    collections stop at 100: fewer signed GETs for a backfill."""
+    accounts = seeded.server.app[ACCOUNTS]
+    for n in range(130):
+        await accounts.create_user(f"b{n}", None)
+        await accounts.verify(f"b{n}", "31", by="test")
+    url = seeded.config.base_url + "/residents?page=true&limit=1000"
+    status, page = await signed_get(url, remote.keys["instance"])
+    assert (status, len(page["orderedItems"]), "next" in page) == (200, 130, False)
+    status, small = await signed_get(url.replace("1000", "50"), remote.keys["instance"])
+    assert (len(small["orderedItems"]), "limit=50" in small["next"]) == (50, True)
+    assert 130 < BULK_LIMIT < 1000
 
 
 async def test_the_owning_group_and_its_server_actor_may_list_supports(

@@ -61,12 +61,13 @@ log = logging.getLogger(__name__)
 
 # An optional collection we may not read (403), or that is not there, is skipped.
 _SKIPPED = (403, 404, 410)
-# Items per page asked of support logs: a Barri instance's largest (one signed Like is ~1 KB,
-# so a page is ~100 KB; each page costs a signed GET, a cursor write and a sync). A page over
-# the fetcher's 1 MB cap (items stored by an older version inline the whole Barri context,
-# ~10 KB) is asked again with half the limit (:func:`_halved`). Other collections keep the
-# server's default: a Group outbox embeds whole proposals.
-LOG_PAGE_LIMIT = 100
+# Items per page asked of support logs and residents: a Barri instance's largest (one signed
+# Like is ~1 KB, so a page is ~500 KB; each page costs a signed GET, a cursor write and a
+# sync; an older instance serves at most 100). A page over the fetcher's 1 MB cap (items
+# stored by an older version inline the whole Barri context, ~10 KB) is asked again with half
+# the limit (:func:`_halved`). Other collections keep the server's default: a Group outbox
+# embeds whole proposals.
+LOG_PAGE_LIMIT = 500
 # Instances walked at once: each walk mostly waits on its instance's pages, so a few in flight
 # keep the aggregator busy while one instance renders (and spread the load over the city).
 INSTANCES_AT_ONCE = 4
@@ -175,16 +176,21 @@ class Backfiller:
     async def instance(self, row: RosterRow, progress: ProgressHook | None = None) -> int:
         """Walk everything the instance publishes that we may read; returns the items read."""
         # Its residents first: the votes read next need their actors, a GET each otherwise.
-        read = await self.collection(
-            row.origin, row.instance_actor or row.origin, row.origin + "/residents", progress,
-            handle=self.items.resident(row.origin), optional=True, page_limit=LOG_PAGE_LIMIT,
-        )  # fmt: skip
+        read = await self.residents(row, progress)
         read += await self._outboxes(row, progress)
         logged, whole = await self._instance_log(row, progress)
         read += logged
         read += await self._process_collections(row.origin, progress, supports=not whole)
         read += await self._proposal_collections(row.origin, progress, supports=not whole)
         return read
+
+    async def residents(self, row: RosterRow, progress: ProgressHook | None = None) -> int:
+        """The instance's ``/residents``: its verified residents' actor documents, kept as a
+        fetch of each would keep them; returns the actors read."""
+        return await self.collection(
+            row.origin, row.instance_actor or row.origin, row.origin + "/residents", progress,
+            handle=self.items.resident(row.origin), optional=True, page_limit=LOG_PAGE_LIMIT,
+        )  # fmt: skip
 
     async def _instance_log(
         self, row: RosterRow, progress: ProgressHook | None

@@ -6,7 +6,9 @@ core), and verifying, parsing and storing are Python under one interpreter lock.
 pass is shared among ``backfill_workers`` processes (:mod:`.backfill_worker`), each walking
 whole roster instances handed out one at a time as they finish, largest first (the city's
 instance holds far more than a neighbourhood's, so a fixed split, or the largest walk started
-last, would leave cores idle). The workers write to the same SQLite file (WAL: one writer at a
+last, would leave cores idle), once every instance's residents were read (a first phase, shared
+the same way: the votes one instance lists name other instances' residents, whose actors are
+then in the shared database rather than one signed GET each). The workers write to the same SQLite file (WAL: one writer at a
 time, each page's votes one short transaction); the serving process keeps answering, handles
 its inbox and counts what they wrote at its next sync. Later passes, which find little new,
 stay in the serving process."""
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from activitypub import as2
 from activitypub.fetch import FetchError
-from federation.aggregator.backfill_worker import MODULE, config_to_wire
+from federation.aggregator.backfill_worker import MODULE, RESIDENTS, WALK, config_to_wire
 from federation.aggregator.config import AggregatorConfig
 from federation.store.aggregator import RosterRow
 
@@ -40,6 +42,9 @@ AUTO_WORKERS_MAX = 4
 #: Support-log heads read at once to rank the instances by size.
 SIZE_FETCHES_AT_ONCE = 8
 Report = dict[str, int | str]
+#: One job for a worker: (step, origin).
+Job = tuple[str, str]
+Process = asyncio.subprocess.Process
 
 
 def workers_for(config: AggregatorConfig) -> int:
@@ -95,64 +100,87 @@ async def shared_backfill(
     command: Sequence[str] = (sys.executable, "-m", MODULE),
 ) -> Report:
     """Walk ``rows`` in ``workers`` processes running ``command``; per origin (in ``rows``
-    order), the items read or the error met. A worker that dies fails only its walks."""
-    pending = deque(row.origin for row in rows)
+    order), the items read or the error met. A worker that dies fails only its jobs.
+
+    Two phases: every instance's ``/residents`` first, then every whole walk. A log names
+    voters of other instances (the city's, residents of all 73): read before their own
+    instance's residents, each of them would cost a signed GET of its actor, and the
+    database the workers share has them all once the first phase is done."""
+    origins = [row.origin for row in rows]
+    phases = [deque((RESIDENTS, o) for o in origins), deque((WALK, o) for o in origins)]
     report: Report = {}
     count = max(1, min(workers, len(rows)))
-    await asyncio.gather(*(_drive(command, config, pending, report) for _ in range(count)))
-    return {row.origin: report.get(row.origin, "not walked") for row in rows}
+    processes = [await _start(command, config) for _ in range(count)]
+    try:
+        for pending in phases:
+            alive = [process for process in processes if process.returncode is None]
+            await asyncio.gather(*(_phase(process, pending, report) for process in alive))
+        for process in processes:
+            if process.returncode is None and process.stdin is not None:
+                process.stdin.close()
+        for process in processes:
+            await process.wait()
+    finally:
+        for process in processes:
+            if process.returncode is None:  # cancelled (the server stops): stop it too
+                process.terminate()
+                await process.wait()
+    return {origin: report.get(origin, "not walked") for origin in origins}
 
 
-async def _drive(
-    command: Sequence[str], config: AggregatorConfig, pending: deque[str], report: Report
-) -> None:
-    """One worker's life: start it, hand it origins as it reports, close it, reap it."""
+async def _start(command: Sequence[str], config: AggregatorConfig) -> Process:
+    """A worker, told the aggregator's config."""
     process = await asyncio.create_subprocess_exec(
         *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
     )
+    assert process.stdin is not None
+    process.stdin.write(config_to_wire(config).encode() + b"\n")
+    return process
+
+
+async def _phase(process: Process, pending: deque[Job], report: Report) -> None:
+    """Hand the worker jobs of one phase as it reports, until none is left or it dies."""
     assert process.stdin is not None and process.stdout is not None
-    in_flight: set[str] = set()
-    try:
-        process.stdin.write(config_to_wire(config).encode() + b"\n")
-        for _ in range(WALKS_PER_WORKER):
+    in_flight: set[Job] = set()
+    for _ in range(WALKS_PER_WORKER):
+        _hand_out(process.stdin, pending, in_flight)
+    while in_flight:
+        line = await process.stdout.readline()
+        if not line:
+            code = await process.wait()  # it died: its jobs in flight are failed
+            for _step, origin in in_flight:
+                _file(report, origin, f"the backfill worker exited ({code}) before finishing")
+            return
+        job = _record(line, report)
+        if job in in_flight:
+            in_flight.discard(job)
             _hand_out(process.stdin, pending, in_flight)
-        if not in_flight:
-            process.stdin.close()
-        while in_flight:
-            line = await process.stdout.readline()
-            if not line:
-                break  # it died: its walks are reported below
-            origin = _record(line, report)
-            if origin in in_flight:
-                in_flight.discard(origin)
-                _hand_out(process.stdin, pending, in_flight)
-                if not in_flight:
-                    process.stdin.close()
-        code = await process.wait()
-    finally:
-        if process.returncode is None:  # cancelled (the server stops): stop it too
-            process.terminate()
-            await process.wait()
-    for origin in in_flight:
-        report[origin] = f"the backfill worker exited ({code}) before finishing"
 
 
-def _hand_out(stdin: asyncio.StreamWriter, pending: deque[str], in_flight: set[str]) -> None:
-    """Give the worker the next origin to walk, if any is left."""
+def _hand_out(stdin: asyncio.StreamWriter, pending: deque[Job], in_flight: set[Job]) -> None:
+    """Give the worker the next job, if any is left."""
     if pending:
-        origin = pending.popleft()
-        in_flight.add(origin)
-        stdin.write(json.dumps({"origin": origin}).encode() + b"\n")
+        step, origin = job = pending.popleft()
+        in_flight.add(job)
+        stdin.write(json.dumps({"origin": origin, "step": step}).encode() + b"\n")
 
 
-def _record(line: bytes, report: Report) -> str | None:
-    """File one report line; the origin it is about (None for a line that is not one)."""
+def _record(line: bytes, report: Report) -> Job | None:
+    """File one report line; the job it is about (None for a line that is not one)."""
     try:
         message = json.loads(line)
-        origin = str(message["origin"])
+        origin, step = str(message["origin"]), str(message.get("step", WALK))
     except (ValueError, KeyError, TypeError):
         log.warning("backfill worker said %r", line[:200])
         return None
     result = message.get("read", message.get("error"))
-    report[origin] = result if isinstance(result, int | str) else repr(result)
-    return origin
+    _file(report, origin, result if isinstance(result, int | str) else repr(result))
+    return step, origin
+
+
+def _file(report: Report, origin: str, result: int | str) -> None:
+    """Add a job's items read to its origin's; an error, once met, is what the origin reports."""
+    before = report.get(origin, 0)
+    if isinstance(before, str):
+        return
+    report[origin] = before + result if isinstance(result, int) else result

@@ -2,10 +2,12 @@
 
 :mod:`.backfill_pool` starts it as ``python -m federation.aggregator.backfill_worker`` when a
 backfill is large enough to share among the machine's cores. Its stdin carries one JSON line
-with the aggregator's config (:func:`config_to_wire`), then one ``{"origin": …}`` line per
-roster instance to walk, and closes when there are no more; its stdout carries one line per
-instance walked, ``{"origin": …, "read": n}`` or ``{"origin": …, "error": "…"}``. Each named
-instance is walked at once (the parent bounds how many are in flight).
+with the aggregator's config (:func:`config_to_wire`), then one ``{"origin": …, "step": …}``
+line per job, and closes when there are no more; its stdout carries one line per job done,
+``{"origin": …, "step": …, "read": n}`` or ``{…, "error": "…"}``. The step ``residents``
+reads only the instance's ``/residents`` (:meth:`.Backfiller.residents`); ``walk`` (the
+default) walks it whole (:meth:`.Backfiller.instance`). Each job is started at once (the
+parent bounds how many are in flight).
 
 It opens the aggregator's own database and walks exactly as the server would
 (:meth:`.Backfiller.instance`: signed GETs as the Service, every proof verified, rows written
@@ -38,6 +40,9 @@ from federation.serving import StartupError
 log = logging.getLogger(__name__)
 
 MODULE = "federation.aggregator.backfill_worker"
+#: A job's steps: an instance's residents alone, or its whole walk.
+RESIDENTS, WALK = "residents", "walk"
+STEPS = (RESIDENTS, WALK)
 _PATHS = ("data_dir", "database")
 
 #: The next line from the parent ("" once it closed the pipe).
@@ -75,30 +80,39 @@ async def work(lines: LineSource, emit: Emit) -> None:
         try:
             walks: list[asyncio.Task[None]] = []
             while line := (await lines()).strip():
-                origin = str(json.loads(line)["origin"])
-                walks.append(asyncio.create_task(walk(aggregator, runtime, origin, emit)))
+                job = json.loads(line)
+                origin, step = str(job["origin"]), str(job.get("step", WALK))
+                walks.append(asyncio.create_task(walk(aggregator, runtime, origin, step, emit)))
             await asyncio.gather(*walks)
         finally:
             await federation.stop()
 
 
-async def walk(aggregator: Aggregator, runtime: Runtime, origin: str, emit: Emit) -> None:
-    """Walk one active roster instance and report what it read, or why it stopped."""
+async def walk(
+    aggregator: Aggregator, runtime: Runtime, origin: str, step: str, emit: Emit
+) -> None:
+    """Do one step (``residents`` or ``walk``) of one active roster instance and report what
+    it read, or why it stopped."""
+    job = {"origin": origin, "step": step}
     row = await aggregator.store.roster_entry(origin)
     if row is None or not row.active:
-        emit({"origin": origin, "error": "not an active roster instance"})
+        emit(job | {"error": "not an active roster instance"})
         return
+    if step not in STEPS:
+        emit(job | {"error": f"no such step: {step}"})
+        return
+    backfill = runtime.backfill
     try:
-        read = await runtime.backfill.instance(row)
+        read = await (backfill.residents(row) if step == RESIDENTS else backfill.instance(row))
     except BackfillError as exc:
         log.warning("backfill of %s stopped: %s", origin, exc)
-        emit({"origin": origin, "error": str(exc)})
+        emit(job | {"error": str(exc)})
     except Exception as exc:
         # A bug must not take the other walks down with it: say it, report it, go on.
         log.exception("backfill of %s failed", origin)
-        emit({"origin": origin, "error": f"{type(exc).__name__}: {exc}"})
+        emit(job | {"error": f"{type(exc).__name__}: {exc}"})
     else:
-        emit({"origin": origin, "read": read})
+        emit(job | {"read": read})
 
 
 def _emit(report: Mapping[str, Any]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from activitypub.collections import (
+    MAX_LIMIT,
     PageRequest,
     PageResult,
     first_page_url,
@@ -27,6 +28,10 @@ from federation.vocab.context import document_context
 from federation.vocab.wire import embed
 
 PageLoader = Callable[[PageRequest], Awaitable[PageResult]]
+#: Most items a page of a collection an aggregator reads whole (support logs, residents) holds:
+#: a signed Like is ~1 KB, so ~500 KB, under a fetcher's 1 MB; each page costs both sides a
+#: signed GET, and the aggregator a cursor write and a transaction.
+BULK_LIMIT = 500
 #: Counts a collection's items, for its ``totalItems`` (None: the collection states none).
 Counter = Callable[[], Awaitable[int]] | None
 
@@ -48,13 +53,14 @@ async def serve_collection(
     load_page: PageLoader,
     *,
     context: Any = None,
+    max_limit: int = MAX_LIMIT,
 ) -> web.Response:
     """The collection (``?page`` absent) or one cursor page of it (AS2 §5.3-5.4).
 
     Only the collection states ``totalItems`` (``count`` runs for it alone): counting a big
     table is a scan, and a walk asking every page of it would scan it once a page."""
     try:
-        page = parse_page_request(request.query, key_shape=SEQ_SHAPE)
+        page = parse_page_request(request.query, key_shape=SEQ_SHAPE, max_limit=max_limit)
     except ValueError as exc:
         raise Problem(400, "Bad Request", f"Bad paging parameters: {exc}.") from exc
     context = document_context() if context is None else context

@@ -16,7 +16,7 @@ from aiohttp import web
 from activitypub.collections import PageRequest, PageResult
 from federation.instance import app as instance_app
 from federation.instance.readaccess import require_reader
-from federation.instance.readpaging import serve_collection
+from federation.instance.readpaging import BULK_LIMIT, serve_collection
 from federation.vocab.context import actor_context
 
 RESIDENTS_PATH = "/residents"
@@ -33,5 +33,5 @@ async def instance_residents(request: web.Request) -> web.Response:
 
     return await serve_collection(
         request, config.base_url + RESIDENTS_PATH, actors.count_residents, load_page,
-        context=actor_context(),
+        context=actor_context(), max_limit=BULK_LIMIT,
     )  # fmt: skip

@@ -27,7 +27,12 @@ from activitypub.collections import PageRequest, PageResult
 from activitypub.errors import Problem
 from federation.instance import app as instance_app
 from federation.instance.readaccess import require_reader, supports_readers
-from federation.instance.readpaging import not_found_problem, own_url, serve_collection
+from federation.instance.readpaging import (
+    BULK_LIMIT,
+    not_found_problem,
+    own_url,
+    serve_collection,
+)
 from federation.store.domain import DomainStore
 from federation.store.proposals import ProposalStore
 
@@ -79,7 +84,9 @@ async def process_support_log(request: web.Request) -> web.Response:
     async def load_page(page: PageRequest) -> PageResult:
         return await store.page_support_log(process_id, page)
 
-    return await serve_collection(request, process_id + "/support-log", count, load_page)
+    return await serve_collection(
+        request, process_id + "/support-log", count, load_page, max_limit=BULK_LIMIT
+    )
 
 
 async def instance_support_log(request: web.Request) -> web.Response:
@@ -92,8 +99,9 @@ async def instance_support_log(request: web.Request) -> web.Response:
 
     origin = request.app[instance_app.CONFIG].base_url
     return await serve_collection(
-        request, origin + "/support-log", store.count_instance_support_log, load_page
-    )
+        request, origin + "/support-log", store.count_instance_support_log, load_page,
+        max_limit=BULK_LIMIT,
+    )  # fmt: skip
 
 
 async def process_supports(request: web.Request) -> web.Response:
