@@ -8,10 +8,10 @@ whole roster instances handed out one at a time as they finish, largest first (t
 instance holds far more than a neighbourhood's, so a fixed split, or the largest walk started
 last, would leave cores idle), once every instance's residents were read (a first phase, shared
 the same way: the votes one instance lists name other instances' residents, whose actors are
-then in the shared database rather than one signed GET each). The workers write to the same SQLite file (WAL: one writer at a
-time, each page's votes one short transaction); the serving process keeps answering, handles
-its inbox and counts what they wrote at its next sync. Later passes, which find little new,
-stay in the serving process."""
+then in the shared database rather than one signed GET each). The workers write to the same
+SQLite file (WAL: one writer at a time, each page's votes one short transaction); the serving
+process keeps answering, handles its inbox and counts what they wrote at its next sync. Later
+passes, which find little new, stay in the serving process."""
 
 from __future__ import annotations
 
