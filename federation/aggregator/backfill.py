@@ -3,7 +3,7 @@
 For every active roster instance (a few instances at once, each walk in its own order) the
 aggregator walks, with signed GETs (authorised fetch):
 
-- ``/residents`` at its origin: its verified residents' actor documents, 100 a page, so the
+- ``/residents`` at its origin: its verified residents' actor documents, 500 a page, so the
   votes read next find their actors' keys and residency without a GET each (an instance
   without it, an older version, is read without: each voter's actor is fetched);
 - the ``outbox`` of its instance actor and its Group (activities, handed to ingest exactly like
