@@ -22,7 +22,7 @@ import aiohttp
 from activitypub.integrity import ProofError, verify_document
 from federation.aggregator.publish import TallyPublisher, close_time
 from federation.aggregator.recompute import recompute
-from federation.store.aggregator_publish import TallyRow
+from federation.store.aggregator_publish import PublishStore, TallyRow
 from federation.validation import validate
 from federation.vocab.context import document_context, format_datetime
 from federation.vocab.tally import inputs_digest, tally_from_ap
@@ -234,6 +234,47 @@ async def test_changes_within_the_debounce_wake_the_loop_once(
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+
+
+async def test_a_held_publisher_publishes_nothing_until_released(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    """A rebuild from empty holds the publisher: its partial counts make no Tally (nor close
+    a process) until it ends, then what changed is published."""
+
+    class Counting(TallyPublisher):
+        ticks = 0
+
+        async def tick(self) -> list[TallyRow]:
+            self.ticks += 1
+            return await super().tick()
+
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        runtime = s.city.runtime
+        pub = Counting(s.city.aggregator, runtime.federation, runtime.followers, debounce=0)
+        store = PublishStore(s.city.aggregator.db)
+        loop = asyncio.create_task(pub.run())
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0.05)  # the start's own round
+            started = pub.ticks
+            async with pub.held():
+                for n in range(5):
+                    pub.changed()
+                    await s.vote(f"r{n}", s.proposals[0])
+                    await asyncio.sleep(0.02)
+                assert pub.ticks == started  # nothing while held, changes or not
+                assert await store.latest_fingerprint(s.process) is None
+            for _ in range(20):
+                await asyncio.sleep(0.02)
+                if pub.ticks > started:
+                    break
+            assert pub.ticks > started
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        assert await store.latest_fingerprint(s.process) is not None  # published once released
 
 
 async def test_the_final_tally_closes_the_process_and_nothing_changes_it_later(

@@ -16,6 +16,7 @@ passes, which find little new, stay in the serving process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 WALKS_PER_WORKER = 2
 #: Most workers "as many as the cores" starts.
 AUTO_WORKERS_MAX = 4
+#: Seconds between two counts of what the workers wrote, while they run.
+COUNT_EVERY = 2.0
 #: Support-log heads read at once to rank the instances by size.
 SIZE_FETCHES_AT_ONCE = 8
 Report = dict[str, int | str]
@@ -64,9 +67,25 @@ async def backfill_at_start(aggregator: Aggregator, runtime: Runtime) -> Report:
     if workers < 2 or len(rows) < 2 or not empty:
         return await runtime.backfill.run()
     ordered = await largest_first(runtime, rows)
-    report = await shared_backfill(aggregator.config, ordered, workers)
-    await aggregator.state.sync()
+    async with runtime.publisher.held():  # partial counts until the workers are done
+        counting = asyncio.create_task(keep_counting(aggregator), name="rebuild-counting")
+        try:
+            report = await shared_backfill(aggregator.config, ordered, workers)
+        finally:
+            counting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await counting
+        await aggregator.state.sync()
     return {row.origin: report[row.origin] for row in rows}
+
+
+async def keep_counting(aggregator: Aggregator, every: float = COUNT_EVERY) -> None:
+    """Count what the workers wrote every ``every`` seconds, until cancelled: the counting
+    keeps pace with them (on the cores they leave free while they wait for pages), so the
+    sync after the last of them is short instead of counting the whole city at once."""
+    while True:
+        await aggregator.state.sync()
+        await asyncio.sleep(every)
 
 
 async def largest_first(runtime: Runtime, rows: Sequence[RosterRow]) -> list[RosterRow]:

@@ -21,7 +21,8 @@ import html
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -121,6 +122,8 @@ class TallyPublisher:
         self._clock = clock
         self._dirty_since: float | None = None
         self._wake = asyncio.Event()
+        self._open = asyncio.Event()  # cleared while :meth:`held`
+        self._open.set()
         # A process's provisional fingerprint, kept while its totals are the same object (the
         # tally rebuilds only the processes that changed): a city's has thousands of rows.
         self._fingerprints: dict[str, tuple[ProcessTally, str]] = {}
@@ -149,11 +152,28 @@ class TallyPublisher:
             timeout = await self._timeout()
             await wait_event(self._wake, timeout)
             self._wake.clear()
+            await self._open.wait()
             try:
                 await self.tick()
             except Exception:
                 # A background loop has nobody to raise to: say it and try again next time.
                 log.exception("tally publication failed")
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """Publish and close nothing meanwhile; what changed is published after.
+
+        For a rebuild from an empty database: until its backfill ends its counts are partial,
+        so a Tally would announce a wrong total, and closing a process whose time has passed
+        would freeze one. A Tally of a city process also costs seconds of the event loop and
+        holds the database's write lock that the backfill workers wait for."""
+        self._open.clear()
+        try:
+            yield
+        finally:
+            self._open.set()
+            self.changed()
+            self._wake.set()
 
     async def _timeout(self) -> float:
         now, waits = self._clock(), [POLL_SECONDS]
