@@ -205,35 +205,45 @@ async def test_changes_within_the_debounce_go_into_one_tally(
         assert s.city.config.tally_debounce_seconds == 3600
 
 
+class Counting(TallyPublisher):
+    """A publisher that counts its rounds."""
+
+    ticks = 0
+
+    async def tick(self) -> list[TallyRow]:
+        self.ticks += 1
+        return await super().tick()
+
+
+@asynccontextmanager
+async def looping(pub: TallyPublisher) -> AsyncIterator[None]:
+    """``pub``'s own loop running, past its start's round, until the block ends."""
+    loop = asyncio.create_task(pub.run())
+    try:
+        for _ in range(3):
+            await asyncio.sleep(0.05)  # the start's own round
+        yield
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+
+
 async def test_changes_within_the_debounce_wake_the_loop_once(
     tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
 ) -> None:
-    class Counting(TallyPublisher):
-        ticks = 0
-
-        async def tick(self) -> list[TallyRow]:
-            self.ticks += 1
-            return await super().tick()
-
     async with scene(tmp_path, unused_tcp_port_factory) as s:
         runtime = s.city.runtime
         pub = Counting(
             s.city.aggregator, runtime.federation, runtime.followers, debounce=30,
             clock=Clock(NOW.timestamp()),
         )  # fmt: skip
-        loop = asyncio.create_task(pub.run())
-        try:
-            for _ in range(3):
-                await asyncio.sleep(0.05)  # the start's own round
+        async with looping(pub):
             started = pub.ticks
             for _ in range(20):
                 pub.changed()  # a backfill's pages, each counted before the debounce is over
                 await asyncio.sleep(0.01)
             assert (started, pub.ticks) == (1, 1)  # the start set the debounce going
-        finally:
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
 
 
 async def test_a_held_publisher_publishes_nothing_until_released(
@@ -241,22 +251,11 @@ async def test_a_held_publisher_publishes_nothing_until_released(
 ) -> None:
     """A rebuild from empty holds the publisher: its partial counts make no Tally (nor close
     a process) until it ends, then what changed is published."""
-
-    class Counting(TallyPublisher):
-        ticks = 0
-
-        async def tick(self) -> list[TallyRow]:
-            self.ticks += 1
-            return await super().tick()
-
     async with scene(tmp_path, unused_tcp_port_factory) as s:
         runtime = s.city.runtime
         pub = Counting(s.city.aggregator, runtime.federation, runtime.followers, debounce=0)
         store = PublishStore(s.city.aggregator.db)
-        loop = asyncio.create_task(pub.run())
-        try:
-            for _ in range(3):
-                await asyncio.sleep(0.05)  # the start's own round
+        async with looping(pub):
             started = pub.ticks
             async with pub.held():
                 for n in range(5):
@@ -270,10 +269,6 @@ async def test_a_held_publisher_publishes_nothing_until_released(
                 if pub.ticks > started:
                     break
             assert pub.ticks > started
-        finally:
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
         assert await store.latest_fingerprint(s.process) is not None  # published once released
 
 
