@@ -129,8 +129,10 @@ async def shared_backfill(
     phases = [deque((RESIDENTS, o) for o in origins), deque((WALK, o) for o in origins)]
     report: Report = {}
     count = max(1, min(workers, len(rows)))
-    processes = [await _start(command, config) for _ in range(count)]
+    processes: list[Process] = []
     try:
+        for _ in range(count):
+            processes.append(await _start(command, config))
         for pending in phases:
             alive = [process for process in processes if process.returncode is None]
             await asyncio.gather(*(_phase(process, pending, report) for process in alive))
