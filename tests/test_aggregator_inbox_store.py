@@ -267,6 +267,11 @@ class _GroupCounting(GroupCommitInboxStore):
         return await super()._insert(rows)
 
 
+async def _liked(store: _GroupCounting, n: int) -> bool:
+    """Record like ``n`` in the shared inbox, proved by its actor."""
+    return await store.record(SHARED, _like(n)["id"], ACTOR, _like(n), auth="proof", now=T0)
+
+
 async def test_a_busy_store_waits_briefly_so_lone_deliveries_share_a_transaction(
     db: aiosqlite.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -275,12 +280,10 @@ async def test_a_busy_store_waits_briefly_so_lone_deliveries_share_a_transaction
     monkeypatch.setattr(group_inbox, "BUSY", 5.0)
     monkeypatch.setattr(group_inbox, "GATHER", 0.3)
     store = _GroupCounting(db)
-    assert await store.record(SHARED, _like(1)["id"], ACTOR, _like(1), auth="proof", now=T0)
-    first = asyncio.create_task(
-        store.record(SHARED, _like(2)["id"], ACTOR, _like(2), auth="proof", now=T0)
-    )
+    assert await _liked(store, 1)
+    first = asyncio.create_task(_liked(store, 2))
     await asyncio.sleep(0.05)  # one at a time, as a steady load's deliveries arrive
-    second = store.record(SHARED, _like(3)["id"], ACTOR, _like(3), auth="proof", now=T0)
+    second = _liked(store, 3)
     assert await second and await first
     assert store.groups == [1, 2]
     assert await _count(db) == 3
@@ -292,7 +295,7 @@ async def test_an_idle_store_writes_a_lone_delivery_at_once(
     monkeypatch.setattr(group_inbox, "GATHER", 30.0)  # a wait there would time the test out
     store = _GroupCounting(db)
     async with asyncio.timeout(10):
-        assert await store.record(SHARED, _like(1)["id"], ACTOR, _like(1), auth="proof", now=T0)
+        assert await _liked(store, 1)
     assert store.groups == [1]
 
 
@@ -303,10 +306,8 @@ async def test_a_cancelled_group_writer_leaves_no_caller_waiting(
     monkeypatch.setattr(group_inbox, "GATHER", 30.0)
     monkeypatch.setattr(group_inbox, "BUSY", 60.0)
     store = _GroupCounting(db)
-    assert await store.record(SHARED, _like(1)["id"], ACTOR, _like(1), auth="proof", now=T0)
-    caller = asyncio.create_task(
-        store.record(SHARED, _like(2)["id"], ACTOR, _like(2), auth="proof", now=T0)
-    )
+    assert await _liked(store, 1)
+    caller = asyncio.create_task(_liked(store, 2))
     await asyncio.sleep(0.05)  # the writer now waits GATHER for company
     writer = store._writer
     assert writer is not None and not writer.done()
@@ -317,5 +318,5 @@ async def test_a_cancelled_group_writer_leaves_no_caller_waiting(
     assert await _count(db) == 1  # nothing half-written
     # The store goes on: a later delivery starts a writer of its own.
     monkeypatch.setattr(group_inbox, "GATHER", 0.0)
-    assert await store.record(SHARED, _like(3)["id"], ACTOR, _like(3), auth="proof", now=T0)
+    assert await _liked(store, 3)
     assert await _count(db) == 2
