@@ -304,3 +304,25 @@ async def test_a_task_cancelled_while_its_commit_ran_stays_cancelled(
     assert [tuple(r) for r in rows] == [("seven",)]  # the COMMIT went through
     async with transaction(db):  # and the write lock was let go
         await db.execute("DELETE FROM t WHERE id = 7")
+
+
+async def test_opening_a_new_file_another_process_holds_waits_for_it(tmp_path: Path) -> None:
+    """Setting WAL on a new file while another connection writes to it (not in WAL yet):
+    SQLite says "database is locked" at once, busy timeout or not (two backfill workers
+    opening it together); the open waits for the lock instead of failing."""
+    path = tmp_path / "new.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE held (x)")
+    release = threading.Timer(0.3, holder.execute, ("COMMIT",))
+    release.start()
+    try:
+        db = await open_database(path, busy_timeout=5.0)
+    finally:
+        release.join()
+        holder.close()
+    try:
+        mode = list(await db.execute_fetchall("PRAGMA journal_mode"))
+        assert mode[0][0] == "wal"
+    finally:
+        await db.close()

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -88,7 +89,7 @@ async def open_database(
     db = await inline.connect(path, isolation_level=None, timeout=busy_timeout)
     ready = False
     try:
-        await _set_pragmas(db, path)
+        await _set_pragmas(db, path, busy_timeout)
         await apply_migrations(db, migrations)
         ready = True
     finally:
@@ -97,8 +98,8 @@ async def open_database(
     return db
 
 
-async def _set_pragmas(db: aiosqlite.Connection, path: str | Path) -> None:
-    rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+async def _set_pragmas(db: aiosqlite.Connection, path: str | Path, patience: float) -> None:
+    rows = await _journal_mode_wal(db, patience)
     mode = str(rows[0][0]) if rows else "?"
     if mode != "wal" and str(path) != ":memory:":
         # Some filesystems (network mounts) refuse WAL; the server still works, more slowly.
@@ -106,6 +107,20 @@ async def _set_pragmas(db: aiosqlite.Connection, path: str | Path) -> None:
     await db.execute("PRAGMA synchronous = NORMAL")  # durable in WAL mode, without fsync per commit
     await db.execute("PRAGMA foreign_keys = ON")
     await db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+
+
+async def _journal_mode_wal(db: aiosqlite.Connection, patience: float) -> list[Any]:
+    """``PRAGMA journal_mode = WAL``, tried again while another process holds the new file:
+    SQLite answers "database is locked" at once there, without its busy handler (two backfill
+    workers opening an aggregator's database together)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.05)
 
 
 async def apply_migrations(db: aiosqlite.Connection, migrations: Sequence[Migration]) -> list[int]:
