@@ -60,6 +60,16 @@ def loads_stored(text: bytes | str) -> Any:
         return json.loads(text)  # older rows: the reader that wrote them, its errors as before
 
 
+def stored_fragment(text: str) -> Any:
+    """Stored JSON text (this server's :func:`dumps`) to embed in a document that
+    :func:`dumpb` writes: spliced in as is (an ``orjson.Fragment``), not parsed and written
+    again. Text that may hold what only ``json`` writes (``NaN``, ``Infinity``, both invalid
+    JSON: older rows) is read by :func:`loads_stored` and so written as :func:`dumpb` would."""
+    if "NaN" in text or "Infinity" in text:
+        return loads_stored(text)
+    return orjson.Fragment(text)
+
+
 def dumps(value: Any, *, sort_keys: bool = False) -> str:
     """Compact JSON text (RFC 8259 §2), non-ASCII as is; TypeError for non-JSON values.
 
@@ -100,4 +110,6 @@ def _exact(data: bytes | str) -> Any:
         raise ValueError("JSON nested too deeply") from exc
 
 
-__all__ = ["JSON_TYPE", "dumpb", "dumps", "json_response", "loads", "loads_stored"]
+__all__ = [
+    "JSON_TYPE", "dumpb", "dumps", "json_response", "loads", "loads_stored", "stored_fragment",
+]  # fmt: skip

@@ -28,6 +28,7 @@ from activitypub import as2
 from activitypub.integrity import verify_proof_with_key
 from activitypub.runtime import FEDERATION
 from federation.aggregator.app import BACKFILL_TASK
+from federation.aggregator.backfill import own_log_url, rest_of_log_url
 from federation.aggregator.recompute import recompute
 from federation.instance.app import ACCOUNTS, DB
 from federation.instance.ports import TokenScope
@@ -210,9 +211,10 @@ async def test_stopped_mid_stream_it_catches_up_by_backfill_and_the_instances_re
             assert not [n for h, n in newcomers if h is hood and fetched[f"/users/{n}"]], fetched
         await inbox_quiet(t.city.runtime.federation)  # (the instances' queues wait: not due)
         # Backfill brought the new proposal, every support and every withdrawal: each
-        # instance's ``/support-log`` lists each signed Like and Undo it knows (pep's support of
-        # B's proposal is in A's, the owner's, and D's, its author's), each verified from the
-        # page by its proof.
+        # instance's ``/support-log?authors=local`` lists each signed Like and Undo its residents
+        # gave (pep's support of B's proposal is in D's, its author's), each verified from the
+        # page by its proof; the rest of each log leaves out every instance so read (pep's
+        # support is in A's, the owner's, too: not read again).
         assert any(t.acts[i][3] < 0 for i in range(before, len(t.acts)))
         assert await t.counted() == t.truth()
         pep = await t.city.aggregator.db.execute_fetchall(
@@ -223,7 +225,9 @@ async def test_stopped_mid_stream_it_catches_up_by_backfill_and_the_instances_re
         # collections would: those are not walked too.
         walked = await t.city.aggregator.db.execute_fetchall("SELECT collection FROM cursors")
         walked_urls = {row[0] for row in walked}
-        assert {h.origin + "/support-log" for h in t.hoods.values() if h.rostered} <= walked_urls
+        rostered = [h.origin for h in t.hoods.values() if h.rostered]
+        assert {own_log_url(origin) for origin in rostered} <= walked_urls
+        assert {rest_of_log_url(origin, rostered) for origin in rostered} <= walked_urls
         assert not [url for url in walked_urls if url.endswith("/supports")]
         assert t.process.id + "/support-log" not in walked_urls
         results = await t.city.results(t.process.id)

@@ -16,6 +16,7 @@ import pytest
 
 from benchmarks.ingestkit.aggregator import wipe
 from federation.aggregator.app import BACKFILL_TASK
+from federation.aggregator.backfill import own_log_url, rest_of_log_url
 from federation.aggregator.backfill_pool import (
     backfill_at_start,
     largest_first,
@@ -53,11 +54,11 @@ async def _supports(t: Town) -> list[str]:
 
 
 async def _log_size(t: Town, origin: str) -> int:
-    """The ``totalItems`` an instance's support log states (an unsigned GET is refused: the
-    aggregator's own fetcher signs it)."""
+    """The ``totalItems`` an instance's own residents' support log states (an unsigned GET is
+    refused: the aggregator's own fetcher signs it)."""
     fetcher = t.city.runtime.federation.fetcher
     assert fetcher is not None
-    total = (await fetcher.get_activity(origin + "/support-log")).document["totalItems"]
+    total = (await fetcher.get_activity(own_log_url(origin))).document["totalItems"]
     assert isinstance(total, int)
     return total
 
@@ -82,10 +83,13 @@ async def test_a_rebuild_from_nothing_is_shared_among_workers_and_counts_the_sam
         await _supports(t)
         want = await t.counted()
         assert want == t.truth() and want
+        unlisted = (await t.city.get("/api/v1/instances"))["unlisted"]
+        assert unlisted and unlisted[0]["origin"] == t.e.origin  # E is off the roster
         await t.retries(due=10**10)  # the instances' retries stay out of the way
 
         await _rebuild(t, workers=2)
         assert await t.counted() == want
+        assert (await t.city.get("/api/v1/instances"))["unlisted"] == unlisted
         # The workers walked: the cursors are all there, and the server's own fetcher made
         # almost none of the GETs (one each: the head of its support log, to hand the largest
         # out first).
@@ -94,7 +98,20 @@ async def test_a_rebuild_from_nothing_is_shared_among_workers_and_counts_the_sam
         cursors = await t.city.aggregator.db.execute_fetchall("SELECT collection FROM cursors")
         walked = {row[0] for row in cursors}
         rostered = [h for h in t.hoods.values() if h.rostered]
-        assert {h.origin + "/support-log" for h in rostered} <= walked
+        assert {own_log_url(h.origin) for h in rostered} <= walked
+        # The rest of each log left out every instance whose own log was read: all of them.
+        every = [h.origin for h in rostered]
+        assert {rest_of_log_url(h.origin, every) for h in rostered} <= walked
+        # Each support was read once: the rest of A's log (it owns the process) held only the
+        # supports of E's residents, whose instance is not on the roster; B's and D's, none.
+        by_e = sum(1 for _, actor, _, _ in t.acts if actor.startswith(t.e.origin + "/"))
+        assert by_e == 8
+        rests = {
+            h.origin: cursor.items for h in rostered
+            if (cursor := await t.city.aggregator.store.cursor(
+                h.origin, rest_of_log_url(h.origin, every))) is not None
+        }  # fmt: skip
+        assert rests == {t.a.origin: by_e, t.b.origin: 0, t.d.origin: 0}
         assert fetcher.stats.fetches <= len(rostered)
         # The walks were handed out largest first: A's log holds every support of its process.
         rows = await t.city.aggregator.store.roster(active_only=True)
@@ -156,24 +173,37 @@ sys.stdin.readline()
 for line in sys.stdin:
     job = json.loads(line)
     with open(sys.argv[1], "a") as out:
-        out.write(job["step"] + " " + job["origin"] + "\\n")
+        covered = ",".join(job.get("covered", ["-"]))
+    out.write(job["step"] + " " + job["origin"] + " " + covered + "\\n")
     print(json.dumps({**job, "read": 1}), flush=True)
 """
 
 
 async def test_every_instance_s_residents_are_read_before_any_walk(tmp_path: Path) -> None:
-    """Two workers, five instances: all ten jobs done, every residents step before any walk
-    (a barrier between the phases), and each origin's items summed over its two jobs."""
+    """Two workers, five instances: all fifteen jobs done, every residents step before any
+    walk and every walk before any rest of a log (barriers between the phases), the rest told
+    the origins covered as they stood once the walks were done, and each origin's items summed
+    over its three jobs."""
     config, noted = _config(tmp_path), tmp_path / "jobs.txt"
     rows = [_row(f"http://127.0.0.1:{port}") for port in range(1, 6)]
+    asked: list[int] = []
+
+    async def covered() -> list[str]:
+        asked.append(len(noted.read_text().splitlines()))  # jobs done when it was asked
+        return [rows[3].origin, rows[1].origin]
+
     report = await shared_backfill(
-        config, rows, 2, command=[sys.executable, "-c", _NOTING, str(noted)]
+        config, rows, 2, covered=covered, command=[sys.executable, "-c", _NOTING, str(noted)]
     )
-    assert report == {row.origin: 2 for row in rows}
-    steps = [line.split()[0] for line in noted.read_text().splitlines()]
-    assert steps == ["residents"] * 5 + ["walk"] * 5
-    walked = [line.split()[1] for line in noted.read_text().splitlines()[5:]]
-    assert sorted(walked) == sorted(row.origin for row in rows)
+    assert report == {row.origin: 3 for row in rows}
+    lines = [line.split() for line in noted.read_text().splitlines()]
+    assert [line[0] for line in lines] == ["residents"] * 5 + ["walk"] * 5 + ["rest"] * 5
+    assert asked == [10]
+    for step in range(3):
+        origins = [line[1] for line in lines[5 * step : 5 * step + 5]]
+        assert sorted(origins) == sorted(row.origin for row in rows)
+    assert {line[2] for line in lines[:10]} == {"-"}
+    assert {line[2] for line in lines[10:]} == {f"{rows[1].origin},{rows[3].origin}"}
 
 
 async def test_a_worker_reports_an_origin_off_the_roster(tmp_path: Path) -> None:

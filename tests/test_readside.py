@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from activitypub import as2
 from activitypub.httpsig import sign_request
@@ -167,9 +168,11 @@ def make_comment(base: str, parent: str, root: str, suffix: str, depth: int = 1)
 async def get(
     url: str, *, accept: str = AS2, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, Any] | str, str]:
-    """GET ``url``: status, parsed JSON (or text) and Content-Type."""
+    """GET ``url`` as spelt (aiohttp would unescape ``%3A`` in a query, and the request would
+    not match what a signature signed): status, parsed JSON (or text) and Content-Type."""
+    fields = {"Accept": accept, **(headers or {})}
     async with aiohttp.ClientSession() as http:
-        async with http.get(url, headers={"Accept": accept, **(headers or {})}) as response:
+        async with http.get(URL(url, encoded=True), headers=fields) as response:
             body = await response.read()
             content_type = response.headers.get("Content-Type", "")
             if "json" in content_type:

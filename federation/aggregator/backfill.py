@@ -8,12 +8,17 @@ aggregator walks, with signed GETs (authorised fetch):
   without it, an older version, is read without: each voter's actor is fetched);
 - the ``outbox`` of its instance actor and its Group (activities, handed to ingest exactly like
   a live delivery, so a support's own proof is verified whatever route it took);
-- ``/support-log`` at its origin: every signed Like and Undo the instance knows, embedded with
-  its proof — its own processes' (given there or received) and its residents' in other
-  instances' processes. The author's word matters: an owner may refuse a support the
-  aggregator's rules count (its clock reads the support's ``published`` differently), and then
-  no owner's collection lists it. When that log was read, the per-process and per-proposal
-  support collections below are skipped (it lists everything they would);
+- ``/support-log?authors=local`` at its origin: every signed Like and Undo its residents gave,
+  in its processes or other instances', embedded with its proof. The author's word matters: an
+  owner may refuse a support the aggregator's rules count (its clock reads the support's
+  ``published`` differently), and then no owner's collection lists it. When that log was read,
+  the per-process and per-proposal support collections below are skipped;
+- once every instance was walked so (:meth:`Backfiller.run`, or the workers' third phase), the
+  rest of each instance's ``/support-log``: ``exclude_origins`` names the instances whose own
+  residents' log was read to its end in this backfill, so only other actors' Likes and Undos
+  in its processes come (a Mastodon user's, or an older instance's residents'). Each support
+  is read once, from its author's instance, not again from its process's owner (the city's
+  instance logs every resident's support in the city's processes: half the city's items);
 - for each process the instance hosts, ``{process}/proposals`` and ``{process}/debates``; and,
   from an instance without ``/support-log`` (older versions), ``{process}/support-log`` (every
   signed Like and withdrawal Undo the owner learnt of in the process, embedded with its proof)
@@ -27,7 +32,9 @@ Objects listed in a collection are believed when their id is on the collection's
 anything else is refetched from its own id. The position is stored after every page, so an
 interrupted pass resumes from the page it was on. Newest-first collections stop at the newest
 item of the previous finished pass (``marker``); oldest-first ones (``context``) resume from
-the last page read. Items reread after a crash are deduplicated by id.
+the last page read. Items reread after a crash are deduplicated by id. The rest of a log is
+one collection per exclusion list, with its own cursor: when the instances read change, the
+new list is read from its newest item down, never resumed where another list stopped.
 
 A withdrawal the aggregator missed (down, or the delivery lost) is read from the owner's
 support log; an instance without that collection (older versions) only lists active supports,
@@ -40,9 +47,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from yarl import URL
 
@@ -68,6 +76,9 @@ _SKIPPED = (403, 404, 410)
 # the limit (:func:`_halved`). Other collections keep the server's default: a Group outbox
 # embeds whole proposals.
 LOG_PAGE_LIMIT = 500
+# Longest URL of the rest of a log: a city's roster of origins fits (74 in ~3 KB); servers
+# refuse a request line over 8 KB (aiohttp), so a bigger roster leaves the last ones in.
+REST_URL_BUDGET = 6000
 # Instances walked at once: each walk mostly waits on its instance's pages, so a few in flight
 # keep the aggregator busy while one instance renders (and spread the load over the city).
 INSTANCES_AT_ONCE = 4
@@ -126,6 +137,30 @@ async def fetch_page(
             cursor = replace(cursor, next_url=smaller)
 
 
+def own_log_url(origin: str) -> str:
+    """The part of an instance's ``/support-log`` its own residents wrote."""
+    return f"{origin}/support-log?authors=local"
+
+
+def rest_of_log_url(origin: str, covered: Collection[str]) -> str:
+    """An instance's ``/support-log`` without the items by actors of the ``covered`` origins
+    (the first of them, sorted, that fit in ``REST_URL_BUDGET``: one not left out is read
+    again, never lost)."""
+    url, kept = origin + "/support-log", list[str]()
+    for excluded in sorted(covered):
+        longer = f"{url}?" + urlencode({"exclude_origins": ",".join([*kept, excluded])})
+        if len(longer) > REST_URL_BUDGET:
+            break
+        kept.append(excluded)
+    return f"{url}?" + urlencode({"exclude_origins": ",".join(kept)}) if kept else url
+
+
+def combined(*results: int | str) -> int | str:
+    """The items read by several steps of one instance's backfill; an error, once met, wins."""
+    errors = [result for result in results if isinstance(result, str)]
+    return errors[0] if errors else sum(r for r in results if isinstance(r, int))
+
+
 def _context_url(root_id: str, document: str, origin: str) -> str:
     """A thread root's FEP-7888 ``context`` collection, on the root's own origin."""
     try:
@@ -154,34 +189,52 @@ class Backfiller:
         self._fetch, self._actor, self._clock = fetch, actor, clock
         self.items = ListedItems(ingest, fetch)
 
+    def now(self) -> float:
+        """The time on the clock cursors are stamped with (for :meth:`covered_since`)."""
+        return self._clock()
+
     async def run(
         self, progress: ProgressHook | None = None, *, at_once: int = INSTANCES_AT_ONCE
     ) -> dict[str, int | str]:
         """Backfill every active instance, ``at_once`` of them concurrently; per origin (in
-        roster order), the items read or the error met."""
+        roster order), the items read or the error met. Every walk first, then the rest of
+        each instance's log without the instances whose own residents' log was read."""
         gate = asyncio.Semaphore(max(1, at_once))
-
-        async def walk(row: RosterRow) -> int | str:
-            async with gate:
-                try:
-                    return await self.instance(row, progress)
-                except BackfillError as exc:
-                    log.warning("backfill of %s stopped: %s", row.origin, exc)
-                    return str(exc)
-
         rows = await self.store.roster(active_only=True)
-        results = await asyncio.gather(*(walk(row) for row in rows))
-        return {row.origin: result for row, result in zip(rows, results, strict=True)}
+        started = self._clock()
 
-    async def instance(self, row: RosterRow, progress: ProgressHook | None = None) -> int:
-        """Walk everything the instance publishes that we may read; returns the items read."""
+        async def each(step: Callable[[RosterRow], Awaitable[int]]) -> list[int | str]:
+            async def one(row: RosterRow) -> int | str:
+                async with gate:
+                    try:
+                        return await step(row)
+                    except BackfillError as exc:
+                        log.warning("backfill of %s stopped: %s", row.origin, exc)
+                        return str(exc)
+
+            return await asyncio.gather(*(one(row) for row in rows))
+
+        walked = await each(lambda row: self.instance(row, progress, rest=False))
+        covered = await self.covered_since(started)
+        rests = await each(lambda row: self.rest_of_log(row, covered, progress))
+        results = zip(rows, walked, rests, strict=True)
+        return {row.origin: combined(walk, rest) for row, walk, rest in results}
+
+    async def instance(
+        self, row: RosterRow, progress: ProgressHook | None = None, *, rest: bool = True
+    ) -> int:
+        """Walk everything the instance publishes that we may read; returns the items read.
+        Without ``rest``, the part of its log by other instances' residents is left to
+        :meth:`rest_of_log`."""
         # Its residents first: the votes read next need their actors, a GET each otherwise.
         read = await self.residents(row, progress)
         read += await self._outboxes(row, progress)
-        logged, whole = await self._instance_log(row, progress)
+        logged, own = await self._own_log(row, progress)
         read += logged
-        read += await self._process_collections(row.origin, progress, supports=not whole)
-        read += await self._proposal_collections(row.origin, progress, supports=not whole)
+        if rest:
+            read += await self.rest_of_log(row, frozenset({row.origin} if own else ()), progress)
+        read += await self._process_collections(row.origin, progress, supports=not own)
+        read += await self._proposal_collections(row.origin, progress, supports=not own)
         return read
 
     async def residents(self, row: RosterRow, progress: ProgressHook | None = None) -> int:
@@ -192,18 +245,41 @@ class Backfiller:
             handle=self.items.resident(row.origin), optional=True, page_limit=LOG_PAGE_LIMIT,
         )  # fmt: skip
 
-    async def _instance_log(
-        self, row: RosterRow, progress: ProgressHook | None
-    ) -> tuple[int, bool]:
-        """The instance's whole support log; (items read, whether this pass read it)."""
-        url, started = row.origin + "/support-log", self._clock()
+    async def _own_log(self, row: RosterRow, progress: ProgressHook | None) -> tuple[int, bool]:
+        """The instance's log of its own residents' Likes and Undos (wherever given); (items
+        read, whether this pass read it to the end)."""
+        url, started = own_log_url(row.origin), self._clock()
+        read = await self._log(row, url, progress)
+        return read, await self._read_since(row.origin, url, started)
+
+    async def rest_of_log(
+        self, row: RosterRow, covered: Collection[str], progress: ProgressHook | None = None
+    ) -> int:
+        """The instance's log but for the Likes and Undos by residents of the ``covered``
+        origins (their own instance's log was read): other actors' in its processes."""
+        return await self._log(row, rest_of_log_url(row.origin, covered), progress)
+
+    async def _log(self, row: RosterRow, url: str, progress: ProgressHook | None) -> int:
+        """Read one part of the instance's ``/support-log``, each item verified from the page."""
         owner = row.instance_actor or row.origin
-        read = await self.collection(
+        return await self.collection(
             row.origin, owner, url, progress, handle=self.items.logged_support(owner),
             optional=True, page_limit=LOG_PAGE_LIMIT,
         )  # fmt: skip
-        cursor = await self.store.cursor(row.origin, url)
-        return read, cursor is not None and cursor.updated_at >= started
+
+    async def _read_since(self, origin: str, url: str, started: float) -> bool:
+        """Whether a pass over the collection ended at or after ``started``."""
+        cursor = await self.store.cursor(origin, url)
+        return cursor is not None and cursor.next_url is None and cursor.updated_at >= started
+
+    async def covered_since(self, started: float) -> frozenset[str]:
+        """The active instances whose own residents' log a pass read to its end at or after
+        ``started``: every Like and Undo by their residents was read from there."""
+        rows = await self.store.roster(active_only=True)
+        return frozenset([
+            row.origin for row in rows
+            if await self._read_since(row.origin, own_log_url(row.origin), started)
+        ])  # fmt: skip
 
     async def _outboxes(self, row: RosterRow, progress: ProgressHook | None) -> int:
         """The outboxes of the instance actor and the Group."""

@@ -8,7 +8,9 @@ whole roster instances handed out one at a time as they finish, largest first (t
 instance holds far more than a neighbourhood's, so a fixed split, or the largest walk started
 last, would leave cores idle), once every instance's residents were read (a first phase, shared
 the same way: the votes one instance lists name other instances' residents, whose actors are
-then in the shared database rather than one signed GET each). The workers write to the same
+then in the shared database rather than one signed GET each). A third phase reads the rest of
+each instance's support log, without the instances whose own residents' log the walks read
+(each support read once, from its author's instance). The workers write to the same
 SQLite file (WAL: one writer at a time, each page's votes one short transaction); the serving
 process keeps answering, handles its inbox and counts what they wrote at its next sync. Later
 passes, which find little new, stay in the serving process."""
@@ -22,12 +24,13 @@ import logging
 import os
 import sys
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from activitypub import as2
 from activitypub.fetch import FetchError
-from federation.aggregator.backfill_worker import MODULE, RESIDENTS, WALK, config_to_wire
+from federation.aggregator.backfill import own_log_url
+from federation.aggregator.backfill_worker import MODULE, RESIDENTS, REST, WALK, config_to_wire
 from federation.aggregator.config import AggregatorConfig
 from federation.store.aggregator import RosterRow
 
@@ -47,6 +50,8 @@ SIZE_FETCHES_AT_ONCE = 8
 Report = dict[str, int | str]
 #: One job for a worker: (step, origin).
 Job = tuple[str, str]
+#: The origins whose own residents' log the walks read (asked once they are all done).
+Covered = Callable[[], Awaitable[Collection[str]]]
 Process = asyncio.subprocess.Process
 
 
@@ -67,10 +72,15 @@ async def backfill_at_start(aggregator: Aggregator, runtime: Runtime) -> Report:
     if workers < 2 or len(rows) < 2 or not empty:
         return await runtime.backfill.run()
     ordered = await largest_first(runtime, rows)
+    started = runtime.backfill.now()
+
+    async def covered() -> Collection[str]:
+        return await runtime.backfill.covered_since(started)
+
     async with runtime.publisher.held():  # partial counts until the workers are done
         counting = asyncio.create_task(keep_counting(aggregator), name="rebuild-counting")
         try:
-            report = await shared_backfill(aggregator.config, ordered, workers)
+            report = await shared_backfill(aggregator.config, ordered, workers, covered=covered)
         finally:
             counting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -89,9 +99,10 @@ async def keep_counting(aggregator: Aggregator, every: float = COUNT_EVERY) -> N
 
 
 async def largest_first(runtime: Runtime, rows: Sequence[RosterRow]) -> list[RosterRow]:
-    """``rows`` by the size of their instance's support log (its ``totalItems``), largest
-    first: the longest walks start first, so no worker is left with one at the end while the
-    others idle. An instance whose log cannot be read counts as empty."""
+    """``rows`` by the size of their instance's own residents' support log (its
+    ``totalItems``), largest first: the longest walks start first, so no worker is left with
+    one at the end while the others idle. An instance whose log cannot be read counts as
+    empty."""
     fetcher = runtime.federation.fetcher
     gate = asyncio.Semaphore(SIZE_FETCHES_AT_ONCE)
 
@@ -100,7 +111,7 @@ async def largest_first(runtime: Runtime, rows: Sequence[RosterRow]) -> list[Ros
             return 0
         async with gate:
             try:
-                head = (await fetcher.get_activity(row.origin + "/support-log")).document
+                head = (await fetcher.get_activity(own_log_url(row.origin))).document
             except FetchError:
                 return 0
         total = as2.first(head, "totalItems")
@@ -116,26 +127,32 @@ async def shared_backfill(
     rows: Sequence[RosterRow],
     workers: int,
     *,
+    covered: Covered | None = None,
     command: Sequence[str] = (sys.executable, "-m", MODULE),
 ) -> Report:
     """Walk ``rows`` in ``workers`` processes running ``command``; per origin (in ``rows``
     order), the items read or the error met. A worker that dies fails only its jobs.
 
-    Two phases: every instance's ``/residents`` first, then every whole walk. A log names
-    voters of other instances (the city's, residents of all 73): read before their own
-    instance's residents, each of them would cost a signed GET of its actor, and the
-    database the workers share has them all once the first phase is done."""
+    Three phases: every instance's ``/residents`` first, then every walk, then the rest of
+    every support log. A log names voters of other instances (the city's, residents of all
+    73): read before their own instance's residents, each of them would cost a signed GET of
+    its actor, and the database the workers share has them all once the first phase is done.
+    The rest of each log leaves out the ``covered`` origins' residents (asked after the walks;
+    none left out without it)."""
     origins = [row.origin for row in rows]
-    phases = [deque((RESIDENTS, o) for o in origins), deque((WALK, o) for o in origins)]
     report: Report = {}
     count = max(1, min(workers, len(rows)))
     processes: list[Process] = []
     try:
         for _ in range(count):
             processes.append(await _start(command, config))
-        for pending in phases:
+        for step in (RESIDENTS, WALK, REST):
+            extra = {}
+            if step == REST:
+                extra["covered"] = sorted(await covered()) if covered is not None else []
+            pending = deque((step, origin) for origin in origins)
             alive = [process for process in processes if process.returncode is None]
-            await asyncio.gather(*(_phase(process, pending, report) for process in alive))
+            await asyncio.gather(*(_phase(process, pending, report, extra) for process in alive))
         for process in processes:
             if process.returncode is None and process.stdin is not None:
                 process.stdin.close()
@@ -159,12 +176,15 @@ async def _start(command: Sequence[str], config: AggregatorConfig) -> Process:
     return process
 
 
-async def _phase(process: Process, pending: deque[Job], report: Report) -> None:
-    """Hand the worker jobs of one phase as it reports, until none is left or it dies."""
+async def _phase(
+    process: Process, pending: deque[Job], report: Report, extra: Mapping[str, object]
+) -> None:
+    """Hand the worker jobs of one phase (each with ``extra``) as it reports, until none is
+    left or it dies."""
     assert process.stdin is not None and process.stdout is not None
     in_flight: set[Job] = set()
     for _ in range(WALKS_PER_WORKER):
-        _hand_out(process.stdin, pending, in_flight)
+        _hand_out(process.stdin, pending, in_flight, extra)
     while in_flight:
         line = await process.stdout.readline()
         if not line:
@@ -175,15 +195,20 @@ async def _phase(process: Process, pending: deque[Job], report: Report) -> None:
         job = _record(line, report)
         if job in in_flight:
             in_flight.discard(job)
-            _hand_out(process.stdin, pending, in_flight)
+            _hand_out(process.stdin, pending, in_flight, extra)
 
 
-def _hand_out(stdin: asyncio.StreamWriter, pending: deque[Job], in_flight: set[Job]) -> None:
+def _hand_out(
+    stdin: asyncio.StreamWriter,
+    pending: deque[Job],
+    in_flight: set[Job],
+    extra: Mapping[str, object],
+) -> None:
     """Give the worker the next job, if any is left."""
     if pending:
         step, origin = job = pending.popleft()
         in_flight.add(job)
-        stdin.write(json.dumps({"origin": origin, "step": step}).encode() + b"\n")
+        stdin.write(json.dumps({"origin": origin, "step": step, **extra}).encode() + b"\n")
 
 
 def _record(line: bytes, report: Report) -> Job | None:

@@ -6,8 +6,10 @@ with the aggregator's config (:func:`config_to_wire`), then one ``{"origin": …
 line per job, and closes when there are no more; its stdout carries one line per job done,
 ``{"origin": …, "step": …, "read": n}`` or ``{…, "error": "…"}``. The step ``residents``
 reads only the instance's ``/residents`` (:meth:`.Backfiller.residents`); ``walk`` (the
-default) walks it whole (:meth:`.Backfiller.instance`). Each job is started at once (the
-parent bounds how many are in flight).
+default) walks it but for the rest of its log (:meth:`.Backfiller.instance`); ``rest`` reads
+that rest, without the Likes and Undos by residents of the job's ``covered`` origins
+(:meth:`.Backfiller.rest_of_log`). Each job is started at once (the parent bounds how many
+are in flight).
 
 It opens the aggregator's own database and walks exactly as the server would
 (:meth:`.Backfiller.instance`: signed GETs as the Service, every proof verified, rows written
@@ -40,9 +42,9 @@ from federation.serving import StartupError
 log = logging.getLogger(__name__)
 
 MODULE = "federation.aggregator.backfill_worker"
-#: A job's steps: an instance's residents alone, or its whole walk.
-RESIDENTS, WALK = "residents", "walk"
-STEPS = (RESIDENTS, WALK)
+#: A job's steps: an instance's residents alone, its walk, or the rest of its support log.
+RESIDENTS, WALK, REST = "residents", "walk", "rest"
+STEPS = (RESIDENTS, WALK, REST)
 _PATHS = ("data_dir", "database")
 
 #: The next line from the parent ("" once it closed the pipe).
@@ -82,17 +84,25 @@ async def work(lines: LineSource, emit: Emit) -> None:
             while line := (await lines()).strip():
                 job = json.loads(line)
                 origin, step = str(job["origin"]), str(job.get("step", WALK))
-                walks.append(asyncio.create_task(walk(aggregator, runtime, origin, step, emit)))
+                covered = frozenset(str(o) for o in job.get("covered", ()))
+                walks.append(
+                    asyncio.create_task(walk(aggregator, runtime, origin, step, emit, covered))
+                )
             await asyncio.gather(*walks)
         finally:
             await federation.stop()
 
 
 async def walk(
-    aggregator: Aggregator, runtime: Runtime, origin: str, step: str, emit: Emit
+    aggregator: Aggregator,
+    runtime: Runtime,
+    origin: str,
+    step: str,
+    emit: Emit,
+    covered: frozenset[str] = frozenset(),
 ) -> None:
-    """Do one step (``residents`` or ``walk``) of one active roster instance and report what
-    it read, or why it stopped."""
+    """Do one step (``residents``, ``walk`` or ``rest``) of one active roster instance and
+    report what it read, or why it stopped."""
     job = {"origin": origin, "step": step}
     row = await aggregator.store.roster_entry(origin)
     if row is None or not row.active:
@@ -103,7 +113,12 @@ async def walk(
         return
     backfill = runtime.backfill
     try:
-        read = await (backfill.residents(row) if step == RESIDENTS else backfill.instance(row))
+        if step == RESIDENTS:
+            read = await backfill.residents(row)
+        elif step == REST:
+            read = await backfill.rest_of_log(row, covered)
+        else:
+            read = await backfill.instance(row, rest=False)
     except BackfillError as exc:
         log.warning("backfill of %s stopped: %s", origin, exc)
         emit(job | {"error": str(exc)})

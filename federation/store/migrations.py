@@ -420,6 +420,27 @@ _0009_REMOTE_ACTORS = (
     """,
 )
 
+# Each support-log item's actor origin (FEP-fe34), so an aggregator asks for one author's part
+# of an instance's log (federation.store.supportlog). Rows logged before it get their actor's
+# ``scheme://authority``, lowercased; new rows the fully normalised origin (an old row whose
+# spelling differs is listed where a filter would leave it out: read twice, never lost).
+# json_extract is SQLite's (PostgreSQL: ``document::jsonb ->> 'actor'``).
+_0011_SUPPORT_LOG_ORIGINS = (
+    "ALTER TABLE support_log ADD COLUMN actor_origin TEXT",
+    """
+    UPDATE support_log SET actor_origin = lower(substr(a, 1, instr(a, '://') + 2 + CASE
+            WHEN instr(substr(a, instr(a, '://') + 3), '/') > 0
+            THEN instr(substr(a, instr(a, '://') + 3), '/') - 1 ELSE length(a) END))
+    FROM (
+        SELECT seq AS row_seq, coalesce(
+            json_extract(document, '$.actor.id'), json_extract(document, '$.actor')) AS a
+        FROM support_log
+    ) AS actors
+    WHERE support_log.seq = actors.row_seq AND instr(a, '://') > 0
+    """,
+    "CREATE INDEX support_log_actor_origin ON support_log (actor_origin, seq)",
+)
+
 #: The protocol tables every Barri server has: migration 1 of every server's sequence.
 PROTOCOL_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and inbox_messages", _0001_DELIVERIES_AND_INBOX),
@@ -437,6 +458,7 @@ INSTANCE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "one delivery body per activity", DELIVERY_BODIES),
     Migration(9, "remote actor documents as last fetched", _0009_REMOTE_ACTORS),
     Migration(10, "deliveries claimed host by host", HOST_CLAIMS),
+    Migration(11, "support log actor origins", _0011_SUPPORT_LOG_ORIGINS),
 )
 
 #: The protocol-only sequence, kept for callers that need just the queue and inbox tables.

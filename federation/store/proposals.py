@@ -18,6 +18,7 @@ import aiosqlite
 
 from activitypub.collections import PageRequest, PageResult
 from federation.model import Proposal, ProposalState, Support
+from federation.store import supportlog
 from federation.store.domain import dump, fetch_int, fetch_one, load
 from federation.store.paging import page_rows
 from federation.vocab.context import format_datetime
@@ -270,39 +271,8 @@ class ProposalStore:
     async def log_support_item(
         self, process_id: str, item_id: str, kind: str, document: Mapping[str, Any]
     ) -> None:
-        """Append a signed Like or Undo to the process's support log (once per id)."""
-        await self.db.execute(
-            "INSERT INTO support_log (process_id, item_id, kind, document) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (item_id) DO NOTHING",
-            (process_id, item_id, kind, dump(document)),
-        )
-
-    async def page_support_log(self, process_id: str, page: PageRequest) -> PageResult:
-        """Signed Likes and Undos of a process, newest first (the private support log)."""
-        rows, after, before = await page_rows(
-            self.db, table="support_log", columns="seq, document",
-            where="process_id = ?", params=(process_id,), page=page,
-        )  # fmt: skip
-        return PageResult([load(row[1]) for row in rows], after, before)
-
-    async def page_instance_support_log(self, page: PageRequest) -> PageResult:
-        """Every item of the support log, newest first: the instance's own processes' Likes
-        and Undos (local and received) and its residents' in other instances' processes."""
-        rows, after, before = await page_rows(
-            self.db, table="support_log", columns="seq, document", where="1 = 1", params=(),
-            page=page,
-        )  # fmt: skip
-        return PageResult([load(row[1]) for row in rows], after, before)
-
-    async def count_instance_support_log(self) -> int:
-        """How many items the whole support log holds."""
-        return await fetch_int(self.db, "SELECT COUNT(*) FROM support_log", ())
-
-    async def count_support_log(self, process_id: str) -> int:
-        """How many items a process's support log holds."""
-        return await fetch_int(
-            self.db, "SELECT COUNT(*) FROM support_log WHERE process_id = ?", (process_id,)
-        )
+        """Append a signed Like or Undo to the support log (once per id)."""
+        await supportlog.log_item(self.db, process_id, item_id, kind, document)
 
     async def set_support_states(self, states: Mapping[str, str]) -> list[str]:
         """Apply ``{like id: temporary|final}``; returns the proposal ids whose rows moved."""
