@@ -180,6 +180,12 @@ async def test_metrics_are_prometheus_text(
         assert 0 <= samples["barri_inbox_lag_seconds_sum"] <= count * 300
         assert samples['barri_fetches_total{outcome="ok"}'] > 0
         assert samples["barri_fetch_seconds_total"] > 0
+        # Whole backfill passes: none ran yet; one counted once it ends, none running after.
+        assert (samples["barri_backfill_running"], samples["barri_backfill_passes_total"]) == (0, 0)
+        await t.city.runtime.backfill.run()
+        _, _, text = await fetch(t.city.config.base_url + "/metrics")
+        assert "\nbarri_backfill_passes_total 1\n" in text
+        assert "\nbarri_backfill_running 0\n" in text
 
 
 def test_plain_text_and_label_escaping() -> None:

@@ -172,18 +172,18 @@ import json, sys
 sys.stdin.readline()
 for line in sys.stdin:
     job = json.loads(line)
+    covered = ",".join(job.get("covered", ["-"]))
     with open(sys.argv[1], "a") as out:
-        covered = ",".join(job.get("covered", ["-"]))
-    out.write(job["step"] + " " + job["origin"] + " " + covered + "\\n")
+        out.write(job["step"] + " " + job["origin"] + " " + covered + "\\n")
     print(json.dumps({**job, "read": 1}), flush=True)
 """
 
 
-async def test_every_instance_s_residents_are_read_before_any_walk(tmp_path: Path) -> None:
+async def test_every_instance_s_residents_are_read_before_any_votes(tmp_path: Path) -> None:
     """Two workers, five instances: all fifteen jobs done, every residents step before any
-    walk and every walk before any rest of a log (barriers between the phases), the rest told
-    the origins covered as they stood once the walks were done, and each origin's items summed
-    over its three jobs."""
+    votes and every votes step before any rest (barriers between the phases), the rest told
+    the origins covered as they stood once the votes were read, and each origin's items
+    summed over its three jobs."""
     config, noted = _config(tmp_path), tmp_path / "jobs.txt"
     rows = [_row(f"http://127.0.0.1:{port}") for port in range(1, 6)]
     asked: list[int] = []
@@ -197,7 +197,7 @@ async def test_every_instance_s_residents_are_read_before_any_walk(tmp_path: Pat
     )
     assert report == {row.origin: 3 for row in rows}
     lines = [line.split() for line in noted.read_text().splitlines()]
-    assert [line[0] for line in lines] == ["residents"] * 5 + ["walk"] * 5 + ["rest"] * 5
+    assert [line[0] for line in lines] == ["residents"] * 5 + ["votes"] * 5 + ["rest"] * 5
     assert asked == [10]
     for step in range(3):
         origins = [line[1] for line in lines[5 * step : 5 * step + 5]]

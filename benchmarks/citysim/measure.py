@@ -276,7 +276,8 @@ def summary_of(results: dict[str, Any]) -> str:
     if cold:
         lines.append(f"  cold rebuild: {'exact' if cold['exact'] else 'MISMATCH'},"
                      f" {cold['supports']} supports in {cold['seconds']} s"
-                     f" ({cold['supports_per_s']}/s, {cold.get('supports_per_cpu_s')} per CPU s);"
+                     f" ({cold['supports_per_s']}/s, {cold.get('supports_per_cpu_s')} per CPU s),"
+                     f" whole first pass done at {cold.get('backfill_done_s')} s;"
                      f" aggregator {cold['aggregator']}; backfill workers"
                      f" {cold.get('workers')}; instances serving"
                      f" {cold.get('instances_cpu_seconds')} CPU s;"

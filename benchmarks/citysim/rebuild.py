@@ -104,7 +104,8 @@ def summary(results: dict[str, Any]) -> str:
     return (f"citysim rebuild of {results['name']} ({results['instances']} instances,"
             f" code {results['code']}): {verdict}, {cold['supports']} supports in"
             f" {cold['seconds']} s ({cold['supports_per_s']}/s, {cold['supports_per_cpu_s']} per"
-            f" CPU s); aggregator {cold['aggregator']}; backfill workers {cold['workers']};"
+            f" CPU s), its whole first pass (threads too) done at {cold.get('backfill_done_s')} s;"
+            f" aggregator {cold['aggregator']}; backfill workers {cold['workers']};"
             f" instances serving {cold['instances_cpu_seconds']} CPU s;"
             f" cores {cold['machine_busy']} busy; instances settled in"
             f" {cold['instances_settled_s']} s")  # fmt: skip

@@ -107,7 +107,8 @@ async def aggregator_work(city: City, session: aiohttp.ClientSession) -> dict[st
     its /metrics): inbox rows, seconds per batch phase, fetches and their seconds."""
     wanted = ("barri_inbox_rows_total", "barri_inbox_batches_total",
               "barri_inbox_phase_seconds_total",
-              "barri_fetches_total", "barri_fetch_seconds_total")  # fmt: skip
+              "barri_fetches_total", "barri_fetch_seconds_total",
+              "barri_backfill_running", "barri_backfill_passes_total")  # fmt: skip
     try:
         async with session.get(city.aggregator.base_url + "/metrics") as response:
             text = await response.text()
@@ -119,6 +120,19 @@ async def aggregator_work(city: City, session: aiohttp.ClientSession) -> dict[st
             name, value = line.rsplit(" ", 1)
             found[name.removeprefix("barri_")] = float(value)
     return found
+
+
+async def backfill_done(
+    city: City, session: aiohttp.ClientSession, started: float, limit: float
+) -> float | None:
+    """Seconds from ``started`` (monotonic) until the aggregator's first whole backfill pass
+    ended (its /metrics), None if not within ``limit`` seconds."""
+    while time.monotonic() - started < limit:
+        work = await aggregator_work(city, session)
+        if work.get("backfill_passes_total", 0) >= 1 and work.get("backfill_running") == 0:
+            return round(time.monotonic() - started, 2)
+        await asyncio.sleep(0.5)
+    return None
 
 
 async def mallory_flags(city: City, session: aiohttp.ClientSession) -> dict[str, int]:
@@ -213,6 +227,8 @@ async def cold_rebuild(
     stats = measure.proc_stats(pid)
     done.set()
     peaks = await workers
+    # The totals were right: the rest of the pass (threads, debates) ends after.
+    whole = await backfill_done(city, session, started, CONVERGE_WAIT + supports / 200)
     for name in ("rebuild", "rebuild-instance", *spied):
         await sampler.stop(name)
     # The server's CPU and its backfill workers': reaped ones by cutime, or as last sampled.
@@ -224,6 +240,8 @@ async def cold_rebuild(
         "mismatches": {key: {"want": want[key], "got": got.get(key)}
                        for key in sorted(want) if got.get(key) != want[key]},
         "supports_per_s": round(supports / max(1e-9, seconds), 1),
+        # Until the whole first pass ended (threads and debates too), not only the totals.
+        "backfill_done_s": whole,
         # The restarted aggregator's CPU (its backfill workers' included) is the rebuild's own.
         "supports_per_cpu_s": round(supports / cpu, 1) if cpu else None,
         "aggregator": stats, "machine_busy": measure.busy_share(jiffies, measure.cpu_jiffies()),

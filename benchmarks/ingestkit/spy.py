@@ -28,7 +28,7 @@ def _name(frame: str) -> str:
     return f"{function} {where.rstrip(')').rsplit('/', 1)[-1]}".strip()
 
 
-def summary(raw: Path, top: int = 45) -> str:
+def summary(raw: Path, top: int = 100) -> str:
     """The functions' own and inclusive shares of the samples, most first."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()

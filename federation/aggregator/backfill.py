@@ -47,7 +47,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -188,20 +189,31 @@ class Backfiller:
         self.store, self.state, self.log = aggregator.store, aggregator.state, aggregator.log
         self._fetch, self._actor, self._clock = fetch, actor, clock
         self.items = ListedItems(ingest, fetch)
+        #: Whole passes running now and finished since start (``/metrics``).
+        self.running, self.passes = 0, 0
 
     def now(self) -> float:
         """The time on the clock cursors are stamped with (for :meth:`covered_since`)."""
         return self._clock()
 
+    @asynccontextmanager
+    async def pass_running(self) -> AsyncIterator[None]:
+        """Count a whole backfill pass as running until the block ends (``/metrics``)."""
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+            self.passes += 1
+
     async def run(
         self, progress: ProgressHook | None = None, *, at_once: int = INSTANCES_AT_ONCE
     ) -> dict[str, int | str]:
         """Backfill every active instance, ``at_once`` of them concurrently; per origin (in
-        roster order), the items read or the error met. Every walk first, then the rest of
-        each instance's log without the instances whose own residents' log was read."""
+        roster order), the items read or the error met. Every instance's votes first (what
+        the totals need), then the rest (:meth:`rest`)."""
         gate = asyncio.Semaphore(max(1, at_once))
         rows = await self.store.roster(active_only=True)
-        started = self._clock()
 
         async def each(step: Callable[[RosterRow], Awaitable[int]]) -> list[int | str]:
             async def one(row: RosterRow) -> int | str:
@@ -214,28 +226,40 @@ class Backfiller:
 
             return await asyncio.gather(*(one(row) for row in rows))
 
-        walked = await each(lambda row: self.instance(row, progress, rest=False))
-        covered = await self.covered_since(started)
-        rests = await each(lambda row: self.rest_of_log(row, covered, progress))
-        results = zip(rows, walked, rests, strict=True)
-        return {row.origin: combined(walk, rest) for row, walk, rest in results}
+        async with self.pass_running():
+            started = self._clock()
+            voted = await each(lambda row: self.votes(row, progress))
+            covered = await self.covered_since(started)
+            rests = await each(lambda row: self.rest(row, covered, progress))
+        results = zip(rows, voted, rests, strict=True)
+        return {row.origin: combined(votes, rest) for row, votes, rest in results}
 
-    async def instance(
-        self, row: RosterRow, progress: ProgressHook | None = None, *, rest: bool = True
-    ) -> int:
-        """Walk everything the instance publishes that we may read; returns the items read.
-        Without ``rest``, the part of its log by other instances' residents is left to
-        :meth:`rest_of_log`."""
+    async def instance(self, row: RosterRow, progress: ProgressHook | None = None) -> int:
+        """Walk everything the instance publishes that we may read; returns the items read."""
+        started = self._clock()
+        read = await self.votes(row, progress)
+        own = await self._read_since(row.origin, own_log_url(row.origin), started)
+        return read + await self.rest(row, frozenset({row.origin} if own else ()), progress)
+
+    async def votes(self, row: RosterRow, progress: ProgressHook | None = None) -> int:
+        """What the totals need from the instance: its residents, its outboxes (processes and
+        proposals) and its own residents' support log; returns the items read."""
         # Its residents first: the votes read next need their actors, a GET each otherwise.
         read = await self.residents(row, progress)
         read += await self._outboxes(row, progress)
-        logged, own = await self._own_log(row, progress)
-        read += logged
-        if rest:
-            read += await self.rest_of_log(row, frozenset({row.origin} if own else ()), progress)
-        read += await self._process_collections(row.origin, progress, supports=not own)
-        read += await self._proposal_collections(row.origin, progress, supports=not own)
-        return read
+        return read + await self._log(row, own_log_url(row.origin), progress)
+
+    async def rest(
+        self, row: RosterRow, covered: Collection[str], progress: ProgressHook | None = None
+    ) -> int:
+        """The rest of the instance, once :meth:`votes` read the ``covered`` origins' own
+        logs: the rest of its log (:meth:`rest_of_log`), its processes' proposals and debates,
+        the threads, and (when its own log was not read: an older instance) the support
+        collections its log would have made needless."""
+        read = await self.rest_of_log(row, covered, progress)
+        supports = row.origin not in covered
+        read += await self._process_collections(row.origin, progress, supports=supports)
+        return read + await self._proposal_collections(row.origin, progress, supports=supports)
 
     async def residents(self, row: RosterRow, progress: ProgressHook | None = None) -> int:
         """The instance's ``/residents``: its verified residents' actor documents, kept as a
@@ -244,13 +268,6 @@ class Backfiller:
             row.origin, row.instance_actor or row.origin, row.origin + "/residents", progress,
             handle=self.items.resident(row.origin), optional=True, page_limit=LOG_PAGE_LIMIT,
         )  # fmt: skip
-
-    async def _own_log(self, row: RosterRow, progress: ProgressHook | None) -> tuple[int, bool]:
-        """The instance's log of its own residents' Likes and Undos (wherever given); (items
-        read, whether this pass read it to the end)."""
-        url, started = own_log_url(row.origin), self._clock()
-        read = await self._log(row, url, progress)
-        return read, await self._read_since(row.origin, url, started)
 
     async def rest_of_log(
         self, row: RosterRow, covered: Collection[str], progress: ProgressHook | None = None

@@ -3,14 +3,15 @@
 An aggregator that starts with nothing stored (its first start, or a rebuild from an empty
 database) must fetch and verify every support of the city (Barcelona's 356,000: minutes of a
 core), and verifying, parsing and storing are Python under one interpreter lock. So that first
-pass is shared among ``backfill_workers`` processes (:mod:`.backfill_worker`), each walking
-whole roster instances handed out one at a time as they finish, largest first (the city's
-instance holds far more than a neighbourhood's, so a fixed split, or the largest walk started
-last, would leave cores idle), once every instance's residents were read (a first phase, shared
-the same way: the votes one instance lists name other instances' residents, whose actors are
-then in the shared database rather than one signed GET each). A third phase reads the rest of
-each instance's support log, without the instances whose own residents' log the walks read
-(each support read once, from its author's instance). The workers write to the same
+pass is shared among ``backfill_workers`` processes (:mod:`.backfill_worker`), in three
+phases, each instance a job handed out as a worker finishes one, largest first (an instance
+may hold far more than another, so a fixed split, or the largest job started last, would
+leave cores idle). First every instance's residents (the votes one instance lists name other
+instances' residents, whose actors are then in the shared database rather than one signed GET
+each); then every instance's votes (its outboxes and its own residents' support log: all the
+totals need, so they are right as soon as this phase ends); then the rest (the rest of each
+log, without the instances whose own log was read: each support read once, from its author's
+instance; the processes' proposals and debates, and the threads). The workers write to the same
 SQLite file (WAL: one writer at a time, each page's votes one short transaction); the serving
 process keeps answering, handles its inbox and counts what they wrote at its next sync. Later
 passes, which find little new, stay in the serving process."""
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 from activitypub import as2
 from activitypub.fetch import FetchError
 from federation.aggregator.backfill import own_log_url
-from federation.aggregator.backfill_worker import MODULE, RESIDENTS, REST, WALK, config_to_wire
+from federation.aggregator.backfill_worker import MODULE, RESIDENTS, REST, VOTES, config_to_wire
 from federation.aggregator.config import AggregatorConfig
 from federation.store.aggregator import RosterRow
 
@@ -50,7 +51,7 @@ SIZE_FETCHES_AT_ONCE = 8
 Report = dict[str, int | str]
 #: One job for a worker: (step, origin).
 Job = tuple[str, str]
-#: The origins whose own residents' log the walks read (asked once they are all done).
+#: The origins whose own residents' log the votes phase read (asked once it is done).
 Covered = Callable[[], Awaitable[Collection[str]]]
 Process = asyncio.subprocess.Process
 
@@ -77,7 +78,8 @@ async def backfill_at_start(aggregator: Aggregator, runtime: Runtime) -> Report:
     async def covered() -> Collection[str]:
         return await runtime.backfill.covered_since(started)
 
-    async with runtime.publisher.held():  # partial counts until the workers are done
+    async with runtime.backfill.pass_running(), runtime.publisher.held():
+        # (no Tally of partial counts until the workers are done)
         counting = asyncio.create_task(keep_counting(aggregator), name="rebuild-counting")
         try:
             report = await shared_backfill(aggregator.config, ordered, workers, covered=covered)
@@ -133,11 +135,11 @@ async def shared_backfill(
     """Walk ``rows`` in ``workers`` processes running ``command``; per origin (in ``rows``
     order), the items read or the error met. A worker that dies fails only its jobs.
 
-    Three phases: every instance's ``/residents`` first, then every walk, then the rest of
-    every support log. A log names voters of other instances (the city's, residents of all
+    Three phases, each done by every instance before the next starts: its ``/residents``,
+    its votes, the rest. A log names voters of other instances (the city's, residents of all
     73): read before their own instance's residents, each of them would cost a signed GET of
     its actor, and the database the workers share has them all once the first phase is done.
-    The rest of each log leaves out the ``covered`` origins' residents (asked after the walks;
+    The rest of each log leaves out the ``covered`` origins' residents (asked after the votes;
     none left out without it)."""
     origins = [row.origin for row in rows]
     report: Report = {}
@@ -146,7 +148,7 @@ async def shared_backfill(
     try:
         for _ in range(count):
             processes.append(await _start(command, config))
-        for step in (RESIDENTS, WALK, REST):
+        for step in (RESIDENTS, VOTES, REST):
             extra = {}
             if step == REST:
                 extra["covered"] = sorted(await covered()) if covered is not None else []
@@ -215,7 +217,7 @@ def _record(line: bytes, report: Report) -> Job | None:
     """File one report line; the job it is about (None for a line that is not one)."""
     try:
         message = json.loads(line)
-        origin, step = str(message["origin"]), str(message.get("step", WALK))
+        origin, step = str(message["origin"]), str(message.get("step", VOTES))
     except (ValueError, KeyError, TypeError):
         log.warning("backfill worker said %r", line[:200])
         return None

@@ -5,14 +5,14 @@ backfill is large enough to share among the machine's cores. Its stdin carries o
 with the aggregator's config (:func:`config_to_wire`), then one ``{"origin": …, "step": …}``
 line per job, and closes when there are no more; its stdout carries one line per job done,
 ``{"origin": …, "step": …, "read": n}`` or ``{…, "error": "…"}``. The step ``residents``
-reads only the instance's ``/residents`` (:meth:`.Backfiller.residents`); ``walk`` (the
-default) walks it but for the rest of its log (:meth:`.Backfiller.instance`); ``rest`` reads
-that rest, without the Likes and Undos by residents of the job's ``covered`` origins
-(:meth:`.Backfiller.rest_of_log`). Each job is started at once (the parent bounds how many
-are in flight).
+reads only the instance's ``/residents`` (:meth:`.Backfiller.residents`); ``votes`` (the
+default) what the totals need of it (:meth:`.Backfiller.votes`); ``rest`` the rest, its log
+without the Likes and Undos by residents of the job's ``covered`` origins among it
+(:meth:`.Backfiller.rest`). Each job is started at once (the parent bounds how many are in
+flight).
 
 It opens the aggregator's own database and walks exactly as the server would
-(:meth:`.Backfiller.instance`: signed GETs as the Service, every proof verified, rows written
+(:class:`.Backfiller`: signed GETs as the Service, every proof verified, rows written
 by ingest), but counts nothing: the serving process feeds the rows to its tally at its next
 sync. It runs no inbox and sends no delivery. Logs go to stderr, the server's log.
 """
@@ -42,9 +42,9 @@ from federation.serving import StartupError
 log = logging.getLogger(__name__)
 
 MODULE = "federation.aggregator.backfill_worker"
-#: A job's steps: an instance's residents alone, its walk, or the rest of its support log.
-RESIDENTS, WALK, REST = "residents", "walk", "rest"
-STEPS = (RESIDENTS, WALK, REST)
+#: A job's steps: an instance's residents alone, what the totals need of it, or the rest.
+RESIDENTS, VOTES, REST = "residents", "votes", "rest"
+STEPS = (RESIDENTS, VOTES, REST)
 _PATHS = ("data_dir", "database")
 
 #: The next line from the parent ("" once it closed the pipe).
@@ -83,7 +83,7 @@ async def work(lines: LineSource, emit: Emit) -> None:
             walks: list[asyncio.Task[None]] = []
             while line := (await lines()).strip():
                 job = json.loads(line)
-                origin, step = str(job["origin"]), str(job.get("step", WALK))
+                origin, step = str(job["origin"]), str(job.get("step", VOTES))
                 covered = frozenset(str(o) for o in job.get("covered", ()))
                 walks.append(
                     asyncio.create_task(walk(aggregator, runtime, origin, step, emit, covered))
@@ -101,7 +101,7 @@ async def walk(
     emit: Emit,
     covered: frozenset[str] = frozenset(),
 ) -> None:
-    """Do one step (``residents``, ``walk`` or ``rest``) of one active roster instance and
+    """Do one step (``residents``, ``votes`` or ``rest``) of one active roster instance and
     report what it read, or why it stopped."""
     job = {"origin": origin, "step": step}
     row = await aggregator.store.roster_entry(origin)
@@ -116,9 +116,9 @@ async def walk(
         if step == RESIDENTS:
             read = await backfill.residents(row)
         elif step == REST:
-            read = await backfill.rest_of_log(row, covered)
+            read = await backfill.rest(row, covered)
         else:
-            read = await backfill.instance(row, rest=False)
+            read = await backfill.votes(row)
     except BackfillError as exc:
         log.warning("backfill of %s stopped: %s", origin, exc)
         emit(job | {"error": str(exc)})

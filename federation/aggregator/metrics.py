@@ -16,6 +16,9 @@
   committing and finishing them: where a lagging inbox waits;
 - ``barri_inbox_lag_seconds`` (histogram): from each inbox row's receipt until the batch
   that handled it was committed and counted, the aggregator's share of act→counted;
+- ``barri_backfill_running`` and ``barri_backfill_passes_total``: whole backfill passes over
+  the roster running now, and finished since start (an operator, or a benchmark, waits for
+  the first pass of a rebuild to end);
 - ``barri_fetches_total{outcome}`` and ``barri_fetch_seconds_total``: outbound GETs (actors,
   objects, collection pages) and their wall time in all.
 """
@@ -150,6 +153,11 @@ def _work(out: Exposition, runtime: Runtime) -> None:
         "Seconds from an inbox row's receipt until its batch was committed and counted.",
         processor.lag,
     )
+    backfill = runtime.backfill
+    out.family("barri_backfill_running", "gauge", "Whole backfill passes running now.",
+               [({}, backfill.running)])  # fmt: skip
+    out.family("barri_backfill_passes_total", "counter",
+               "Whole backfill passes finished since start.", [({}, backfill.passes)])  # fmt: skip
     fetcher = runtime.federation.fetcher
     stats = fetcher.stats if fetcher is not None else FetchStats()
     out.family(
