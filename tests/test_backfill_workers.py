@@ -53,13 +53,17 @@ async def _supports(t: Town) -> list[str]:
     return ideas
 
 
-async def _log_size(t: Town, origin: str) -> int:
-    """The ``totalItems`` an instance's own residents' support log states (an unsigned GET is
-    refused: the aggregator's own fetcher signs it)."""
+async def _votes_size(t: Town, row: RosterRow) -> int:
+    """The ``totalItems`` an instance's own residents' support log and its Group's outbox
+    state (an unsigned GET of the log is refused: the aggregator's own fetcher signs it)."""
     fetcher = t.city.runtime.federation.fetcher
-    assert fetcher is not None
-    total = (await fetcher.get_activity(own_log_url(origin))).document["totalItems"]
-    assert isinstance(total, int)
+    assert fetcher is not None and row.group_actor is not None
+    group = (await fetcher.get_activity(row.group_actor)).document
+    total = 0
+    for url in (own_log_url(row.origin), group["outbox"]):
+        found = (await fetcher.get_activity(url)).document["totalItems"]
+        assert isinstance(found, int)
+        total += found
     return total
 
 
@@ -91,8 +95,8 @@ async def test_a_rebuild_from_nothing_is_shared_among_workers_and_counts_the_sam
         assert await t.counted() == want
         assert (await t.city.get("/api/v1/instances"))["unlisted"] == unlisted
         # The workers walked: the cursors are all there, and the server's own fetcher made
-        # almost none of the GETs (one each: the head of its support log, to hand the largest
-        # out first).
+        # almost none of the GETs (three each: the heads of its own log and of its Group's
+        # outbox, and that Group, to hand the largest out first).
         fetcher = t.city.runtime.federation.fetcher
         assert fetcher is not None
         cursors = await t.city.aggregator.db.execute_fetchall("SELECT collection FROM cursors")
@@ -112,11 +116,12 @@ async def test_a_rebuild_from_nothing_is_shared_among_workers_and_counts_the_sam
                 h.origin, rest_of_log_url(h.origin, every))) is not None
         }  # fmt: skip
         assert rests == {t.a.origin: by_e, t.b.origin: 0, t.d.origin: 0}
-        assert fetcher.stats.fetches <= len(rostered)
-        # The walks were handed out largest first: A's log holds every support of its process.
+        assert fetcher.stats.fetches <= 3 * len(rostered)
+        # The jobs were handed out largest first: A's Group announces every proposal and
+        # comment of its process.
         rows = await t.city.aggregator.store.roster(active_only=True)
         ranked = await largest_first(t.city.runtime, rows)
-        sizes = [await _log_size(t, row.origin) for row in ranked]
+        sizes = [await _votes_size(t, row) for row in ranked]
         assert ranked[0].origin == t.a.origin and sizes == sorted(sizes, reverse=True)
         assert sizes[0] > sizes[-1] > 0
         routes = await t.city.aggregator.db.execute_fetchall(

@@ -77,6 +77,10 @@ _SKIPPED = (403, 404, 410)
 # the limit (:func:`_halved`). Other collections keep the server's default: a Group outbox
 # embeds whole proposals.
 LOG_PAGE_LIMIT = 500
+# Items per outbox page asked: the most a Barri server gives (a Group's outbox embeds whole
+# proposals, ~3 KB each: ~300 KB a page); the city's Group announces every proposal and comment
+# of its processes (~9,000 items for Barcelona: 90 signed GETs instead of 450).
+OUTBOX_PAGE_LIMIT = 100
 # Longest URL of the rest of a log: a city's roster of origins fits (74 in ~3 KB); servers
 # refuse a request line over 8 KB (aiohttp), so a bigger roster leaves the last ones in.
 REST_URL_BUDGET = 6000
@@ -241,11 +245,14 @@ class Backfiller:
         own = await self._read_since(row.origin, own_log_url(row.origin), started)
         return read + await self.rest(row, frozenset({row.origin} if own else ()), progress)
 
-    async def votes(self, row: RosterRow, progress: ProgressHook | None = None) -> int:
-        """What the totals need from the instance: its residents, its outboxes (processes and
-        proposals) and its own residents' support log; returns the items read."""
+    async def votes(
+        self, row: RosterRow, progress: ProgressHook | None = None, *, residents: bool = True
+    ) -> int:
+        """What the totals need from the instance: its residents (unless ``residents`` is
+        False: read just before), its outboxes (processes and proposals) and its own
+        residents' support log; returns the items read."""
         # Its residents first: the votes read next need their actors, a GET each otherwise.
-        read = await self.residents(row, progress)
+        read = await self.residents(row, progress) if residents else 0
         read += await self._outboxes(row, progress)
         return read + await self._log(row, own_log_url(row.origin), progress)
 
@@ -310,7 +317,9 @@ class Backfiller:
                 raise BackfillError(f"cannot fetch {owner}: {exc}") from exc
             if outbox is None or normal_origin(outbox) != row.origin:
                 continue  # an outbox elsewhere would not be this instance's word
-            read += await self.collection(row.origin, owner, outbox, progress)
+            read += await self.collection(
+                row.origin, owner, outbox, progress, page_limit=OUTBOX_PAGE_LIMIT
+            )
         return read
 
     async def _process_collections(

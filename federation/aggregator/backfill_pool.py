@@ -34,6 +34,7 @@ from federation.aggregator.backfill import own_log_url
 from federation.aggregator.backfill_worker import MODULE, RESIDENTS, REST, VOTES, config_to_wire
 from federation.aggregator.config import AggregatorConfig
 from federation.store.aggregator import RosterRow
+from federation.tally.records import normal_origin
 
 if TYPE_CHECKING:
     from federation.aggregator.wiring import Aggregator, Runtime
@@ -101,23 +102,38 @@ async def keep_counting(aggregator: Aggregator, every: float = COUNT_EVERY) -> N
 
 
 async def largest_first(runtime: Runtime, rows: Sequence[RosterRow]) -> list[RosterRow]:
-    """``rows`` by the size of their instance's own residents' support log (its
-    ``totalItems``), largest first: the longest walks start first, so no worker is left with
-    one at the end while the others idle. An instance whose log cannot be read counts as
-    empty."""
+    """``rows`` by the items their votes step reads, largest first: the ``totalItems`` of the
+    instance's own residents' support log and of its Group's outbox (the city's instance has
+    few residents but announces every proposal of its processes). The longest jobs start
+    first, so no worker is left with one at the end while the others idle. What cannot be
+    read counts as empty."""
     fetcher = runtime.federation.fetcher
     gate = asyncio.Semaphore(SIZE_FETCHES_AT_ONCE)
 
-    async def size(row: RosterRow) -> int:
-        if fetcher is None:
+    async def total(url: str | None) -> int:
+        if fetcher is None or url is None:
             return 0
         async with gate:
             try:
-                head = (await fetcher.get_activity(own_log_url(row.origin))).document
+                head = (await fetcher.get_activity(url)).document
             except FetchError:
                 return 0
-        total = as2.first(head, "totalItems")
-        return total if isinstance(total, int) and not isinstance(total, bool) else 0
+        found = as2.first(head, "totalItems")
+        return found if isinstance(found, int) and not isinstance(found, bool) else 0
+
+    async def outbox(row: RosterRow) -> str | None:
+        if fetcher is None or row.group_actor is None:
+            return None
+        async with gate:
+            try:
+                actor = (await fetcher.get_activity(row.group_actor)).document
+            except FetchError:
+                return None
+        found = as2.first_id(actor, "outbox")
+        return found if found is not None and normal_origin(found) == row.origin else None
+
+    async def size(row: RosterRow) -> int:
+        return await total(own_log_url(row.origin)) + await total(await outbox(row))
 
     sizes = await asyncio.gather(*(size(row) for row in rows))
     ranked = sorted(range(len(rows)), key=lambda i: -sizes[i])  # stable: roster order on ties

@@ -6,7 +6,8 @@ with the aggregator's config (:func:`config_to_wire`), then one ``{"origin": …
 line per job, and closes when there are no more; its stdout carries one line per job done,
 ``{"origin": …, "step": …, "read": n}`` or ``{…, "error": "…"}``. The step ``residents``
 reads only the instance's ``/residents`` (:meth:`.Backfiller.residents`); ``votes`` (the
-default) what the totals need of it (:meth:`.Backfiller.votes`); ``rest`` the rest, its log
+default) what else the totals need of it (:meth:`.Backfiller.votes`, its residents left to
+the step before); ``rest`` the rest, its log
 without the Likes and Undos by residents of the job's ``covered`` origins among it
 (:meth:`.Backfiller.rest`). Each job is started at once (the parent bounds how many are in
 flight).
@@ -118,7 +119,7 @@ async def walk(
         elif step == REST:
             read = await backfill.rest(row, covered)
         else:
-            read = await backfill.votes(row)
+            read = await backfill.votes(row, residents=False)  # the first phase read them
     except BackfillError as exc:
         log.warning("backfill of %s stopped: %s", origin, exc)
         emit(job | {"error": str(exc)})
