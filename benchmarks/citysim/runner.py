@@ -7,6 +7,7 @@ import contextlib
 import json
 import shutil
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -122,6 +123,13 @@ async def aggregator_work(city: City, session: aiohttp.ClientSession) -> dict[st
     return found
 
 
+def last_stored(database: Path, epoch: float) -> float | None:
+    """Seconds from ``epoch`` until the newest activity the aggregator stored was received."""
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        newest = db.execute("SELECT MAX(received_at) FROM activities").fetchone()[0]
+    return None if newest is None else round(float(newest) - epoch, 2)
+
+
 async def backfill_done(
     city: City, session: aiohttp.ClientSession, started: float, limit: float
 ) -> float | None:
@@ -205,7 +213,7 @@ async def cold_rebuild(
     database = city.aggregator.directory / "barri.sqlite3"
     await asyncio.to_thread(wipe, database)
     serving = instances_cpu_now(city)
-    started, jiffies = time.monotonic(), measure.cpu_jiffies()
+    started, jiffies, epoch = time.monotonic(), measure.cpu_jiffies(), time.time()
     await cluster.start(city, ["aggregator"])
     pid = cluster.pid_of(city, "aggregator")
     await sampler.start("rebuild", pid)
@@ -242,6 +250,8 @@ async def cold_rebuild(
         "supports_per_s": round(supports / max(1e-9, seconds), 1),
         # Until the whole first pass ended (threads and debates too), not only the totals.
         "backfill_done_s": whole,
+        # When the last support was stored (then counted, then seen by a poll: ``seconds``).
+        "last_stored_s": await asyncio.to_thread(last_stored, database, epoch),
         # The restarted aggregator's CPU (its backfill workers' included) is the rebuild's own.
         "supports_per_cpu_s": round(supports / cpu, 1) if cpu else None,
         "aggregator": stats, "machine_busy": measure.busy_share(jiffies, measure.cpu_jiffies()),

@@ -57,7 +57,7 @@ from yarl import URL
 
 from activitypub import as2
 from activitypub.fetch import FetchError, FetchFailure
-from federation.aggregator.backfill_items import ItemHandler, ListedItems
+from federation.aggregator.backfill_items import ItemHandler, ListedItems, PageHandler
 from federation.aggregator.documents import ActorFetch, DocumentFetch
 from federation.aggregator.ingest import Ingest
 from federation.store.aggregator import CursorRow, RosterRow
@@ -273,7 +273,7 @@ class Backfiller:
         fetch of each would keep them; returns the actors read."""
         return await self.collection(
             row.origin, row.instance_actor or row.origin, row.origin + "/residents", progress,
-            handle=self.items.resident(row.origin), optional=True, page_limit=LOG_PAGE_LIMIT,
+            handle=self.items.residents(row.origin), optional=True, page_limit=LOG_PAGE_LIMIT,
         )  # fmt: skip
 
     async def rest_of_log(
@@ -390,15 +390,16 @@ class Backfiller:
         url: str,
         progress: ProgressHook | None = None,
         *,
-        handle: ItemHandler | None = None,
+        handle: ItemHandler | PageHandler | None = None,
         ascending: bool = False,
         optional: bool = False,
         page_limit: int | None = None,
     ) -> int:
         """One pass over a collection from its stored cursor; returns the items read.
 
-        An ``optional`` collection the instance does not serve (or not to us) is skipped;
-        ``page_limit`` asks pages of that many items.
+        ``handle`` takes each item (an :data:`ItemHandler`) or each page's items at once (a
+        :class:`PageHandler`). An ``optional`` collection the instance does not serve (or not
+        to us) is skipped; ``page_limit`` asks pages of that many items.
         """
         handle = handle or self.items.activity(owner)
         cursor = await self.store.cursor(origin, url) or CursorRow(
@@ -448,7 +449,7 @@ class Backfiller:
         return replace(cursor, next_url=start, pass_newest=None, total=known)
 
     async def _page(
-        self, cursor: CursorRow, handle: ItemHandler, ascending: bool
+        self, cursor: CursorRow, handle: ItemHandler | PageHandler, ascending: bool
     ) -> tuple[CursorRow, int]:
         """Handle one page's items (up to the previous pass's marker); the cursor after it."""
         assert cursor.next_url is not None
@@ -465,7 +466,10 @@ class Backfiller:
                 break
             newest = newest or item_id
             items.append(item)
-        await self._items(items, page, handle, cursor.origin)
+        if isinstance(handle, PageHandler):
+            await handle.page(items, page)
+        else:
+            await self._items(items, page, handle, cursor.origin)
         read = len(items)
         following = None if reached else as2.first_id(page, "next")
         now = self._clock()

@@ -8,10 +8,12 @@ held. :mod:`.backfill` walks the collections and hands each page's items here.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from activitypub import as2
@@ -68,6 +70,32 @@ async def _gathered(calls: Iterable[Awaitable[Any]]) -> None:
     await asyncio.gather(*(one(call) for call in calls))
 
 
+class PageHandler(abc.ABC):
+    """What a walk does with a whole page's items at once (:meth:`page`)."""
+
+    @abc.abstractmethod
+    async def page(self, items: list[Any], page: Mapping[str, Any]) -> None:
+        """Handle the page's items (in the page's order)."""
+
+
+@dataclass(frozen=True)
+class _Residents(PageHandler):
+    """A page of ``/residents``: each listed resident's residency and, for checking its
+    proofs, its keys, all kept in one transaction. Only a Person of the listing's own origin:
+    an instance speaks for its residents, nobody else's."""
+
+    ingest: Ingest
+    origin: str
+
+    async def page(self, items: list[Any], page: Mapping[str, Any]) -> None:
+        actors = [
+            (actor_id, _framed(item, page)) for item in items
+            if isinstance(item, Mapping) and (actor_id := as2.id_of(item)) is not None
+            and normal_origin(actor_id) == self.origin and as2.has_type(item, "Person")
+        ]  # fmt: skip
+        await self.ingest.documents.learn_many(actors)
+
+
 class ListedItems:
     """The item handlers of one backfill: ingest and the fetcher they hand items to."""
 
@@ -109,18 +137,9 @@ class ListedItems:
 
         return handle
 
-    def resident(self, origin: str) -> ItemHandler:
-        async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
-            """A listed resident's actor document, kept as fetching its id would keep it: its
-            residency and, for checking its proofs, its keys. Only a Person of the listing's
-            own origin: an instance speaks for its residents, nobody else's."""
-            actor_id = as2.id_of(item) if isinstance(item, Mapping) else None
-            if actor_id is None or normal_origin(actor_id) != origin:
-                return
-            if isinstance(item, Mapping) and as2.has_type(item, "Person"):
-                await self.ingest.documents.learn(actor_id, _framed(item, page))
-
-        return handle
+    def residents(self, origin: str) -> PageHandler:
+        """Listed residents' actor documents, kept as fetching their ids would keep them."""
+        return _Residents(self.ingest, origin)
 
     def proposal(self, origin: str) -> ItemHandler:
         async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
@@ -176,4 +195,4 @@ class ListedItems:
         await self.ingest.accept(document, Provenance(Route.FETCH, None, normal_origin(like_id)))
 
 
-__all__ = ["ItemHandler", "ListedItems"]
+__all__ = ["ItemHandler", "ListedItems", "PageHandler"]

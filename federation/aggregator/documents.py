@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +36,29 @@ ActorFetch = Callable[[str, bool], Awaitable[Mapping[str, Any]]]
 _GONE = (FetchFailure.GONE, FetchFailure.ID_MISMATCH, FetchFailure.INVALID)
 #: How many proposals and residents the in-memory caches remember (least recent dropped).
 REMEMBERED = 100_000
+
+
+def _resident_row(actor_id: str, document: Mapping[str, Any], now: float) -> ResidentRow:
+    """The residency ``document`` states (or its absence), as read at ``now``."""
+    try:
+        territory = resident_territory_from_ap(document)
+    except VocabError:
+        territory = None  # a malformed claim is no verification
+    return ResidentRow(
+        actor=actor_id,
+        origin=normal_origin(actor_id) or actor_id,
+        kind=None if territory is None else territory.kind.value,
+        code=None if territory is None else territory.code,
+        district=None if territory is None else territory.district_code,
+        # Without its @context: every actor of an instance repeats the same 3.5 KB one,
+        # three quarters of the row, and nothing here reads the document as JSON-LD.
+        document=jsontext.dumps(
+            {key: value for key, value in document.items() if key != "@context"},
+            sort_keys=True,
+        ),
+        fetched_at=now,
+        rev=0,
+    )
 
 
 class _Recent(OrderedDict[str, Any]):
@@ -226,29 +249,23 @@ class Documents:
         if "type" in document and "inbox" in document:  # an actor, not a key stub
             await self._keep_resident(actor_id, document, self._clock())
 
+    async def learn_many(self, actors: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """:meth:`learn` each (actor id, actor document), all written in one transaction (a
+        page of an instance's residents)."""
+        now = self._clock()
+        rows = [
+            _resident_row(actor_id, document, now) for actor_id, document in actors
+            if "type" in document and "inbox" in document
+        ]  # fmt: skip
+        await self.log.put_residents(rows)
+        for row in rows:
+            self._resident_at.put(row.actor, now)
+
     async def _keep_resident(
         self, actor_id: str, document: Mapping[str, Any], now: float
     ) -> ResidentRow:
         """Store the residency ``document`` states (or its absence) as read at ``now``."""
-        try:
-            territory = resident_territory_from_ap(document)
-        except VocabError:
-            territory = None  # a malformed claim is no verification
-        fresh = ResidentRow(
-            actor=actor_id,
-            origin=normal_origin(actor_id) or actor_id,
-            kind=None if territory is None else territory.kind.value,
-            code=None if territory is None else territory.code,
-            district=None if territory is None else territory.district_code,
-            # Without its @context: every actor of an instance repeats the same 3.5 KB one,
-            # three quarters of the row, and nothing here reads the document as JSON-LD.
-            document=jsontext.dumps(
-                {key: value for key, value in document.items() if key != "@context"},
-                sort_keys=True,
-            ),
-            fetched_at=now,
-            rev=0,
-        )
+        fresh = _resident_row(actor_id, document, now)
         await self.log.put_resident(fresh)
         self._resident_at.put(actor_id, now)
         return fresh

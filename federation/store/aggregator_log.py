@@ -149,6 +149,24 @@ _HEADS = (
 )
 
 
+# A fetched residency, stored; ``rev`` moves only when what it states changed.
+_PUT_RESIDENT = (
+    "INSERT INTO residents (actor, origin, kind, code, district, document, fetched_at, rev)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, COALESCE((SELECT MAX(rev) FROM residents), 0) + 1)"
+    " ON CONFLICT (actor) DO UPDATE SET fetched_at = excluded.fetched_at,"
+    " document = excluded.document, kind = excluded.kind, code = excluded.code,"
+    " district = excluded.district, rev = CASE WHEN"
+    " residents.kind IS excluded.kind AND residents.code IS excluded.code"
+    " AND residents.district IS excluded.district"
+    " THEN residents.rev ELSE excluded.rev END"
+)
+
+
+def _resident_values(row: ResidentRow) -> tuple[Any, ...]:
+    return (row.actor, row.origin, row.kind, row.code, row.district, row.document,
+            row.fetched_at)  # fmt: skip
+
+
 class ActivityLog:
     """Verified activities, residents, processes and proposals on the shared connection."""
 
@@ -284,22 +302,16 @@ class ActivityLog:
     async def put_resident(self, row: ResidentRow) -> bool:
         """Store a fetched residency; ``rev`` moves only when what it states changed."""
         async with write_lock(self.db):
-            cursor = await self.db.execute(
-                "INSERT INTO residents (actor, origin, kind, code, district, document,"
-                " fetched_at, rev) VALUES (?, ?, ?, ?, ?, ?, ?,"
-                " COALESCE((SELECT MAX(rev) FROM residents), 0) + 1)"
-                " ON CONFLICT (actor) DO UPDATE SET fetched_at = excluded.fetched_at,"
-                " document = excluded.document, kind = excluded.kind, code = excluded.code,"
-                " district = excluded.district, rev = CASE WHEN"
-                " residents.kind IS excluded.kind AND residents.code IS excluded.code"
-                " AND residents.district IS excluded.district"
-                " THEN residents.rev ELSE excluded.rev END",
-                (row.actor, row.origin, row.kind, row.code, row.district, row.document,
-                 row.fetched_at),
-            )  # fmt: skip
+            cursor = await self.db.execute(_PUT_RESIDENT, _resident_values(row))
             changed = cursor.rowcount == 1
             await cursor.close()
         return changed
+
+    async def put_residents(self, rows: Sequence[ResidentRow]) -> None:
+        """:meth:`put_resident` each row, in order, in one transaction."""
+        if rows:
+            async with transaction(self.db) as db:
+                await db.executemany(_PUT_RESIDENT, [_resident_values(row) for row in rows])
 
     async def residents_after(self, rev: int, *, documents: bool = True) -> list[ResidentRow]:
         """Residencies written with a ``rev`` above ``rev`` (``documents`` False: each with
