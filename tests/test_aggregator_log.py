@@ -4,6 +4,7 @@ but for their (large) documents."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from federation.store.aggregator_log import ActivityLog, ProposalRow, ResidentRow
+from federation.store.aggregator_log import ActivityLog, ActivityRow, ProposalRow, ResidentRow
 from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
 from federation.store.sqlite import open_database
 
@@ -82,3 +83,27 @@ async def test_residents_put_together_store_what_one_by_one_stores(tmp_path: Pat
     assert [(row.actor, row.code, row.rev, row.fetched_at) for row in stored[1]] == [
         (ACTOR, "31", 1, T0 + 1), (other, "31", 3, T0 + 1),
     ]  # fmt: skip
+
+
+def _vote(n: int, kind: str) -> ActivityRow:
+    return ActivityRow(
+        seq=0, id=f"{ACTOR}/likes/{n}", kind=kind, actor=ACTOR, origin="https://n1.example",
+        object=PROPOSAL, process="https://n1.example/processes/1",
+        published="2026-03-01T10:00:00Z", received_at=T0, proof_ok=True,
+        signer_origin="https://n1.example", route="backfill", via=None, document="{}",
+    )  # fmt: skip
+
+
+async def test_stored_by_kind_counts_what_a_full_count_counts(db: aiosqlite.Connection) -> None:
+    """Counted on from the last call's newest row, the kinds stored equal a full count after
+    every round of writes, and two calls at once do not add the same rows twice."""
+    log = ActivityLog(db)
+    assert await log.stored_by_kind() == {}
+    written = 0
+    for kinds in (["support"] * 3, ["support", "undo"], [], ["undo"] * 2):
+        await log.add_activities([_vote(written + i, kind) for i, kind in enumerate(kinds)])
+        written += len(kinds)
+        full = await db.execute_fetchall("SELECT kind, COUNT(*) FROM activities GROUP BY kind")
+        both = await asyncio.gather(log.stored_by_kind(), log.stored_by_kind())
+        assert both[0] == both[1] == {str(kind): int(n) for kind, n in full}
+    assert both[0] == {"support": 4, "undo": 3}

@@ -83,13 +83,6 @@ class Exposition:
         return "\n".join(self.lines) + "\n"
 
 
-async def _stored(aggregator: Aggregator) -> dict[str, int]:
-    rows = await aggregator.db.execute_fetchall(
-        "SELECT kind, COUNT(*) FROM activities GROUP BY kind"
-    )
-    return {str(row[0]): int(row[1]) for row in rows}
-
-
 async def collect(aggregator: Aggregator, runtime: Runtime, now: float) -> str:
     """Every metric, now."""
     out = Exposition()
@@ -99,7 +92,7 @@ async def collect(aggregator: Aggregator, runtime: Runtime, now: float) -> str:
         "Activities handled by ingest since start, by type and outcome.",
         [({"type": t, "outcome": o}, n) for (t, o), n in ingested.items()],
     )  # fmt: skip
-    stored = await _stored(aggregator)
+    stored = await aggregator.log.stored_by_kind()
     out.family(
         "barri_stored_activities", "gauge", "Verified supports and undos stored.",
         [({"kind": kind}, stored.get(kind, 0)) for kind in ("support", "undo")],

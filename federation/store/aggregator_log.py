@@ -8,6 +8,7 @@ instances publish, each row stamped with a ``rev`` so that readers find what cha
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -172,8 +173,25 @@ class ActivityLog:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
+        # What :meth:`stored_by_kind` counted: up to which seq, and how many of each kind.
+        self._kinds_upto, self._kinds = 0, dict[str, int]()
+        self._kinds_lock = asyncio.Lock()  # two scrapes at once must not add the same rows
 
     # --- verified activities ----------------------------------------------------------------
+
+    async def stored_by_kind(self) -> dict[str, int]:
+        """How many activities are stored, by kind. Rows are only ever appended, in ``seq``
+        order of their commits: each call counts only the rows after the last it saw (a
+        /metrics scrape of a city's log was a scan of every row)."""
+        async with self._kinds_lock:
+            rows = await self.db.execute_fetchall(
+                "SELECT kind, COUNT(*), MAX(seq) FROM activities WHERE seq > ? GROUP BY kind",
+                (self._kinds_upto,),
+            )
+            for kind, count, newest in rows:
+                self._kinds[str(kind)] = self._kinds.get(str(kind), 0) + int(count)
+                self._kinds_upto = max(self._kinds_upto, int(newest))
+            return dict(self._kinds)
 
     async def add_activity(self, row: ActivityRow) -> bool:
         """Store a verified copy; False when this (id, outcome, signer) is stored already.
