@@ -7,7 +7,8 @@ aggregator walks, with signed GETs (authorised fetch):
   votes read next find their actors' keys and residency without a GET each (an instance
   without it, an older version, is read without: each voter's actor is fetched);
 - the ``outbox`` of its instance actor and its Group (activities, handed to ingest exactly like
-  a live delivery, so a support's own proof is verified whatever route it took);
+  a live delivery, so a support's own proof is verified whatever route it took), but for the
+  creations of comments: each is in its thread, read after every instance's votes;
 - ``/support-log?authors=local`` at its origin: every signed Like and Undo its residents gave,
   in its processes or other instances', embedded with its proof. The author's word matters: an
   owner may refuse a support the aggregator's rules count (its clock reads the support's
@@ -317,8 +318,11 @@ class Backfiller:
                 raise BackfillError(f"cannot fetch {owner}: {exc}") from exc
             if outbox is None or normal_origin(outbox) != row.origin:
                 continue  # an outbox elsewhere would not be this instance's word
+            # A comment's creation is read with its thread (:meth:`rest`), not before the
+            # votes: the city's Group announces ~20,000 of them.
+            handle = self.items.activity(owner, comments=False)
             read += await self.collection(
-                row.origin, owner, outbox, progress, page_limit=OUTBOX_PAGE_LIMIT
+                row.origin, owner, outbox, progress, handle=handle, page_limit=OUTBOX_PAGE_LIMIT
             )
         return read
 

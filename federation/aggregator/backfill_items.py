@@ -41,6 +41,18 @@ def _framed(item: Any, page: Mapping[str, Any]) -> Any:
     return item
 
 
+def creates_comment(item: Mapping[str, Any]) -> bool:
+    """A ``Create`` of a comment (a Note replying to something), or an ``Announce`` of one:
+    the comment is in its thread's ``context`` collection too (FEP-7888)."""
+    if as2.has_type(item, "Announce"):
+        item = as2.embedded(item, "object") or {}
+    inner = as2.embedded(item, "object") if as2.has_type(item, "Create") else None
+    return (
+        inner is not None and as2.has_type(inner, "Note")
+        and as2.first_id(inner, "inReplyTo") is not None
+    )  # fmt: skip
+
+
 def _votes(items: Iterable[Any], held: frozenset[str]) -> list[Mapping[str, Any]]:
     """The page's proved Likes and Undos not held yet (embedded, or inside an Announce)."""
     votes = []
@@ -122,9 +134,12 @@ class ListedItems:
         }  # fmt: skip
         await _gathered(documents.process_of(p) for p in proposals)
 
-    def activity(self, owner: str) -> ItemHandler:
+    def activity(self, owner: str, *, comments: bool = True) -> ItemHandler:
         async def handle(item: Any, page: Mapping[str, Any], held: frozenset[str]) -> None:
-            """An outbox item, processed like a live delivery (its proof verified by ingest)."""
+            """An outbox item, processed like a live delivery (its proof verified by ingest);
+            without ``comments``, a comment's creation is left to its thread."""
+            if not comments and isinstance(item, Mapping) and creates_comment(item):
+                return
             if isinstance(item, str):
                 document = await self._fetch(item)
                 provenance = Provenance(Route.FETCH, owner, normal_origin(item))
