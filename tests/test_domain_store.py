@@ -11,6 +11,7 @@ import aiosqlite
 import pytest
 
 from activitypub.collections import PageRequest, page_sequence
+from federation.instance.ports import StoredKeys
 from federation.model import (
     Alignment,
     Comment,
@@ -25,6 +26,7 @@ from federation.model import (
 from federation.store.comments import CommentStore
 from federation.store.delivery import SqliteDeliveryStore, insert_deliveries
 from federation.store.domain import DomainStore
+from federation.store.instance import SqliteActorKeyStore
 from federation.store.migrations import INSTANCE_MIGRATIONS
 from federation.store.outbox import OutboxStore, activity_body
 from federation.store.paging import page_rows
@@ -356,3 +358,18 @@ async def test_insert_deliveries_rolls_back_with_the_caller(db: aiosqlite.Connec
         await SqliteDeliveryStore(db).enqueue("a1", ALICE, b"{}", ["https://x.example/i"], now=2.0)
         == 0
     )
+
+
+async def test_keys_of_many_actors_in_one_call(db: aiosqlite.Connection) -> None:
+    """The keys of those of the actors asked for that have some, as one at a time gives them
+    (more than one query's worth of ids included)."""
+    store = SqliteActorKeyStore(db)
+    ids = [f"https://n1.example/users/u{n}" for n in range(3)]
+    for n, actor in enumerate(ids):
+        await store.add_keys(StoredKeys(actor, f"rsa {n}", f"ed {n}", 1.0 + n))
+    asked = [ids[2], "https://n1.example/users/nobody", ids[0], *[f"x{n}" for n in range(600)]]
+    found = await store.get_keys_many(asked)
+    assert sorted(found, key=lambda k: k.actor_id) == [
+        await store.get_keys(ids[0]), await store.get_keys(ids[2]),
+    ]  # fmt: skip
+    assert await store.get_keys_many([]) == []

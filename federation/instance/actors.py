@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from activitypub.actors import ActorProfile
+from activitypub.actors import ActorProfile, actor_document
 from activitypub.collections import PageRequest, PageResult
 from activitypub.keys import (
     generate_ed25519,
@@ -181,10 +181,14 @@ class LocalActors:
     async def resident_page(self, page: PageRequest) -> PageResult:
         """One page of ``/residents``: verified residents' actor documents, embedded."""
         users, after, before = await self._users.page_residents(page)
+        ids = [self.person_id(user.username) for user in users]
+        # The page's keys in one query, not one each (they show in every document).
+        for stored in await self._store.get_keys_many([i for i in ids if i not in self._keys]):
+            self._remember(stored)
         documents = []
         for user in users:
             actor = LocalActor(ActorKind.PERSON, self.person_id(user.username), user.username, user)
-            documents.append(embed(await self.document(actor)))
+            documents.append(await self.document(actor, embedded=True))
         return PageResult(documents, after, before)
 
     async def count_residents(self) -> int:
@@ -211,8 +215,12 @@ class LocalActors:
             # Key generation (RSA especially) takes CPU time: keep it off the event loop.
             fresh = await asyncio.to_thread(_generate, actor_id, self._clock())
             stored = await self._store.add_keys(fresh)
+        return self._remember(stored)
+
+    def _remember(self, stored: StoredKeys) -> LocalKeys:
+        """Load stored keys and keep them for their actor."""
         keys = _load(stored)
-        self._keys[actor_id], self._created[actor_id] = keys, stored.created_at
+        self._keys[stored.actor_id], self._created[stored.actor_id] = keys, stored.created_at
         return keys
 
     async def profile(self, actor: LocalActor) -> ActorProfile:
@@ -257,7 +265,9 @@ class LocalActors:
         user = actor.user
         return (user.display_name or user.username) if user else actor.handle
 
-    async def document(self, actor: LocalActor) -> dict[str, Any]:
-        """The actor's AS2 document with Barri's inline context, then the hook if one is set."""
-        doc = barri_actor_document(await self.profile(actor))
+    async def document(self, actor: LocalActor, *, embedded: bool = False) -> dict[str, Any]:
+        """The actor's AS2 document with Barri's inline context (none when ``embedded`` in
+        another document, whose context covers it), then the hook if one is set."""
+        profile = await self.profile(actor)
+        doc = embed(actor_document(profile)) if embedded else barri_actor_document(profile)
         return await self._hook(actor, doc) if self._hook is not None else doc

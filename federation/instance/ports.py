@@ -197,6 +197,10 @@ class ActorKeyStore(Protocol):
         """The stored keys of the actor, if any."""
         ...
 
+    async def get_keys_many(self, actor_ids: Sequence[str]) -> list[StoredKeys]:
+        """The stored keys of those of the actors that have some."""
+        ...
+
     async def add_keys(self, keys: StoredKeys) -> StoredKeys:
         """Store keys unless the actor has some already; returns whichever are stored."""
         ...

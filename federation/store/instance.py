@@ -280,6 +280,9 @@ class SqliteTokenStore:
         return changed
 
 
+_KEYS = "SELECT actor_id, rsa_private_pem, ed25519_private_pem, created_at FROM actor_keys"
+
+
 class SqliteActorKeyStore:
     """``ActorKeyStore``: the ``actor_keys`` table."""
 
@@ -299,6 +302,17 @@ class SqliteActorKeyStore:
             return None
         row = rows[0]
         return StoredKeys(row[0], row[1], row[2], float(row[3]))
+
+    async def get_keys_many(self, actor_ids: Sequence[str]) -> list[StoredKeys]:
+        """The stored keys of those of the actors that have some (one query per 500)."""
+        found: list[StoredKeys] = []
+        for start in range(0, len(actor_ids), 500):
+            chunk = actor_ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"{_KEYS} WHERE actor_id IN ({marks})"
+            rows = await self._db.execute_fetchall(sql, chunk)
+            found += [StoredKeys(row[0], row[1], row[2], float(row[3])) for row in rows]
+        return found
 
     async def add_keys(self, keys: StoredKeys) -> StoredKeys:
         """Store keys unless the actor has some already; returns whichever are stored."""
