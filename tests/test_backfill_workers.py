@@ -192,23 +192,47 @@ async def test_every_instance_s_residents_are_read_before_any_votes(tmp_path: Pa
     config, noted = _config(tmp_path), tmp_path / "jobs.txt"
     rows = [_row(f"http://127.0.0.1:{port}") for port in range(1, 6)]
     asked: list[int] = []
+    ordered: list[int] = []
+    ranked = [row.origin for row in reversed(rows)]
 
     async def covered() -> list[str]:
         asked.append(len(noted.read_text().splitlines()))  # jobs done when it was asked
         return [rows[3].origin, rows[1].origin]
 
+    async def order() -> list[str]:
+        ordered.append(len(noted.read_text().splitlines()))
+        return ranked
+
     report = await shared_backfill(
-        config, rows, 2, covered=covered, command=[sys.executable, "-c", _NOTING, str(noted)]
-    )
+        config, rows, 2, covered=covered, order=order,
+        command=[sys.executable, "-c", _NOTING, str(noted)],
+    )  # fmt: skip
     assert report == {row.origin: 3 for row in rows}
     lines = [line.split() for line in noted.read_text().splitlines()]
     assert [line[0] for line in lines] == ["residents"] * 5 + ["votes"] * 5 + ["rest"] * 5
-    assert asked == [10]
+    assert asked == [10] and ordered == [5]
     for step in range(3):
         origins = [line[1] for line in lines[5 * step : 5 * step + 5]]
         assert sorted(origins) == sorted(row.origin for row in rows)
     assert {line[2] for line in lines[:10]} == {"-"}
     assert {line[2] for line in lines[10:]} == {f"{rows[1].origin},{rows[3].origin}"}
+
+
+async def test_votes_and_the_rest_are_handed_out_in_the_order_given(tmp_path: Path) -> None:
+    """One worker takes its jobs in the order they are handed out: the residents in roster
+    order, the votes and the rest in the order asked for once the residents were read."""
+    config, noted = _config(tmp_path), tmp_path / "jobs.txt"
+    rows = [_row(f"http://127.0.0.1:{port}") for port in range(1, 6)]
+    ranked = [rows[n].origin for n in (3, 0, 4, 1, 2)]
+
+    async def order() -> list[str]:
+        return ranked
+
+    await shared_backfill(
+        config, rows, 1, order=order, command=[sys.executable, "-c", _NOTING, str(noted)]
+    )
+    origins = [line.split()[1] for line in noted.read_text().splitlines()]
+    assert origins == [row.origin for row in rows] + ranked + ranked
 
 
 async def test_a_worker_reports_an_origin_off_the_roster(tmp_path: Path) -> None:

@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 #: Instances each worker walks at once: a walk mostly waits on its instance's pages.
 WALKS_PER_WORKER = 2
+#: Instances whose residents each worker reads at once (their documents cost the instances
+#: more than reading them costs the worker).
+RESIDENTS_PER_WORKER = 4
 #: Most workers "as many as the cores" starts.
 AUTO_WORKERS_MAX = 4
 #: Seconds between two counts of what the workers wrote, while they run.
@@ -54,6 +57,8 @@ Report = dict[str, int | str]
 Job = tuple[str, str]
 #: The origins whose own residents' log the votes phase read (asked once it is done).
 Covered = Callable[[], Awaitable[Collection[str]]]
+#: The origins in the order their votes are handed out (asked once the residents were read).
+Order = Callable[[], Awaitable[Sequence[str]]]
 Process = asyncio.subprocess.Process
 
 
@@ -73,8 +78,12 @@ async def backfill_at_start(aggregator: Aggregator, runtime: Runtime) -> Report:
     empty = (await aggregator.log.heads()).activities == 0
     if workers < 2 or len(rows) < 2 or not empty:
         return await runtime.backfill.run()
-    ordered = await largest_first(runtime, rows)
     started = runtime.backfill.now()
+    # Ranked while the workers start and read the residents (which need no order).
+    ranking = asyncio.create_task(largest_first(runtime, rows), name="rebuild-ranking")
+
+    async def order() -> list[str]:
+        return [row.origin for row in await ranking]
 
     async def covered() -> Collection[str]:
         return await runtime.backfill.covered_since(started)
@@ -83,11 +92,14 @@ async def backfill_at_start(aggregator: Aggregator, runtime: Runtime) -> Report:
         # (no Tally of partial counts until the workers are done)
         counting = asyncio.create_task(keep_counting(aggregator), name="rebuild-counting")
         try:
-            report = await shared_backfill(aggregator.config, ordered, workers, covered=covered)
+            report = await shared_backfill(
+                aggregator.config, rows, workers, covered=covered, order=order
+            )
         finally:
-            counting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await counting
+            for task in (counting, ranking):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await aggregator.state.sync()
     return {row.origin: report[row.origin] for row in rows}
 
@@ -146,6 +158,7 @@ async def shared_backfill(
     workers: int,
     *,
     covered: Covered | None = None,
+    order: Order | None = None,
     command: Sequence[str] = (sys.executable, "-m", MODULE),
 ) -> Report:
     """Walk ``rows`` in ``workers`` processes running ``command``; per origin (in ``rows``
@@ -156,7 +169,10 @@ async def shared_backfill(
     73): read before their own instance's residents, each of them would cost a signed GET of
     its actor, and the database the workers share has them all once the first phase is done.
     The rest of each log leaves out the ``covered`` origins' residents (asked after the votes;
-    none left out without it)."""
+    none left out without it). The votes and the rest are handed out in ``order`` (asked once
+    the residents were read; ``rows`` order without it), the residents in ``rows`` order,
+    ``RESIDENTS_PER_WORKER`` at once (serving actor documents, the instances are the slower
+    side there)."""
     origins = [row.origin for row in rows]
     report: Report = {}
     count = max(1, min(workers, len(rows)))
@@ -164,13 +180,21 @@ async def shared_backfill(
     try:
         for _ in range(count):
             processes.append(await _start(command, config))
+        ranked = origins
         for step in (RESIDENTS, VOTES, REST):
-            extra = {}
-            if step == REST:
+            extra, at_once = {}, WALKS_PER_WORKER
+            if step == RESIDENTS:
+                at_once = RESIDENTS_PER_WORKER
+            elif step == VOTES and order is not None:
+                ranked = list(await order())
+            elif step == REST:
                 extra["covered"] = sorted(await covered()) if covered is not None else []
-            pending = deque((step, origin) for origin in origins)
+            jobs = origins if step == RESIDENTS else ranked
+            pending = deque((step, origin) for origin in jobs)
             alive = [process for process in processes if process.returncode is None]
-            await asyncio.gather(*(_phase(process, pending, report, extra) for process in alive))
+            await asyncio.gather(
+                *(_phase(process, pending, report, extra, at_once) for process in alive)
+            )
         for process in processes:
             if process.returncode is None and process.stdin is not None:
                 process.stdin.close()
@@ -195,13 +219,17 @@ async def _start(command: Sequence[str], config: AggregatorConfig) -> Process:
 
 
 async def _phase(
-    process: Process, pending: deque[Job], report: Report, extra: Mapping[str, object]
+    process: Process,
+    pending: deque[Job],
+    report: Report,
+    extra: Mapping[str, object],
+    at_once: int = WALKS_PER_WORKER,
 ) -> None:
-    """Hand the worker jobs of one phase (each with ``extra``) as it reports, until none is
-    left or it dies."""
+    """Hand the worker jobs of one phase (each with ``extra``, ``at_once`` in flight) as it
+    reports, until none is left or it dies."""
     assert process.stdin is not None and process.stdout is not None
     in_flight: set[Job] = set()
-    for _ in range(WALKS_PER_WORKER):
+    for _ in range(at_once):
         _hand_out(process.stdin, pending, in_flight, extra)
     while in_flight:
         line = await process.stdout.readline()
