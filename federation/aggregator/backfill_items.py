@@ -72,6 +72,9 @@ def _votes(items: Iterable[Any], held: frozenset[str]) -> list[Mapping[str, Any]
 
 async def _gathered(calls: Iterable[Awaitable[Any]]) -> None:
     """Run the calls a few at a time; a failure is left for ingest to meet and report."""
+    calls = list(calls)
+    if not calls:
+        return
     gate = asyncio.Semaphore(WARM_CONCURRENCY)
 
     async def one(call: Awaitable[Any]) -> None:
@@ -123,14 +126,17 @@ class ListedItems:
         documents = self.ingest.documents
         actors = {a for v in votes if (a := as2.first_id(v, "actor")) is not None}
         own = {a for a in actors if normal_origin(a) == origin}
+        # A task only for what is not in memory already: a page names ~300 voters and ~300
+        # proposals, nearly all known after the residents and the outboxes were read.
         await _gathered(
-            [documents.known_resident(a) for a in own]
+            [documents.known_resident(a) for a in own if not documents.resident_fresh(a)]
             + [documents.actor(a, False) for a in actors - own]
         )
         proposals = {
             target for v in votes
             if "Like" in as2.types(v) and as2.first_id(v, "actor") in own
             and (target := as2.first_id(v, "object")) is not None
+            and not documents.process_known(target)
         }  # fmt: skip
         await _gathered(documents.process_of(p) for p in proposals)
 

@@ -140,6 +140,10 @@ class Documents:
         row = await self.proposal(proposal_id)
         return "" if row is None else row.process_id
 
+    def process_known(self, proposal_id: str) -> bool:
+        """Whether the proposal's process is in memory (:meth:`process_of` answers at once)."""
+        return self._process_of.get(proposal_id) is not None
+
     def resident_fresh(self, actor_id: str) -> bool:
         """Whether the actor's residency is cached and fresh (nothing to fetch)."""
         read_at = self._resident_at.get(actor_id)
