@@ -1,13 +1,20 @@
-"""Which outbox items the votes step of a backfill leaves to the threads (creations of
-comments, :func:`federation.aggregator.backfill_items.creates_comment`)."""
+"""What a backfill does with listed items (federation.aggregator.backfill_items): which outbox
+items the votes step leaves to the threads (creations of comments), and which listed residents
+a ``/residents`` page may vouch for."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from federation.aggregator.backfill_items import creates_comment
+from federation.aggregator.backfill_items import ListedItems, creates_comment
+from federation.aggregator.documents import Documents
+from federation.store.aggregator_log import ActivityLog
+from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
+from federation.store.sqlite import open_database
 
 ORIGIN = "https://gracia.barri.example"
 NOTE = {"id": f"{ORIGIN}/comments/1", "type": "Note", "inReplyTo": f"{ORIGIN}/proposals/1"}
@@ -41,3 +48,33 @@ def _announce(obj: Any) -> dict[str, Any]:
 )
 def test_only_a_comment_s_creation_is_left_to_its_thread(item: dict[str, Any], left: bool) -> None:
     assert creates_comment(item) is left
+
+
+async def test_a_residents_page_keeps_only_its_own_origin_s_persons(tmp_path: Path) -> None:
+    """An instance speaks for its residents, nobody else's: of a ``/residents`` page, only the
+    Persons of the listing's origin are kept (in one transaction); another origin's Person, a
+    Group of the origin and a bare id are not, and nothing is fetched."""
+
+    async def refused(url: str, *args: Any) -> Any:
+        raise AssertionError(f"nothing is fetched, yet {url} was")
+
+    db = await open_database(tmp_path / "agg.db", migrations=AGGREGATOR_MIGRATIONS)
+    try:
+        log = ActivityLog(db)
+        documents = Documents(log, refused, refused, refresh_seconds=3600)
+        person = {"type": "Person", "inbox": "x", "verifiedResidentOf": None}
+        items: list[Any] = [
+            {"id": f"{ORIGIN}/users/ana", **person},
+            {"id": "https://raval.barri.example/users/pau", **person},
+            {"id": f"{ORIGIN}/groups/g", "type": "Group", "inbox": "x"},
+            f"{ORIGIN}/users/joan",
+        ]
+        page = {"@context": "https://www.w3.org/ns/activitystreams", "orderedItems": items}
+        handler = ListedItems(SimpleNamespace(documents=documents), refused).residents(ORIGIN)  # type: ignore[arg-type]
+        await handler.page(items, page)
+        kept = await log.residents_after(0)
+        assert [row.actor for row in kept] == [f"{ORIGIN}/users/ana"]
+        assert documents.resident_fresh(f"{ORIGIN}/users/ana")
+        assert not documents.resident_fresh("https://raval.barri.example/users/pau")
+    finally:
+        await db.close()

@@ -130,7 +130,7 @@ def log_filter(query: Mapping[str, str], origin: str) -> supportlog.LogFilter:
             normal = origin_of(part)
         except OriginError as exc:
             raise Problem(400, "Bad Request", f"exclude_origins: {exc}.") from exc
-        if str(normal) != part.rstrip("/") and str(normal) != part:
+        if str(normal) != part.removesuffix("/"):  # an origin, normalised, and nothing more
             detail = f"exclude_origins: {part!r} is not a normalised origin (scheme://host[:port])."
             raise Problem(400, "Bad Request", detail)
         excluded.add(str(normal))
