@@ -206,6 +206,10 @@ class ActorCache:
         document, _ = await self._document("actor", strip_fragment(url), refresh)
         return document
 
+    def cached(self, url: str) -> dict[str, Any] | None:
+        """The actor at ``url`` if held and fresh, without fetching nor reading the store."""
+        return self._cached(("actor", strip_fragment(url)))
+
     async def key(self, key_id: str, refresh: bool = False) -> ActorKey:
         """Resolve a signature keyId to the key its actor lists (httpsig.KeyResolver)."""
         try:

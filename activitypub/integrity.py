@@ -318,6 +318,45 @@ def _owner_key(actor: Mapping[str, Any], method: str, owner: str) -> Ed25519Publ
     return key
 
 
+def _prepared(document: Mapping[str, Any], owner: str) -> tuple[Mapping[str, Any], str]:
+    """The proof to check and its key id, after the checks that need no key (FEP-fe34)."""
+    proof = _pick_proof(document, owner)
+    _check_options(proof, document)
+    method: str = proof["verificationMethod"]
+    _check_ownership(method, document, owner)
+    return proof, method
+
+
+def _attempt(
+    document: Mapping[str, Any],
+    proof: Mapping[str, Any],
+    actor: Mapping[str, Any],
+    owner: str,
+    memo: ContextMemo | None,
+) -> VerifiedProof:
+    """Verify a :func:`_prepared` proof with the key ``actor`` lists (vc-di-eddsa §3.3.2)."""
+    method: str = proof["verificationMethod"]
+    key = _owner_key(actor, method, owner)
+    if key is None:
+        raise ProofError(ProofFailure.KEY_UNKNOWN, f"{owner} lists no Ed25519 key {method}")
+    _verify_checked(proof, document, key, memo)  # its options were checked already
+    created = proof.get("created")
+    return VerifiedProof(method, owner, created if isinstance(created, str) else None)
+
+
+def verify_with_actor(
+    document: Mapping[str, Any],
+    actor: Mapping[str, Any],
+    *,
+    owner: str,
+    memo: ContextMemo | None = None,
+) -> VerifiedProof:
+    """:func:`verify_document` with the owner's actor document at hand: one attempt, no
+    refetch (FEP-8b32 §Proof verification, FEP-fe34); raises ProofError."""
+    proof, _ = _prepared(document, owner)
+    return _attempt(document, proof, actor, owner, memo)
+
+
 async def verify_document(
     document: Mapping[str, Any],
     fetch_actor: ActorFetcher,
@@ -334,25 +373,16 @@ async def verify_document(
     owner = owner if owner is not None else proof_owner(document)
     if owner is None:
         raise ProofError(ProofFailure.NOT_OWNER, "the document names no owner")
-    proof = _pick_proof(document, owner)
-    _check_options(proof, document)
-    method: str = proof["verificationMethod"]
-    _check_ownership(method, document, owner)
+    proof, _ = _prepared(document, owner)
     failure: ProofError | None = None
     for refresh in (False, True):
-        key = _owner_key(await fetch_actor(owner, refresh), method, owner)
-        if key is None:
-            failure = ProofError(ProofFailure.KEY_UNKNOWN, f"{owner} lists no Ed25519 key {method}")
-            continue
+        actor = await fetch_actor(owner, refresh)
         try:
-            _verify_checked(proof, document, key, memo)  # its options were checked above
+            return _attempt(document, proof, actor, owner, memo)
         except ProofError as exc:
-            if exc.reason is not ProofFailure.SIGNATURE:
+            if exc.reason not in (ProofFailure.KEY_UNKNOWN, ProofFailure.SIGNATURE):
                 raise
-            failure = exc  # perhaps a rotated key: refetch once
-            continue
-        created = proof.get("created")
-        return VerifiedProof(method, owner, created if isinstance(created, str) else None)
+            failure = exc  # an unknown key or a bad signature: perhaps a rotated key
     assert failure is not None
     raise failure
 
@@ -361,4 +391,5 @@ __all__ = [
     "ACTOR_TYPES", "CRYPTOSUITE", "PROOF_PURPOSE", "PROOF_TYPE", "ActorFetcher", "ContextMemo",
     "ProofError", "ProofFailure", "VerifiedProof", "assertion_keys", "canonicalize",
     "create_proof", "proof_owner", "verify_document", "verify_proof_with_key",
+    "verify_with_actor",
 ]  # fmt: skip

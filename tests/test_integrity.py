@@ -30,6 +30,7 @@ from activitypub.integrity import (
     proof_owner,
     verify_document,
     verify_proof_with_key,
+    verify_with_actor,
 )
 from activitypub.jcs import canonical_object, plain_json
 from activitypub.keys import (
@@ -621,6 +622,39 @@ async def test_verified_actor_owns_itself() -> None:
 async def test_fetcher_errors_propagate() -> None:
     with pytest.raises(LookupError):
         await verify_document(_signed(), Actors({}))
+
+
+def test_with_the_actor_at_hand_one_attempt_verifies() -> None:
+    result = verify_with_actor(_signed(), _actor(), owner=ALICE)
+    assert result == VerifiedProof(ALICE_KEY, ALICE, "2023-02-24T23:36:38Z")
+
+
+@pytest.mark.parametrize(
+    ("actor", "reason"),
+    [
+        # A rotated key, or none listed: verify_document would refetch; this one only says so.
+        (lambda: _alice_actor(OTHER_KEY.public_key()), ProofFailure.SIGNATURE),
+        (lambda: {k: v for k, v in _actor().items() if k != "assertionMethod"},
+         ProofFailure.KEY_UNKNOWN),
+        # The document of another actor, or a key it says someone else controls.
+        (lambda: {**_actor(), "id": "https://server.example/users/bob"}, ProofFailure.NOT_OWNER),
+        (lambda: _alice_actor(_w3c_private().public_key(), controller="https://server.example/x"),
+         ProofFailure.NOT_OWNER),
+    ],
+)  # fmt: skip
+def test_with_the_actor_at_hand_a_failure_is_the_one_verify_document_meets_first(
+    actor: Any, reason: ProofFailure
+) -> None:
+    with pytest.raises(ProofError) as info:
+        verify_with_actor(_signed(), actor(), owner=ALICE)
+    assert info.value.reason is reason
+
+
+def test_with_the_actor_at_hand_a_tampered_document_fails() -> None:
+    tampered = {**_signed(), "id": _signed()["id"] + "x"}
+    with pytest.raises(ProofError) as info:
+        verify_with_actor(tampered, _actor(), owner=ALICE)
+    assert info.value.reason is ProofFailure.SIGNATURE
 
 
 # --- create_proof ----------------------------------------------------------------------------

@@ -172,9 +172,16 @@ def test_base58btc_round_trips_every_leading_zero_count() -> None:
             assert base58btc_decode(base58btc_encode(data)) == data
 
 
-@pytest.mark.parametrize("char", ["0", "O", "I", "l", "+", "/", " ", "é"])
+def test_base58btc_round_trips_every_length() -> None:
+    """Every remainder of the four-digit steps the decoder takes, up to a signature's size."""
+    for size in range(70):
+        data = bytes((7 * n + size) % 256 for n in range(size))
+        assert base58btc_decode(base58btc_encode(data)) == data
+
+
+@pytest.mark.parametrize("char", ["0", "O", "I", "l", "+", "/", " ", "é", "?", "\0", "\U0001f600"])
 def test_base58btc_rejects_characters_outside_the_alphabet(char: str) -> None:
-    with pytest.raises(KeyFormatError):
+    with pytest.raises(KeyFormatError, match=re.escape(f"character {char!r}")):
         base58btc_decode("2NEpo7" + char + "TZRRrLZSi2U")
 
 

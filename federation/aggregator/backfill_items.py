@@ -196,7 +196,9 @@ class ListedItems:
             if item_id is None or item_id in held:
                 return None
             # No trusted origin: only the activity's own proof makes it authentic here.
-            await self.ingest.accept(item, Provenance(Route.BACKFILL, owner, None))
+            provenance = Provenance(Route.BACKFILL, owner, None)
+            if self.ingest.accept_at_once(item, provenance) is None:
+                await self.ingest.accept(item, provenance)
             return None
 
         return handle

@@ -32,6 +32,13 @@ from federation.vocab.proposal import proposal_from_ap
 DocumentFetch = Callable[[str], Awaitable[Mapping[str, Any]]]
 #: The actor cache: (actor id, refresh) -> actor document.
 ActorFetch = Callable[[str, bool], Awaitable[Mapping[str, Any]]]
+#: The actor cache's copy of an actor, if it holds a fresh one (never fetches).
+ActorPeek = Callable[[str], Mapping[str, Any] | None]
+
+
+def _nothing_held(actor_id: str) -> None:
+    return None
+
 
 _GONE = (FetchFailure.GONE, FetchFailure.ID_MISMATCH, FetchFailure.INVALID)
 #: How many proposals and residents the in-memory caches remember (least recent dropped).
@@ -116,8 +123,9 @@ class Documents:
         *,
         refresh_seconds: float,
         clock: Callable[[], float] = time.time,
+        peek: ActorPeek = _nothing_held,
     ) -> None:
-        self.log, self._fetch, self.actor = log, fetch, actor
+        self.log, self._fetch, self.actor, self.peek = log, fetch, actor, peek
         self.refresh_seconds, self._clock = refresh_seconds, clock
         # What the hot path asks of every support, kept in memory: the process of a
         # proposal (it never changes) and when each residency was last read.
@@ -143,6 +151,11 @@ class Documents:
     def process_known(self, proposal_id: str) -> bool:
         """Whether the proposal's process is in memory (:meth:`process_of` answers at once)."""
         return self._process_of.get(proposal_id) is not None
+
+    def process_held(self, proposal_id: str) -> str | None:
+        """The proposal's process if in memory (what :meth:`process_of` would answer)."""
+        known = self._process_of.get(proposal_id)
+        return None if known is None else str(known)
 
     def resident_fresh(self, actor_id: str) -> bool:
         """Whether the actor's residency is cached and fresh (nothing to fetch)."""

@@ -37,7 +37,7 @@ from federation.aggregator.batch import open_batch, vote_batch
 from federation.aggregator.documents import DocumentFetch, Documents, read_process, read_proposal
 from federation.aggregator.followers import Followers
 from federation.aggregator.merge import Merger, deletion_time
-from federation.aggregator.proofs import ProofCheck, check_proof
+from federation.aggregator.proofs import ProofCheck, check_proof, proof_at_once
 from federation.aggregator.provenance import COUNTED_TYPES, Outcome, Provenance, Route, metric_label
 from federation.store.aggregator import AggregatorStore, Refusal
 from federation.store.aggregator_log import ActivityLog, ActivityRow
@@ -68,6 +68,18 @@ def _framed(inner: Mapping[str, Any], outer: Mapping[str, Any]) -> dict[str, Any
     if "@context" in inner or "@context" not in outer:
         return dict(inner)
     return {"@context": outer["@context"], **inner}
+
+
+def _read_vote(shape: str, document: Mapping[str, Any]) -> _Vote:
+    """A support or undo-support, validated and read through its converter (vocab-spec
+    "support"); ValidationError or VocabError when it is not one."""
+    validate(shape, document)
+    if shape == "support":
+        support = support_from_ap(document)
+        return _Vote(support.id, "support", support.actor, support.proposal, support.published)
+    undo = undo_support_from_ap(document)
+    undone = undo.support if isinstance(undo.support, str) else undo.support.id
+    return _Vote(undo.id, "undo", undo.actor, undone, undo.published)
 
 
 def _dumps(document: Mapping[str, Any]) -> str:
@@ -157,16 +169,7 @@ class Ingest:
         if shape not in ("support", "undo-support"):
             return Outcome.IGNORED  # a comment vote (Lemmy-style): shown, never counted
         try:
-            validate(shape, document)
-            if shape == "support":
-                support = support_from_ap(document)
-                vote = _Vote(
-                    support.id, "support", support.actor, support.proposal, support.published
-                )
-            else:
-                undo = undo_support_from_ap(document)
-                undone = undo.support if isinstance(undo.support, str) else undo.support.id
-                vote = _Vote(undo.id, "undo", undo.actor, undone, undo.published)
+            vote = _read_vote(shape, document)
         except (ValidationError, VocabError) as exc:
             activity_id = as2.first_id(document, "id") or "(no id)"
             await self.refuse(provenance, activity_id, f"invalid_{shape}", str(exc))
@@ -209,12 +212,29 @@ class Ingest:
             if vote.kind == "support":
                 process = await self.documents.process_of(vote.target)
             await self.documents.known_resident(vote.actor)
-        row = ActivityRow(
+        row = self._row(vote, provenance, check, process, raw, now)
+        if batch is not None:
+            # Written with the rest of the inbox batch; a copy stored already is found then.
+            return Outcome.STORED if batch.add(row, metric_label(document)) else Outcome.DUPLICATE
+        stored = await self.log.add_activity(row)
+        return Outcome.STORED if stored else Outcome.DUPLICATE
+
+    def _row(
+        self,
+        vote: _Vote,
+        provenance: Provenance,
+        check: ProofCheck,
+        process: str,
+        raw: str,
+        now: float | None = None,
+    ) -> ActivityRow:
+        """The stored copy of a verified vote: the tally's fields and the raw signed JSON."""
+        return ActivityRow(
             seq=0,
             id=vote.id,
             kind=vote.kind,
             actor=vote.actor,
-            origin=home,
+            origin=normal_origin(vote.actor) or vote.actor,
             object=vote.target,
             process=process,
             published=format_datetime(vote.published),
@@ -225,11 +245,41 @@ class Ingest:
             via=provenance.via,
             document=raw,
         )
-        if batch is not None:
-            # Written with the rest of the inbox batch; a copy stored already is found then.
-            return Outcome.STORED if batch.add(row, metric_label(document)) else Outcome.DUPLICATE
-        stored = await self.log.add_activity(row)
-        return Outcome.STORED if stored else Outcome.DUPLICATE
+
+    def accept_at_once(self, activity: Mapping[str, Any], provenance: Provenance) -> Outcome | None:
+        """:meth:`accept` without waiting, for a vote whose every need is in memory: the
+        common case of a backfill page after :meth:`ListedItems.warm`. None when anything is
+        missing or unusual, and nothing was done: :meth:`accept` decides then, as always."""
+        outcome = self._vote_at_once(activity, provenance)
+        if outcome is not None:
+            self.counts[(metric_label(activity), outcome.value)] += 1
+        return outcome
+
+    def _vote_at_once(self, document: Mapping[str, Any], provenance: Provenance) -> Outcome | None:
+        """:meth:`_vote` of a plain ``Like`` or ``Undo`` inside a batch that found no verified
+        copy of it, whose actor's document, fresh residency and (for a support) proposal's
+        process are held, and whose proof by the actor's own key verifies."""
+        batch = open_batch(self)
+        shape = shape_of(document) if document.get("type") in ("Like", "Undo") else None
+        if batch is None or provenance.proved or shape not in ("support", "undo-support"):
+            return None
+        try:
+            vote = _read_vote(shape, document)
+        except (ValidationError, VocabError):
+            return None  # accept() files the refusal
+        documents = self.documents
+        actor = documents.peek(vote.actor)
+        process = documents.process_held(vote.target) if vote.kind == "support" else ""
+        if (
+            vote.id not in batch.unheld or actor is None or process is None
+            or not documents.resident_fresh(vote.actor)
+        ):  # fmt: skip
+            return None
+        check = proof_at_once(document, vote.actor, actor, self.canonical)
+        if check is None:
+            return None
+        row = self._row(vote, provenance, check, process, _dumps(document))
+        return Outcome.STORED if batch.add(row, metric_label(document)) else Outcome.DUPLICATE
 
     # --- announces --------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from activitypub.integrity import (
     assertion_keys,
     verify_document,
     verify_proof_with_key,
+    verify_with_actor,
 )
 from activitypub.origin import strip_fragment
 from federation.aggregator.documents import ActorFetch
@@ -44,10 +45,15 @@ def _proof_list(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [p for p in proofs if isinstance(p, Mapping)]
 
 
-def proof_fetcher(actor: ActorFetch) -> ActorFetcher:
-    """integrity.ActorFetcher over the actor cache; a failed fetch means no usable key."""
+def proof_fetcher(
+    actor: ActorFetch, loaded: tuple[str, Mapping[str, Any]] | None = None
+) -> ActorFetcher:
+    """integrity.ActorFetcher over the actor cache; a failed fetch means no usable key.
+    ``loaded``: an (actor id, document) just read, handed back for that id unless refreshed."""
 
     async def fetch(url: str, refresh: bool) -> Mapping[str, Any]:
+        if loaded is not None and not refresh and url == loaded[0]:
+            return loaded[1]
         try:
             return await actor(url, refresh)
         except FetchError as exc:
@@ -56,22 +62,21 @@ def proof_fetcher(actor: ActorFetch) -> ActorFetcher:
     return fetch
 
 
-async def _reachable(actor: ActorFetch, actor_id: str) -> bool:
-    """Load the actor (so verification reads the cache); False when it is gone for good.
+async def _reachable(actor: ActorFetch, actor_id: str) -> Mapping[str, Any] | None:
+    """The actor's document (from the cache, or fetched); None when it is gone for good.
 
     Any other fetch failure propagates: a vote must not be filed as forged because its
     actor's server was briefly down; the caller retries later.
     """
     try:
-        await actor(actor_id, False)
+        return await actor(actor_id, False)
     except FetchError as exc:
         if exc.status in _GONE_STATUSES or exc.reason in (
             FetchFailure.GONE,
             FetchFailure.ID_MISMATCH,
         ):
-            return False
+            return None
         raise
-    return True
 
 
 async def _true_signer(document: Mapping[str, Any], fetch: ActorFetcher) -> str | None:
@@ -105,9 +110,13 @@ async def check_proof(
     """Verify the actor's proof on ``document`` (FEP-8b32, FEP-fe34) and name the signer
     (``memo``: the caller's canonical forms of the @contexts it met)."""
     home = normal_origin(actor_id) or actor_id
-    if "proof" not in document or not await _reachable(actor, actor_id):
+    if "proof" not in document:
         return ProofCheck(False, home)
-    fetch = proof_fetcher(actor)
+    loaded = await _reachable(actor, actor_id)
+    if loaded is None:
+        return ProofCheck(False, home)
+    # Verification reads the document just loaded, not the cache a second time.
+    fetch = proof_fetcher(actor, (actor_id, loaded))
     try:
         await verify_document(document, fetch, owner=actor_id, memo=memo)
         return ProofCheck(True, home)
@@ -119,3 +128,19 @@ async def check_proof(
     if signer is None or signer == home:
         return ProofCheck(False, home)
     return ProofCheck(True, signer)
+
+
+def proof_at_once(
+    document: Mapping[str, Any],
+    actor_id: str,
+    actor: Mapping[str, Any],
+    memo: ContextMemo | None = None,
+) -> ProofCheck | None:
+    """:func:`check_proof` with the actor's document at hand, when that settles it: a proof
+    by the actor's own key that verifies. None otherwise: :func:`check_proof` decides, which
+    may refetch the actor (a rotated key) or find whose key made the proof."""
+    try:
+        verify_with_actor(document, actor, owner=actor_id, memo=memo)
+    except ProofError:
+        return None
+    return ProofCheck(True, normal_origin(actor_id) or actor_id)

@@ -172,8 +172,11 @@ def build_runtime(aggregator: Aggregator, federation: Federation) -> Runtime:
             raise RuntimeError("Federation.start() has not run")
         return await federation.actors.actor(url, refresh)
 
+    def peek(url: str) -> Mapping[str, Any] | None:
+        return None if federation.actors is None else federation.actors.cached(url)
+
     refresh = aggregator.config.refresh_minutes * 60.0
-    documents = Documents(aggregator.log, fetch, actor, refresh_seconds=refresh)
+    documents = Documents(aggregator.log, fetch, actor, refresh_seconds=refresh, peek=peek)
 
     # Every actor fetched (mostly by the door, to check a signature) leaves its residency and
     # document in the store, where the actor cache looks before fetching it again.
