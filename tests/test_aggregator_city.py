@@ -230,6 +230,9 @@ async def test_stopped_mid_stream_it_catches_up_by_backfill_and_the_instances_re
         assert {rest_of_log_url(origin, rostered) for origin in rostered} <= walked_urls
         assert not [url for url in walked_urls if url.endswith("/supports")]
         assert t.process.id + "/support-log" not in walked_urls
+        # Their outboxes were read without the comments' creations (the threads list them).
+        outboxes = [url for url in walked_urls if "/outbox" in url]
+        assert outboxes and all(url.endswith("/outbox?exclude=comments") for url in outboxes)
         results = await t.city.results(t.process.id)
         assert any(p["id"] == late.id and p["name"] == "Un pipi-can" for p in results["proposals"])
 

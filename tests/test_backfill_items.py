@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from federation.aggregator.backfill_items import ListedItems, creates_comment
+from federation.aggregator.backfill_items import ListedItems
 from federation.aggregator.documents import Documents
 from federation.store.aggregator_log import ActivityLog
 from federation.store.aggregator_schema import AGGREGATOR_MIGRATIONS
 from federation.store.sqlite import open_database
+from federation.vocab.comment import creates_comment
 
 ORIGIN = "https://gracia.barri.example"
 NOTE = {"id": f"{ORIGIN}/comments/1", "type": "Note", "inReplyTo": f"{ORIGIN}/proposals/1"}

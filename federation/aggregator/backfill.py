@@ -143,6 +143,11 @@ async def fetch_page(
             cursor = replace(cursor, next_url=smaller)
 
 
+def without_comments(outbox: str) -> str:
+    """The outbox without the activities that create comments (``exclude=comments``)."""
+    return outbox + ("&" if "?" in outbox else "?") + "exclude=comments"
+
+
 def own_log_url(origin: str) -> str:
     """The part of an instance's ``/support-log`` its own residents wrote."""
     return f"{origin}/support-log?authors=local"
@@ -319,12 +324,27 @@ class Backfiller:
             if outbox is None or normal_origin(outbox) != row.origin:
                 continue  # an outbox elsewhere would not be this instance's word
             # A comment's creation is read with its thread (:meth:`rest`), not before the
-            # votes: the city's Group announces ~20,000 of them.
+            # votes: the city's Group announces ~20,000 of them. Asked without them (an older
+            # instance lists them anyway: the handler skips them).
             handle = self.items.activity(owner, comments=False)
             read += await self.collection(
-                row.origin, owner, outbox, progress, handle=handle, page_limit=OUTBOX_PAGE_LIMIT
-            )
+                row.origin, owner, await self._outbox_part(row.origin, outbox), progress,
+                handle=handle, page_limit=OUTBOX_PAGE_LIMIT,
+            )  # fmt: skip
         return read
+
+    async def _outbox_part(self, origin: str, outbox: str) -> str:
+        """The outbox without the comments' creations (:func:`without_comments`) when the
+        instance serves that part, as a Barri instance does since its migration 12; else the
+        whole outbox: a server that ignores the query names the whole one as what it served."""
+        part = without_comments(outbox)
+        if await self.store.cursor(origin, part) is not None:
+            return part  # read before
+        try:
+            await self._fetch(part)
+        except FetchError as exc:
+            return outbox if exc.reason is FetchFailure.ID_MISMATCH else part
+        return part
 
     async def _process_collections(
         self, origin: str, progress: ProgressHook | None, *, supports: bool

@@ -22,6 +22,7 @@ from activitypub.runtime import WARM_CONCURRENCY
 from federation.aggregator.documents import DocumentFetch, read_proposal
 from federation.aggregator.ingest import Ingest, Provenance, Route
 from federation.tally.records import normal_origin
+from federation.vocab.comment import creates_comment
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +40,6 @@ def _framed(item: Any, page: Mapping[str, Any]) -> Any:
     if isinstance(item, Mapping) and "@context" not in item and "@context" in page:
         return {"@context": page["@context"], **item}
     return item
-
-
-def creates_comment(item: Mapping[str, Any]) -> bool:
-    """A ``Create`` of a comment (a Note replying to something), or an ``Announce`` of one:
-    the comment is in its thread's ``context`` collection too (FEP-7888)."""
-    if as2.has_type(item, "Announce"):
-        item = as2.embedded(item, "object") or {}
-    inner = as2.embedded(item, "object") if as2.has_type(item, "Create") else None
-    return (
-        inner is not None and as2.has_type(inner, "Note")
-        and as2.first_id(inner, "inReplyTo") is not None
-    )  # fmt: skip
 
 
 def _votes(items: Iterable[Any], held: frozenset[str]) -> list[Mapping[str, Any]]:

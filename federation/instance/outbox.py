@@ -33,6 +33,7 @@ from federation.store.delivery import insert_deliveries
 from federation.store.outbox import OutboxStore, activity_body
 from federation.store.sqlite import transaction
 from federation.vocab.announce import announce_to_ap
+from federation.vocab.comment import creates_comment
 from federation.vocab.context import format_datetime
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class Publisher:
         published = as2.optional_str(activity, "published") or format_datetime(self.now())
         await self.outbox.add_activity(
             activity_id, actor_id, as2.types(activity)[0], as2.first_id(activity, "object"),
-            body, public=public, published=published,
+            body, public=public, published=published, comment=creates_comment(activity),
         )  # fmt: skip
         await insert_deliveries(self.db, activity_id, actor_id, body, inboxes, self._clock())
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -325,17 +326,31 @@ async def _empty_page(page: PageRequest) -> PageResult:
 async def _outbox(
     request: web.Request, store: OutboxStore, actor_id: str, collection_id: str
 ) -> web.Response:
-    """Public activities as delivered (with their proofs); the actor itself sees them all."""
+    """Public activities as delivered (with their proofs); the actor itself sees them all.
+    ``exclude=comments``: none that creates a comment or announces its creation (a collection
+    of its own, whose pages keep the query; the comments are in their threads)."""
+    comments = _outbox_comments(request.query)
+    if not comments:
+        collection_id += "?" + urlencode({"exclude": "comments"})
     signed = await request.app[FEDERATION].authenticate_get(request)
     private = signed is not None and signed.owner == actor_id
 
     async def count() -> int:
-        return await store.count_outbox(actor_id, include_private=private)
+        return await store.count_outbox(actor_id, include_private=private, comments=comments)
 
     async def load_page(page: PageRequest) -> PageResult:
-        result = await store.page_outbox(actor_id, page, include_private=private)
+        result = await store.page_outbox(actor_id, page, include_private=private, comments=comments)
         # Kept verbatim, @context included: the FEP-8b32 proof covers every byte of it.
         items = [stored.document for stored in result.items]
         return PageResult(items, result.next_cursor, result.prev_cursor)
 
     return await serve_collection(request, collection_id, count, load_page)
+
+
+def _outbox_comments(query: Mapping[str, str]) -> bool:
+    """Whether an outbox query keeps the comments' creations (``exclude=comments`` does not);
+    400 problem for anything else to exclude."""
+    excluded = query.get("exclude")
+    if excluded not in (None, "comments"):
+        raise Problem(400, "Bad Request", "exclude must be 'comments' (or absent, for all).")
+    return excluded is None

@@ -441,6 +441,26 @@ _0011_SUPPORT_LOG_ORIGINS = (
     "CREATE INDEX support_log_actor_origin ON support_log (actor_origin, seq)",
 )
 
+# Which outbox activities create a comment (a Create of a Note replying to something, or the
+# Group's Announce of one: federation.vocab.comment.creates_comment), so an aggregator reads an
+# outbox without them (their threads list them). Rows written before it are read from their
+# stored JSON, which this server wrote with plain-string types; one it misses is listed where
+# the filter would leave it out (the reader skips it as before), never hidden.
+_0012_OUTBOX_COMMENTS = (
+    "ALTER TABLE activities ADD COLUMN creates_comment INTEGER NOT NULL DEFAULT 0"
+    " CHECK (creates_comment IN (0, 1))",
+    """
+    UPDATE activities SET creates_comment = 1 WHERE CASE WHEN json_valid(document) THEN (
+        type = 'Create' AND json_extract(document, '$.object.type') = 'Note'
+        AND json_extract(document, '$.object.inReplyTo') IS NOT NULL
+    ) OR (
+        type = 'Announce' AND json_extract(document, '$.object.type') = 'Create'
+        AND json_extract(document, '$.object.object.type') = 'Note'
+        AND json_extract(document, '$.object.object.inReplyTo') IS NOT NULL
+    ) ELSE 0 END
+    """,
+)
+
 #: The protocol tables every Barri server has: migration 1 of every server's sequence.
 PROTOCOL_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and inbox_messages", _0001_DELIVERIES_AND_INBOX),
@@ -459,6 +479,7 @@ INSTANCE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "remote actor documents as last fetched", _0009_REMOTE_ACTORS),
     Migration(10, "deliveries claimed host by host", HOST_CLAIMS),
     Migration(11, "support log actor origins", _0011_SUPPORT_LOG_ORIGINS),
+    Migration(12, "outbox activities that create comments", _0012_OUTBOX_COMMENTS),
 )
 
 #: The protocol-only sequence, kept for callers that need just the queue and inbox tables.

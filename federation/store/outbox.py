@@ -61,6 +61,13 @@ def _activity(row: Sequence[Any]) -> StoredActivity:
     )
 
 
+def _outbox_where(comments: bool) -> str:
+    """The outbox rows of one actor (parameters: actor, include_private), with or without
+    the activities that create comments."""
+    where = "actor = ? AND (public = 1 OR ? = 1)"
+    return where if comments else where + " AND creates_comment = 0"
+
+
 def _follow(row: Sequence[Any]) -> Follow:
     return Follow(str(row[0]), str(row[1]), str(row[2]), row[3], row[4], str(row[5]))
 
@@ -83,13 +90,16 @@ class OutboxStore:
         *,
         public: bool,
         published: str,
+        comment: bool = False,
     ) -> None:
-        """Insert a published activity (its proved JSON ``body``) into the actor's outbox."""
+        """Insert a published activity (its proved JSON ``body``) into the actor's outbox;
+        ``comment``: it creates a comment, or announces its creation."""
         await self.db.execute(
-            "INSERT INTO activities (id, actor, type, object_id, document, public, published)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (activity_id, actor, kind, object_id, body.decode("utf-8"), int(public), published),
-        )
+            "INSERT INTO activities (id, actor, type, object_id, document, public, published,"
+            " creates_comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (activity_id, actor, kind, object_id, body.decode("utf-8"), int(public), published,
+             int(comment)),
+        )  # fmt: skip
 
     async def get_activity(self, activity_id: str) -> StoredActivity | None:
         """A published activity by id."""
@@ -101,21 +111,29 @@ class OutboxStore:
         return None if row is None else _activity(row)
 
     async def page_outbox(
-        self, actor: str, page: PageRequest, *, include_private: bool = False
+        self,
+        actor: str,
+        page: PageRequest,
+        *,
+        include_private: bool = False,
+        comments: bool = True,
     ) -> PageResult:
-        """An actor's outbox, newest first; items are ``StoredActivity``s."""
+        """An actor's outbox, newest first (without ``comments``: none that creates one, nor
+        announces its creation); items are ``StoredActivity``s."""
         rows, after, before = await page_rows(
             self.db, table="activities", columns=_ACTIVITY_COLUMNS,
-            where="actor = ? AND (public = 1 OR ? = 1)", params=(actor, int(include_private)),
-            page=page,
+            where=_outbox_where(comments), params=(actor, int(include_private)), page=page,
         )  # fmt: skip
         return PageResult([_activity(row) for row in rows], after, before)
 
-    async def count_outbox(self, actor: str, *, include_private: bool = False) -> int:
-        """How many activities an actor's outbox holds (public ones unless asked)."""
+    async def count_outbox(
+        self, actor: str, *, include_private: bool = False, comments: bool = True
+    ) -> int:
+        """How many activities an actor's outbox holds (public ones unless asked; without
+        ``comments`` as :meth:`page_outbox` says)."""
         return await fetch_int(
             self.db,
-            "SELECT COUNT(*) FROM activities WHERE actor = ? AND (public = 1 OR ? = 1)",
+            f"SELECT COUNT(*) FROM activities WHERE {_outbox_where(comments)}",  # noqa: S608 (code only)
             (actor, int(include_private)),
         )
 

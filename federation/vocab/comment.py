@@ -24,6 +24,18 @@ TYPE = "Note"
 MAX_DEPTH = 3  # Decidim's Comment::MAX_DEPTH: replies to a depth-3 comment are refused.
 
 
+def creates_comment(activity: Mapping[str, Any]) -> bool:
+    """A ``Create`` of a comment (a Note replying to something), or an ``Announce`` of one:
+    the comment is in its thread's ``context`` collection too (FEP-7888)."""
+    if as2.has_type(activity, "Announce"):
+        activity = as2.embedded(activity, "object") or {}
+    inner = as2.embedded(activity, "object") if as2.has_type(activity, "Create") else None
+    return (
+        inner is not None and as2.has_type(inner, TYPE)
+        and as2.first_id(inner, "inReplyTo") is not None
+    )  # fmt: skip
+
+
 def comment_to_ap(comment: Comment) -> dict[str, Any]:
     """The comment as a complete ``Note`` (vocab-spec "comment")."""
     doc = new_document(document_context(), comment.id, TYPE)
