@@ -13,27 +13,14 @@ from federation.store.migrations import INSTANCE_MIGRATIONS
 from federation.store.sqlite import open_database
 from federation.vocab.comment import creates_comment
 from tests.test_instance_federation import City, city, of_type
-from tests.test_readside import signed_get
+from tests.test_readside import signed_get, signed_walk
 
 __all__ = ["city"]  # the fixture, imported from test_instance_federation
 
 
 async def _listed(city: City, url: str) -> tuple[str, list[dict[str, Any]]]:
-    """The collection's id and every item, one page at a time (the links must keep the
-    query), after checking ``totalItems`` and that each page is part of the collection."""
-    keys = city.mastodon.keys["instance"]
-    status, collection = await signed_get(url, keys)
-    assert status == 200, (url, collection)
-    items: list[dict[str, Any]] = []
-    page_url: Any = collection["first"] + "&limit=1"
-    while page_url is not None:
-        status, page = await signed_get(page_url, keys)
-        assert status == 200, page
-        assert page["partOf"] == collection["id"]
-        items += page["orderedItems"]
-        page_url = page.get("next")
-    assert collection["totalItems"] == len(items)
-    return collection["id"], items
+    """The collection's id and every item (:func:`signed_walk`: one a page)."""
+    return await signed_walk(url, city.mastodon.keys["instance"])
 
 
 async def test_an_outbox_without_comments_lists_all_but_their_creations(city: City) -> None:

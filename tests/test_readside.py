@@ -188,6 +188,23 @@ async def signed_get(url: str, keys: LocalKeys) -> tuple[int, dict[str, Any]]:
     return status, body
 
 
+async def signed_walk(url: str, keys: LocalKeys) -> tuple[str, list[Any]]:
+    """A collection's id and every item, one page at a time (the page links must keep any
+    query), after checking that each page is part of it and its ``totalItems``."""
+    status, collection = await signed_get(url, keys)
+    assert status == 200, (url, collection)
+    items: list[Any] = []
+    page_url: Any = collection["first"] + "&limit=1"
+    while page_url is not None:
+        status, page = await signed_get(page_url, keys)
+        assert status == 200, page
+        assert page["partOf"] == collection["id"]
+        items += page["orderedItems"]
+        page_url = page.get("next")
+    assert collection["totalItems"] == len(items)
+    return collection["id"], items
+
+
 # --- fixtures ------------------------------------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ neighbourhood its own resident's.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -16,27 +15,15 @@ import pytest
 from activitypub.origin import origin_of
 from federation.store.supportlog import MAX_EXCLUDED
 from tests.test_instance_federation import City, city, of_type
-from tests.test_readside import signed_get
+from tests.test_readside import signed_get, signed_walk
 
 __all__ = ["city"]  # the fixture, imported from test_instance_federation
 
 
 async def _items(city: City, url: str) -> list[tuple[str, str]]:
-    """Every (type, actor) a part lists, page by page (one item a page: the links must keep
-    the part's query), after checking its ``totalItems``."""
-    keys = city.mastodon.keys["instance"]
-    status, collection = await signed_get(url, keys)
-    assert status == 200, (url, collection)
-    items: list[tuple[str, str]] = []
-    page_url: Any = collection["first"] + "&limit=1"
-    while page_url is not None:
-        status, page = await signed_get(page_url, keys)
-        assert status == 200, page
-        assert page["partOf"] == collection["id"]
-        items += [(item["type"], item["actor"]) for item in page["orderedItems"]]
-        page_url = page.get("next")
-    assert collection["totalItems"] == len(items)
-    return items
+    """Every (type, actor) a part lists, page by page (:func:`signed_walk`)."""
+    _, items = await signed_walk(url, city.mastodon.keys["instance"])
+    return [(item["type"], item["actor"]) for item in items]
 
 
 def _part(origin: str, **query: str) -> str:
