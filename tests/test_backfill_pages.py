@@ -15,7 +15,7 @@ from yarl import URL
 
 from activitypub.fetch import Fetcher, FetchError, FetchFailure
 from activitypub.ssrf import make_client_session
-from federation.aggregator.backfill import fetch_page
+from federation.aggregator.walk import fetch_page
 from federation.store.aggregator import CursorRow
 from tests.netguard import (
     NetGuard,

@@ -3,7 +3,7 @@
 Outbox items are processed like live deliveries; listed proposals are kept as their host says;
 debates and comments are merged by id; logged Likes and Undos are verified from the page by
 their own proof; a listed support id is fetched from its own origin unless a verified copy is
-held. :mod:`.backfill` walks the collections and hands each page's items here.
+held. :mod:`.walk` walks each collection :mod:`.backfill` chooses and hands its pages' items here.
 """
 
 from __future__ import annotations
