@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,10 @@ APPLICATION_PATH = "/actor"
 GROUPS_PATH = "/groups/"
 USERS_PATH = "/users/"
 SHARED_INBOX_PATH = "/inbox"
+#: Actors whose loaded keys stay in memory, the least recently used dropped first (the
+#: Application's and the Group's always stay): serving ``/residents`` loads every resident's,
+#: and each holds an RSA and an Ed25519 private key.
+KEYS_REMEMBERED = 2_048
 
 
 class ActorKind(StrEnum):
@@ -132,8 +137,9 @@ class LocalActors:
         self._store, self._users = keys, users
         self._hook = document_hook
         self._clock = clock
-        # Per-instance caches (not module globals): loaded keys and their creation times.
-        self._keys: dict[str, LocalKeys] = {}
+        # Per-instance caches (not module globals): loaded keys and their creation times,
+        # bounded (KEYS_REMEMBERED), least recently used last out.
+        self._keys: OrderedDict[str, LocalKeys] = OrderedDict()
         self._created: dict[str, float] = {}
 
     @property
@@ -204,6 +210,7 @@ class LocalActors:
         """The private keys of a local actor (``LocalKeyLookup``); generated if it has none yet."""
         cached = self._keys.get(actor_id)
         if cached is not None:
+            self._keys.move_to_end(actor_id)
             return cached
         if await self.find(actor_id) is None:
             raise UnknownActor(f"{actor_id} is not a local actor")
@@ -218,10 +225,22 @@ class LocalActors:
         return self._remember(stored)
 
     def _remember(self, stored: StoredKeys) -> LocalKeys:
-        """Load stored keys and keep them for their actor."""
+        """Load stored keys and keep them for their actor (forgetting the least recently used
+        resident's beyond ``KEYS_REMEMBERED``)."""
         keys = _load(stored)
         self._keys[stored.actor_id], self._created[stored.actor_id] = keys, stored.created_at
+        self._keys.move_to_end(stored.actor_id)
+        if len(self._keys) > KEYS_REMEMBERED:
+            server = (self.application_id, self.group_id)
+            oldest = next((a for a in self._keys if a not in server), None)
+            if oldest is not None:
+                del self._keys[oldest], self._created[oldest]
         return keys
+
+    @property
+    def keys_held(self) -> int:
+        """How many actors' keys are in memory now."""
+        return len(self._keys)
 
     async def profile(self, actor: LocalActor) -> ActorProfile:
         """What the actor's document says (DESIGN.md §3, Mastodon's required fields)."""
