@@ -125,7 +125,7 @@ class ListedItems:
             target for v in votes
             if "Like" in as2.types(v) and as2.first_id(v, "actor") in own
             and (target := as2.first_id(v, "object")) is not None
-            and not documents.process_known(target)
+            and documents.process_held(target) is None
         }  # fmt: skip
         await _gathered(documents.process_of(p) for p in proposals)
 

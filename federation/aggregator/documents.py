@@ -45,6 +45,11 @@ _GONE = (FetchFailure.GONE, FetchFailure.ID_MISMATCH, FetchFailure.INVALID)
 REMEMBERED = 100_000
 
 
+def _is_actor(document: Mapping[str, Any]) -> bool:
+    """An actor document, not a key stub (what a key id's fetch may give)."""
+    return "type" in document and "inbox" in document
+
+
 def _resident_row(actor_id: str, document: Mapping[str, Any], now: float) -> ResidentRow:
     """The residency ``document`` states (or its absence), as read at ``now``."""
     try:
@@ -148,12 +153,8 @@ class Documents:
         row = await self.proposal(proposal_id)
         return "" if row is None else row.process_id
 
-    def process_known(self, proposal_id: str) -> bool:
-        """Whether the proposal's process is in memory (:meth:`process_of` answers at once)."""
-        return self._process_of.get(proposal_id) is not None
-
     def process_held(self, proposal_id: str) -> str | None:
-        """The proposal's process if in memory (what :meth:`process_of` would answer)."""
+        """The proposal's process if in memory (what :meth:`process_of` answers at once)."""
         known = self._process_of.get(proposal_id)
         return None if known is None else str(known)
 
@@ -263,7 +264,7 @@ class Documents:
         """Keep the residency an actor document just fetched states, whoever fetched it (the
         door authenticating a delivery, a proof check): ingest then finds it fresh instead
         of fetching the actor again once the actor cache has let it go."""
-        if "type" in document and "inbox" in document:  # an actor, not a key stub
+        if _is_actor(document):
             await self._keep_resident(actor_id, document, self._clock())
 
     async def learn_many(self, actors: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
@@ -272,7 +273,7 @@ class Documents:
         now = self._clock()
         rows = [
             _resident_row(actor_id, document, now) for actor_id, document in actors
-            if "type" in document and "inbox" in document
+            if _is_actor(document)
         ]  # fmt: skip
         await self.log.put_residents(rows)
         for row in rows:
