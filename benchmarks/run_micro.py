@@ -1,8 +1,8 @@
 """Every micro-benchmark of issue 8, one after another at short sizes, then one summary.
 
-Runs bench_signatures, bench_validation, bench_tally (its default mode, smaller), bench_inbox,
-bench_outbox and bench_libs as separate processes (so one's memory and event loop do not
-colour the next), prints each one's own lines, then the headline figures of all of them with
+Runs bench_signatures, bench_validation, bench_tally (its default mode, smaller), bench_flood,
+bench_inbox, bench_outbox and bench_libs as separate processes (so one's memory and event loop
+do not colour the next), prints each one's own lines, then the headline figures of all of them with
 their ratios to the bare operation they wrap. Each benchmark rewrites its file under
 ``benchmarks/results/`` with these short-run figures; the summary goes to ``results/micro.json``.
 About a minute on a quiet two-core machine. Nothing here is a test assertion.
@@ -56,6 +56,18 @@ def _tally(found: dict[str, Any]) -> list[str]:
     ]
 
 
+def _flood(found: dict[str, Any]) -> list[str]:
+    lines = []
+    for shape in ("off_roster", "duplicate", "backdated", "over_limit"):
+        large = found[shape]["large_us_per_like"]
+        lines.append(
+            f"{shape}: "
+            + ", ".join(f"{n} likes {us:.1f} us/like" for n, us in large.items())
+            + f" (flatness {found[shape]['flatness']:.2f}x)"
+        )
+    return lines
+
+
 def _inbox(found: dict[str, Any]) -> list[str]:
     bare = found["bare"]["httpsig_plus_proof_per_s"]
     lines = [f"bare RSA verify + Ed25519 verify: {bare:,.0f}/s"]
@@ -89,6 +101,12 @@ BENCHES = (
     Bench("bench_signatures.py", ("--seconds", "0.3"), "signatures.json", _signatures),
     Bench("bench_validation.py", ("--seconds", "0.3"), None, _validation),
     Bench("bench_tally.py", ("--supports", "30000"), "tally.json", _tally),
+    Bench(
+        "bench_flood.py",
+        ("--sizes", "1000,10000", "--small-max", "1000"),
+        "tally-flood.json",
+        _flood,
+    ),
     Bench("bench_inbox.py", ("--requests", "500", "--seconds", "0.3"), "inbox.json", _inbox),
     Bench(
         "bench_outbox.py",

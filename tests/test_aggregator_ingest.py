@@ -26,6 +26,7 @@ from federation.config_writer import InitOptions, write_instance_config
 from federation.instance.app import ACCOUNTS, DELIBERATION
 from federation.instance.app import create_app as create_instance_app
 from federation.instance.ports import Role
+from federation.tally.large import LARGE_AT
 from federation.tally.records import normal_origin
 from federation.vocab.context import format_datetime
 from tests.aggregator_env import City, city
@@ -229,6 +230,35 @@ async def test_outsiders_unverified_over_limit_and_out_of_phase_are_flagged(
         body = await s.city.get("/api/v1/instances")
         assert body["unlisted"] == [
             {"origin": s.c.origin, "anomalies": {"not_on_roster": 1}, "refused": {}}
+        ]
+        assert await s.agrees()
+
+
+async def test_a_flood_of_likes_by_one_actor_is_stored_flagged_and_counted_once(
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    """Any server with a key can send many likes by one actor; each one is stored and flagged,
+    and the group they share is counted one like at a time (tests/test_tally_flood.py)."""
+    async with scene(tmp_path, unused_tcp_port_factory) as s:
+        p0, p1, p2, _ = s.proposals
+        flood = LARGE_AT + 16
+        rogue = s.c.add_resident("rogue")
+        mallory = s.a.add_resident("mallory")
+        for i in range(flood):
+            for node, actor in ((s.c, rogue), (s.a, mallory)):
+                proposal = (p0, p1, p2)[i % 3]
+                published = NOW - timedelta(minutes=flood - i)
+                status = await node.deliver(
+                    node.support(actor, proposal, published=published), s.city.inbox
+                )
+                assert status == 202
+        await s.city.settle()
+        # Mallory's earliest support of each proposal wins it; two of those count (limit 2).
+        assert await s.supports() == {p0: 1, p1: 1}
+        assert (await s.anomalies())[s.a.origin] == {"duplicate": flood - 3, "over_limit": 1}
+        body = await s.city.get("/api/v1/instances")
+        assert body["unlisted"] == [
+            {"origin": s.c.origin, "anomalies": {"not_on_roster": flood}, "refused": {}}
         ]
         assert await s.agrees()
 

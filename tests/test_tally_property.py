@@ -38,6 +38,7 @@ from federation.tally import (
     UndoEvent,
     compute,
 )
+from federation.tally.large import LARGE_AT
 
 CITY = "08019"
 HOOD = TerritoryKind.NEIGHBOURHOOD
@@ -428,6 +429,8 @@ def as_naive(result: TallyResult) -> Naive:
 # ---------------------------------------------------------------------------- properties
 
 SETTINGS = settings(max_examples=150, deadline=None)
+#: Where groups turn large: every group at once, after two likes, or as in production.
+LARGE_AT_CHOICES = st.sampled_from((0, 2, LARGE_AT))
 
 
 @SETTINGS
@@ -457,15 +460,19 @@ def test_compute_agrees_with_the_naive_model(data: TallyInputs) -> None:
     data=tally_inputs(),
     detours=st.lists(st.tuples(rosters(), residents()), max_size=3),
     rng=st.randoms(use_true_random=False),
+    large_at=LARGE_AT_CHOICES,
 )
 def test_incremental_equals_compute_at_every_step(
-    data: TallyInputs, detours: list[tuple[Roster, tuple[ResidentRecord, ...]]], rng: Any
+    data: TallyInputs,
+    detours: list[tuple[Roster, tuple[ResidentRecord, ...]]],
+    rng: Any,
+    large_at: int,
 ) -> None:
     events: list[Any] = [*data.supports, *data.undos, *data.supports[:3]]
     events += [("config", roster, people) for roster, people in detours]
     rng.shuffle(events)
     events.append(("config", data.roster, data.residents))
-    tally = IncrementalTally(Roster(CITY))
+    tally = IncrementalTally(Roster(CITY), large_at)
     for record in data.processes:
         tally.set_process(record)
     for proposal in data.proposals:
@@ -493,9 +500,11 @@ def test_incremental_equals_compute_at_every_step(
 
 
 @SETTINGS
-@given(data=tally_inputs(), removed=st.sampled_from(tuple(ROSTERED)))
-def test_remove_then_restore_is_a_round_trip(data: TallyInputs, removed: str) -> None:
-    tally = IncrementalTally.from_inputs(data)
+@given(data=tally_inputs(), removed=st.sampled_from(tuple(ROSTERED)), large_at=LARGE_AT_CHOICES)
+def test_remove_then_restore_is_a_round_trip(
+    data: TallyInputs, removed: str, large_at: int
+) -> None:
+    tally = IncrementalTally.from_inputs(data, large_at)
     before = tally.result()
     if data.roster.entry(removed) is None:
         return
@@ -517,16 +526,18 @@ def test_remove_then_restore_is_a_round_trip(data: TallyInputs, removed: str) ->
     later=tally_inputs(),
     detour=st.tuples(rosters(), residents()),
     rng=st.randoms(use_true_random=False),
+    large_at=LARGE_AT_CHOICES,
 )
 def test_the_bulk_rebuild_equals_feeding_and_keeps_updating(
     data: TallyInputs,
     later: TallyInputs,
     detour: tuple[Roster, tuple[ResidentRecord, ...]],
     rng: Any,
+    large_at: int,
 ) -> None:
     """``from_inputs`` (one pass, the restart path) equals ``compute``, and events fed after it
     keep it equal: its indexes are those the one-at-a-time path would have built."""
-    tally = IncrementalTally.from_inputs(data)
+    tally = IncrementalTally.from_inputs(data, large_at)
     assert tally.result() == compute(data)
     assert compute(tally.inputs()) == compute(data)
     events: list[Any] = [*later.supports, *later.undos, *data.supports[:2], *data.undos[:2]]

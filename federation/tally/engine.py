@@ -168,6 +168,12 @@ class ProcessCounts:
         for item in after - before:
             self._count(item, 1)
 
+    def shift(self, changes: Iterable[tuple[Counted, int]], participants: int) -> None:
+        """Apply one group's changes in order (a ``LargeGroup``'s ``Shift``)."""
+        self.participants += participants
+        for item, sign in changes:
+            self._count(item, sign)
+
     def _count(self, item: Counted, sign: int) -> None:
         proposal, hood = item.proposal, item.neighbourhood
         self.touched.add(proposal)

@@ -15,6 +15,10 @@ rebuilt from the canonical copy and the roster when the group is combined. A gro
 counts flat, (like id, proposal, published) per counted like and its territory once, since one
 actor's supports all count in one place. Its ``LikeView`` is rebuilt when a like is screened
 again, and each group's key is one shared tuple.
+
+A group past ``LARGE_AT`` members (one actor's flood of likes) is a ``LargeGroup`` instead
+(large.py): rules 4 and 5 kept sorted, so a like moves the counts in O(log n) rather than
+combining the whole group again.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from federation.model import Territory
 
 from .engine import ProcessCounts, ProcessTally, TallyResult, context_of, process_tally
 from .groups import CLEAN, Group, Key, compact
+from .large import LARGE_AT, LargeGroup, Shift
 from .records import (
     Anomaly,
     ProcessRecord,
@@ -69,7 +74,9 @@ def _add(index: dict[str, tuple[Key, ...]], name: str, key: Key) -> None:
 class IncrementalTally:
     """Feed verified events and record changes in any order; ``result()`` equals ``compute``."""
 
-    def __init__(self, roster: Roster) -> None:
+    def __init__(self, roster: Roster, large_at: int = LARGE_AT) -> None:
+        #: Groups with more members are kept as a ``LargeGroup`` (tests set it low).
+        self._large_at = large_at
         self._residents: dict[str, Territory | None] = {}
         self._processes: dict[str, ProcessRecord] = {}
         self._proposals: dict[str, ProposalRecord] = {}
@@ -80,7 +87,7 @@ class IncrementalTally:
         self._likes: dict[str, Copies] = {}
         # Each group's members, their cached verdicts (dropped whenever the like or a record
         # it depends on changes) and what it counts.
-        self._groups: dict[Key, Group] = {}
+        self._groups: dict[Key, Group | LargeGroup] = {}
         self._counts: dict[str, ProcessCounts] = {}
         # Which groups to re-evaluate when a record changes (kept add-only: a stale entry only
         # costs one needless re-evaluation).
@@ -99,7 +106,7 @@ class IncrementalTally:
         self._anomalies: tuple[Anomaly, ...] | None = None
 
     @classmethod
-    def from_inputs(cls, inputs: TallyInputs) -> IncrementalTally:
+    def from_inputs(cls, inputs: TallyInputs, large_at: int = LARGE_AT) -> IncrementalTally:
         """A tally holding ``inputs``, built in one pass as ``compute`` counts (a restart).
 
         Equal to feeding every record and event one at a time, without re-evaluating a group
@@ -107,7 +114,7 @@ class IncrementalTally:
         records are refused as ``compute`` refuses them.
         """
         ctx = context_of(inputs)
-        tally = cls(inputs.roster)
+        tally = cls(inputs.roster, large_at)
         tally._residents.update(ctx.residents)
         tally._processes.update(ctx.processes)
         for record in ctx.proposals.values():
@@ -154,6 +161,8 @@ class IncrementalTally:
         if outcome.counted:
             self._counts.setdefault(process, ProcessCounts()).apply(outcome, 1)
         group.keep(outcome)
+        if len(group) > self._large_at:
+            self._enlarge(group)
 
     @property
     def roster(self) -> Roster:
@@ -246,7 +255,7 @@ class IncrementalTally:
                     self._stale[pid] = stale
             self._dirty.clear()
             if self._anomalies is None:
-                found = chain.from_iterable(g.anomalies for g in self._groups.values())
+                found = chain.from_iterable(map(self._anomalies_of, self._groups.values()))
                 self._anomalies = tuple(sorted(set(found)))
             processes = tuple(self._process_tally(pid) for pid in sorted(self._processes))
             self._cached = TallyResult(processes, self._anomalies)
@@ -304,23 +313,41 @@ class IncrementalTally:
         view = self._view(like_id, copies)
         self._keep(view)
         actor, _ = key = self._key(view.event.actor, view.event.process)
-        group = self._groups.get(key)
-        if group is None:
-            group = self._groups[key] = Group(key)
-        verdict = compact(screen(view, self._ctx))
-        group.add(like_id, verdict)
         if old != key:
+            # The group the like left goes first: its counts must let go of the like before
+            # the new group counts it, or the two would cancel out in the same process.
             if old is not None:
-                self._groups[old].discard(like_id)
+                self._leave(old, like_id)
             _add(self._by_actor, actor, key)
             self._by_origin.setdefault(self._ctx.origins.blame(actor), set()).add(actor)
         self._note_waiting(view.event, key)
-        if old is None and verdict is CLEAN and self._count_one_more(group, view.event):
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = Group(key)
+        if isinstance(group, LargeGroup):
+            self._put_large(group, like_id, screen(view, self._ctx))
             return
-        # The group the like left goes first: its counts must let go of the like before the
-        # new group counts it, or the two would cancel out in the same process.
-        if old is not None and old != key:
-            self._refresh(old)
+        verdict = compact(screen(view, self._ctx))
+        group.add(like_id, verdict)
+        if len(group) > self._large_at:
+            self._enlarge(group)
+        elif old is not None or verdict is not CLEAN or not self._count_one_more(group, view.event):
+            self._refresh(key)
+
+    def _leave(self, key: Key, like_id: str) -> None:
+        """Take a like out of the group it was in and let go of what that group counted."""
+        group = self._groups[key]
+        if isinstance(group, LargeGroup):
+            self._changed(key[1])
+            self._anomalies = None
+            shift: Shift = []
+            was = group.counting
+            group.discard(like_id, shift)
+            self._shift(group, shift, was)
+            if not len(group):
+                del self._groups[key]
+            return
+        group.discard(like_id)
         self._refresh(key)
 
     def _count_one_more(self, group: Group, event: SupportEvent) -> bool:
@@ -356,6 +383,9 @@ class IncrementalTally:
         group = self._groups.get(key)
         if group is None:
             return
+        if isinstance(group, LargeGroup):
+            self._rebuild(group)
+            return
         new = combine_active(key[1], *self._active(group), self._ctx) if len(group) else None
         if group.anomalies or (new is not None and new.anomalies):
             self._anomalies = None
@@ -365,6 +395,52 @@ class IncrementalTally:
         group.keep(new)
         if not len(group):
             del self._groups[key]
+
+    def _put_large(self, group: LargeGroup, like_id: str, screened: Screened) -> None:
+        """One like's new verdict in a large group: only what it moves changes in the counts."""
+        self._cached = self._anomalies = None
+        shift: Shift = []
+        was = group.counting
+        group.put(like_id, screened, shift)
+        if shift:
+            self._changed(group.key[1])
+            self._shift(group, shift, was)
+
+    def _shift(self, group: LargeGroup, shift: Shift, was: bool) -> None:
+        """Apply a large group's changes, and its participant when it starts or stops counting."""
+        if shift:
+            counts = self._counts.setdefault(group.key[1], ProcessCounts())
+            counts.shift(shift, group.counting - was)
+
+    def _enlarge(self, small: Group) -> None:
+        """Keep a group that grew past ``large_at`` members as a ``LargeGroup`` from now on."""
+        key = small.key
+        if small.counted:
+            self._counts[key[1]].replace(small.outcome(), ())
+        large = self._groups[key] = LargeGroup(key)
+        large.verdicts = dict.fromkeys(small.entries[0::2])  # type: ignore[arg-type]
+        self._cached = self._anomalies = None
+        self._changed(key[1])
+        self._rebuild(large)
+
+    def _rebuild(self, group: LargeGroup) -> None:
+        """Count a large group again from its verdicts, screening those forgotten (a record it
+        reads changed) under the process's current rules."""
+        self._anomalies = None
+        likes, ctx = self._likes, self._ctx
+
+        def screened(like_id: str) -> Screened:
+            return screen(self._view(like_id, _as_tuple(likes[like_id])), ctx)
+
+        before, after = group.rebuild(self._processes.get(group.key[1]), screened)
+        if before or after:
+            self._counts.setdefault(group.key[1], ProcessCounts()).replace(before, after)
+        if not len(group):
+            del self._groups[group.key]
+
+    def _anomalies_of(self, group: Group | LargeGroup) -> tuple[Anomaly, ...]:
+        """A group's anomalies (a large group combines them again only after it changed)."""
+        return group.anomalies if isinstance(group, Group) else group.combined(self._ctx)
 
     def _active(self, group: Group) -> tuple[list[Counted], list[Anomaly]]:
         """A group's active likes and per-like anomalies, screening only dropped verdicts."""
