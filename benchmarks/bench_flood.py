@@ -8,7 +8,10 @@ flagged, and all land in one (actor, process) group of the ``IncrementalTally``.
 fed (plus one ``result()`` read at the end) at several flood sizes, with a group kept large
 (``LARGE_AT``, the engine) and kept small (the engine before large groups: the whole group
 combined again per like, run only up to ``--small-max`` likes: it is quadratic). The ratio of
-the biggest flood's cost per like to the smallest's shows whether the cost stays flat.
+the biggest flood's cost per like to the smallest's shows whether the cost stays flat. Then one
+more like, and a read of the totals alone (``processes()``: what the Tally publisher and the
+process listing read) against a read of the whole result, whose anomalies (a flood's hundred
+thousand) are gathered and sorted again after any change.
 
 Run: ``.venv/bin/python benchmarks/bench_flood.py [--sizes 1000,10000,100000]``; the summary
 is also written to ``benchmarks/results/tally-flood.json``. Not a test: nothing asserts a timing.
@@ -96,20 +99,31 @@ def shape_of(name: str) -> Callable[[int, int], SupportEvent]:
 SHAPES = ("off_roster", "duplicate", "backdated", "over_limit")
 
 
-def per_like(shape: str, n: int, large_at: int) -> float:
-    """Microseconds per like to feed a flood of ``n`` and read the result once."""
+def flood(shape: str, n: int, large_at: int) -> dict[str, float]:
+    """Microseconds per like to feed a flood of ``n`` and read the result once; then, after
+    one more like, milliseconds to read the totals alone and the whole result (anomalies)."""
     tally = IncrementalTally(Roster("08019", (RosterEntry(HOME, HOOD),)), large_at)
     tally.set_process(process())
     for i in range(n if shape == "over_limit" else 1):
         tally.add_proposal(ProposalRecord(proposal(i), PID, HOME))
     tally.set_resident(f"{HOME}/users/flood", HOOD)
     like = shape_of(shape)
-    events = [like(i, n) for i in range(n)]
+    events = [like(i, n + 1) for i in range(n + 1)]
     start = time.perf_counter()
-    for event in events:
+    for event in events[:-1]:
         tally.add_support(event)
     tally.result()
-    return (time.perf_counter() - start) / n * 1e6
+    fed = time.perf_counter()
+    tally.add_support(events[-1])
+    tally.processes()
+    totals = time.perf_counter()
+    tally.result()
+    done = time.perf_counter()
+    return {
+        "us_per_like": (fed - start) / n * 1e6,
+        "totals_read_ms": (totals - fed) * 1e3,
+        "result_read_ms": (done - totals) * 1e3,
+    }
 
 
 def main() -> None:
@@ -121,12 +135,21 @@ def main() -> None:
     sizes = [int(n) for n in args.sizes.split(",")]
     out: dict[str, Any] = {"code": code_version(), "large_at": LARGE_AT, "limit": LIMIT}
     for shape in SHAPES:
-        large = {n: per_like(shape, n, LARGE_AT) for n in sizes}
-        small = {n: per_like(shape, n, 10**9) for n in sizes if n <= args.small_max}
+        runs = {n: flood(shape, n, LARGE_AT) for n in sizes}
+        large = {n: run["us_per_like"] for n, run in runs.items()}
+        small = {n: flood(shape, n, 10**9)["us_per_like"] for n in sizes if n <= args.small_max}
         flat = large[sizes[-1]] / large[sizes[0]]
-        out[shape] = {"large_us_per_like": large, "small_us_per_like": small, "flatness": flat}
+        biggest = runs[sizes[-1]]
+        out[shape] = {
+            "large_us_per_like": large, "small_us_per_like": small, "flatness": flat,
+            "after_one_more_at_biggest": biggest,
+        }  # fmt: skip
         sizes_line = ", ".join(f"{n:,} likes {us:.1f} us/like" for n, us in large.items())
         print(f"{shape:>10}: {sizes_line}  (biggest/smallest {flat:.2f}x)")
+        print(
+            f"{'':>10}  one more like at {sizes[-1]:,}: totals read {biggest['totals_read_ms']:.2f}"
+            f" ms, whole result (anomalies sorted) {biggest['result_read_ms']:.0f} ms"
+        )
         for n, us in small.items():
             print(f"{'':>10}  kept small: {n:,} likes {us:.1f} us/like ({us / large[n]:.0f}x)")
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")

@@ -641,8 +641,7 @@ def test_to_tally_publishes_a_valid_ranked_tally() -> None:
     supports = (like("1", ANA, P1), like("2", BEL, P2), like("3", CAT, P2), like("4", DAN, P2))
     result = counted(inputs(supports, processes=(city_wide,)))
     tally = to_tally(
-        result,
-        PID,
+        result.process(PID),
         tally_id="https://city.barri.example/tallies/1",
         aggregator="https://city.barri.example/actor",
         as_of=at(20),

@@ -192,3 +192,29 @@ def test_a_restart_keeps_a_large_group_large_and_exact() -> None:
     tally.add_support(early)
     assert tally.result() == expected(tally)
     assert early.like_id in tally.result().processes[0].counted
+
+
+def test_reading_the_totals_leaves_a_floods_anomalies_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``processes()`` (the Tally publisher, the process listing) never gathers and sorts the
+    anomalies, which a flood makes the one costly part of a read; ``result()`` still does."""
+    tally = flood_tally(limit=3)
+    for i in range(FLOOD):
+        tally.add_support(off_roster(i))
+        tally.add_support(over_limit(i))
+    sorted_sizes: list[int] = []
+    real = engine.sorted_anomalies
+
+    def counting(anomalies: Any) -> Any:
+        found = real(anomalies)
+        sorted_sizes.append(len(found))
+        return found
+
+    monkeypatch.setattr(engine, "sorted_anomalies", counting)
+    want = expected(tally)
+    assert tally.processes() == want.processes
+    assert tally.process(PID) == want.process(PID)
+    assert sorted_sizes == []
+    assert tally.result() == want
+    assert sorted_sizes == [len(want.anomalies)] and len(want.anomalies) >= 2 * FLOOD - 3

@@ -29,7 +29,7 @@ from activitypub import as2
 from federation.aggregator.views import ProcessView, process_view
 from federation.aggregator.wiring import Aggregator
 from federation.model import Proposal, TerritoryKind
-from federation.tally import ProposalTotals, TallyResult, to_tally
+from federation.tally import ProposalTotals, to_tally
 from federation.tally.records import normal_origin
 from federation.validation import ValidationError, validate
 from federation.vocab import VocabError
@@ -142,7 +142,7 @@ def tally_document(
         return published
     when = view.as_of or datetime.now(UTC)
     model = to_tally(
-        TallyResult((view.tally,), ()), view.id, tally_id=tally_id, aggregator=aggregator,
+        view.tally, tally_id=tally_id, aggregator=aggregator,
         as_of=when, published=when, final=view.final,
         summary_html="<p>The current count; no Tally was published yet.</p>", to=(as2.PUBLIC,),
     )  # fmt: skip

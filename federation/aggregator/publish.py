@@ -225,10 +225,9 @@ class TallyPublisher:
 
     async def publish_changed(self) -> list[TallyRow]:
         """A provisional Tally for every open process whose counts moved since its last one."""
-        result = self.state.tally.result()
         finals = await self._known_finals()
         published = []
-        for tally in result.processes:
+        for tally in self.state.tally.processes():
             if tally.process in finals or not tally.results:
                 continue
             if await self.store.latest_fingerprint(tally.process) == self._fingerprint(tally):
@@ -241,14 +240,14 @@ class TallyPublisher:
     async def publish(self, process_id: str, *, final: bool) -> TallyRow | None:
         """Build, prove, store and deliver one Tally of a process (None: a final exists)."""
         service = self.aggregator.service
-        tally = self.state.tally.result().process(process_id)
+        tally = self.state.tally.process(process_id)
         now = datetime.fromtimestamp(self._clock(), UTC)
         as_of = self.state.synced_at or now
         names = {p.id: p.name for p in await self.log.proposals_of(process_id, documents=False)}
         name = await self._process_name(process_id)
         followers = service.id + "/followers"
         model = to_tally(
-            self.state.tally.result(), process_id, tally_id=service.new_id("tallies"),
+            tally, tally_id=service.new_id("tallies"),
             aggregator=service.id, as_of=as_of, published=now, final=final,
             summary_html=summary_html(name, tally, names, final=final, as_of=as_of),
             to=(as2.PUBLIC, followers),

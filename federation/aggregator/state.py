@@ -232,6 +232,11 @@ class TallyState:
         await self.sync()
         return self.tally.result()
 
+    async def processes(self) -> tuple[ProcessTally, ...]:
+        """Every process's current totals, after a sync, without gathering the anomalies."""
+        await self.sync()
+        return self.tally.processes()
+
     async def process(self, process_id: str) -> ProcessTally:
         """One process's current totals, after a sync (KeyError when it has none)."""
         await self.sync()

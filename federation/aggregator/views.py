@@ -79,9 +79,9 @@ async def process_view(
 async def process_views(aggregator: Aggregator) -> list[ProcessView]:
     """Every counted process's view, by IRI, without proposal rows: a listing shows totals, and
     reading a city's 10,305 proposal rows was 58 of its ~165 ms (Barcelona x1, under load)."""
-    result = await aggregator.state.result()
     return [
-        await process_view(aggregator, tally.process, proposals=False) for tally in result.processes
+        await process_view(aggregator, tally.process, proposals=False)
+        for tally in await aggregator.state.processes()
     ]
 
 

@@ -24,6 +24,7 @@ from .records import (
     SupportEvent,
     TallyInputs,
     UndoEvent,
+    sorted_anomalies,
 )
 from .rules import Context, Counted, GroupOutcome, LikeView, Origins, evaluate_group, like_view
 
@@ -246,7 +247,7 @@ def build_result(
         )
         for pid in sorted(ctx.processes)
     )
-    return TallyResult(processes, tuple(sorted(set(anomalies))))
+    return TallyResult(processes, sorted_anomalies(anomalies))
 
 
 _K = TypeVar("_K")
@@ -305,8 +306,7 @@ def compute(inputs: TallyInputs) -> TallyResult:
 
 
 def to_tally(
-    result: TallyResult,
-    process_id: str,
+    tally: ProcessTally,
     *,
     tally_id: str,
     aggregator: str,
@@ -317,12 +317,11 @@ def to_tally(
     to: tuple[str, ...] = (),
 ) -> Tally:
     """The publishable ``Tally`` of one process, proposals ranked by supports (vocab "tally")."""
-    tally = result.process(process_id)
     ranked = sorted(tally.results, key=lambda r: (-r.supports, r.proposal))
     return Tally(
         id=tally_id,
         aggregator=aggregator,
-        process=process_id,
+        process=tally.process,
         as_of=as_of,
         final=final,
         inputs_count=tally.supports,

@@ -40,6 +40,7 @@ from .records import (
     SupportEvent,
     TallyInputs,
     UndoEvent,
+    sorted_anomalies,
 )
 from .rules import (
     Context,
@@ -256,10 +257,17 @@ class IncrementalTally:
             self._dirty.clear()
             if self._anomalies is None:
                 found = chain.from_iterable(map(self._anomalies_of, self._groups.values()))
-                self._anomalies = tuple(sorted(set(found)))
+                self._anomalies = sorted_anomalies(found)
             processes = tuple(self._process_tally(pid) for pid in sorted(self._processes))
             self._cached = TallyResult(processes, self._anomalies)
         return self._cached
+
+    def processes(self) -> tuple[ProcessTally, ...]:
+        """Every process's totals by id (``result().processes``), without gathering and sorting
+        the anomalies: a flood's hundred thousand would make each read of the totals slow."""
+        if self._cached is not None:
+            return self._cached.processes
+        return tuple(self.process(pid) for pid in sorted(self._processes))
 
     def process(self, pid: str) -> ProcessTally:
         """One process's totals (equal to ``result().process(pid)``), rebuilding only that one

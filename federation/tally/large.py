@@ -14,7 +14,7 @@ what rules 4 and 5 need to move one like at a time (DESIGN.md §7):
 Adding or withdrawing one active like moves at most a winner or two, so the running counts get
 a short list of changes (``Shift``). An inactive like (refused by rules 1–3 or undone) changes
 nothing counted. The anomalies are the only part built from the whole group, and only when the
-result is read (``combine_active``, so they are exactly the small path's).
+result is read (``rules_4_and_5``, the small path's own rules).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from .records import Anomaly, ProcessRecord
-from .rules import Context, Counted, Screened, combine_active
+from .rules import Context, Counted, Screened, rules_4_and_5
 
 #: Groups with more members than this are kept as a ``LargeGroup``.
 LARGE_AT = 64
@@ -97,13 +97,13 @@ class LargeGroup:
         return before, self.counted()
 
     def combined(self, ctx: Context) -> tuple[Anomaly, ...]:
-        """The group's anomalies, by ``combine_active`` (the small path's own), kept until the
+        """The group's anomalies (unsorted: the result sorts them all once), kept until the
         group changes: only a read of the result asks, so a flood pays for it once per read."""
         if self.anomalies is None:
             verdicts = self.verdicts.values()
             found = [a for verdict in verdicts if verdict is not None for a in verdict.anomalies]
-            outcome = combine_active(self.key[1], self.active(), found, ctx)
-            self.anomalies = outcome.anomalies
+            found += rules_4_and_5(self.key[1], self.active(), ctx)[1]
+            self.anomalies = tuple(found)
         return self.anomalies
 
     def forget_verdicts(self) -> None:

@@ -7,9 +7,11 @@ as normalised strings (``str(activitypub.origin.Origin)``) so they compare and s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from operator import attrgetter
 
 from activitypub.origin import OriginError, origin_of
 from federation.model import Process, Territory, TerritoryKind
@@ -238,6 +240,16 @@ class Anomaly:
     rule: Rule
     like_id: str
     detail: str
+
+
+#: ``Anomaly``'s own order as a key: sorting by it compares tuples in C, where the dataclass's
+#: ``__lt__`` is a Python call per comparison (a flood's 100,000 anomalies took ~1 s).
+anomaly_order = attrgetter("instance", "rule", "like_id", "detail")
+
+
+def sorted_anomalies(anomalies: Iterable[Anomaly]) -> tuple[Anomaly, ...]:
+    """The distinct ``anomalies`` in their order (what a result lists)."""
+    return tuple(sorted(set(anomalies), key=anomaly_order))
 
 
 @dataclass(frozen=True, slots=True)

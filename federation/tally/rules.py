@@ -39,6 +39,7 @@ from .records import (
     UndoEvent,
     Window,
     normal_origin,
+    sorted_anomalies,
 )
 
 _E = TypeVar("_E", SupportEvent, UndoEvent)
@@ -356,14 +357,21 @@ def combine_active(
     process: str, active: list[Counted], anomalies: list[Anomaly], ctx: Context
 ) -> GroupOutcome:
     """``combine`` over the group's active likes and its per-like anomalies, gathered."""
+    counted, found = rules_4_and_5(process, active, ctx)
+    anomalies.extend(found)
+    return GroupOutcome(process, counted, sorted_anomalies(anomalies))
+
+
+def rules_4_and_5(
+    process: str, active: list[Counted], ctx: Context
+) -> tuple[tuple[Counted, ...], list[Anomaly]]:
+    """What one actor's active likes count, and the anomalies rules 4 and 5 add (unsorted)."""
     if not active:
-        return GroupOutcome(process, (), tuple(sorted(set(anomalies))))
+        return (), []
     instance = active[0].instance
     winners, found = _earliest_per_proposal(active, instance)
-    anomalies.extend(found)
-    counted, found = _limits(winners, ctx.processes.get(process), instance)
-    anomalies.extend(found)
-    return GroupOutcome(process, counted, tuple(sorted(set(anomalies))))
+    counted, beyond = _limits(winners, ctx.processes.get(process), instance)
+    return counted, found + beyond
 
 
 def evaluate_group(process: str, views: Iterable[LikeView], ctx: Context) -> GroupOutcome:
