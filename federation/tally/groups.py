@@ -61,6 +61,10 @@ class Group:
         except ValueError:
             self.entries += (like_id, verdict)
 
+    def append(self, like_id: str, verdict: Verdict) -> None:
+        """Add a like that is in no group yet (``add`` would look for it first: O(n))."""
+        self.entries += (like_id, verdict)
+
     def discard(self, like_id: str) -> None:
         """Take a like out (its canonical copy moved it to another group)."""
         if like_id in self.entries:

@@ -336,7 +336,10 @@ class IncrementalTally:
             self._put_large(group, like_id, screen(view, self._ctx))
             return
         verdict = compact(screen(view, self._ctx))
-        group.add(like_id, verdict)
+        if old is None:
+            group.append(like_id, verdict)
+        else:
+            group.add(like_id, verdict)
         if len(group) > self._large_at:
             self._enlarge(group)
         elif old is not None or verdict is not CLEAN or not self._count_one_more(group, view.event):

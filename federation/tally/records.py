@@ -26,6 +26,8 @@ def normal_origin(url: str) -> str | None:
 
 
 def _utc(value: datetime, what: str) -> datetime:
+    if value.tzinfo is UTC:
+        return value  # the stored rows' case: every event read back is built twice in UTC
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, not {value!r}")
     # One representation per instant, so equal events print the same in anomaly details.
