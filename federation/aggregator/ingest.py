@@ -4,9 +4,8 @@ One entry point, :meth:`Ingest.accept`, for every route: the shared inbox (after
 pipeline authenticated the sender), the inner activity of an ``Announce``, and backfill from an
 outbox. Each document is validated (federation.validation) and read through the converters.
 
-- ``Like`` (support) and ``Undo{Like}``: their own FEP-8b32 proof is verified whatever the route
-  (:mod:`.proofs`); the proposal's process and the actor's residency are fetched and cached;
-  the raw signed JSON is stored with the tally's fields, deduplicated by id.
+- ``Like`` (support) and ``Undo{Like}``: :mod:`.votes` (their own FEP-8b32 proof verified
+  whatever the route, the raw signed JSON stored with the tally's fields).
 - ``Create``/``Update`` of a proposal or process and the Group's official answer keep names,
   states and rules current; they are believed when the route authenticated their actor's
   origin or their proof verifies, else the object is refetched from its own origin.
@@ -25,42 +24,26 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from activitypub import as2, jsontext
-from activitypub.integrity import ContextMemo
-from activitypub.memo import EqualMemo
+from activitypub import as2
 from activitypub.origin import same_origin
-from federation.aggregator.batch import open_batch, vote_batch
+from federation.aggregator.batch import vote_batch
 from federation.aggregator.documents import DocumentFetch, Documents, read_process, read_proposal
 from federation.aggregator.followers import Followers
 from federation.aggregator.merge import Merger, deletion_time
-from federation.aggregator.proofs import ProofCheck, check_proof, proof_at_once
+from federation.aggregator.proofs import check_proof
 from federation.aggregator.provenance import COUNTED_TYPES, Outcome, Provenance, Route, metric_label
+from federation.aggregator.votes import Vote, Votes
 from federation.store.aggregator import AggregatorStore, Refusal
-from federation.store.aggregator_log import ActivityLog, ActivityRow
+from federation.store.aggregator_log import ActivityLog
 from federation.tally.records import normal_origin
-from federation.validation import ValidationError, shape_of, validate, validate_inbound
+from federation.validation import ValidationError, validate_inbound
 from federation.vocab import VocabError
 from federation.vocab.answer import official_answer_from_ap
-from federation.vocab.context import format_datetime
 from federation.vocab.deletion import deletion_from_ap
-from federation.vocab.support import support_from_ap, undo_support_from_ap
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Vote:
-    """What the tally reads of a support (target: the proposal) or undo (target: the like)."""
-
-    id: str
-    kind: str
-    actor: str
-    target: str
-    published: datetime
 
 
 def _framed(inner: Mapping[str, Any], outer: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,24 +51,6 @@ def _framed(inner: Mapping[str, Any], outer: Mapping[str, Any]) -> dict[str, Any
     if "@context" in inner or "@context" not in outer:
         return dict(inner)
     return {"@context": outer["@context"], **inner}
-
-
-def _read_vote(shape: str, document: Mapping[str, Any]) -> _Vote:
-    """A support or undo-support, validated and read through its converter (vocab-spec
-    "support"); ValidationError or VocabError when it is not one."""
-    validate(shape, document)
-    if shape == "support":
-        support = support_from_ap(document)
-        return _Vote(support.id, "support", support.actor, support.proposal, support.published)
-    undo = undo_support_from_ap(document)
-    undone = undo.support if isinstance(undo.support, str) else undo.support.id
-    return _Vote(undo.id, "undo", undo.actor, undone, undo.published)
-
-
-def _dumps(document: Mapping[str, Any]) -> str:
-    # The stored copy's text, which has_genuine_copy compares with the copies stored before:
-    # json wrote the same bytes but for floats below 1e-4, and such a copy is verified again.
-    return jsontext.dumps(document)
 
 
 class Ingest:
@@ -107,8 +72,9 @@ class Ingest:
         self._fetch, self._clock = fetch, clock
         #: Activities handled since start, by (first type, outcome): the /metrics counter.
         self.counts: Counter[tuple[str, str]] = Counter()
-        #: Canonical forms of the @contexts met, for the proofs verified here (backfill).
-        self.canonical: ContextMemo = EqualMemo()
+        self.votes = Votes(
+            owner=self, log=log, documents=documents, refuse=self.refuse, clock=clock
+        )
 
     async def accept(
         self,
@@ -141,7 +107,7 @@ class Ingest:
         if "Delete" in kinds:
             return await self._delete(activity, provenance, text)
         if "Like" in kinds or "Undo" in kinds:
-            return await self._vote(activity, provenance, text)
+            return await self.votes.vote(activity, provenance, text)
         if "Announce" in kinds and depth == 0:
             return await self._announce(activity, provenance)
         if kinds & {"Create", "Update"}:
@@ -160,126 +126,16 @@ class Ingest:
             return
         await self.store.add_refusal(Refusal(origin, activity_id, reason, detail, self._clock()))
 
-    # --- supports and undos -----------------------------------------------------------------
-
-    async def _vote(
-        self, document: Mapping[str, Any], provenance: Provenance, text: str | None = None
-    ) -> Outcome:
-        shape = shape_of(document)
-        if shape not in ("support", "undo-support"):
-            return Outcome.IGNORED  # a comment vote (Lemmy-style): shown, never counted
-        try:
-            vote = _read_vote(shape, document)
-        except (ValidationError, VocabError) as exc:
-            activity_id = as2.first_id(document, "id") or "(no id)"
-            await self.refuse(provenance, activity_id, f"invalid_{shape}", str(exc))
-            return Outcome.INVALID
-        return await self._store_vote(document, vote, provenance, text=text)
-
-    async def _store_vote(
-        self,
-        document: Mapping[str, Any],
-        vote: _Vote,
-        provenance: Provenance,
-        *,
-        now: float | None = None,
-        text: str | None = None,
-    ) -> Outcome:
-        """Verify the vote's own proof, resolve what the tally needs, store the raw copy."""
-        home = normal_origin(vote.actor) or vote.actor
-        raw = _dumps(document) if text is None else text
-        proved = provenance.proved and provenance.via == vote.actor
-        batch = open_batch(self)
-        unheld = batch is not None and vote.id in batch.unheld
-        if not (proved or unheld) and await self.log.has_genuine_copy(vote.id, home, raw):
-            # This very copy verified before: nothing to check again. Any other copy is
-            # verified, so a forgery is flagged whether it comes before or after the original.
-            return Outcome.DUPLICATE
-        if proved:
-            check = ProofCheck(True, home)  # the inbox verified this very proof (FEP-8b32)
-        else:
-            check = await check_proof(document, vote.actor, self.documents.actor, self.canonical)
-        if not check.ok and provenance.trusted_origin != home:
-            # Unverifiable, and not handed over by the actor's own instance: it is evidence
-            # against nobody but the relay that authenticated itself, so it is filed there.
-            detail = f"a copy of {vote.id} whose proof does not verify, relayed from elsewhere"
-            await self.refuse(provenance, vote.id, "unverifiable_copy", detail)
-            return Outcome.INVALID
-        genuine = check.ok and check.signer_origin == home
-        process = ""
-        if genuine:
-            # Only a genuine vote makes us fetch: a forged one must not steer our fetches.
-            if vote.kind == "support":
-                process = await self.documents.process_of(vote.target)
-            await self.documents.known_resident(vote.actor)
-        row = self._row(vote, provenance, check, process, raw, now)
-        if batch is not None:
-            # Written with the rest of the inbox batch; a copy stored already is found then.
-            return Outcome.STORED if batch.add(row, metric_label(document)) else Outcome.DUPLICATE
-        stored = await self.log.add_activity(row)
-        return Outcome.STORED if stored else Outcome.DUPLICATE
-
-    def _row(
-        self,
-        vote: _Vote,
-        provenance: Provenance,
-        check: ProofCheck,
-        process: str,
-        raw: str,
-        now: float | None = None,
-    ) -> ActivityRow:
-        """The stored copy of a verified vote: the tally's fields and the raw signed JSON."""
-        return ActivityRow(
-            seq=0,
-            id=vote.id,
-            kind=vote.kind,
-            actor=vote.actor,
-            origin=normal_origin(vote.actor) or vote.actor,
-            object=vote.target,
-            process=process,
-            published=format_datetime(vote.published),
-            received_at=self._clock() if now is None else now,
-            proof_ok=check.ok,
-            signer_origin=check.signer_origin,
-            route=provenance.route.value,
-            via=provenance.via,
-            document=raw,
-        )
+    # --- supports and undos (:mod:`.votes`) ---------------------------------------------------
 
     def accept_at_once(self, activity: Mapping[str, Any], provenance: Provenance) -> Outcome | None:
         """:meth:`accept` without waiting, for a vote whose every need is in memory: the
         common case of a backfill page after :meth:`ListedItems.warm`. None when anything is
         missing or unusual, and nothing was done: :meth:`accept` decides then, as always."""
-        outcome = self._vote_at_once(activity, provenance)
+        outcome = self.votes.at_once(activity, provenance)
         if outcome is not None:
             self.counts[(metric_label(activity), outcome.value)] += 1
         return outcome
-
-    def _vote_at_once(self, document: Mapping[str, Any], provenance: Provenance) -> Outcome | None:
-        """:meth:`_vote` of a plain ``Like`` or ``Undo`` inside a batch that found no verified
-        copy of it, whose actor's document, fresh residency and (for a support) proposal's
-        process are held, and whose proof by the actor's own key verifies."""
-        batch = open_batch(self)
-        shape = shape_of(document) if document.get("type") in ("Like", "Undo") else None
-        if batch is None or provenance.proved or shape not in ("support", "undo-support"):
-            return None
-        try:
-            vote = _read_vote(shape, document)
-        except (ValidationError, VocabError):
-            return None  # accept() files the refusal
-        documents = self.documents
-        actor = documents.peek(vote.actor)
-        process = documents.process_held(vote.target) if vote.kind == "support" else ""
-        if (
-            vote.id not in batch.unheld or actor is None or process is None
-            or not documents.resident_fresh(vote.actor)
-        ):  # fmt: skip
-            return None
-        check = proof_at_once(document, vote.actor, actor, self.canonical)
-        if check is None:
-            return None
-        row = self._row(vote, provenance, check, process, _dumps(document))
-        return Outcome.STORED if batch.add(row, metric_label(document)) else Outcome.DUPLICATE
 
     # --- announces --------------------------------------------------------------------------
 
@@ -413,8 +269,8 @@ class Ingest:
             return Outcome.STORED if hidden else Outcome.INVALID
         now = self._clock()
         published = deletion_time(document, now)
-        vote = _Vote(deletion.id, "undo", deletion.actor, deletion.object_id, published)
-        outcome = await self._store_vote(document, vote, provenance, now=now, text=text)
+        vote = Vote(deletion.id, "undo", deletion.actor, deletion.object_id, published)
+        outcome = await self.votes.store(document, vote, provenance, now=now, text=text)
         return Outcome.STORED if hidden else outcome
 
     # --- follows ----------------------------------------------------------------------------
