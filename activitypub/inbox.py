@@ -38,7 +38,10 @@ OWNER_ONLY = frozenset({"Update", "Delete", "Undo"})
 
 def refused(status: int, reason: str, detail: str) -> Problem:
     """A refusal with a machine-readable ``reason`` beside the human ``detail`` (RFC 9457 §3.2)."""
-    titles = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 409: "Conflict"}
+    titles = {
+        400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 409: "Conflict",
+        429: "Too Many Requests",
+    }  # fmt: skip
     title = titles.get(status, "Refused")
     return Problem(status, title, detail, type_=_PROBLEM_BASE + reason, reason=reason)
 

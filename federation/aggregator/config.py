@@ -47,6 +47,7 @@ DEFAULT_REFRESH_MINUTES = 60
 DEFAULT_BACKFILL_MINUTES = 60
 DEFAULT_DEBOUNCE_SECONDS = 30.0
 DEFAULT_BACKFILL_WORKERS = 0  # one per core (federation.aggregator.backfill_pool)
+DEFAULT_OFFROSTER_PER_MINUTE = 120  # a server off the roster (federation.aggregator.quota)
 MAX_BACKFILL_WORKERS = 64
 
 KEYS = (
@@ -65,6 +66,7 @@ KEYS = (
     "backfill_workers",
     "tally_debounce_seconds",
     "delivery_concurrency",
+    "offroster_deliveries_per_minute",
 )
 
 
@@ -87,6 +89,7 @@ class AggregatorConfig:
     tally_debounce_seconds: float = DEFAULT_DEBOUNCE_SECONDS
     backfill_workers: int = DEFAULT_BACKFILL_WORKERS
     delivery_concurrency: int = DEFAULT_DELIVERY_CONCURRENCY
+    offroster_deliveries_per_minute: int = DEFAULT_OFFROSTER_PER_MINUTE
     kind: str = KIND
 
     @property
@@ -158,11 +161,18 @@ class _AggregatorBuilder(Builder):
             delivery_concurrency=self.get(
                 "delivery_concurrency", check_delivery_concurrency, DEFAULT_DELIVERY_CONCURRENCY
             ),
+            offroster_deliveries_per_minute=self.get(
+                "offroster_deliveries_per_minute", _per_minute, DEFAULT_OFFROSTER_PER_MINUTE
+            ),
         )
 
 
 def _minutes(value: Any) -> int:
     return check_minutes(value, maximum=43200)  # up to 30 days
+
+
+def _per_minute(value: Any) -> int:
+    return check_count(value, low=0, high=100_000, unit="deliveries a minute")
 
 
 def _workers(value: Any) -> int:
@@ -246,6 +256,11 @@ tally_debounce_seconds = {DEFAULT_DEBOUNCE_SECONDS:g}
 
 # Deliveries sent at once (1-1024; Tallies to the Service's followers), at most 2 per host.
 delivery_concurrency = {DEFAULT_DELIVERY_CONCURRENCY}
+
+# Deliveries a minute a server off the roster may make to the inbox (all of them together:
+# ten times that); past it they are answered 429 and sent again later. 0: no limit. Roster
+# instances are never limited.
+offroster_deliveries_per_minute = {DEFAULT_OFFROSTER_PER_MINUTE}
 """
 
 

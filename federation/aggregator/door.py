@@ -9,6 +9,7 @@ activity): anyone can send junk naming instance A, so junk alone is never blamed
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +20,10 @@ from activitypub import as2
 from activitypub.dispatch import marks_batches
 from activitypub.errors import Problem
 from activitypub.httpsig import SignatureError, verify_request
-from activitypub.inbox import InboxPipeline, records_text
+from activitypub.inbox import InboxPipeline, records_text, refused
 from activitypub.storage import InboxRecord, InboxStore, RecordId
+from federation.aggregator.quota import OffRosterQuota
+from federation.tally.records import normal_origin
 from federation.validation import shape_of
 
 #: (authenticated actor, activity id, reason, detail) -> file it.
@@ -120,19 +123,28 @@ class ReplayRecordingStore:
 
 @dataclass
 class DoorPipeline(InboxPipeline):
-    """The protocol pipeline; an authentication refusal is filed under the HTTP signer."""
+    """The protocol pipeline; an authentication refusal is filed under the HTTP signer, and an
+    origin off the roster past its budget (:mod:`.quota`) is answered 429."""
 
     on_refused: RefusalSink | None = None
+    quota: OffRosterQuota | None = None
 
     async def _authenticate(
         self, request: web.Request, body: bytes, activity: dict[str, Any], actor: str
     ) -> str:
-        # Overrides the pipeline's step only to observe its refusals; the decision is unchanged.
+        # Overrides the pipeline's step to observe its refusals (the decision is unchanged),
+        # then, the sender known, to hold an off-roster flood back before anything is stored.
         try:
-            return await super()._authenticate(request, body, activity, actor)
+            auth = await super()._authenticate(request, body, activity, actor)
         except Problem as problem:
             await self._file(request, body, activity, problem)
             raise
+        if self.quota is not None and (wait := self.quota.wait(normal_origin(actor) or actor)):
+            limited = refused(429, "rate_limited", f"{actor}'s server is not on the city's roster"
+                              " and sent more than its share: send it again later")  # fmt: skip
+            limited.headers["Retry-After"] = str(math.ceil(wait))
+            raise limited
+        return auth
 
     async def _file(
         self, request: web.Request, body: bytes, activity: dict[str, Any], problem: Problem

@@ -14,6 +14,8 @@
   ``barri_inbox_phase_seconds_total{phase}``: inbox rows and batches handled, and the wall
   time batches spent claiming, preparing (warm-up fetches), handling,
   committing and finishing them: where a lagging inbox waits;
+- ``barri_inbox_rate_limited_total``: deliveries from servers off the roster answered 429
+  (:mod:`.quota`);
 - ``barri_inbox_lag_seconds`` (histogram): from each inbox row's receipt until the batch
   that handled it was committed and counted, the aggregator's share of act→counted;
 - ``barri_backfill_running`` and ``barri_backfill_passes_total``: whole backfill passes over
@@ -146,6 +148,10 @@ def _work(out: Exposition, runtime: Runtime) -> None:
         "Seconds from an inbox row's receipt until its batch was committed and counted.",
         processor.lag,
     )
+    quota = runtime.door.quota
+    out.family("barri_inbox_rate_limited_total", "counter",
+               "Deliveries from servers off the roster answered 429 since start.",
+               [({}, 0 if quota is None else quota.limited)])  # fmt: skip
     backfill = runtime.backfill
     out.family("barri_backfill_running", "gauge", "Whole backfill passes running now.",
                [({}, backfill.running)])  # fmt: skip

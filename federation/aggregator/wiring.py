@@ -32,6 +32,7 @@ from federation.aggregator.followers import Followers
 from federation.aggregator.ingest import Ingest, Provenance
 from federation.aggregator.merge import Merger
 from federation.aggregator.publish import TallyPublisher
+from federation.aggregator.quota import OffRosterQuota
 from federation.aggregator.roster import RosterService
 from federation.aggregator.service import ServiceActor
 from federation.aggregator.state import TallyState
@@ -207,6 +208,10 @@ def build_runtime(aggregator: Aggregator, federation: Federation) -> Runtime:
         on_recorded=_waker(federation),
         on_refused=refusal_sink(aggregator),
         owner_exception=admits_official_answer,
+        quota=OffRosterQuota(
+            aggregator.config.offroster_deliveries_per_minute,
+            lambda origin: aggregator.state.tally.roster.entry(origin) is not None,
+        ),
     )
     publisher = TallyPublisher(aggregator, federation, followers)
     aggregator.state.listeners.append(publisher.changed)
