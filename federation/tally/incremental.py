@@ -17,7 +17,7 @@ actor's supports all count in one place. Its ``LikeView`` is rebuilt when a like
 again, and each group's key is one shared tuple.
 
 A group past ``LARGE_AT`` members (one actor's flood of likes) is a ``LargeGroup`` instead
-(large.py): rules 4 and 5 kept sorted, so a like moves the counts in O(log n) rather than
+(large.py): rules 4 and 5 kept sorted, so a like moves the counts by bisection rather than by
 combining the whole group again.
 """
 
