@@ -13,9 +13,9 @@ what rules 4 and 5 need to move one like at a time (DESIGN.md §7):
 
 Adding or withdrawing one active like moves at most a winner or two, so the running counts get
 a short list of changes (``Shift``): O(log n) comparisons, plus the sorted lists' memmove (a
-few microseconds at 100,000 likes, benchmarks/bench_flood.py). An inactive like (refused by rules 1–3 or undone) changes
-nothing counted. The anomalies are the only part built from the whole group, and only when the
-result is read (``rules_4_and_5``, the small path's own rules).
+few microseconds at 100,000 likes, benchmarks/bench_flood.py). An inactive like (refused by
+rules 1–3 or undone) changes nothing counted. The anomalies are the only part built from the
+whole group, and only when the result is read (``rules_4_and_5``, the small path's own rules).
 """
 
 from __future__ import annotations
