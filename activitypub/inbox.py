@@ -29,6 +29,7 @@ from activitypub.jsonld import JsonLdError, check_document
 from activitypub.memo import EqualMemo
 from activitypub.origin import same_origin
 from activitypub.storage import InboxStore
+from activitypub.verifier import Verifier
 
 AS2_TYPES = ("application/activity+json", "application/ld+json")
 _PROBLEM_BASE = "https://w3id.org/barri/problems#"
@@ -115,6 +116,8 @@ class InboxPipeline:
     #: The @contexts this inbox has checked and canonicalised, found again by equality.
     scopes: EqualMemo[Any] = field(default_factory=EqualMemo)
     canonical: ContextMemo = field(default_factory=EqualMemo)
+    #: Checks proofs' signatures off the loop's thread (activitypub.verifier); None: inline.
+    verifier: Verifier | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         """POST inbox: 202 once recorded; problem+json (400/401/403/409/413/415) otherwise."""
@@ -151,7 +154,10 @@ class InboxPipeline:
         """A valid proof by the actor wins; else an HTTP signature by a key the actor lists."""
         if "proof" in activity:
             try:
-                await verify_document(activity, self.fetch_actor, owner=actor, memo=self.canonical)
+                await verify_document(
+                    activity, self.fetch_actor, owner=actor, memo=self.canonical,
+                    verifier=self.verifier,
+                )  # fmt: skip
                 return "proof"
             except ProofError as exc:
                 # A suite we do not implement (a legacy Mitra one, say) is no evidence either

@@ -24,6 +24,7 @@ from activitypub import as2
 from activitypub.fetch import Fetcher, FetchError
 from activitypub.runtime import WARM_CONCURRENCY, Federation, FederationConfig
 from activitypub.storage import InboxRecord
+from activitypub.verifier import shared_verifier
 from federation.aggregator.backfill import Backfiller
 from federation.aggregator.config import AggregatorConfig
 from federation.aggregator.documents import Documents
@@ -208,6 +209,7 @@ def build_runtime(aggregator: Aggregator, federation: Federation) -> Runtime:
         on_recorded=_waker(federation),
         on_refused=refusal_sink(aggregator),
         owner_exception=admits_official_answer,
+        verifier=shared_verifier(),
         quota=OffRosterQuota(
             aggregator.config.offroster_deliveries_per_minute,
             lambda origin: aggregator.state.tally.roster.entry(origin) is not None,
