@@ -329,6 +329,21 @@ def _prepared(document: Mapping[str, Any], owner: str) -> tuple[Mapping[str, Any
     return proof, method
 
 
+def _listed_key(actor: Mapping[str, Any], method: str, owner: str) -> Ed25519PublicKey:
+    """The owner's key ``method`` as its actor lists it; KEY_UNKNOWN when it does not."""
+    key = _owner_key(actor, method, owner)
+    if key is None:
+        raise ProofError(ProofFailure.KEY_UNKNOWN, f"{owner} lists no Ed25519 key {method}")
+    return key
+
+
+def _verified(proof: Mapping[str, Any], owner: str) -> VerifiedProof:
+    created = proof.get("created")
+    return VerifiedProof(
+        proof["verificationMethod"], owner, created if isinstance(created, str) else None
+    )
+
+
 def _attempt(
     document: Mapping[str, Any],
     proof: Mapping[str, Any],
@@ -337,13 +352,9 @@ def _attempt(
     memo: ContextMemo | None,
 ) -> VerifiedProof:
     """Verify a :func:`_prepared` proof with the key ``actor`` lists (vc-di-eddsa §3.3.2)."""
-    method: str = proof["verificationMethod"]
-    key = _owner_key(actor, method, owner)
-    if key is None:
-        raise ProofError(ProofFailure.KEY_UNKNOWN, f"{owner} lists no Ed25519 key {method}")
+    key = _listed_key(actor, proof["verificationMethod"], owner)
     _verify_checked(proof, document, key, memo)  # its options were checked already
-    created = proof.get("created")
-    return VerifiedProof(method, owner, created if isinstance(created, str) else None)
+    return _verified(proof, owner)
 
 
 async def _attempt_on(
@@ -355,15 +366,11 @@ async def _attempt_on(
     memo: ContextMemo | None,
 ) -> VerifiedProof:
     """:func:`_attempt` with the signature itself checked by ``verifier`` (another thread)."""
-    method: str = proof["verificationMethod"]
-    key = _owner_key(actor, method, owner)
-    if key is None:
-        raise ProofError(ProofFailure.KEY_UNKNOWN, f"{owner} lists no Ed25519 key {method}")
+    key = _listed_key(actor, proof["verificationMethod"], owner)
     hash_data, signature = _signed(proof, document, memo)
     if not await verifier(key.public_bytes_raw(), hash_data, signature):
         raise ProofError(ProofFailure.SIGNATURE, "signature does not verify")
-    created = proof.get("created")
-    return VerifiedProof(method, owner, created if isinstance(created, str) else None)
+    return _verified(proof, owner)
 
 
 def verify_with_actor(
